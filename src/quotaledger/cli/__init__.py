@@ -1,0 +1,2 @@
+"""The `quotaledger` command line: a root group whose subcommands load lazily, so that
+`quotaledger balance` never imports the server stack."""

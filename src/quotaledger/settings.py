@@ -1,0 +1,165 @@
+"""Server settings: one object, read from `QUOTALEDGER_*` environment variables, overridden
+by command-line flags, built at the entry point and passed down (never at import time)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+ENV_PREFIX = "QUOTALEDGER_"
+DEFAULT_DATABASE_URL = "sqlite:///quotaledger.db"
+"""The embedded default: `quotaledger.db` in the current directory."""
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+class Secret:
+    """A string that never shows itself in `repr()`, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every server setting, with its environment variable `QUOTALEDGER_<NAME>`."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: Secret | None = None
+    admin_password: Secret | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    # "60/minute" style strings for the `limits` library, or "off".
+    rate_limit_balance: str = "60/minute"
+    rate_limit_login: str = "5/minute"
+    rate_limit_login_address: str = "20/minute"
+    trusted_proxies: tuple[Network, ...] = ()
+    always_gzip: bool = False
+    # "public", "admin" (admin token required) or "off".
+    metrics: str = "public"
+    # SQLite durability: FULL survives power loss; NORMAL is a documented opt-in.
+    sqlite_synchronous: str = "FULL"
+    max_body_bytes: int = 64 * 1024
+    session_max_age: int = 7 * 24 * 3600
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Settings from the environment, then `overrides` (flags) on top; `None` is ignored."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, raw)
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = _convert(name, value) if isinstance(value, str) else value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def validate(self) -> None:
+        if self.metrics not in {"public", "admin", "off"}:
+            raise SettingsError("QUOTALEDGER_METRICS must be public, admin or off")
+        if self.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
+            raise SettingsError("QUOTALEDGER_SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA")
+        if not 1 <= self.port <= 65535:
+            raise SettingsError("QUOTALEDGER_PORT must be between 1 and 65535")
+        if self.workers < 1:
+            raise SettingsError("QUOTALEDGER_WORKERS must be at least 1")
+        for name in ("rate_limit_balance", "rate_limit_login", "rate_limit_login_address"):
+            _check_rate(name, getattr(self, name))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _convert(name: str, raw: str) -> Any:
+    var = ENV_PREFIX + name.upper()
+    try:
+        if name in {"port", "workers", "max_body_bytes", "session_max_age"}:
+            return int(raw)
+        if name == "always_gzip":
+            return _parse_bool(raw)
+        if name in {"redis_url", "admin_password"}:
+            return Secret(raw)
+        if name == "trusted_proxies":
+            return tuple(
+                ipaddress.ip_network(part.strip(), strict=False)
+                for part in raw.split(",")
+                if part.strip()
+            )
+        if name == "database_url":
+            return normalise_database_url(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{var}: {exc}") from None
+    return raw
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
+def _check_rate(name: str, value: str) -> None:
+    if value == "off":
+        return
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise SettingsError(
+            f"{ENV_PREFIX}{name.upper()}: {value!r} is not a rate such as '60/minute' or 'off'"
+        ) from None
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs people write (`postgresql://`, `postgres://`, a bare file path) and
+    return the SQLAlchemy URL for the driver we ship (psycopg 3)."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith(("sqlite:", "postgresql+")):
+        return url
+    if "://" not in url:
+        return "sqlite:///" + url
+    raise ValueError(f"unsupported database URL scheme in {url.split('://', 1)[0]!r}://")
