@@ -70,9 +70,7 @@ class Settings:
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from the environment, then `overrides` (flags) on top; `None` is ignored."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}

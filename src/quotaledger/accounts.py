@@ -1,0 +1,238 @@
+"""Accounts: creation, passwords, status, and the system token.
+
+Functions here take a `Database` and run their own transaction; `*_in(connection, ...)`
+variants let a caller compose several steps in one transaction. Password hashing is slow
+on purpose: async callers run these functions in a worker thread.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from quotaledger import passwords, tokens
+from quotaledger.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
+from quotaledger.ledger import grant_in
+from quotaledger.store.database import Database, now
+from quotaledger.store.tables import sessions, users
+
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ROLES = ("user", "admin")
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as every adapter sees it: no password hash, no token hash."""
+
+    id: int
+    username: str
+    display_name: str
+    group: str
+    role: str
+    status: str
+    quota: int
+    used_quota: int
+    request_count: int
+    granted_total: int
+    token_hint: str | None
+    token_created_at: int | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.status == "enabled"
+
+
+ACCOUNT_COLUMNS = tuple(users.c[name] for name in Account.__dataclass_fields__)
+
+
+def account_from_row(row: Any) -> Account:
+    return Account(*row[: len(ACCOUNT_COLUMNS)])
+
+
+def validate_username(username: str) -> str:
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise InvalidInput(
+            "username",
+            "1-64 characters: letters, digits, '_', '.', '-', starting with a letter or digit",
+        )
+    return username
+
+
+def validate_password(password: str) -> str:
+    reason = passwords.check_password_rules(password)
+    if reason:
+        raise InvalidInput("password", reason)
+    return password
+
+
+def create_account(
+    database: Database,
+    username: str,
+    password: str,
+    *,
+    group: str = "default",
+    role: str = "user",
+    quota: int = 0,
+) -> Account:
+    """A new enabled account; an initial `quota` is recorded as a grant."""
+    validate_username(username)
+    validate_password(password)
+    if role not in ROLES:
+        raise InvalidInput("role", f"must be one of {', '.join(ROLES)}")
+    if not group or len(group) > 64:
+        raise InvalidInput("group", "must be 1-64 characters")
+    password_hash = passwords.hash_password(password)
+    try:
+        with database.write() as connection:
+            user_id = connection.execute(
+                insert(users)
+                .values(
+                    username=username,
+                    display_name=username,
+                    password_hash=password_hash,
+                    group=group,
+                    role=role,
+                    created_at=now(),
+                )
+                .returning(users.c.id)
+            ).scalar_one()
+            if quota:
+                grant_in(connection, user_id, quota, note="initial quota")
+            return get_account_in(connection, user_id)
+    except IntegrityError:
+        raise AlreadyExists(f"user {username!r} already exists") from None
+
+
+def get_account_in(connection: Connection, user_id: int) -> Account:
+    row = connection.execute(select(*ACCOUNT_COLUMNS).where(users.c.id == user_id)).first()
+    if row is None:
+        raise NotFound(f"no user with id {user_id}")
+    return account_from_row(row)
+
+
+def find_account(database: Database, username: str) -> Account:
+    with database.read() as connection:
+        return find_account_in(connection, username)
+
+
+def find_account_in(connection: Connection, username: str) -> Account:
+    row = connection.execute(select(*ACCOUNT_COLUMNS).where(users.c.username == username)).first()
+    if row is None:
+        raise NotFound(f"no user named {username!r}")
+    return account_from_row(row)
+
+
+def get_account(database: Database, user_id: int) -> Account:
+    with database.read() as connection:
+        return get_account_in(connection, user_id)
+
+
+def list_accounts(database: Database) -> list[Account]:
+    with database.read() as connection:
+        rows = connection.execute(select(*ACCOUNT_COLUMNS).order_by(users.c.id)).all()
+    return [account_from_row(row) for row in rows]
+
+
+def count_accounts(database: Database) -> int:
+    with database.read() as connection:
+        return int(connection.execute(select(func.count()).select_from(users)).scalar_one())
+
+
+def set_status(database: Database, username: str, status: str) -> Account:
+    """Enable or disable an account. Disabling also ends its browser sessions."""
+    with database.write() as connection:
+        account = find_account_in(connection, username)
+        connection.execute(update(users).where(users.c.id == account.id).values(status=status))
+        if status == "disabled":
+            connection.execute(delete(sessions).where(sessions.c.user_id == account.id))
+        return get_account_in(connection, account.id)
+
+
+def authenticate(database: Database, username: str, password: str) -> Account:
+    """The account if the password is right and the account enabled.
+
+    Raises `AuthenticationFailed` for an unknown user or a wrong password (same message,
+    same work: a dummy hash is verified for unknown users) and `PermissionDenied` for a
+    disabled account (only after the password proved who is asking).
+    """
+    with database.read() as connection:
+        row = connection.execute(
+            select(*ACCOUNT_COLUMNS, users.c.password_hash).where(users.c.username == username)
+        ).first()
+    password_hash = row.password_hash if row is not None else None
+    if not passwords.verify_password(password_hash, password) or row is None:
+        raise AuthenticationFailed("wrong username or password")
+    account = account_from_row(row)
+    if not account.is_enabled:
+        raise PermissionDenied("this account is disabled")
+    return account
+
+
+def verify_account_password(database: Database, account: Account, password: str) -> None:
+    """Re-verification before a sensitive action (issuing a system token)."""
+    with database.read() as connection:
+        password_hash = connection.execute(
+            select(users.c.password_hash).where(users.c.id == account.id)
+        ).scalar_one_or_none()
+    if not passwords.verify_password(password_hash, password):
+        raise AuthenticationFailed("wrong password")
+
+
+def issue_token(database: Database, account: Account, password: str) -> str:
+    """Verify the password again, then issue a new system token, replacing the old one.
+
+    Only the token columns are written (never a re-save of the whole row, which could
+    overwrite a concurrent charge). The old token stops working when this commits, on
+    every instance, because every check reads the hash from the database.
+    """
+    verify_account_password(database, account, password)
+    if not account.is_enabled:
+        raise PermissionDenied("this account is disabled")
+    return replace_token(database, account.id)
+
+
+def replace_token(database: Database, user_id: int) -> str:
+    token = tokens.generate_token()
+    with database.write() as connection:
+        connection.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(
+                token_hash=tokens.hash_token(token),
+                token_hint=tokens.token_hint(token),
+                token_created_at=now(),
+            )
+        )
+    return token
+
+
+def account_for_token(database: Database, token: str) -> Account:
+    """The account a system token belongs to; `AuthenticationFailed` otherwise.
+
+    A malformed token (bad prefix, length or checksum) is refused without a database read.
+    The lookup is one indexed equality on the SHA-256 digest: a timing side channel on
+    the index would only reveal digests, not tokens.
+    """
+    if not tokens.is_well_formed(token):
+        raise AuthenticationFailed("malformed token")
+    with database.read() as connection:
+        row = connection.execute(
+            select(*ACCOUNT_COLUMNS).where(users.c.token_hash == tokens.hash_token(token))
+        ).first()
+    if row is None:
+        raise AuthenticationFailed("unknown or replaced token")
+    return account_from_row(row)

@@ -1,0 +1,123 @@
+"""`quotaledger price ...` and `quotaledger group set`."""
+
+from __future__ import annotations
+
+import click
+
+from quotaledger.cli.common import (
+    database_url_option,
+    handles_errors,
+    json_option,
+    open_database,
+    print_json,
+)
+
+
+@click.group()
+def price() -> None:
+    """Set, list and delete model prices."""
+
+
+@price.command(name="set")
+@click.argument("model")
+@click.option("--per-call-usd", metavar="X", help="Fixed USD price per call (ModelFixedPrice).")
+@click.option("--input-usd-per-mtok", metavar="X", help="USD per million input tokens.")
+@click.option("--output-usd-per-mtok", metavar="Y", help="USD per million output tokens.")
+@database_url_option
+@handles_errors
+def set_price(
+    model: str,
+    per_call_usd: str | None,
+    input_usd_per_mtok: str | None,
+    output_usd_per_mtok: str | None,
+    database_url: str | None,
+) -> None:
+    """Price MODEL per call, or per million input and output tokens.
+
+    \b
+    Examples:
+      quotaledger price set dall-e-3 --per-call-usd 0.04
+      quotaledger price set gpt-4o-mini --input-usd-per-mtok 0.15 --output-usd-per-mtok 0.60
+    """
+    from quotaledger import pricing
+
+    new = pricing.make_price(
+        model,
+        per_call_usd=per_call_usd,
+        input_usd_per_mtok=input_usd_per_mtok,
+        output_usd_per_mtok=output_usd_per_mtok,
+    )
+    pricing.set_price(open_database(database_url), new)
+    click.echo(f"{model}: {_describe(new)}")
+
+
+@price.command(name="list")
+@json_option
+@database_url_option
+@handles_errors
+def list_prices(as_json: bool, database_url: str | None) -> None:
+    """List model prices."""
+    from quotaledger import pricing
+
+    found = pricing.list_prices(open_database(database_url))
+    if as_json:
+        print_json(
+            [
+                {
+                    "model": p.model,
+                    "per_call_usd": p.per_call_usd,
+                    "input_usd_per_mtok": p.input_usd_per_mtok,
+                    "output_usd_per_mtok": p.output_usd_per_mtok,
+                }
+                for p in found
+            ]
+        )
+        return
+    if not found:
+        click.echo("No prices set. Add one with: quotaledger price set MODEL --per-call-usd X")
+    for p in found:
+        click.echo(f"{p.model}: {_describe(p)}")
+
+
+@price.command(name="delete")
+@click.argument("model")
+@database_url_option
+@handles_errors
+def delete_price(model: str, database_url: str | None) -> None:
+    """Delete MODEL's price (charges for it are then refused)."""
+    from quotaledger import pricing
+
+    pricing.delete_price(open_database(database_url), model)
+    click.echo(f"Deleted the price of {model}.")
+
+
+def _describe(p: object) -> str:
+    from quotaledger.pricing import Price
+
+    assert isinstance(p, Price)
+    if p.per_call_usd is not None:
+        return f"${p.per_call_usd} per call"
+    return f"${p.input_usd_per_mtok} / ${p.output_usd_per_mtok} per million input / output tokens"
+
+
+@click.group()
+def group() -> None:
+    """User groups and their price multipliers."""
+
+
+@group.command(name="set")
+@click.argument("name")
+@click.option("--ratio", required=True, metavar="R", help="Price multiplier, e.g. 0.8 or 1.5.")
+@database_url_option
+@handles_errors
+def set_group(name: str, ratio: str, database_url: str | None) -> None:
+    """Set the price multiplier of group NAME.
+
+    \b
+    Example:
+      quotaledger group set vip --ratio 0.8
+    """
+    from quotaledger import pricing
+
+    value = pricing.set_group_ratio(open_database(database_url), name, ratio)
+    click.echo(f"Group {name}: prices x {value}.")

@@ -1,0 +1,67 @@
+"""`quotaledger serve`."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from quotaledger.cli.common import database_url_option, handles_errors
+
+
+@click.command()
+@click.option("--host", envvar="QUOTALEDGER_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="QUOTALEDGER_PORT", type=int, default=8000, show_default=True)
+@click.option(
+    "--workers",
+    envvar="QUOTALEDGER_WORKERS",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes.",
+)
+@database_url_option
+@handles_errors
+def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
+    """Run the server: balance API, admin API and the Account Settings page.
+
+    Applies schema migrations first. On an empty database it creates the `admin` account
+    and prints its random password once (set QUOTALEDGER_ADMIN_PASSWORD to choose it).
+
+    \b
+    Examples:
+      quotaledger serve
+      quotaledger serve --port 9000 --database-url postgresql://localhost/quotaledger
+      QUOTALEDGER_REDIS_URL=redis://localhost:6379 quotaledger serve --workers 2
+    """
+    import uvicorn
+
+    from quotaledger.bootstrap import prepare_database
+    from quotaledger.logging import configure_logging
+    from quotaledger.settings import Settings
+
+    settings = Settings.from_env(host=host, port=port, workers=workers, database_url=database_url)
+    configure_logging(settings.log_level)
+    database = prepare_database(settings, announce=lambda text: click.secho(text, fg="yellow"))
+    database.dispose()
+    # Workers read their settings from the environment: pass the flags on that way.
+    os.environ["QUOTALEDGER_DATABASE_URL"] = settings.database_url
+    click.echo(
+        f"quotaledger on http://{host}:{port}  (database: {_describe(settings.database_url)})"
+    )
+    uvicorn.run(
+        "quotaledger.server.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,  # X-Forwarded-* are read only from QUOTALEDGER_TRUSTED_PROXIES
+        server_header=False,
+    )
+
+
+def _describe(url: str) -> str:
+    if url.startswith("sqlite:///"):
+        return os.path.abspath(url.removeprefix("sqlite:///"))
+    return url.split("@")[-1]  # never print a password that sits in the URL

@@ -1,0 +1,54 @@
+"""Domain errors. The domain raises these; the HTTP server and the CLI each translate them
+in one place (`server/errors.py`, `cli/common.py`).
+
+    QuotaLedgerError
+    ├── InvalidInput            bad field value                (HTTP 422, exit 2)
+    ├── NotFound                unknown user or model          (HTTP 404, exit 1)
+    ├── AlreadyExists           username taken                 (HTTP 409, exit 1)
+    ├── AuthenticationFailed    bad password, bad token        (HTTP 401, exit 3)
+    ├── PermissionDenied        disabled, not admin            (HTTP 403, exit 4)
+    ├── InsufficientQuota       charge above the balance       (HTTP 402, exit 1)
+    └── IdempotencyConflict     request_id reused, new payload (HTTP 409, exit 1)
+"""
+
+from __future__ import annotations
+
+
+class QuotaLedgerError(Exception):
+    """Base of every domain error; `str(error)` is a message safe to show a user."""
+
+
+class InvalidInput(QuotaLedgerError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class NotFound(QuotaLedgerError):
+    pass
+
+
+class AlreadyExists(QuotaLedgerError):
+    pass
+
+
+class AuthenticationFailed(QuotaLedgerError):
+    pass
+
+
+class PermissionDenied(QuotaLedgerError):
+    pass
+
+
+class InsufficientQuota(QuotaLedgerError):
+    def __init__(self, cost: int, available: int) -> None:
+        super().__init__(
+            f"insufficient quota: this request costs {cost:,} quota, {available:,} remain"
+        )
+        self.cost = cost
+        self.available = available
+
+
+class IdempotencyConflict(QuotaLedgerError):
+    pass

@@ -1,0 +1,227 @@
+"""The quota ledger: grants in, usage out, each change in one transaction.
+
+The invariant, for every user at every commit (SPEC §1):
+    granted_total - sum(usage.quota) == quota
+    sum(usage.quota) == used_quota,  count(usage) == request_count,  quota >= 0
+
+A charge is one guarded `UPDATE users ... WHERE quota >= :cost` (the check and the debit
+cannot be separated by another writer) plus the usage row, in the same transaction; the
+`CHECK (quota >= 0)` constraint is the backstop. The usage row's unique
+`(user_id, request_id)` makes a charge happen at most once: a replay, even a concurrent
+one on another instance, finds the first row and returns the first answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from quotaledger.errors import (
+    IdempotencyConflict,
+    InsufficientQuota,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
+from quotaledger.money import MAX_QUOTA
+from quotaledger.pricing import cost_in_quota, get_price_in, group_ratio_in
+from quotaledger.store.database import Database, now
+from quotaledger.store.tables import grants, usage, users
+
+MAX_TOKENS = 10**12
+
+
+@dataclass(frozen=True)
+class UsageRequest:
+    """One request to charge, as the operator's gateway reports it."""
+
+    username: str
+    model: str
+    request_id: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def validate(self) -> UsageRequest:
+        if not 1 <= len(self.request_id) <= 128:
+            raise InvalidInput("request_id", "must be 1-128 characters")
+        for field in ("prompt_tokens", "completion_tokens"):
+            value = getattr(self, field)
+            if not 0 <= value <= MAX_TOKENS:
+                raise InvalidInput(field, f"must be an integer between 0 and {MAX_TOKENS}")
+        return self
+
+
+@dataclass(frozen=True)
+class Charge:
+    """The answer to a charge; a replay gets the same one."""
+
+    request_id: str
+    quota_charged: int
+    quota_remaining: int
+    replayed: bool = False
+
+
+def grant_in(connection: Connection, user_id: int, quota: int, note: str = "") -> int:
+    """Add `quota` to a user (a top-up), recorded as a grant. Returns the new balance."""
+    if not 0 < quota <= MAX_QUOTA:
+        raise InvalidInput("quota", "must be a positive whole number of quota")
+    new_quota = connection.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(quota=users.c.quota + quota, granted_total=users.c.granted_total + quota)
+        .returning(users.c.quota)
+    ).scalar()
+    if new_quota is None:
+        raise NotFound(f"no user with id {user_id}")
+    connection.execute(
+        insert(grants).values(user_id=user_id, quota=quota, note=note[:200], created_at=now())
+    )
+    return int(new_quota)
+
+
+def top_up(database: Database, username: str, quota: int, note: str = "top-up") -> int:
+    """Grant `quota` to `username`; returns the new balance."""
+    with database.write() as connection:
+        user_id = connection.execute(
+            select(users.c.id).where(users.c.username == username)
+        ).scalar()
+        if user_id is None:
+            raise NotFound(f"no user named {username!r}")
+        return grant_in(connection, user_id, quota, note)
+
+
+def charge(database: Database, request: UsageRequest) -> Charge:
+    """Charge one request exactly once. Raises `InsufficientQuota` (nothing charged),
+    `IdempotencyConflict` (the request_id was used with another payload), `NotFound`,
+    `PermissionDenied` (disabled account) or `InvalidInput` (unpriced model)."""
+    request.validate()
+    try:
+        with database.write() as connection:
+            return charge_in(connection, request)
+    except IntegrityError:
+        # A concurrent transaction inserted the same (user, request_id) first: ours was
+        # rolled back whole, so answer as a replay of theirs.
+        with database.read() as connection:
+            user_id = _user_id_in(connection, request.username)
+            replay = _replay_in(connection, user_id, request)
+        if replay is None:
+            raise
+        return replay
+
+
+def charge_in(connection: Connection, request: UsageRequest) -> Charge:
+    user = connection.execute(
+        select(users.c.id, users.c.group, users.c.status).where(
+            users.c.username == request.username
+        )
+    ).first()
+    if user is None:
+        raise NotFound(f"no user named {request.username!r}")
+    replay = _replay_in(connection, user.id, request)
+    if replay is not None:
+        return replay
+    if user.status != "enabled":
+        raise PermissionDenied(f"user {request.username!r} is disabled")
+    price = get_price_in(connection, request.model)
+    cost = cost_in_quota(
+        price,
+        request.prompt_tokens,
+        request.completion_tokens,
+        group_ratio_in(connection, user.group),
+    )
+    remaining = connection.execute(
+        update(users)
+        .where(users.c.id == user.id, users.c.quota >= cost)
+        .values(
+            quota=users.c.quota - cost,
+            used_quota=users.c.used_quota + cost,
+            request_count=users.c.request_count + 1,
+        )
+        .returning(users.c.quota)
+    ).scalar()
+    if remaining is None:
+        available = connection.execute(select(users.c.quota).where(users.c.id == user.id))
+        raise InsufficientQuota(cost, int(available.scalar_one()))
+    connection.execute(
+        insert(usage).values(
+            user_id=user.id,
+            request_id=request.request_id,
+            model=request.model,
+            prompt_tokens=request.prompt_tokens,
+            completion_tokens=request.completion_tokens,
+            quota=cost,
+            quota_after=remaining,
+            created_at=now(),
+        )
+    )
+    return Charge(request.request_id, cost, int(remaining))
+
+
+def _user_id_in(connection: Connection, username: str) -> int:
+    user_id = connection.execute(select(users.c.id).where(users.c.username == username)).scalar()
+    if user_id is None:
+        raise NotFound(f"no user named {username!r}")
+    return int(user_id)
+
+
+def _replay_in(connection: Connection, user_id: int, request: UsageRequest) -> Charge | None:
+    """The first answer for this request_id, or None if it is new."""
+    row = connection.execute(
+        select(
+            usage.c.model,
+            usage.c.prompt_tokens,
+            usage.c.completion_tokens,
+            usage.c.quota,
+            usage.c.quota_after,
+        ).where(usage.c.user_id == user_id, usage.c.request_id == request.request_id)
+    ).first()
+    if row is None:
+        return None
+    if (row.model, row.prompt_tokens, row.completion_tokens) != (
+        request.model,
+        request.prompt_tokens,
+        request.completion_tokens,
+    ):
+        raise IdempotencyConflict(
+            f"request_id {request.request_id!r} was already used with a different payload"
+        )
+    return Charge(request.request_id, int(row.quota), int(row.quota_after), replayed=True)
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    id: int
+    request_id: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    quota: int
+    created_at: int
+
+
+def usage_page(
+    database: Database, user_id: int, page: int, page_size: int
+) -> tuple[list[UsageRecord], int]:
+    """One page of a user's usage records, newest first, and the total count."""
+    with database.read() as connection:
+        total = connection.execute(
+            select(func.count()).select_from(usage).where(usage.c.user_id == user_id)
+        ).scalar_one()
+        rows = connection.execute(
+            select(
+                usage.c.id,
+                usage.c.request_id,
+                usage.c.model,
+                usage.c.prompt_tokens,
+                usage.c.completion_tokens,
+                usage.c.quota,
+                usage.c.created_at,
+            )
+            .where(usage.c.user_id == user_id)
+            .order_by(usage.c.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        ).all()
+    return [UsageRecord(*row) for row in rows], int(total)

@@ -1,0 +1,1 @@
+"""The HTTP adapter: `create_app(settings)` builds the ASGI application."""

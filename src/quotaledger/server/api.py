@@ -1,0 +1,331 @@
+"""The JSON API of SPEC §4. Handlers are thin: authenticate, call the domain, answer with
+the envelope. Domain errors become HTTP statuses in `errors.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from quotaledger import __version__, accounts, ledger, pricing, sessions
+from quotaledger.accounts import Account
+from quotaledger.errors import AuthenticationFailed, InvalidInput, QuotaLedgerError
+from quotaledger.money import MAX_QUOTA, QUOTA_PER_USD, format_usd, parse_usd, usd_to_quota
+from quotaledger.server import openapi
+from quotaledger.server.auth import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    Caller,
+    authenticate,
+    authenticate_admin,
+    client_address,
+    token_rate_key,
+)
+from quotaledger.server.errors import HTTPError
+from quotaledger.server.responses import EnvelopeResponse, ok
+from quotaledger.server.state import AppState
+
+router = APIRouter()
+security_log = logging.getLogger("quotaledger.security")
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.ql
+    return state
+
+
+def account_json(account: Account, fixed_prices: dict[str, str] | None = None) -> dict[str, Any]:
+    """An account as the API shows it: never a password hash, never a token."""
+    data: dict[str, Any] = {
+        "id": account.id,
+        "username": account.username,
+        "display_name": account.display_name,
+        "group": account.group,
+        "role": account.role,
+        "status": account.status,
+        "quota": account.quota,
+        "used_quota": account.used_quota,
+        "request_count": account.request_count,
+        "quota_usd": format_usd(account.quota),
+        "used_quota_usd": format_usd(account.used_quota),
+        "token_hint": account.token_hint,
+        "token_created_at": account.token_created_at,
+    }
+    if fixed_prices is not None:
+        data["ModelFixedPrice"] = fixed_prices
+    return data
+
+
+# ---------------------------------------------------------------- balance
+
+
+@router.get("/api/user/self", **openapi.USER_SELF)
+async def user_self(request: Request) -> Response:
+    state = _state(request)
+    headers: dict[str, str] = {}
+    caller = await authenticate(request)
+    if state.limiter.is_enabled("balance"):
+        key = f"user:{caller.account.id}" if caller.via == "session" else _token_key(request)
+        headers = await state.limiter.check("balance", key)
+    prices = await run_in_threadpool(state.fixed_prices)
+    return ok(account_json(caller.account, prices), headers=headers)
+
+
+def _token_key(request: Request) -> str:
+    from quotaledger.server.auth import bearer_token
+
+    return token_rate_key(bearer_token(request) or "")
+
+
+@router.get("/api/log/self", **openapi.LOG_SELF)
+async def log_self(
+    request: Request,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Response:
+    caller = await authenticate(request)
+    records, total = await run_in_threadpool(
+        ledger.usage_page, _state(request).database, caller.account.id, page, page_size
+    )
+    items = [{**record.__dict__, "quota_usd": format_usd(record.quota)} for record in records]
+    return ok({"items": items, "total": total, "page": page, "page_size": page_size})
+
+
+# ---------------------------------------------------------------- login and token
+
+
+class LoginBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class PasswordBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(min_length=1, max_length=1024)
+
+
+async def _throttle_password_attempt(request: Request, username: str) -> None:
+    """5/min per account and 20/min per client address (defaults), then a growing delay
+    after repeated failures so that guessing gets slower the longer it goes on."""
+    state = _state(request)
+    await state.limiter.check("login", username.lower())
+    await state.limiter.check("login_address", client_address(request))
+    failures = await state.limiter.failures(username.lower())
+    if failures >= 3:
+        await asyncio.sleep(min(0.25 * 2 ** (failures - 3), 8.0))
+
+
+async def _record_failure(request: Request, username: str, event: str) -> None:
+    state = _state(request)
+    await state.limiter.record_failure(username.lower())
+    state.metrics.security_events.labels(event).inc()
+    security_log.warning("%s user=%r address=%s", event, username, client_address(request))
+
+
+@router.post("/api/user/login", **openapi.LOGIN)
+async def login(request: Request, body: LoginBody) -> Response:
+    state = _state(request)
+    await _throttle_password_attempt(request, body.username)
+    try:
+        account = await run_in_threadpool(
+            accounts.authenticate, state.database, body.username, body.password
+        )
+    except AuthenticationFailed:
+        await _record_failure(request, body.username, "login_failed")
+        raise
+    new = await run_in_threadpool(
+        sessions.start_session, state.database, account, state.settings.session_max_age
+    )
+    security_log.info("login user=%r address=%s", account.username, client_address(request))
+    response = ok(account_json(account))
+    _set_session_cookies(request, response, new, state.settings.session_max_age)
+    return response
+
+
+def _set_session_cookies(
+    request: Request, response: Response, new: sessions.NewSession, max_age: int
+) -> None:
+    secure = request.url.scheme == "https"
+    response.set_cookie(
+        SESSION_COOKIE,
+        new.session_id,
+        max_age=max_age,
+        httponly=True,
+        secure=secure,
+        samesite="strict",
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        new.csrf_token,
+        max_age=max_age,
+        httponly=False,
+        secure=secure,
+        samesite="strict",
+    )
+
+
+@router.post("/api/user/logout", **openapi.LOGOUT)
+async def logout(request: Request) -> Response:
+    caller = await authenticate(request)
+    if caller.session_id is None:
+        raise HTTPError(400, "logout ends a browser session; this request used a token")
+    await run_in_threadpool(sessions.end_session, _state(request).database, caller.session_id)
+    response = ok()
+    response.delete_cookie(SESSION_COOKIE, samesite="strict")
+    response.delete_cookie(CSRF_COOKIE, samesite="strict")
+    return response
+
+
+@router.post("/api/user/token", **openapi.ISSUE_TOKEN)
+async def issue_token(request: Request, body: PasswordBody) -> Response:
+    state = _state(request)
+    caller: Caller = await authenticate(request)
+    if caller.via != "session":
+        raise HTTPError(401, "a new system token is issued to a logged-in browser session")
+    account = caller.account
+    await _throttle_password_attempt(request, account.username)
+    try:
+        token = await run_in_threadpool(
+            accounts.issue_token, state.database, account, body.password
+        )
+    except AuthenticationFailed:
+        await _record_failure(request, account.username, "token_password_failed")
+        raise
+    replaced = "replaced" if account.token_hint else "issued"
+    state.metrics.security_events.labels(f"token_{replaced}").inc()
+    security_log.info(
+        "token_%s user=%r address=%s", replaced, account.username, client_address(request)
+    )
+    return ok({"token": token})
+
+
+# ---------------------------------------------------------------- admin
+
+
+class UsageBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64)
+    model: str = Field(min_length=1, max_length=128)
+    request_id: str = Field(min_length=1, max_length=128)
+    prompt_tokens: StrictInt = Field(default=0, ge=0, le=ledger.MAX_TOKENS)
+    completion_tokens: StrictInt = Field(default=0, ge=0, le=ledger.MAX_TOKENS)
+
+
+@router.post("/api/usage", **openapi.USAGE)
+async def charge_usage(request: Request, body: UsageBody) -> Response:
+    state = _state(request)
+    await authenticate_admin(request)
+    usage = ledger.UsageRequest(**body.model_dump())
+    try:
+        result = await state.charge(usage)
+    except QuotaLedgerError as exc:
+        state.metrics.charges.labels(type(exc).__name__).inc()
+        raise
+    state.metrics.charges.labels("replayed" if result.replayed else "charged").inc()
+    if not result.replayed:
+        state.metrics.quota_charged.inc(result.quota_charged)
+    return ok(
+        {
+            "request_id": result.request_id,
+            "quota_charged": result.quota_charged,
+            "quota_remaining": result.quota_remaining,
+        }
+    )
+
+
+class TopUpBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    quota: StrictInt | None = Field(default=None, gt=0, le=MAX_QUOTA)
+    usd: Decimal | None = Field(default=None, gt=0, le=Decimal(10**12))
+
+
+@router.post("/api/user/{username}/topup", **openapi.TOPUP)
+async def top_up(request: Request, username: str, body: TopUpBody) -> Response:
+    state = _state(request)
+    caller = await authenticate_admin(request)
+    quota = _grant_amount(body)
+    balance = await run_in_threadpool(
+        ledger.top_up, state.database, username, quota, f"top-up by {caller.account.username}"
+    )
+    return ok(
+        {
+            "username": username,
+            "quota_granted": quota,
+            "quota": balance,
+            "quota_usd": format_usd(balance),
+        }
+    )
+
+
+def _grant_amount(body: TopUpBody) -> int:
+    if (body.quota is None) == (body.usd is None):
+        raise InvalidInput("body", "give exactly one of quota or usd")
+    if body.quota is not None:
+        return body.quota
+    assert body.usd is not None
+    quota = usd_to_quota(parse_usd(body.usd))
+    if quota <= 0:
+        raise InvalidInput("usd", "amount is below one quota unit")
+    return quota
+
+
+# ---------------------------------------------------------------- public
+
+
+@router.get("/api/pricing", **openapi.PRICING)
+async def pricing_list(request: Request) -> Response:
+    database = _state(request).database
+    prices = await run_in_threadpool(pricing.list_prices, database)
+    ratios = await run_in_threadpool(pricing.list_group_ratios, database)
+    models = [
+        {
+            "model": p.model,
+            "per_call_usd": _text(p.per_call_usd),
+            "input_usd_per_mtok": _text(p.input_usd_per_mtok),
+            "output_usd_per_mtok": _text(p.output_usd_per_mtok),
+        }
+        for p in prices
+    ]
+    return ok({"models": models, "group_ratios": {k: str(v) for k, v in ratios.items()}})
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+@router.get("/api/status", **openapi.STATUS)
+async def status() -> Response:
+    return ok(
+        {
+            "system_name": "quotaledger",
+            "version": __version__,
+            "quota_per_unit": QUOTA_PER_USD,
+            "display_in_currency": True,
+        }
+    )
+
+
+@router.get("/healthz", **openapi.HEALTHZ)
+async def healthz(request: Request) -> Response:
+    try:
+        await run_in_threadpool(accounts.count_accounts, _state(request).database)
+    except Exception:
+        return EnvelopeResponse(None, message="database unavailable", status_code=503)
+    return ok({"status": "ok", "database": "ok"})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    state = _state(request)
+    if state.settings.metrics == "off":
+        raise HTTPError(404, "not found")
+    if state.settings.metrics == "admin":
+        await authenticate_admin(request)
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,163 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request).
+
+- `BodyGuard`: 413 for oversized bodies, 415 for a non-JSON body sent to the API.
+- `Compression`: gzip whenever the client accepts it, whatever the size; always for the
+  API when `always_gzip` is set (what the reference page describes).
+- `SecurityHeaders`: on every response.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+
+import orjson
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _send_envelope(send: Send, status: int, message: str) -> None:
+    body = orjson.dumps({"success": False, "message": message, "data": None})
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyGuard:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"].encode() not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            await _send_envelope(send, 413, f"request body over {self.max_body_bytes} bytes")
+            return
+        has_body = length not in (None, "0") or "transfer-encoding" in headers
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if has_body and scope["path"].startswith("/api/") and content_type != "application/json":
+            await _send_envelope(send, 415, "send the body as application/json")
+            return
+        await self.app(scope, self._counting(receive), send)
+
+    def _counting(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body_bytes:
+                raise BodyTooLarge
+            return message
+
+        return counted
+
+
+class Compression:
+    """Buffers the response (ours are small) and gzips it when the client accepts gzip."""
+
+    def __init__(self, app: ASGIApp, *, always_for_api: bool = False, level: int = 5) -> None:
+        self.app = app
+        self.always_for_api = always_for_api
+        self.level = level
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        accepts = "gzip" in Headers(scope=scope).get("accept-encoding", "").lower()
+        if not accepts and not (self.always_for_api and scope["path"].startswith("/api/")):
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, _GzipSend(send, self.level))
+
+
+class _GzipSend:
+    def __init__(self, send: Send, level: int) -> None:
+        self.send = send
+        self.level = level
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+            return
+        if message["type"] != "http.response.body" or self.start is None:
+            await self.send(message)
+            return
+        self.chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        await self._flush(b"".join(self.chunks))
+
+    async def _flush(self, body: bytes) -> None:
+        assert self.start is not None
+        headers = MutableHeaders(raw=list(self.start["headers"]))
+        if "content-encoding" not in headers and self.start["status"] not in (204, 304):
+            compressor = zlib.compressobj(self.level, zlib.DEFLATED, 31)  # 31: gzip framing
+            body = compressor.compress(body) + compressor.flush()
+            headers["content-encoding"] = "gzip"
+            headers["content-length"] = str(len(body))
+        headers.add_vary_header("Accept-Encoding")
+        await self.send({**self.start, "headers": headers.raw})
+        await self.send({"type": "http.response.body", "body": body})
+
+
+# Pages and the API serve only their own scripts and styles; /docs (Swagger UI) loads
+# its assets from a CDN, so it gets a CSP that allows exactly that.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+    "object-src 'none'"
+)
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        extra = _security_headers(path)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _security_headers(path: str) -> Iterable[tuple[bytes, bytes]]:
+    csp = DOCS_CSP if path in ("/docs", "/redoc") else PAGE_CSP
+    headers = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+        (b"content-security-policy", csp.encode()),
+    ]
+    if path.startswith("/api/"):
+        headers.append((b"cache-control", b"no-store"))
+    return headers

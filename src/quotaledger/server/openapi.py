@@ -1,0 +1,123 @@
+"""OpenAPI descriptions of the routes (summaries, statuses, headers), kept apart from the
+handlers so that those stay short. Every error answer is the envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quotaledger.server.responses import envelope_schema
+
+_ERROR = {"application/json": {"schema": envelope_schema({"type": "null"})}}
+_RATE_HEADERS = {
+    "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}},
+    "RateLimit-Limit": {"schema": {"type": "integer"}},
+    "RateLimit-Remaining": {"schema": {"type": "integer"}},
+    "RateLimit-Reset": {"schema": {"type": "integer"}},
+}
+
+
+def _error(description: str, **extra: Any) -> Any:
+    return {"description": description, "content": _ERROR, **extra}
+
+
+E401 = {
+    401: _error(
+        "missing, malformed, unknown or replaced credentials; wrong password",
+        headers={"WWW-Authenticate": {"schema": {"type": "string"}}},
+    )
+}
+E403 = {403: _error("disabled account, not an admin, New-Api-User mismatch, CSRF failure")}
+E422 = {422: _error("invalid JSON or fields; the message names the field")}
+E429 = {429: _error("over a rate limit", headers=_RATE_HEADERS)}
+E413_415 = {413: _error("body too large"), 415: _error("body is not application/json")}
+
+_ACCOUNT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "username": {"type": "string"},
+        "display_name": {"type": "string"},
+        "group": {"type": "string"},
+        "role": {"type": "string", "enum": ["user", "admin"]},
+        "status": {"type": "string", "enum": ["enabled", "disabled"]},
+        "quota": {"type": "integer"},
+        "used_quota": {"type": "integer"},
+        "request_count": {"type": "integer"},
+        "quota_usd": {"type": "string"},
+        "used_quota_usd": {"type": "string"},
+        "token_hint": {"type": ["string", "null"]},
+        "token_created_at": {"type": ["integer", "null"]},
+        "ModelFixedPrice": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+
+def _ok(data: dict[str, Any] | None = None, description: str = "success") -> dict[int, Any]:
+    schema = envelope_schema(data or {})
+    return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+USER_SELF: dict[str, Any] = {
+    "summary": "The caller's balance",
+    "description": "Authorization: the system token, raw or as `Bearer <token>`, or a "
+    "browser session. 500,000 quota = 1.00 USD.",
+    "responses": {**_ok(_ACCOUNT), **E401, **E403, **E429},
+}
+LOG_SELF: dict[str, Any] = {
+    "summary": "The caller's usage records, newest first",
+    "responses": {**_ok({"type": "object"}), **E401, **E403, **E422},
+}
+LOGIN: dict[str, Any] = {
+    "summary": "Log in: sets the session cookie and the ql_csrf cookie",
+    "responses": {**_ok(_ACCOUNT), **E401, **E403, **E413_415, **E422, **E429},
+}
+LOGOUT: dict[str, Any] = {
+    "summary": "End the browser session (send X-CSRF-Token)",
+    "responses": {**_ok(), 400: _error("not a session"), **E401, **E403},
+}
+ISSUE_TOKEN: dict[str, Any] = {
+    "summary": "Verify the password again and issue a new system token",
+    "description": "The token is shown in this response only; the previous one stops "
+    "working at once. Needs a browser session and its X-CSRF-Token header.",
+    "responses": {
+        **_ok({"type": "object", "properties": {"token": {"type": "string"}}}),
+        **E401,
+        **E403,
+        **E413_415,
+        **E422,
+        **E429,
+    },
+}
+USAGE: dict[str, Any] = {
+    "summary": "Charge one request (admin token); idempotent per request_id",
+    "responses": {
+        **_ok({"type": "object"}),
+        **E401,
+        **E403,
+        402: _error("the charge is larger than the remaining quota: nothing charged"),
+        404: _error("unknown user"),
+        409: _error("request_id replayed with a different payload: nothing charged"),
+        **E413_415,
+        **E422,
+    },
+}
+TOPUP: dict[str, Any] = {
+    "summary": "Grant quota to a user (admin token)",
+    "responses": {
+        **_ok({"type": "object"}),
+        **E401,
+        **E403,
+        404: _error("unknown user"),
+        **E413_415,
+        **E422,
+    },
+}
+PRICING: dict[str, Any] = {"summary": "The price list", "responses": _ok({"type": "object"})}
+STATUS: dict[str, Any] = {
+    "summary": "Public facts about this server, including quota_per_unit",
+    "responses": _ok({"type": "object"}),
+}
+HEALTHZ: dict[str, Any] = {
+    "summary": "Liveness and database check",
+    "responses": {**_ok({"type": "object"}), 503: _error("database unavailable")},
+}

@@ -1,0 +1,146 @@
+"""Rate limits with the `limits` library: in memory by default, in Redis when
+`QUOTALEDGER_REDIS_URL` is set so that several instances share one budget.
+
+If Redis stops answering, each instance falls back to its own in-memory counters (and
+logs it once) rather than failing open or refusing everyone: the limits stay, scoped to
+one instance, until Redis is back. The ledger never depends on Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+from limits.storage import storage_from_string
+
+from quotaledger.server.errors import HTTPError
+
+log = logging.getLogger("quotaledger.ratelimit")
+
+# Counts password failures per account (not a limit: it sets the growing delay).
+_FAILURES = parse("1000/15minutes")
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: int  # seconds until the window resets
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_after),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(self.reset_after, 1))
+        return headers
+
+
+class RateLimiter:
+    """Named limits (`balance`, `login`, `login_address`), each `None` when switched off."""
+
+    def __init__(self, rates: dict[str, str], redis_url: str | None = None) -> None:
+        self.items: dict[str, RateLimitItem | None] = {
+            name: None if rate == "off" else parse(rate) for name, rate in rates.items()
+        }
+        self._local = FixedWindowRateLimiter(MemoryStorage())
+        self._shared: FixedWindowRateLimiter | None = None
+        if redis_url:
+            storage = storage_from_string(_async_uri(redis_url))
+            assert isinstance(storage, Storage)
+            self._shared = FixedWindowRateLimiter(storage)
+        self._degraded = False
+        self._next_probe = 0.0
+
+    def is_enabled(self, name: str) -> bool:
+        return self.items.get(name) is not None
+
+    async def hit(self, name: str, key: str) -> Decision | None:
+        """Count one request for `key` under limit `name`; None if the limit is off."""
+        item = self.items.get(name)
+        if item is None:
+            return None
+        limiter = await self._limiter()
+        try:
+            allowed = await limiter.hit(item, name, key)
+            stats = await limiter.get_window_stats(item, name, key)
+        except Exception as exc:  # Redis down or unreachable: count locally instead.
+            self._degrade(exc)
+            limiter = self._local
+            allowed = await limiter.hit(item, name, key)
+            stats = await limiter.get_window_stats(item, name, key)
+        reset_after = max(0, math.ceil(stats.reset_time - time.time()))
+        return Decision(allowed, item.amount, stats.remaining, reset_after)
+
+    async def check(self, name: str, key: str) -> dict[str, str]:
+        """Hit the limit; raise a 429 `HTTPError` when over it; return the headers to send."""
+        decision = await self.hit(name, key)
+        if decision is None:
+            return {}
+        if not decision.allowed:
+            raise HTTPError(
+                429,
+                f"too many requests: try again in {max(decision.reset_after, 1)} s",
+                decision.headers(),
+            )
+        return decision.headers()
+
+    async def _limiter(self) -> FixedWindowRateLimiter:
+        if self._shared is None:
+            return self._local
+        if self._degraded and await self._shared_is_back():
+            log.warning("rate limits: Redis is back, counters are shared again")
+            self._degraded = False
+        return self._local if self._degraded else self._shared
+
+    async def _shared_is_back(self) -> bool:
+        assert self._shared is not None
+        if time.monotonic() < self._next_probe:
+            return False
+        self._next_probe = time.monotonic() + 5  # probe a dead Redis at most every 5 s
+        try:
+            return bool(await self._shared.storage.check())
+        except Exception:
+            return False
+
+    def _degrade(self, exc: Exception) -> None:
+        if not self._degraded:
+            log.error(
+                "rate limits: Redis unavailable (%s); counting per instance", type(exc).__name__
+            )
+        self._degraded = True
+
+    async def failures(self, key: str) -> int:
+        """Password failures for `key` in the last 15 minutes."""
+        limiter = await self._limiter()
+        try:
+            stats = await limiter.get_window_stats(_FAILURES, "failures", key)
+        except Exception as exc:
+            self._degrade(exc)
+            stats = await self._local.get_window_stats(_FAILURES, "failures", key)
+        return _FAILURES.amount - stats.remaining
+
+    async def record_failure(self, key: str) -> None:
+        limiter = await self._limiter()
+        try:
+            await limiter.hit(_FAILURES, "failures", key)
+        except Exception as exc:
+            self._degrade(exc)
+            await self._local.hit(_FAILURES, "failures", key)
+
+    async def reset(self) -> None:
+        await self._local.storage.reset()
+        if self._shared is not None:
+            await self._shared.storage.reset()
+
+
+def _async_uri(url: str) -> str:
+    return url if url.startswith("async+") else "async+" + url

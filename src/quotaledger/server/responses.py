@@ -1,0 +1,52 @@
+"""The JSON envelope of every `/api/...` response: `{"success", "message", "data"}`,
+encoded once with orjson."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class EnvelopeResponse(Response):
+    media_type = "application/json"
+
+    def __init__(
+        self,
+        data: Any = None,
+        *,
+        message: str | None = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        body = {"success": status_code < 400, "message": message, "data": data}
+        super().__init__(orjson.dumps(body), status_code, headers=headers, background=background)
+
+
+def ok(data: Any = None, *, headers: Mapping[str, str] | None = None) -> EnvelopeResponse:
+    return EnvelopeResponse(data, headers=headers)
+
+
+def fail(
+    status_code: int, message: str, *, headers: Mapping[str, str] | None = None
+) -> EnvelopeResponse:
+    return EnvelopeResponse(None, message=message, status_code=status_code, headers=headers)
+
+
+def envelope_schema(data_schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAPI schema of an envelope whose `data` has `data_schema`."""
+    return {
+        "type": "object",
+        "required": ["success", "message", "data"],
+        "properties": {
+            "success": {"type": "boolean"},
+            "message": {"type": ["string", "null"]},
+            "data": data_schema or {},
+        },
+    }

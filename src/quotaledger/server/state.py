@@ -1,0 +1,40 @@
+"""What the running app holds: settings, the database, the rate limiter, and small caches."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from starlette.concurrency import run_in_threadpool
+
+from quotaledger import ledger, pricing
+from quotaledger.server.metrics import Metrics
+from quotaledger.server.ratelimit import RateLimiter
+from quotaledger.settings import Settings
+from quotaledger.store.database import Database
+
+PRICE_CACHE_SECONDS = 5.0
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    database: Database
+    limiter: RateLimiter
+    metrics: Metrics = field(default_factory=Metrics)
+    _fixed_prices: dict[str, str] = field(default_factory=dict)
+    _fixed_prices_until: float = 0.0
+
+    def fixed_prices(self) -> dict[str, str]:
+        """`ModelFixedPrice`, read at most every few seconds: every balance query shows it,
+        and a price change made on any instance shows up within that delay."""
+        if time.monotonic() >= self._fixed_prices_until:
+            self._fixed_prices = pricing.fixed_prices(pricing.list_prices(self.database))
+            self._fixed_prices_until = time.monotonic() + PRICE_CACHE_SECONDS
+        return self._fixed_prices
+
+    def forget_prices(self) -> None:
+        self._fixed_prices_until = 0.0
+
+    async def charge(self, request: ledger.UsageRequest) -> ledger.Charge:
+        return await run_in_threadpool(ledger.charge, self.database, request)

@@ -1,0 +1,62 @@
+"""System tokens (AccessTokens).
+
+Format: ``ql_`` + 32 random base62 characters (190 bits) + 6 base62 characters of the CRC32
+of the random part. The checksum lets a client or a secret scanner tell a mistyped or
+truncated token without asking the server, and lets the server refuse one without a
+database read. At rest only the SHA-256 hex digest is kept, with a short hint (last 4
+characters) for display: the token has 190 bits of entropy, so a fast hash is enough and
+keeps the balance query cheap (a slow password hash on this path would be a DoS lever).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+import zlib
+
+PREFIX = "ql_"
+_ALPHABET = string.digits + string.ascii_letters  # base62
+_RANDOM_LENGTH = 32
+_CHECKSUM_LENGTH = 6
+TOKEN_LENGTH = len(PREFIX) + _RANDOM_LENGTH + _CHECKSUM_LENGTH
+_ALLOWED = frozenset(_ALPHABET)
+
+
+def _base62(number: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        number, remainder = divmod(number, 62)
+        digits.append(_ALPHABET[remainder])
+    return "".join(reversed(digits))
+
+
+def _checksum(body: str) -> str:
+    return _base62(zlib.crc32(body.encode("ascii")), _CHECKSUM_LENGTH)
+
+
+def generate_token() -> str:
+    """A new random token in the `ql_` format."""
+    body = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_LENGTH))
+    return PREFIX + body + _checksum(body)
+
+
+def is_well_formed(token: str) -> bool:
+    """True if `token` has our prefix, length, alphabet and a matching checksum."""
+    if len(token) != TOKEN_LENGTH or not token.startswith(PREFIX):
+        return False
+    rest = token[len(PREFIX) :]
+    if not _ALLOWED.issuperset(rest):
+        return False
+    body, checksum = rest[:_RANDOM_LENGTH], rest[_RANDOM_LENGTH:]
+    return secrets.compare_digest(_checksum(body), checksum)
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 hex digest stored in place of the token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def token_hint(token: str) -> str:
+    """A non-secret reminder of which token this is, for display."""
+    return "…" + token[-4:]
