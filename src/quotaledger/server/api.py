@@ -8,7 +8,7 @@ import logging
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -209,6 +209,10 @@ async def issue_token(request: Request, body: PasswordBody) -> Response:
 # ---------------------------------------------------------------- admin
 
 
+# A dependency, so that a caller without an admin token gets 401/403 before any 422.
+AdminCaller = Annotated[Caller, Depends(authenticate_admin)]
+
+
 class UsageBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=64)
@@ -219,9 +223,8 @@ class UsageBody(BaseModel):
 
 
 @router.post("/api/usage", **openapi.USAGE)
-async def charge_usage(request: Request, body: UsageBody) -> Response:
+async def charge_usage(request: Request, body: UsageBody, _: AdminCaller) -> Response:
     state = _state(request)
-    await authenticate_admin(request)
     usage = ledger.UsageRequest(**body.model_dump())
     try:
         result = await state.charge(usage)
@@ -247,9 +250,8 @@ class TopUpBody(BaseModel):
 
 
 @router.post("/api/user/{username}/topup", **openapi.TOPUP)
-async def top_up(request: Request, username: str, body: TopUpBody) -> Response:
+async def top_up(request: Request, username: str, body: TopUpBody, caller: AdminCaller) -> Response:
     state = _state(request)
-    caller = await authenticate_admin(request)
     quota = _grant_amount(body)
     balance = await run_in_threadpool(
         ledger.top_up, state.database, username, quota, f"top-up by {caller.account.username}"

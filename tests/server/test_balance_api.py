@@ -1,0 +1,184 @@
+"""GET /api/user/self: the balance, as the reference page describes it."""
+
+from __future__ import annotations
+
+import gzip
+
+from starlette.testclient import TestClient
+
+from conftest import issue_token, login
+from quotaledger import pricing
+from quotaledger.store.database import Database
+
+
+def test_the_balance_matches_the_reference_page_example(client: TestClient, make_user) -> None:
+    user = make_user("alice", quota=24_997_909)
+    token = issue_token(client, "alice", user.password)
+
+    response = client.get("/api/user/self", headers={"Authorization": token})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True
+    assert body["message"] is None
+    data = body["data"]
+    assert data["quota"] == 24_997_909
+    assert data["quota_usd"] == "49.99"
+    assert data["used_quota"] == 0
+    assert data["request_count"] == 0
+    assert data["group"] == "default"
+    assert data["username"] == "alice"
+    assert data["id"] == user.account.id
+
+
+def test_a_bearer_token_works_like_a_raw_one(client: TestClient, make_user) -> None:
+    user = make_user("alice")
+    token = issue_token(client, "alice", user.password)
+    client.cookies.clear()
+
+    response = client.get("/api/user/self", headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 200
+    assert response.json()["data"]["username"] == "alice"
+
+
+def test_the_browser_session_also_reads_the_balance(client: TestClient, make_user) -> None:
+    user = make_user("alice", quota=1_000_000)
+    login(client, "alice", user.password)
+
+    response = client.get("/api/user/self")
+
+    assert response.json()["data"]["quota_usd"] == "2.00"
+
+
+def test_model_fixed_price_lists_per_call_models_only(
+    client: TestClient, make_user, database: Database
+) -> None:
+    pricing.set_price(database, pricing.make_price("dall-e-3", per_call_usd="0.04"))
+    pricing.set_price(
+        database,
+        pricing.make_price("gpt-4o", input_usd_per_mtok="2.5", output_usd_per_mtok="10"),
+    )
+    user = make_user("alice")
+    token = issue_token(client, "alice", user.password)
+
+    data = client.get("/api/user/self", headers={"Authorization": token}).json()["data"]
+
+    assert data["ModelFixedPrice"] == {"dall-e-3": "0.04"}
+
+
+def test_the_response_is_gzip_compressed_when_accepted(client: TestClient, make_user) -> None:
+    user = make_user("alice")
+    token = issue_token(client, "alice", user.password)
+
+    response = client.get(
+        "/api/user/self", headers={"Authorization": token, "Accept-Encoding": "gzip"}
+    )
+
+    assert response.headers["content-encoding"] == "gzip"
+    assert "Accept-Encoding" in response.headers["vary"]
+    assert response.json()["data"]["username"] == "alice"  # httpx decompressed it
+
+
+def test_a_client_that_does_not_accept_gzip_gets_plain_json(client: TestClient, make_user) -> None:
+    user = make_user("alice")
+    token = issue_token(client, "alice", user.password)
+
+    response = client.get(
+        "/api/user/self", headers={"Authorization": token, "Accept-Encoding": "identity"}
+    )
+
+    assert "content-encoding" not in response.headers
+    assert response.content.startswith(b'{"success":true')
+
+
+def test_always_gzip_compresses_even_without_accept_encoding(settings, database, make_user) -> None:
+    from quotaledger.server.app import create_app
+
+    app = create_app(settings.with_overrides(always_gzip=True), database)
+    user = make_user("alice")
+    with TestClient(app) as client:
+        token = issue_token(client, "alice", user.password)
+        request = client.build_request(
+            "GET", "/api/user/self", headers={"Authorization": token, "Accept-Encoding": ""}
+        )
+        response = client.send(request, stream=True)
+        raw = b"".join(response.iter_raw())
+
+    assert response.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(raw).startswith(b'{"success":true')
+
+
+def test_usd_is_truncated_never_rounded_up(client: TestClient, make_user) -> None:
+    user = make_user("alice", quota=4_999)  # $0.009998
+    token = issue_token(client, "alice", user.password)
+
+    data = client.get("/api/user/self", headers={"Authorization": token}).json()["data"]
+
+    assert data["quota_usd"] == "0.00"
+
+
+def test_balance_beyond_32_bit_quota_is_exact(client: TestClient, make_user) -> None:
+    user = make_user("alice", quota=10**13)  # $20,000,000: far past new-api's int32 column
+    token = issue_token(client, "alice", user.password)
+
+    data = client.get("/api/user/self", headers={"Authorization": token}).json()["data"]
+
+    assert data["quota"] == 10**13
+    assert data["quota_usd"] == "20000000.00"
+
+
+def test_status_publishes_quota_per_unit(client: TestClient) -> None:
+    body = client.get("/api/status").json()
+
+    assert body["success"] is True
+    assert body["data"]["quota_per_unit"] == 500_000
+
+
+def test_healthz_checks_the_database(client: TestClient) -> None:
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json()["data"] == {"status": "ok", "database": "ok"}
+
+
+def test_openapi_and_docs_are_served(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+
+    assert "/api/user/self" in schema["paths"]
+    assert "429" in schema["paths"]["/api/user/self"]["get"]["responses"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_metrics_are_exposed_for_prometheus(client: TestClient) -> None:
+    client.get("/api/status")
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert "quotaledger_http_responses_total" in response.text
+
+
+def test_security_headers_are_on_every_response(client: TestClient) -> None:
+    for path in ("/api/status", "/nope", "/healthz"):
+        headers = client.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+        assert "default-src 'self'" in headers["content-security-policy"]
+
+
+def test_pricing_lists_models_and_group_ratios(client: TestClient, database: Database) -> None:
+    pricing.set_price(database, pricing.make_price("m", per_call_usd="0.02"))
+    pricing.set_group_ratio(database, "vip", "0.8")
+
+    data = client.get("/api/pricing").json()["data"]
+
+    assert data["models"] == [
+        {
+            "model": "m",
+            "per_call_usd": "0.02",
+            "input_usd_per_mtok": None,
+            "output_usd_per_mtok": None,
+        }
+    ]
+    assert data["group_ratios"] == {"vip": "0.8"}

@@ -1,0 +1,145 @@
+"""429s: balance queries per token, login and password re-verification per account and
+per address, with Retry-After and RateLimit-* headers."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+import pytest
+from starlette.requests import Request
+from starlette.testclient import TestClient
+
+from conftest import issue_token, login
+from quotaledger.server.app import create_app
+from quotaledger.server.auth import client_address
+from quotaledger.settings import Settings
+from quotaledger.store.database import Database
+
+
+@pytest.fixture
+def limited(settings: Settings, database: Database) -> Iterator[TestClient]:
+    tight = settings.with_overrides(
+        rate_limit_balance="3/minute",
+        rate_limit_login="5/minute",
+        rate_limit_login_address="8/minute",
+    )
+    with TestClient(create_app(tight, database)) as test_client:
+        yield test_client
+
+
+def test_the_fourth_balance_query_in_a_minute_is_429(limited: TestClient, make_user) -> None:
+    user = make_user("alice")
+    token = issue_token(limited, "alice", user.password)
+    limited.cookies.clear()
+
+    answers = [limited.get("/api/user/self", headers={"Authorization": token}) for _ in range(4)]
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[2].headers["ratelimit-remaining"] == "0"
+    refused = answers[3]
+    assert refused.json()["success"] is False
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["ratelimit-limit"] == "3"
+
+
+def test_balance_limits_are_per_token(limited: TestClient, make_user) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_token = issue_token(limited, "alice", alice.password)
+    bob_token = issue_token(limited, "bob", bob.password)
+    limited.cookies.clear()
+    for _ in range(3):
+        limited.get("/api/user/self", headers={"Authorization": alice_token})
+
+    assert limited.get("/api/user/self", headers={"Authorization": bob_token}).status_code == 200
+
+
+def test_the_sixth_login_attempt_for_one_account_is_429(limited: TestClient, make_user) -> None:
+    make_user("alice")
+    codes = [
+        limited.post(
+            "/api/user/login", json={"username": "alice", "password": "wrong-password"}
+        ).status_code
+        for _ in range(6)
+    ]
+
+    assert codes[:5] == [401] * 5
+    assert codes[5] == 429
+
+
+def test_the_login_limit_counts_a_right_password_too(limited: TestClient, make_user) -> None:
+    user = make_user("alice")
+    for _ in range(5):
+        limited.post("/api/user/login", json={"username": "alice", "password": "wrong-password"})
+
+    response = limited.post(
+        "/api/user/login", json={"username": "alice", "password": user.password}
+    )
+
+    assert response.status_code == 429
+    assert "retry-after" in response.headers
+
+
+def test_one_address_trying_many_accounts_is_limited(limited: TestClient) -> None:
+    codes = [
+        limited.post(
+            "/api/user/login", json={"username": f"user{i}", "password": "wrong-password"}
+        ).status_code
+        for i in range(9)
+    ]
+
+    assert codes[:8] == [401] * 8
+    assert codes[8] == 429
+
+
+def test_password_re_verification_is_throttled(limited: TestClient, make_user) -> None:
+    user = make_user("alice")
+    csrf = login(limited, "alice", user.password)  # one attempt of five used
+    codes = [
+        limited.post(
+            "/api/user/token",
+            json={"password": "wrong-password"},
+            headers={"X-CSRF-Token": csrf},
+        ).status_code
+        for _ in range(5)
+    ]
+
+    assert codes == [401, 401, 401, 401, 429]
+
+
+def test_rate_limits_can_be_switched_off(settings: Settings, database: Database, make_user) -> None:
+    app = create_app(settings.with_overrides(rate_limit_balance="off"), database)
+    user = make_user("alice")
+    with TestClient(app) as client:
+        token = issue_token(client, "alice", user.password)
+        codes = {
+            client.get("/api/user/self", headers={"Authorization": token}).status_code
+            for _ in range(70)
+        }
+
+    assert codes == {200}
+
+
+def _request(peer: str, forwarded: str | None, settings: Settings) -> Request:
+    class _App:
+        class state:
+            pass
+
+    _App.state.ql = type("S", (), {"settings": settings})()  # type: ignore[attr-defined]
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+    scope = {"type": "http", "client": (peer, 1234), "headers": headers, "app": _App}
+    return Request(scope)
+
+
+def test_x_forwarded_for_is_ignored_from_an_untrusted_peer() -> None:
+    settings = Settings()
+
+    assert client_address(_request("203.0.113.9", "198.51.100.1", settings)) == "203.0.113.9"
+
+
+def test_x_forwarded_for_is_read_from_a_trusted_proxy() -> None:
+    settings = Settings(trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),))
+
+    address = client_address(_request("10.0.0.2", "6.6.6.6, 198.51.100.1, 10.0.0.3", settings))
+
+    assert address == "198.51.100.1"  # the first hop from the right that is not a proxy
