@@ -10,42 +10,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from sqlalchemy import func, select
 
 from quotaledger import accounts, ledger, pricing
 from quotaledger.errors import IdempotencyConflict, InsufficientQuota
 from quotaledger.store.database import Database
-from quotaledger.store.tables import grants, usage, users
+from support import check_invariant
 
 _names = itertools.count()
-
-
-def check_invariant(database: Database) -> None:
-    """SPEC §1 for every user, and the global conservation law."""
-    with database.read() as connection:
-        rows = connection.execute(
-            select(
-                users.c.id,
-                users.c.quota,
-                users.c.used_quota,
-                users.c.request_count,
-                users.c.granted_total,
-            )
-        ).all()
-        for row in rows:
-            charged, count = connection.execute(
-                select(func.coalesce(func.sum(usage.c.quota), 0), func.count()).where(
-                    usage.c.user_id == row.id
-                )
-            ).one()
-            granted = connection.execute(
-                select(func.coalesce(func.sum(grants.c.quota), 0)).where(grants.c.user_id == row.id)
-            ).scalar_one()
-            assert row.quota >= 0
-            assert row.granted_total == granted
-            assert row.granted_total - charged == row.quota
-            assert row.used_quota == charged
-            assert row.request_count == count
 
 
 class LedgerMachine(RuleBasedStateMachine):

@@ -54,7 +54,14 @@ class RateLimiter:
         self._local = FixedWindowRateLimiter(MemoryStorage())
         self._shared: FixedWindowRateLimiter | None = None
         if redis_url:
-            storage = storage_from_string(_async_uri(redis_url))
+            # redis-py's asyncio client (already a dependency), with short timeouts so a
+            # dead Redis costs a request little before we fall back to local counters.
+            storage = storage_from_string(
+                _async_uri(redis_url),
+                implementation="redispy",
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
+            )
             assert isinstance(storage, Storage)
             self._shared = FixedWindowRateLimiter(storage)
         self._degraded = False

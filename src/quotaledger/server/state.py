@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from starlette.concurrency import run_in_threadpool
-
 from quotaledger import ledger, pricing
+from quotaledger.server.batching import ChargeBatcher
 from quotaledger.server.metrics import Metrics
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.settings import Settings
@@ -22,8 +21,12 @@ class AppState:
     database: Database
     limiter: RateLimiter
     metrics: Metrics = field(default_factory=Metrics)
+    batcher: ChargeBatcher = field(init=False)
     _fixed_prices: dict[str, str] = field(default_factory=dict)
     _fixed_prices_until: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.batcher = ChargeBatcher(self.database)
 
     def fixed_prices(self) -> dict[str, str]:
         """`ModelFixedPrice`, read at most every few seconds: every balance query shows it,
@@ -37,4 +40,4 @@ class AppState:
         self._fixed_prices_until = 0.0
 
     async def charge(self, request: ledger.UsageRequest) -> ledger.Charge:
-        return await run_in_threadpool(ledger.charge, self.database, request)
+        return await self.batcher.charge(request)

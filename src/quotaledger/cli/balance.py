@@ -1,0 +1,330 @@
+"""`quotaledger balance` and `quotaledger check`: an account's balance from the command line,
+for people, for scripts (`--json`, exit codes) and for Nagios-style monitoring (`check`).
+
+Only the client is imported here, never the server stack, so that both start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from decimal import Decimal
+from enum import IntEnum
+from typing import IO, Any, TypeVar
+
+import click
+
+from quotaledger.cli.exits import Exit
+from quotaledger.client import (
+    PROVIDERS,
+    AuthenticationError,
+    Balance,
+    BalanceClient,
+    BalanceError,
+    ConfigurationError,
+    NetworkError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
+from quotaledger.client.balance import format_money, truncate_cents
+from quotaledger.client.config import TOKEN_ENV
+from quotaledger.money import parse_usd
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES: dict[type[BalanceError], Exit] = {
+    ConfigurationError: Exit.USAGE,
+    AuthenticationError: Exit.AUTHENTICATION,
+    PermissionDeniedError: Exit.PERMISSION,
+    NetworkError: Exit.NETWORK,
+    RateLimitedError: Exit.RATE_LIMITED,
+}
+"""Every other `BalanceError` (an answer we cannot use) is `Exit.UNEXPECTED`."""
+
+
+class State(IntEnum):
+    """Monitoring-plugin states, which are also `check`'s exit codes."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+def amount_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Decimal | None:
+    """Option callback (any Click 8): a non-negative amount, or a usage error."""
+    if value is None:
+        return None
+    try:
+        return parse_usd(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def connection_options(command: F) -> F:
+    """The options `balance` and `check` share: where to ask, with which token, how patiently."""
+    options = [
+        click.option(
+            "--base-url",
+            envvar="QUOTALEDGER_BASE_URL",
+            metavar="URL",
+            help="Site root, e.g. https://api.example.com [env QUOTALEDGER_BASE_URL]. "
+            "Default: the provider's own site (newapi has none).",
+        ),
+        click.option(
+            "--provider",
+            envvar="QUOTALEDGER_PROVIDER",
+            default="newapi",
+            show_default=True,
+            type=click.Choice(list(PROVIDERS), case_sensitive=False),
+            help="Which balance API the site speaks [env QUOTALEDGER_PROVIDER].",
+        ),
+        click.option(
+            "--token-file",
+            envvar="QUOTALEDGER_TOKEN_FILE",
+            type=click.File("r"),
+            metavar="FILE",
+            help=f"Read the token from FILE ('-': stdin); otherwise "
+            f"from {TOKEN_ENV}. There is no --token: the command line is visible to "
+            "other users and stays in shell history.",
+        ),
+        click.option(
+            "--user-id",
+            envvar="QUOTALEDGER_USER_ID",
+            metavar="ID",
+            help="Your numeric user id, sent as New-Api-User (new-api wants it) "
+            "[env QUOTALEDGER_USER_ID].",
+        ),
+        click.option(
+            "--timeout",
+            envvar="QUOTALEDGER_TIMEOUT",
+            default=10.0,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="Give up waiting for an answer after this long.",
+        ),
+        click.option(
+            "--retries",
+            envvar="QUOTALEDGER_RETRIES",
+            default=2,
+            show_default=True,
+            type=click.IntRange(0, 10),
+            metavar="N",
+            help="Retry network errors and 5xx this many times (4xx never).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def fetch(
+    base_url: str | None,
+    provider: str,
+    token_file: IO[str] | None,
+    user_id: str | None,
+    timeout: float,
+    retries: int,
+) -> Balance:
+    """The balance, or a `BalanceError`."""
+    token = read_token(token_file) if token_file else os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        where = f"the token file {token_file.name} is empty" if token_file else "no token"
+        raise ConfigurationError(f"{where}: set {TOKEN_ENV} or pass --token-file FILE")
+    with BalanceClient(
+        base_url,
+        token,
+        provider=provider,
+        timeout=timeout,
+        retries=retries,
+        user_id=user_id or None,
+    ) as client:
+        return client.balance()
+
+
+def read_token(token_file: IO[str]) -> str:
+    try:
+        return token_file.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read the token file {token_file.name}: {exc}") from None
+
+
+BALANCE_EPILOG = """\b
+Examples:
+  read -rs QUOTALEDGER_TOKEN && export QUOTALEDGER_TOKEN   # paste, unseen
+  quotaledger balance --base-url https://api.example.com
+  $49.99 left (24,997,909 quota) · used $0.00 · 12 requests · group default
+\b
+  quotaledger balance --base-url https://relay.example.com --user-id 42
+  quotaledger balance --provider openrouter --token-file ~/.openrouter-key
+  quotaledger balance --base-url https://api.example.com --json | jq -r .usd
+\b
+Exit status: 0 ok, 2 usage or configuration error, 3 token refused,
+4 permission denied, 5 network error or timeout, 6 rate limited,
+7 unexpected answer (HTML, garbage, server error).
+"""
+
+
+@click.command(epilog=BALANCE_EPILOG)
+@connection_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (amounts as exact strings).")
+@click.pass_context
+def balance(ctx: click.Context, /, as_json: bool, **connection: Any) -> None:
+    """Show an account's balance: what is left, what was used, and how many requests."""
+    try:
+        result = fetch(**connection)
+    except BalanceError as error:
+        code = EXIT_CODES.get(type(error), Exit.UNEXPECTED)
+        report_error(str(error), type(error).__name__, as_json)
+        ctx.exit(code)
+    except Exception as error:  # a bug; still one line, never a traceback
+        report_error(f"internal error ({type(error).__name__}: {error})", "InternalError", as_json)
+        ctx.exit(Exit.ERROR)
+    if as_json:
+        click.echo(json.dumps(balance_json(result), indent=2, ensure_ascii=False, default=_raw))
+    else:
+        click.echo(describe(result))
+
+
+def report_error(message: str, kind: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"error": {"type": kind, "message": message}}, ensure_ascii=False))
+    else:
+        click.echo(f"Error: {message}", err=True)
+
+
+def describe(result: Balance) -> str:
+    """`$49.99 left (24,997,909 quota) · used $0.00 · 12 requests · group default`."""
+    left = f"{result.format_amount()} left"
+    if result.quota is not None:
+        left += f" ({result.quota:,} quota)"
+    parts = [left]
+    if (used := result.format_used()) is not None:
+        parts.append(f"used {used}")
+    if (count := result.request_count) is not None:
+        parts.append(f"{count:,} request{'' if count == 1 else 's'}")
+    if result.group:
+        parts.append(f"group {result.group}")
+    return " · ".join(parts)
+
+
+def balance_json(result: Balance) -> dict[str, Any]:
+    def exact(value: Decimal | None) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        "provider": result.provider,
+        "amount": exact(result.amount),
+        "currency": result.currency,
+        "usd": exact(result.usd),
+        "quota": result.quota,
+        "used_quota": result.used_quota,
+        "request_count": result.request_count,
+        "group": result.group,
+        "used_amount": exact(result.used_amount),
+        "used_usd": exact(result.used_usd),
+        "quota_per_unit": result.quota_per_unit,
+        "raw": result.raw,
+    }
+
+
+def _raw(value: object) -> object:
+    # The raw payload holds JSON numbers parsed as Decimal; give them back as numbers.
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+class PluginCommand(click.Command):
+    """A command that answers bad usage the monitoring-plugin way: UNKNOWN on stdout, exit 3
+    (Click's usual exit 2 would read as CRITICAL)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as error:
+            click.echo(f"BALANCE UNKNOWN - {error.format_message()}")
+            raise click.exceptions.Exit(State.UNKNOWN) from None
+
+
+CHECK_EPILOG = """\b
+Examples:
+  quotaledger check --base-url https://api.example.com --warn-usd 20 --critical-usd 5
+  BALANCE OK - $49.99 left | balance_usd=49.99;20;5;0 quota=24997909;;;;
+\b
+  # Nagios / Icinga / Naemon command definition
+  command_line  $USER1$/quotaledger check --token-file /etc/nagios/relay.token \\
+                --base-url https://api.example.com --warn-usd 20 --critical-usd 5
+\b
+Exit status (monitoring-plugin convention): 0 OK, 1 WARNING (below --warn-usd),
+2 CRITICAL (below --critical-usd), 3 UNKNOWN (no balance: any error, bad usage).
+Thresholds are in the account's currency (CNY for deepseek/siliconflow/moonshot .cn).
+"""
+
+
+@click.command(cls=PluginCommand, epilog=CHECK_EPILOG)
+@connection_options
+@click.option(
+    "--warn-usd",
+    "--warn",
+    "warn",
+    callback=amount_option,
+    required=True,
+    metavar="X",
+    help="WARNING when the balance is below X.",
+)
+@click.option(
+    "--critical-usd",
+    "--critical",
+    "critical",
+    callback=amount_option,
+    required=True,
+    metavar="Y",
+    help="CRITICAL when the balance is below Y (Y <= X).",
+)
+@click.pass_context
+def check(ctx: click.Context, /, warn: Decimal, critical: Decimal, **connection: Any) -> None:
+    """Monitoring-plugin check of a balance: one status line with perfdata."""
+    if critical > warn:
+        click.echo("BALANCE UNKNOWN - --critical-usd must not be above --warn-usd")
+        ctx.exit(State.UNKNOWN)
+    try:
+        result = fetch(**connection)
+    except Exception as error:  # any failure to get a balance is UNKNOWN, in one line
+        click.echo(f"BALANCE UNKNOWN - {error if isinstance(error, BalanceError) else repr(error)}")
+        ctx.exit(State.UNKNOWN)
+    state = judge(result.amount, warn, critical)
+    click.echo(status_line(state, result, warn, critical))
+    ctx.exit(state)
+
+
+def judge(amount: Decimal, warn: Decimal, critical: Decimal) -> State:
+    if amount < critical:
+        return State.CRITICAL
+    if amount < warn:
+        return State.WARNING
+    return State.OK
+
+
+def status_line(state: State, result: Balance, warn: Decimal, critical: Decimal) -> str:
+    """`BALANCE OK - $49.99 left | balance_usd=49.99;20;5;0 quota=24997909;;;;`"""
+    text = f"BALANCE {state.name} - {result.format_amount()} left"
+    if state is not State.OK:
+        threshold = warn if state is State.WARNING else critical
+        kind = "warning" if state is State.WARNING else "critical"
+        text += f" ({kind} below {format_money(threshold, result.currency)})"
+    amount = truncate_cents(result.amount)
+    minimum = "0" if amount >= 0 else ""
+    perfdata = [
+        f"balance_{result.currency.lower()}={amount};{_plain(warn)};{_plain(critical)};{minimum}"
+    ]
+    if result.quota is not None:
+        perfdata.append(f"quota={result.quota};;;;")
+    return f"{text} | {' '.join(perfdata)}"
+
+
+def _plain(number: Decimal) -> str:
+    """`20` not `2E+1`, `20.5` not `20.50`."""
+    return format(number.normalize(), "f")

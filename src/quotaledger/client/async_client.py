@@ -1,0 +1,123 @@
+"""`AsyncBalanceClient`: the same as `BalanceClient`, for asyncio (or trio) code."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+import httpx
+
+from quotaledger.client.balance import Balance
+from quotaledger.client.config import ClientConfig, default_headers
+from quotaledger.client.errors import BalanceError
+from quotaledger.client.exchange import Call, Reply
+from quotaledger.client.network import network_error, to_reply, unusable_response
+from quotaledger.client.providers import Provider
+
+log = logging.getLogger("quotaledger.client")
+
+
+class AsyncBalanceClient:
+    """Ask one account's balance without blocking; see `BalanceClient` for the arguments.
+
+    >>> async with AsyncBalanceClient("https://api.example.com", token) as client:  # doctest: +SKIP
+    ...     print((await client.balance()).usd)
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        provider: str | Provider = "newapi",
+        timeout: float = 10.0,
+        retries: int = 2,
+        user_id: str | int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff: float | None = None,
+    ) -> None:
+        self._config = ClientConfig.build(
+            base_url,
+            token,
+            provider=provider,
+            timeout=timeout,
+            retries=retries,
+            user_id=user_id,
+            backoff=backoff,
+        )
+        self._http = httpx.AsyncClient(
+            headers=default_headers(), timeout=timeout, transport=transport, follow_redirects=True
+        )
+
+    @property
+    def provider(self) -> str:
+        return self._config.provider.name
+
+    @property
+    def base_url(self) -> str:
+        return self._config.site.base_url
+
+    async def balance(self) -> Balance:
+        """The account's balance now; a `BalanceError` if it cannot be had."""
+        plan = self._config.provider.plan(self._config.site)
+        try:
+            call = next(plan)
+            while True:
+                call = plan.send(await self._send(call))
+        except StopIteration as done:
+            result: Balance = done.value
+            return result
+        except BalanceError as error:
+            error.redact(self._config.token)
+            raise
+
+    async def _send(self, call: Call) -> Reply:
+        config = self._config
+        url, headers = config.url(call), config.headers(call)
+        attempts = 1 if call.best_effort else config.policy.attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                reply = to_reply(await self._http.get(url, headers=headers))
+            except httpx.TransportError as exc:
+                if call.best_effort:
+                    return Reply.failed(url)
+                if attempt == attempts:
+                    raise network_error(exc, url, config.timeout, attempts) from None
+                reason = type(exc).__name__
+            except httpx.RequestError as exc:
+                raise unusable_response(exc, url) from None
+            else:
+                if attempt == attempts or not config.policy.should_retry(reply):
+                    return reply
+                reason = f"HTTP {reply.status}"
+            delay = config.policy.delay(attempt)
+            log.info(
+                "GET %s: %s; retry %d of %d in %.1f s", url, reason, attempt, attempts - 1, delay
+            )
+            await _sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncBalanceClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncBalanceClient({self._config.describe()})"
+
+
+async def _sleep(seconds: float) -> None:
+    # anyio (an httpx dependency) sleeps under asyncio and trio alike; imported here so
+    # that the synchronous CLI does not pay for it.
+    import anyio
+
+    await anyio.sleep(seconds)

@@ -1,0 +1,88 @@
+"""What both clients are built from: the provider, its site, the token and the limits,
+checked once, before anything is sent."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from quotaledger import __version__, tokens
+from quotaledger.client import retry
+from quotaledger.client.errors import ConfigurationError
+from quotaledger.client.exchange import Call, Site
+from quotaledger.client.providers import Provider, provider_named
+
+TOKEN_ENV = "QUOTALEDGER_TOKEN"  # noqa: S105 (the variable's name, not a secret)  # nosec B105
+USER_AGENT = f"quotaledger/{__version__}"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    provider: Provider
+    site: Site
+    token: str = field(repr=False)
+    timeout: float
+    policy: retry.RetryPolicy
+
+    @classmethod
+    def build(
+        cls,
+        base_url: str | None,
+        token: str | None,
+        *,
+        provider: str | Provider,
+        timeout: float,
+        retries: int,
+        user_id: str | int | None,
+        backoff: float | None,
+    ) -> ClientConfig:
+        chosen = provider_named(provider) if isinstance(provider, str) else provider
+        if not timeout > 0:
+            raise ConfigurationError(f"timeout must be more than 0 seconds, got {timeout!r}")
+        if retries < 0 or (backoff is not None and backoff < 0):
+            raise ConfigurationError("retries and backoff must be 0 or more")
+        user = str(user_id).strip() if user_id is not None else ""
+        return cls(
+            provider=chosen,
+            site=chosen.site(base_url, user or None),
+            token=checked_token(token),
+            timeout=timeout,
+            policy=retry.RetryPolicy(
+                retries, retry.DEFAULT_BACKOFF if backoff is None else backoff
+            ),
+        )
+
+    def url(self, call: Call) -> str:
+        return self.site.base_url + call.path
+
+    def headers(self, call: Call) -> dict[str, str]:
+        return self.provider.headers(self.token, self.site) if call.authenticated else {}
+
+    def describe(self) -> str:
+        return f"provider={self.provider.name!r}, base_url={self.site.base_url!r}"
+
+
+def checked_token(token: str | None) -> str:
+    """The token, from the argument or `QUOTALEDGER_TOKEN`, stripped of surrounding space."""
+    value = (os.environ.get(TOKEN_ENV, "") if token is None else token).strip()
+    if value[:7].lower() == "bearer ":  # pasted with its scheme; each provider adds its own
+        value = value[7:].strip()
+    if not value:
+        raise ConfigurationError(f"no token: pass token=... or set {TOKEN_ENV}")
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        # Checked here, because httpx would otherwise fail with the header in its message.
+        raise ConfigurationError(
+            "the token contains spaces or characters an HTTP header cannot carry; "
+            "check where it was copied from"
+        )
+    if value.startswith(tokens.PREFIX) and not tokens.is_well_formed(value):
+        # quotaledger tokens carry a checksum so that a typo is caught before it is sent.
+        raise ConfigurationError(
+            "the token looks mistyped or truncated (its quotaledger checksum does not match): "
+            "copy it again, or generate a new one under Account Settings, System Token"
+        )
+    return value
+
+
+def default_headers() -> dict[str, str]:
+    return {"User-Agent": USER_AGENT, "Accept": "application/json"}

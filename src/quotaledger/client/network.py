@@ -1,0 +1,63 @@
+"""httpx's answers and failures in the client's terms: a `Reply`, or an error that names the
+host and says what went wrong."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from urllib.parse import urlsplit
+
+import httpx
+
+from quotaledger.client.errors import NetworkError, ProviderError
+from quotaledger.client.exchange import Reply
+
+
+def to_reply(response: httpx.Response) -> Reply:
+    return Reply(
+        status=response.status_code,
+        headers=response.headers,
+        content=response.content,
+        url=str(response.url),
+    )
+
+
+def unusable_response(exc: httpx.RequestError, url: str) -> ProviderError:
+    """An answer httpx could not read: a body that is not the gzip it claims, a redirect loop."""
+    host = urlsplit(url).netloc
+    if isinstance(exc, httpx.DecodingError):
+        return ProviderError(f"{host} sent a garbled compressed body ({url}): {exc}")
+    return ProviderError(f"{host} answered in a way we cannot follow ({url}): {exc}")
+
+
+def network_error(
+    exc: httpx.TransportError, url: str, timeout: float, attempts: int
+) -> NetworkError:
+    host = urlsplit(url).netloc
+    tries = f" ({attempts} attempts)" if attempts > 1 else ""
+    causes = _os_errors(exc)
+    if isinstance(exc, httpx.TimeoutException):
+        return NetworkError(f"{host} did not answer within {timeout:g} s{tries}.")
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        return NetworkError(
+            f"cannot connect to {host}: connection refused{tries}. "
+            "Is the server running, and is the base URL right?"
+        )
+    if any(isinstance(cause, socket.gaierror) for cause in causes):
+        return NetworkError(f"cannot find the host {urlsplit(url).hostname} (DNS){tries}.")
+    if tls := [cause for cause in causes if isinstance(cause, ssl.SSLError)]:
+        return NetworkError(f"TLS with {host} failed{tries}: {tls[0]}.")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return NetworkError(f"{host} closed the connection without an answer{tries}: {exc}.")
+    return NetworkError(f"cannot reach {host}{tries}: {str(exc) or type(exc).__name__}.")
+
+
+def _os_errors(exc: BaseException) -> list[OSError]:
+    """The operating system's errors under httpx's, httpcore's and anyio's wrappers."""
+    found: list[OSError] = []
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            found.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return found

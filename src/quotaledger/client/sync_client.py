@@ -1,0 +1,120 @@
+"""`BalanceClient`: the balance, synchronously, over httpx."""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import TracebackType
+
+import httpx
+
+from quotaledger.client.balance import Balance
+from quotaledger.client.config import ClientConfig, default_headers
+from quotaledger.client.errors import BalanceError
+from quotaledger.client.exchange import Call, Reply
+from quotaledger.client.network import network_error, to_reply, unusable_response
+from quotaledger.client.providers import Provider
+
+log = logging.getLogger("quotaledger.client")
+
+
+class BalanceClient:
+    """Ask one account's balance, as often as needed, over one connection pool.
+
+    >>> with BalanceClient("https://api.example.com", token) as client:  # doctest: +SKIP
+    ...     print(client.balance().usd)
+
+    `base_url` is the site root (`None`: the provider's default site); the token comes from
+    `token` or `QUOTALEDGER_TOKEN`. Network errors and 5xx are retried `retries` times,
+    other answers never. Errors are `BalanceError` subclasses; none contains the token.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        provider: str | Provider = "newapi",
+        timeout: float = 10.0,
+        retries: int = 2,
+        user_id: str | int | None = None,
+        transport: httpx.BaseTransport | None = None,
+        backoff: float | None = None,
+    ) -> None:
+        self._config = ClientConfig.build(
+            base_url,
+            token,
+            provider=provider,
+            timeout=timeout,
+            retries=retries,
+            user_id=user_id,
+            backoff=backoff,
+        )
+        self._http = httpx.Client(
+            headers=default_headers(), timeout=timeout, transport=transport, follow_redirects=True
+        )
+
+    @property
+    def provider(self) -> str:
+        return self._config.provider.name
+
+    @property
+    def base_url(self) -> str:
+        return self._config.site.base_url
+
+    def balance(self) -> Balance:
+        """The account's balance now; a `BalanceError` if it cannot be had."""
+        plan = self._config.provider.plan(self._config.site)
+        try:
+            call = next(plan)
+            while True:
+                call = plan.send(self._send(call))
+        except StopIteration as done:
+            result: Balance = done.value
+            return result
+        except BalanceError as error:
+            error.redact(self._config.token)
+            raise
+
+    def _send(self, call: Call) -> Reply:
+        config = self._config
+        url, headers = config.url(call), config.headers(call)
+        attempts = 1 if call.best_effort else config.policy.attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                reply = to_reply(self._http.get(url, headers=headers))
+            except httpx.TransportError as exc:
+                if call.best_effort:
+                    return Reply.failed(url)
+                if attempt == attempts:
+                    raise network_error(exc, url, config.timeout, attempts) from None
+                reason = type(exc).__name__
+            except httpx.RequestError as exc:
+                raise unusable_response(exc, url) from None
+            else:
+                if attempt == attempts or not config.policy.should_retry(reply):
+                    return reply
+                reason = f"HTTP {reply.status}"
+            delay = config.policy.delay(attempt)
+            log.info(
+                "GET %s: %s; retry %d of %d in %.1f s", url, reason, attempt, attempts - 1, delay
+            )
+            time.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> BalanceClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"BalanceClient({self._config.describe()})"

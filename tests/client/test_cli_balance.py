@@ -1,0 +1,188 @@
+"""`quotaledger balance` against a live server: output, `--json`, and every exit code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from client_payloads import (
+    NO_USER_HEADER,
+    ONE_API_SELF,
+    QUOTALEDGER_SELF,
+    TOKEN,
+    USER_ID,
+    Answer,
+    json_answer,
+)
+from client_server import FakeProvider
+
+from quotaledger.cli.exits import Exit
+from quotaledger.cli.main import cli
+
+SELF = "/api/user/self"
+
+
+def run(*args: str, token: str | None = TOKEN, stdin: str | None = None, **env: str) -> Result:
+    environment = {"QUOTALEDGER_TOKEN": token} if token is not None else {}
+    return CliRunner().invoke(cli, ["balance", *args], env={**environment, **env}, input=stdin)
+
+
+def test_balance_prints_one_line_summary(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(QUOTALEDGER_SELF, gzip=True))
+    result = run("--base-url", server.url)
+    assert result.exit_code == Exit.OK
+    assert (
+        result.stdout
+        == "$49.99 left (24,997,909 quota) · used $0.00 · 12 requests · group default\n"
+    )
+
+
+def test_balance_json_has_exact_amounts_and_the_raw_payload(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(QUOTALEDGER_SELF))
+    result = run("--base-url", server.url, "--json")
+    document = json.loads(result.stdout)
+    assert (document["usd"], document["quota"], document["currency"]) == (
+        "49.995818",
+        24997909,
+        "USD",
+    )
+    assert document["raw"] == QUOTALEDGER_SELF
+
+
+def test_base_url_and_user_id_come_from_the_environment(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(ONE_API_SELF))
+    result = run(QUOTALEDGER_BASE_URL=server.url, QUOTALEDGER_USER_ID=USER_ID)
+    assert result.stdout.startswith("$20.00 left (10,000,000 quota)")
+    assert server.requests[0].headers["new-api-user"] == USER_ID
+
+
+def test_token_is_read_from_a_token_file(server: FakeProvider, tmp_path: Path) -> None:
+    server.route(SELF, json_answer(QUOTALEDGER_SELF))
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    result = run("--base-url", server.url, "--token-file", str(token_file), token=None)
+    assert result.exit_code == Exit.OK
+    assert server.requests[0].headers["authorization"] == TOKEN
+
+
+def test_token_is_read_from_stdin_with_a_dash(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(QUOTALEDGER_SELF))
+    result = run("--base-url", server.url, "--token-file", "-", token=None, stdin=TOKEN)
+    assert result.exit_code == Exit.OK
+
+
+def test_there_is_no_token_option() -> None:
+    result = run("--token", TOKEN, "--base-url", "http://127.0.0.1:1")
+    assert result.exit_code == Exit.USAGE
+    assert "No such option" in result.stderr
+
+
+def test_missing_token_exits_2_and_says_where_to_put_it() -> None:
+    result = run("--base-url", "http://127.0.0.1:1", token=None)
+    assert result.exit_code == Exit.USAGE
+    assert "set QUOTALEDGER_TOKEN or pass --token-file" in result.stderr
+
+
+def test_missing_base_url_for_newapi_exits_2() -> None:
+    result = run()
+    assert result.exit_code == Exit.USAGE
+    assert "--base-url" in result.stderr
+
+
+def test_refused_token_exits_3(server: FakeProvider) -> None:
+    server.route(SELF, json_answer({"success": False, "message": "invalid token"}, 401))
+    result = run("--base-url", server.url)
+    assert result.exit_code == Exit.AUTHENTICATION
+    assert result.stderr.startswith("Error: 127.0.0.1")
+
+
+def test_new_api_user_refusal_mentions_the_user_id_option(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(NO_USER_HEADER, 401))
+    result = run("--base-url", server.url)
+    assert result.exit_code == Exit.AUTHENTICATION
+    assert "--user-id" in result.stderr
+
+
+def test_permission_denied_exits_4(server: FakeProvider) -> None:
+    server.route(SELF, json_answer({"success": False, "message": "disabled"}, 403))
+    assert run("--base-url", server.url).exit_code == Exit.PERMISSION
+
+
+def test_refused_connection_exits_5(closed_port: int) -> None:
+    result = run("--base-url", f"http://127.0.0.1:{closed_port}", "--retries", "0")
+    assert result.exit_code == Exit.NETWORK
+    assert "connection refused" in result.stderr
+
+
+def test_timeout_exits_5_naming_host_and_seconds(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(QUOTALEDGER_SELF, delay=0.6))
+    result = run("--base-url", server.url, "--timeout", "0.2", "--retries", "0")
+    assert result.exit_code == Exit.NETWORK
+    assert f"{server.url[7:]} did not answer within 0.2 s" in result.stderr
+
+
+def test_rate_limited_exits_6(server: FakeProvider) -> None:
+    server.route(SELF, json_answer({}, 429, headers={"Retry-After": "60"}))
+    assert run("--base-url", server.url).exit_code == Exit.RATE_LIMITED
+
+
+def test_html_answer_exits_7_and_says_html(server: FakeProvider) -> None:
+    server.route(SELF, Answer(body="<html>login</html>", headers={"Content-Type": "text/html"}))
+    result = run("--base-url", server.url)
+    assert result.exit_code == Exit.UNEXPECTED
+    assert "HTML page instead of JSON" in result.stderr
+
+
+def test_server_error_is_retried_then_exits_7(server: FakeProvider) -> None:
+    server.route(SELF, json_answer({}, 502))
+    result = run("--base-url", server.url, "--retries", "2")
+    assert result.exit_code == Exit.UNEXPECTED
+    assert server.count(SELF) == 3
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [Answer(body=b"\x89garbage"), json_answer({}, 401), Answer(hang_up=True)],
+    ids=["garbage", "401", "hang-up"],
+)
+def test_failures_never_print_a_traceback(server: FakeProvider, answer: Answer) -> None:
+    server.route(SELF, answer)
+    result = run("--base-url", server.url, "--retries", "0")
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_json_errors_are_json_on_stdout(server: FakeProvider) -> None:
+    server.route(SELF, json_answer({"success": False, "message": "invalid token"}, 401))
+    result = run("--base-url", server.url, "--json")
+    assert json.loads(result.stdout)["error"]["type"] == "AuthenticationError"
+
+
+def test_token_never_appears_in_the_output(server: FakeProvider) -> None:
+    server.route(SELF, json_answer({"success": False, "message": f"no such token {TOKEN}"}, 401))
+    result = run("--base-url", server.url)
+    assert TOKEN not in result.output
+
+
+def test_other_provider_output_uses_its_currency(server: FakeProvider) -> None:
+    infos = [{"currency": "CNY", "total_balance": "1234.5"}]
+    server.route("/user/balance", json_answer({"is_available": True, "balance_infos": infos}))
+    result = run("--provider", "deepseek", "--base-url", server.url)
+    assert result.stdout == "¥1,234.50 left\n"
+
+
+def test_help_has_an_examples_section() -> None:
+    result = CliRunner().invoke(cli, ["balance", "--help"])
+    assert "Examples:" in result.stdout
+    assert "quotaledger balance --base-url" in result.stdout
+
+
+def test_unreadable_token_file_exits_2(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_bytes(b"\xff\xfe\x00binary")
+    result = run("--base-url", "http://127.0.0.1:1", "--token-file", str(token_file), token=None)
+    assert result.exit_code == Exit.USAGE
+    assert "cannot read the token file" in result.stderr

@@ -1,0 +1,99 @@
+"""`quotaledger check`: a monitoring-plugin status line with perfdata, exit 0/1/2/3."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner, Result
+from client_payloads import QUOTALEDGER_SELF, TOKEN, json_answer
+from client_server import FakeProvider
+
+from quotaledger.cli.main import cli
+
+SELF = "/api/user/self"
+
+
+def check(server: FakeProvider, *args: str, token: str = TOKEN) -> Result:
+    base = ["check", "--base-url", server.url, "--retries", "0"]
+    return CliRunner().invoke(cli, [*base, *args], env={"QUOTALEDGER_TOKEN": token})
+
+
+def with_quota(quota: int) -> dict[str, object]:
+    return {**QUOTALEDGER_SELF, "data": {**QUOTALEDGER_SELF["data"], "quota": quota}}  # type: ignore[dict-item]
+
+
+def test_ok_line_has_perfdata(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(QUOTALEDGER_SELF))
+    result = check(server, "--warn-usd", "20", "--critical-usd", "5")
+    assert result.exit_code == 0
+    assert (
+        result.stdout == "BALANCE OK - $49.99 left | balance_usd=49.99;20;5;0 quota=24997909;;;;\n"
+    )
+
+
+def test_below_warning_exits_1(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(with_quota(6_000_000)))
+    result = check(server, "--warn-usd", "20", "--critical-usd", "5")
+    assert result.exit_code == 1
+    assert result.stdout.startswith("BALANCE WARNING - $12.00 left (warning below $20.00) |")
+
+
+def test_below_critical_exits_2(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(with_quota(1_000_000)))
+    result = check(server, "--warn-usd", "20", "--critical-usd", "5")
+    assert result.exit_code == 2
+    assert result.stdout.startswith("BALANCE CRITICAL - $2.00 left (critical below $5.00) |")
+
+
+def test_exactly_at_the_threshold_is_not_below_it(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(with_quota(10_000_000)))
+    assert check(server, "--warn-usd", "20", "--critical-usd", "5").exit_code == 0
+
+
+def test_negative_balance_is_critical_without_a_minimum(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(with_quota(-250_000)))
+    result = check(server, "--warn", "20", "--critical", "5")
+    assert result.exit_code == 2
+    assert "balance_usd=-0.50;20;5; quota=-250000;;;;" in result.stdout
+
+
+def test_refused_token_is_unknown(server: FakeProvider) -> None:
+    server.route(SELF, json_answer({"success": False, "message": "invalid token"}, 401))
+    result = check(server, "--warn-usd", "20", "--critical-usd", "5")
+    assert result.exit_code == 3
+    assert result.stdout.startswith("BALANCE UNKNOWN - 127.0.0.1")
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_timeout_is_unknown(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(QUOTALEDGER_SELF, delay=0.6))
+    result = check(server, "--timeout", "0.2", "--warn-usd", "20", "--critical-usd", "5")
+    assert result.exit_code == 3
+    assert "did not answer within 0.2 s" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--warn-usd", "20"],
+        ["--warn-usd", "twenty", "--critical-usd", "5"],
+        ["--warn-usd", "20", "--critical-usd", "5", "--bogus"],
+    ],
+    ids=["missing-critical", "not-a-number", "unknown-option"],
+)
+def test_bad_usage_is_unknown_not_critical(server: FakeProvider, args: list[str]) -> None:
+    result = check(server, *args)
+    assert result.exit_code == 3
+    assert result.stdout.startswith("BALANCE UNKNOWN - ")
+
+
+def test_critical_above_warning_is_unknown(server: FakeProvider) -> None:
+    result = check(server, "--warn-usd", "5", "--critical-usd", "20")
+    assert result.exit_code == 3
+    assert server.requests == []
+
+
+def test_check_of_a_cny_provider_labels_its_perfdata(server: FakeProvider) -> None:
+    infos = [{"currency": "CNY", "total_balance": "110.00"}]
+    server.route("/user/balance", json_answer({"is_available": True, "balance_infos": infos}))
+    result = check(server, "--provider", "deepseek", "--warn", "100", "--critical", "10")
+    assert result.stdout == "BALANCE OK - ¥110.00 left | balance_cny=110.00;100;10;0\n"

@@ -1,0 +1,286 @@
+"""Shared test support: fixtures (re-exported by conftest.py) and helpers that test modules
+import with `from support import ...`: a fresh database per test (SQLite file, or
+PostgreSQL where it runs), the real app, and real `quotaledger serve` processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from quotaledger import accounts
+from quotaledger.accounts import Account
+from quotaledger.bootstrap import prepare_database
+from quotaledger.server.app import create_app
+from quotaledger.settings import Settings
+from quotaledger.store.database import Database
+from quotaledger.store.tables import grants, usage, users
+
+POSTGRES_URL = os.environ.get("QUOTALEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("QUOTALEDGER_TEST_REDIS", "redis://127.0.0.1:6379/15")
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_available() -> bool:
+    return _reachable("127.0.0.1", 5432)
+
+
+def redis_available() -> bool:
+    return _reachable("127.0.0.1", 6379)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped at the end."""
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    import psycopg
+
+    name = f"quotaledger_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_URL + "/postgres", autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield f"{POSTGRES_URL}/{name}"
+    with psycopg.connect(POSTGRES_URL + "/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _empty_postgres(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that uses it runs on a fresh SQLite file and on a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'quotaledger.db'}"
+    url: str = request.getfixturevalue("postgres_server_url")
+    _empty_postgres(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'quotaledger.db'}"
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings.from_env({}, database_url=database_url, admin_password=None).with_overrides(
+        admin_password=_secret(ADMIN_PASSWORD)
+    )
+
+
+def _secret(value: str):  # type: ignore[no-untyped-def]
+    from quotaledger.settings import Secret
+
+    return Secret(value)
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    database = prepare_database(settings)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings, database: Database) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, database), base_url="http://testserver") as test_client:
+        yield test_client
+
+
+@dataclass
+class User:
+    account: Account
+    password: str
+
+
+@pytest.fixture
+def make_user(database: Database):  # type: ignore[no-untyped-def]
+    def make(name: str = "alice", quota: int = 25_000_000, **kwargs: object) -> User:
+        password = f"{name}-password-123"
+        account = accounts.create_account(database, name, password, quota=quota, **kwargs)  # type: ignore[arg-type]
+        return User(account, password)
+
+    return make
+
+
+def login(client: TestClient, username: str, password: str) -> str:
+    """Log in through the API; returns the CSRF token to send with state changes."""
+    response = client.post("/api/user/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return client.cookies["ql_csrf"]
+
+
+def issue_token(client: TestClient, username: str, password: str) -> str:
+    csrf = login(client, username, password)
+    response = client.post(
+        "/api/user/token", json={"password": password}, headers={"X-CSRF-Token": csrf}
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["data"]["token"]
+    return token
+
+
+@pytest.fixture
+def admin_token(client: TestClient) -> str:
+    return issue_token(client, "admin", ADMIN_PASSWORD)
+
+
+# ------------------------------------------------------------------ a real server process
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    database_url: str
+    process: subprocess.Popen[str]
+    output: Path
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run `quotaledger ARGS` against this server's database."""
+        return run_cli(*args, database_url=self.database_url, input=input)
+
+    def log(self) -> str:
+        return self.output.read_text()
+
+
+def run_cli(
+    *args: str,
+    database_url: str | None = None,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    if database_url:
+        full_env["QUOTALEDGER_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "quotaledger", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
+
+
+def start_server(
+    database_url: str, tmp_path: Path, env: dict[str, str] | None = None, *extra: str
+) -> LiveServer:
+    port = free_port()
+    output = tmp_path / f"server-{port}.log"
+    full_env = {
+        **os.environ,
+        "QUOTALEDGER_DATABASE_URL": database_url,
+        "QUOTALEDGER_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        **(env or {}),
+    }
+    with output.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "quotaledger", "serve", "--port", str(port), *extra],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            text=True,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", database_url, process, output)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{output.read_text()}")
+        try:
+            if httpx.get(server.base_url + "/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server did not start:\n{output.read_text()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """`quotaledger serve` in its own process, on a fresh SQLite file, on loopback."""
+    server = start_server(f"sqlite:///{tmp_path / 'live.db'}", tmp_path)
+    yield server
+    stop_server(server)
+
+
+def token_from(base_url: str, username: str, password: str) -> str:
+    """Log in on a running server and issue a system token, as the web page does."""
+    with httpx.Client(base_url=base_url, timeout=30) as browser:
+        login = browser.post("/api/user/login", json={"username": username, "password": password})
+        assert login.status_code == 200, login.text
+        response = browser.post(
+            "/api/user/token",
+            json={"password": password},
+            headers={"X-CSRF-Token": browser.cookies["ql_csrf"]},
+        )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["data"]["token"]
+    return token
+
+
+def check_invariant(database: Database) -> None:
+    """SPEC §1 for every user, and the global conservation law."""
+    with database.read() as connection:
+        rows = connection.execute(
+            select(
+                users.c.id,
+                users.c.quota,
+                users.c.used_quota,
+                users.c.request_count,
+                users.c.granted_total,
+            )
+        ).all()
+        for row in rows:
+            charged, count = connection.execute(
+                select(func.coalesce(func.sum(usage.c.quota), 0), func.count()).where(
+                    usage.c.user_id == row.id
+                )
+            ).one()
+            granted = connection.execute(
+                select(func.coalesce(func.sum(grants.c.quota), 0)).where(grants.c.user_id == row.id)
+            ).scalar_one()
+            assert row.quota >= 0
+            assert row.granted_total == granted
+            assert row.granted_total - charged == row.quota
+            assert row.used_quota == charged
+            assert row.request_count == count
