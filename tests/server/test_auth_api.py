@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from conftest import issue_token, login
 from quotaledger import accounts, tokens
 from quotaledger.store.database import Database
+from support import issue_token, login
 
 
 def _self(client: TestClient, token: str | None, **headers: str):  # type: ignore[no-untyped-def]

@@ -6,9 +6,9 @@ import gzip
 
 from starlette.testclient import TestClient
 
-from conftest import issue_token, login
 from quotaledger import pricing
 from quotaledger.store.database import Database
+from support import issue_token, login
 
 
 def test_the_balance_matches_the_reference_page_example(client: TestClient, make_user) -> None:

@@ -10,11 +10,11 @@ import pytest
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from conftest import issue_token, login
 from quotaledger.server.app import create_app
 from quotaledger.server.auth import client_address
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
+from support import issue_token, login
 
 
 @pytest.fixture

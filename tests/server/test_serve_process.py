@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import ADMIN_PASSWORD, LiveServer, free_port, start_server, stop_server
+from support import ADMIN_PASSWORD, LiveServer, free_port, start_server, stop_server
 
 
 def _walk_through(server: LiveServer, name: str, password: str) -> str:

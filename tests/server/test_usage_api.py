@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from conftest import issue_token
 from quotaledger import pricing
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage, users
+from support import issue_token
 
 
 def _charge(client: TestClient, admin_token: str, **body: object):  # type: ignore[no-untyped-def]
