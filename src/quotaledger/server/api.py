@@ -9,14 +9,14 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from quotaledger import __version__, accounts, ledger, pricing, sessions
 from quotaledger.accounts import Account
 from quotaledger.errors import AuthenticationFailed, InvalidInput, QuotaLedgerError
-from quotaledger.money import MAX_QUOTA, QUOTA_PER_USD, format_usd, parse_usd, usd_to_quota
+from quotaledger.money import MAX_QUOTA, QUOTA_PER_USD, format_usd, usd_to_quota
 from quotaledger.server import openapi
 from quotaledger.server.auth import (
     CSRF_COOKIE,
@@ -24,6 +24,7 @@ from quotaledger.server.auth import (
     Caller,
     authenticate,
     authenticate_admin,
+    authenticate_session,
     client_address,
     token_rate_key,
 )
@@ -173,9 +174,8 @@ def _set_session_cookies(
 
 @router.post("/api/user/logout", **openapi.LOGOUT)
 async def logout(request: Request) -> Response:
-    caller = await authenticate(request)
-    if caller.session_id is None:
-        raise HTTPError(400, "logout ends a browser session; this request used a token")
+    caller = await authenticate_session(request)
+    assert caller.session_id is not None
     await run_in_threadpool(sessions.end_session, _state(request).database, caller.session_id)
     response = ok()
     response.delete_cookie(SESSION_COOKIE, samesite="strict")
@@ -186,10 +186,7 @@ async def logout(request: Request) -> Response:
 @router.post("/api/user/token", **openapi.ISSUE_TOKEN)
 async def issue_token(request: Request, body: PasswordBody) -> Response:
     state = _state(request)
-    caller: Caller = await authenticate(request)
-    if caller.via != "session":
-        raise HTTPError(401, "a new system token is issued to a logged-in browser session")
-    account = caller.account
+    account = (await authenticate_session(request)).account
     await _throttle_password_attempt(request, account.username)
     try:
         token = await run_in_threadpool(
@@ -218,8 +215,8 @@ class UsageBody(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     model: str = Field(min_length=1, max_length=128)
     request_id: str = Field(min_length=1, max_length=128)
-    prompt_tokens: StrictInt = Field(default=0, ge=0, le=ledger.MAX_TOKENS)
-    completion_tokens: StrictInt = Field(default=0, ge=0, le=ledger.MAX_TOKENS)
+    prompt_tokens: int = Field(default=0, ge=0, le=ledger.MAX_TOKENS)
+    completion_tokens: int = Field(default=0, ge=0, le=ledger.MAX_TOKENS)
 
 
 @router.post("/api/usage", **openapi.USAGE)
@@ -243,39 +240,33 @@ async def charge_usage(request: Request, body: UsageBody, _: AdminCaller) -> Res
     )
 
 
-class TopUpBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    quota: StrictInt | None = Field(default=None, gt=0, le=MAX_QUOTA)
-    usd: Decimal | None = Field(default=None, gt=0, le=Decimal(10**12))
+class QuotaTopUp(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="Top up in quota")
+    quota: int = Field(gt=0, le=MAX_QUOTA)
+
+
+class UsdTopUp(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="Top up in USD")
+    usd: Decimal = Field(gt=0, le=Decimal(10**12), allow_inf_nan=False)
 
 
 @router.post("/api/user/{username}/topup", **openapi.TOPUP)
-async def top_up(request: Request, username: str, body: TopUpBody, caller: AdminCaller) -> Response:
-    state = _state(request)
-    quota = _grant_amount(body)
-    balance = await run_in_threadpool(
-        ledger.top_up, state.database, username, quota, f"top-up by {caller.account.username}"
-    )
-    return ok(
-        {
-            "username": username,
-            "quota_granted": quota,
-            "quota": balance,
-            "quota_usd": format_usd(balance),
-        }
-    )
-
-
-def _grant_amount(body: TopUpBody) -> int:
-    if (body.quota is None) == (body.usd is None):
-        raise InvalidInput("body", "give exactly one of quota or usd")
-    if body.quota is not None:
-        return body.quota
-    assert body.usd is not None
-    quota = usd_to_quota(parse_usd(body.usd))
+async def top_up(
+    request: Request, username: str, body: QuotaTopUp | UsdTopUp, caller: AdminCaller
+) -> Response:
+    """Exactly one of `quota` or `usd` (the body schema says so too)."""
+    quota = body.quota if isinstance(body, QuotaTopUp) else usd_to_quota(body.usd)
     if quota <= 0:
         raise InvalidInput("usd", "amount is below one quota unit")
-    return quota
+    balance = await run_in_threadpool(
+        ledger.top_up,
+        _state(request).database,
+        username,
+        quota,
+        f"top-up by {caller.account.username}",
+    )
+    data = {"username": username, "quota_granted": quota, "quota": balance}
+    return ok({**data, "quota_usd": format_usd(balance)})
 
 
 # ---------------------------------------------------------------- public

@@ -46,10 +46,12 @@ def token_rate_key(token: str) -> str:
     return tokens.hash_token(token)
 
 
-async def authenticate(request: Request, *, allow_session: bool = True) -> Caller:
+async def authenticate(
+    request: Request, *, allow_session: bool = True, allow_token: bool = True
+) -> Caller:
     """The caller, or `AuthenticationFailed` (401) / `PermissionDenied` (403)."""
     state: AppState = request.app.state.ql
-    token = bearer_token(request)
+    token = bearer_token(request) if allow_token else None
     if token is not None:
         if not tokens.is_well_formed(token):  # cheap refusal, no database read
             raise AuthenticationFailed("malformed token: expected a ql_ system token")
@@ -57,8 +59,10 @@ async def authenticate(request: Request, *, allow_session: bool = True) -> Calle
         caller = Caller(account, "token")
     elif allow_session and (session_id := request.cookies.get(SESSION_COOKIE)):
         caller = await _session_caller(request, state, session_id)
-    else:
+    elif allow_token:
         raise AuthenticationFailed("missing credentials: send Authorization: <system token>")
+    else:
+        raise AuthenticationFailed("not logged in: this needs a browser session")
     check_caller(request, caller.account)
     return caller
 
@@ -82,6 +86,11 @@ def check_caller(request: Request, account: Account) -> None:
     claimed = request.headers.get("new-api-user")
     if claimed is not None and claimed.strip() != str(account.id):
         raise PermissionDenied("New-Api-User does not match the token's user")
+
+
+async def authenticate_session(request: Request) -> Caller:
+    """A logged-in browser session (a token does not count here)."""
+    return await authenticate(request, allow_token=False)
 
 
 async def authenticate_admin(request: Request) -> Caller:

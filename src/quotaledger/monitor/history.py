@@ -1,0 +1,215 @@
+"""The state file: every poll and each account's alert record, in SQLite.
+
+One file on the user's machine (stdlib `sqlite3`, WAL so that `status` can read while
+`watch` writes). Times are stored as UTC epoch seconds, money as Decimal text.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import platformdirs
+
+from quotaledger.monitor.forecast import Sample
+from quotaledger.monitor.state import Record, State
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS polls (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    at REAL NOT NULL,
+    amount TEXT,
+    currency TEXT,
+    quota INTEGER,
+    used_quota INTEGER,
+    used_amount TEXT,
+    request_count INTEGER,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS polls_by_account ON polls (account, at);
+CREATE TABLE IF NOT EXISTS alerts (
+    account TEXT PRIMARY KEY,
+    state TEXT,
+    level TEXT,
+    since REAL,
+    failures INTEGER NOT NULL,
+    last_error TEXT,
+    announced TEXT,
+    announced_at REAL
+);
+"""
+_POLL_COLUMNS = (
+    "account, at, amount, currency, quota, used_quota, used_amount, request_count, error"
+)
+
+
+def default_state_path() -> Path:
+    """`monitor.sqlite3` in the user's data directory (e.g. ~/.local/share/quotaledger)."""
+    return platformdirs.user_data_path("quotaledger") / "monitor.sqlite3"
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One poll of one account: a balance, or the error that prevented reading it."""
+
+    account: str
+    at: datetime
+    amount: Decimal | None = None
+    currency: str | None = None
+    quota: int | None = None
+    used_quota: int | None = None
+    used_amount: Decimal | None = None
+    request_count: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.amount is not None
+
+    def sample(self) -> Sample:
+        assert self.amount is not None
+        return Sample(self.at, self.amount, self.used_amount)
+
+
+class History:
+    """Polls and alert records of every watched account, in one SQLite file."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        if not create and not path.exists():
+            raise FileNotFoundError(f"no state file at {path}: run `quotaledger watch` first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        if create:
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def save(self, account: str, record: Record, poll: Poll | None = None) -> None:
+        """Store `record` (and `poll`, if given) in one transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if poll is not None:
+                self._insert_poll(poll)
+            self._upsert_record(account, record)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def record(self, account: str) -> Record:
+        """The alert record of `account` (an empty one if it was never polled)."""
+        row = self._db.execute(
+            "SELECT state, level, since, failures, last_error, announced, announced_at"
+            " FROM alerts WHERE account = ?",
+            (account,),
+        ).fetchone()
+        if row is None:
+            return Record()
+        state, level, since, failures, last_error, announced, announced_at = row
+        return Record(
+            _state(state), _state(level), _time(since), failures, last_error,
+            _state(announced), _time(announced_at),
+        )  # fmt: skip
+
+    def polls(
+        self, account: str, *, since: datetime | None = None, limit: int | None = None
+    ) -> list[Poll]:
+        """Polls of `account`, oldest first: those after `since`, or the last `limit`."""
+        query = f"SELECT {_POLL_COLUMNS} FROM polls WHERE account = ?"  # noqa: S608  # nosec B608 (a constant column list)
+        params: list[Any] = [account]
+        if since is not None:
+            query += " AND at >= ?"
+            params.append(since.timestamp())
+        query += " ORDER BY at DESC, id DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        return [_poll(row) for row in reversed(self._db.execute(query, params).fetchall())]
+
+    def samples(self, account: str, since: datetime) -> list[Sample]:
+        """Successful polls after `since`, oldest first, for the forecast."""
+        return [poll.sample() for poll in self.polls(account, since=since) if poll.ok]
+
+    def last_success(self, account: str) -> Poll | None:
+        row = self._db.execute(
+            f"SELECT {_POLL_COLUMNS} FROM polls WHERE account = ? AND error IS NULL"  # noqa: S608  # nosec B608 (a constant column list)
+            " ORDER BY at DESC, id DESC LIMIT 1",
+            (account,),
+        ).fetchone()
+        return None if row is None else _poll(row)
+
+    def _insert_poll(self, poll: Poll) -> None:
+        self._db.execute(
+            f"INSERT INTO polls ({_POLL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608  # nosec B608 (a constant column list)
+            (
+                poll.account, poll.at.timestamp(), _text(poll.amount), poll.currency, poll.quota,
+                poll.used_quota, _text(poll.used_amount), poll.request_count, poll.error,
+            ),
+        )  # fmt: skip
+
+    def _upsert_record(self, account: str, record: Record) -> None:
+        self._db.execute(
+            "INSERT INTO alerts (account, state, level, since, failures, last_error, announced,"
+            " announced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET"
+            " state = excluded.state, level = excluded.level, since = excluded.since,"
+            " failures = excluded.failures, last_error = excluded.last_error,"
+            " announced = excluded.announced, announced_at = excluded.announced_at",
+            (
+                account, _value(record.state), _value(record.level), _epoch(record.since),
+                record.failures, record.last_error, _value(record.announced),
+                _epoch(record.announced_at),
+            ),
+        )  # fmt: skip
+
+
+def _poll(row: tuple[Any, ...]) -> Poll:
+    account, at, amount, currency, quota, used_quota, used_amount, requests, error = row
+    return Poll(
+        account, datetime.fromtimestamp(at, UTC), _decimal(amount), currency,
+        quota, used_quota, _decimal(used_amount), requests, error,
+    )  # fmt: skip
+
+
+def _state(value: str | None) -> State | None:
+    return None if value is None else State(value)
+
+
+def _value(state: State | None) -> str | None:
+    return None if state is None else state.value
+
+
+def _time(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
