@@ -117,11 +117,15 @@ def create_account(
         raise AlreadyExists(f"user {username!r} already exists") from None
 
 
-def get_account_in(connection: Connection, user_id: int) -> Account:
-    row = connection.execute(select(*ACCOUNT_COLUMNS).where(users.c.id == user_id)).first()
+def _account_where(connection: Connection, condition: Any, missing: str) -> Account:
+    row = connection.execute(select(*ACCOUNT_COLUMNS).where(condition)).first()
     if row is None:
-        raise NotFound(f"no user with id {user_id}")
+        raise NotFound(missing)
     return account_from_row(row)
+
+
+def get_account_in(connection: Connection, user_id: int) -> Account:
+    return _account_where(connection, users.c.id == user_id, f"no user with id {user_id}")
 
 
 def find_account(database: Database, username: str) -> Account:
@@ -130,15 +134,7 @@ def find_account(database: Database, username: str) -> Account:
 
 
 def find_account_in(connection: Connection, username: str) -> Account:
-    row = connection.execute(select(*ACCOUNT_COLUMNS).where(users.c.username == username)).first()
-    if row is None:
-        raise NotFound(f"no user named {username!r}")
-    return account_from_row(row)
-
-
-def get_account(database: Database, user_id: int) -> Account:
-    with database.read() as connection:
-        return get_account_in(connection, user_id)
+    return _account_where(connection, users.c.username == username, f"no user named {username!r}")
 
 
 def list_accounts(database: Database) -> list[Account]:

@@ -12,21 +12,14 @@ from pathlib import Path
 
 import httpx
 
-from support import ADMIN_PASSWORD, LiveServer, free_port, start_server, stop_server
-
-
-def _walk_through(server: LiveServer, name: str, password: str) -> str:
-    """Log in and get a system token, as the reference page describes."""
-    with httpx.Client(base_url=server.base_url) as browser:
-        browser.post("/api/user/login", json={"username": name, "password": password})
-        response = browser.post(
-            "/api/user/token",
-            json={"password": password},
-            headers={"X-CSRF-Token": browser.cookies["ql_csrf"]},
-        )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["data"]["token"]
-    return token
+from support import (
+    ADMIN_PASSWORD,
+    LiveServer,
+    free_port,
+    start_server,
+    stop_server,
+    token_from,
+)
 
 
 def test_the_reference_walk_through_works_on_a_real_server(live_server: LiveServer) -> None:
@@ -40,7 +33,7 @@ def test_the_reference_walk_through_works_on_a_real_server(live_server: LiveServ
         input="alice-password-123\n",
     )
     assert created.returncode == 0, created.stderr
-    token = _walk_through(live_server, "alice", "alice-password-123")
+    token = token_from(live_server.base_url, "alice", "alice-password-123")
 
     response = httpx.get(
         live_server.base_url + "/api/user/self",
@@ -56,7 +49,7 @@ def test_no_token_or_password_reaches_the_database_file_or_the_log(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
     live_server.cli("user", "create", "alice", "--password-stdin", input="alice-password-123\n")
-    token = _walk_through(live_server, "alice", "alice-password-123")
+    token = token_from(live_server.base_url, "alice", "alice-password-123")
     httpx.get(live_server.base_url + "/api/user/self", headers={"Authorization": token})
     httpx.post(
         live_server.base_url + "/api/user/login",
@@ -121,7 +114,7 @@ def _serve_briefly(url: str, env: dict[str, str], log_path: Path) -> str:
 def test_the_admin_password_can_be_given_by_environment(tmp_path: Path) -> None:
     server = start_server(f"sqlite:///{tmp_path / 'env.db'}", tmp_path)
     try:
-        token = _walk_through(server, "admin", ADMIN_PASSWORD)
+        token = token_from(server.base_url, "admin", ADMIN_PASSWORD)
         response = httpx.get(server.base_url + "/api/user/self", headers={"Authorization": token})
         assert response.json()["data"]["role"] == "admin"
         assert ADMIN_PASSWORD not in server.log()
