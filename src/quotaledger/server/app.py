@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from quotaledger import __version__
-from quotaledger.server import api, errors
+from quotaledger.server import api, errors, pages
 from quotaledger.server.metrics import CountResponses
 from quotaledger.server.middleware import BodyGuard, BodyTooLarge, Compression, SecurityHeaders
 from quotaledger.server.ratelimit import RateLimiter
@@ -48,7 +48,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     )
     app.state.ql = state
     app.include_router(api.router)
-    _include_pages(app)
+    pages.install(app)
     for kind, handler in errors.HANDLERS.items():
         app.add_exception_handler(kind, handler)
     app.add_exception_handler(BodyTooLarge, _body_too_large(settings.max_body_bytes))
@@ -59,14 +59,6 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(CountResponses, metrics=state.metrics)
     return app
-
-
-def _include_pages(app: FastAPI) -> None:
-    try:
-        from quotaledger.server import pages  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # the web pages are optional while they are being built
-        return
-    pages.install(app)
 
 
 def _body_too_large(limit: int) -> ExceptionHandler:
