@@ -226,3 +226,32 @@ def test_a_user_token_on_an_admin_route_is_403(client: TestClient, make_user) ->
     )
 
     assert response.status_code == 403
+
+
+def test_cookies_are_secure_behind_a_trusted_tls_proxy(settings, database, make_user) -> None:  # type: ignore[no-untyped-def]
+    import ipaddress
+
+    from quotaledger.server.app import create_app
+
+    proxied = settings.with_overrides(trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
+    user = make_user("alice")
+    with TestClient(create_app(proxied, database), client=("127.0.0.1", 5000)) as client:
+        response = client.post(
+            "/api/user/login",
+            json={"username": "alice", "password": user.password},
+            headers={"X-Forwarded-Proto": "https"},
+        )
+
+    assert all("Secure" in c for c in response.headers.get_list("set-cookie"))
+
+
+def test_cookies_are_not_secure_on_plain_http(client: TestClient, make_user) -> None:
+    user = make_user("alice")
+
+    response = client.post(
+        "/api/user/login",
+        json={"username": "alice", "password": user.password},
+        headers={"X-Forwarded-Proto": "https"},  # from an untrusted peer: ignored
+    )
+
+    assert not any("Secure" in c for c in response.headers.get_list("set-cookie"))

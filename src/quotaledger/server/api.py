@@ -26,6 +26,7 @@ from quotaledger.server.auth import (
     authenticate_admin,
     authenticate_session,
     client_address,
+    is_https,
     token_rate_key,
 )
 from quotaledger.server.errors import HTTPError
@@ -153,7 +154,7 @@ async def login(request: Request, body: LoginBody) -> Response:
 def _set_session_cookies(
     request: Request, response: Response, new: sessions.NewSession, max_age: int
 ) -> None:
-    secure = request.url.scheme == "https"
+    secure = is_https(request)
     response.set_cookie(
         SESSION_COOKIE,
         new.session_id,

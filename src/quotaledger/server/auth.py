@@ -115,6 +115,18 @@ def client_address(request: Request) -> str:
     return peer
 
 
+def is_https(request: Request) -> bool:
+    """Whether the client reached us over TLS: directly, or through a trusted proxy that
+    says so in `X-Forwarded-Proto` (cookies then get `Secure`)."""
+    if request.url.scheme == "https":
+        return True
+    state: AppState = request.app.state.ql
+    peer = request.client.host if request.client else ""
+    proxies = state.settings.trusted_proxies
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return bool(proxies) and _is_in(peer, proxies) and forwarded == "https"
+
+
 def _is_in(
     address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 ) -> bool:

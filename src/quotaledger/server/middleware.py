@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
 
 import orjson
 from starlette.datastructures import Headers, MutableHeaders
@@ -139,6 +138,8 @@ class SecurityHeaders:
             return
         path: str = scope["path"]
         extra = _security_headers(path)
+        if scope.get("scheme") == "https":
+            extra.append((b"strict-transport-security", b"max-age=31536000"))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -148,7 +149,7 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def _security_headers(path: str) -> Iterable[tuple[bytes, bytes]]:
+def _security_headers(path: str) -> list[tuple[bytes, bytes]]:
     csp = DOCS_CSP if path in ("/docs", "/redoc") else PAGE_CSP
     headers = [
         (b"x-content-type-options", b"nosniff"),
