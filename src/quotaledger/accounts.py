@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
 from quotaledger import passwords, tokens
@@ -216,6 +217,27 @@ def replace_token(database: Database, user_id: int) -> str:
     return token
 
 
+# The hot path's query, compiled once to SQLite's SQL for the inline reader (see `Database`).
+_TOKEN_LOOKUP_SQL = str(
+    select(*ACCOUNT_COLUMNS)
+    .where(users.c.token_hash == bindparam("digest"))
+    .compile(dialect=sqlite_dialect.dialect())
+)
+
+
+def account_for_token_digest(database: Database, digest: str) -> Account | None:
+    """The account whose token has this SHA-256 digest: one indexed lookup."""
+    reader = database.inline_reader()
+    if reader is not None:
+        row = reader.execute(_TOKEN_LOOKUP_SQL, (digest,)).fetchone()
+    else:
+        with database.read() as connection:
+            row = connection.execute(
+                select(*ACCOUNT_COLUMNS).where(users.c.token_hash == digest)
+            ).first()
+    return None if row is None else account_from_row(row)
+
+
 def account_for_token(database: Database, token: str) -> Account:
     """The account a system token belongs to; `AuthenticationFailed` otherwise.
 
@@ -224,11 +246,8 @@ def account_for_token(database: Database, token: str) -> Account:
     the index would only reveal digests, not tokens.
     """
     if not tokens.is_well_formed(token):
-        raise AuthenticationFailed("malformed token")
-    with database.read() as connection:
-        row = connection.execute(
-            select(*ACCOUNT_COLUMNS).where(users.c.token_hash == tokens.hash_token(token))
-        ).first()
-    if row is None:
+        raise AuthenticationFailed("malformed token: expected a ql_ system token")
+    account = account_for_token_digest(database, tokens.hash_token(token))
+    if account is None:
         raise AuthenticationFailed("unknown or replaced token")
-    return account_from_row(row)
+    return account

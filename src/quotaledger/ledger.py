@@ -14,8 +14,9 @@ one on another instance, finds the first row and returns the first answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from quotaledger.errors import (
@@ -27,9 +28,9 @@ from quotaledger.errors import (
     QuotaLedgerError,
 )
 from quotaledger.money import MAX_QUOTA
-from quotaledger.pricing import cost_in_quota, get_price_in, group_ratio_in
+from quotaledger.pricing import cost_in_quota, price_from_columns
 from quotaledger.store.database import Database, now
-from quotaledger.store.tables import grants, usage, users
+from quotaledger.store.tables import grants, groups, prices, usage, users
 
 MAX_TOKENS = 10**12
 
@@ -97,19 +98,10 @@ def charge(database: Database, request: UsageRequest) -> Charge:
     """Charge one request exactly once. Raises `InsufficientQuota` (nothing charged),
     `IdempotencyConflict` (the request_id was used with another payload), `NotFound`,
     `PermissionDenied` (disabled account) or `InvalidInput` (unpriced model)."""
-    request.validate()
-    try:
-        with database.write() as connection:
-            return charge_in(connection, request)
-    except IntegrityError:
-        # A concurrent transaction inserted the same (user, request_id) first: ours was
-        # rolled back whole, so answer as a replay of theirs.
-        with database.read() as connection:
-            user_id = _user_id_in(connection, request.username)
-            replay = _replay_in(connection, user_id, request)
-        if replay is None:
-            raise
-        return replay
+    outcome = charge_batch(database, [request])[0]
+    if isinstance(outcome, QuotaLedgerError):
+        raise outcome
+    return outcome
 
 
 ChargeOutcome = Charge | QuotaLedgerError
@@ -136,10 +128,15 @@ def charge_batch(database: Database, requests: list[UsageRequest]) -> list[Charg
                 requests[index].validate()
                 with connection.begin_nested():
                     outcomes[index] = charge_in(connection, requests[index])
+            except _Replayed as replayed:
+                outcomes[index] = replayed.charge
             except QuotaLedgerError as exc:
                 outcomes[index] = exc
             except IntegrityError:
-                duplicates.append(index)  # another instance charged it first
+                # The request_id is already in the ledger (charged earlier in this batch,
+                # or by another instance a moment ago): the savepoint undid our debit;
+                # answer as a replay once this transaction has committed.
+                duplicates.append(index)
     for index in duplicates:
         outcomes[index] = _replay_after_race(database, requests[index])
     return [outcomes[i] for i in range(len(requests))]
@@ -156,52 +153,105 @@ def _replay_after_race(database: Database, request: UsageRequest) -> ChargeOutco
     return replay
 
 
-def charge_in(connection: Connection, request: UsageRequest) -> Charge:
-    user = connection.execute(
-        select(users.c.id, users.c.group, users.c.status).where(
-            users.c.username == request.username
+# The statements of a charge, built once (building them per call costs more than running
+# them on SQLite). One read gathers the user, their group's ratio and the model's price.
+_CHARGE_CONTEXT = (
+    select(
+        users.c.id,
+        users.c.status,
+        groups.c.ratio,
+        prices.c.model,
+        prices.c.per_call_usd,
+        prices.c.input_usd_per_mtok,
+        prices.c.output_usd_per_mtok,
+    )
+    .select_from(
+        users.outerjoin(groups, groups.c.name == users.c.group).outerjoin(
+            prices, prices.c.model == bindparam("model")
         )
+    )
+    .where(users.c.username == bindparam("username"))
+)
+_DEBIT = (
+    update(users)
+    .where(users.c.id == bindparam("user_id"), users.c.quota >= bindparam("cost"))
+    .values(
+        quota=users.c.quota - bindparam("cost"),
+        used_quota=users.c.used_quota + bindparam("cost"),
+        request_count=users.c.request_count + 1,
+    )
+    .returning(users.c.quota)
+)
+_RECORD = insert(usage)
+
+
+def charge_in(connection: Connection, request: UsageRequest) -> Charge:
+    """Charge `request` inside the caller's transaction (and savepoint). The common case is
+    three statements: the context read, the guarded debit and the usage row; the unique
+    `(user_id, request_id)` of that row turns a replay into an `IntegrityError`, which
+    rolls the debit back with the savepoint."""
+    context = connection.execute(
+        _CHARGE_CONTEXT, {"username": request.username, "model": request.model}
     ).first()
-    if user is None:
+    if context is None:
         raise NotFound(f"no user named {request.username!r}")
-    replay = _replay_in(connection, user.id, request)
-    if replay is not None:
-        return replay
-    if user.status != "enabled":
-        raise PermissionDenied(f"user {request.username!r} is disabled")
-    price = get_price_in(connection, request.model)
+    if context.status != "enabled":
+        raise _replay_or(
+            connection,
+            context.id,
+            request,
+            PermissionDenied(f"user {request.username!r} is disabled"),
+        )
+    if context.model is None:
+        raise _replay_or(
+            connection,
+            context.id,
+            request,
+            InvalidInput("model", f"no price is set for model {request.model!r}"),
+        )
     cost = cost_in_quota(
-        price,
+        price_from_columns(context),
         request.prompt_tokens,
         request.completion_tokens,
-        group_ratio_in(connection, user.group),
+        Decimal(context.ratio) if context.ratio is not None else Decimal(1),
     )
-    remaining = connection.execute(
-        update(users)
-        .where(users.c.id == user.id, users.c.quota >= cost)
-        .values(
-            quota=users.c.quota - cost,
-            used_quota=users.c.used_quota + cost,
-            request_count=users.c.request_count + 1,
-        )
-        .returning(users.c.quota)
-    ).scalar()
+    remaining = connection.execute(_DEBIT, {"user_id": context.id, "cost": cost}).scalar()
     if remaining is None:
-        available = connection.execute(select(users.c.quota).where(users.c.id == user.id))
-        raise InsufficientQuota(cost, int(available.scalar_one()))
-    connection.execute(
-        insert(usage).values(
-            user_id=user.id,
-            request_id=request.request_id,
-            model=request.model,
-            prompt_tokens=request.prompt_tokens,
-            completion_tokens=request.completion_tokens,
-            quota=cost,
-            quota_after=remaining,
-            created_at=now(),
+        available = connection.execute(select(users.c.quota).where(users.c.id == context.id))
+        raise _replay_or(
+            connection, context.id, request, InsufficientQuota(cost, int(available.scalar_one()))
         )
+    connection.execute(
+        _RECORD,
+        {
+            "user_id": context.id,
+            "request_id": request.request_id,
+            "model": request.model,
+            "prompt_tokens": request.prompt_tokens,
+            "completion_tokens": request.completion_tokens,
+            "quota": cost,
+            "quota_after": remaining,
+            "created_at": now(),
+        },
     )
     return Charge(request.request_id, cost, int(remaining))
+
+
+class _Replayed(QuotaLedgerError):
+    """Carries a replay's first answer out of `charge_in` past a refusal."""
+
+    def __init__(self, charge: Charge) -> None:
+        super().__init__("replayed")
+        self.charge = charge
+
+
+def _replay_or(
+    connection: Connection, user_id: int, request: UsageRequest, error: QuotaLedgerError
+) -> QuotaLedgerError:
+    """A refusal does not apply to a replay: a request_id already charged gets its first
+    answer even if the account is now disabled or short of quota."""
+    replay = _replay_in(connection, user_id, request)
+    return error if replay is None else _Replayed(replay)
 
 
 def _user_id_in(connection: Connection, username: str) -> int:

@@ -109,12 +109,10 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _price_from_row(row: Any) -> Price:
-    model, per_call, input_price, output_price = row
-    return Price(
-        str(model),
-        *(None if v is None else Decimal(v) for v in (per_call, input_price, output_price)),
-    )
+def price_from_columns(row: Any) -> Price:
+    """A `Price` from a row with the `prices` table's columns."""
+    values = (row.per_call_usd, row.input_usd_per_mtok, row.output_usd_per_mtok)
+    return Price(str(row.model), *(None if v is None else Decimal(v) for v in values))
 
 
 _PRICE_COLUMNS = (
@@ -128,14 +126,7 @@ _PRICE_COLUMNS = (
 def list_prices(database: Database) -> list[Price]:
     with database.read() as connection:
         rows = connection.execute(select(*_PRICE_COLUMNS).order_by(prices.c.model)).all()
-    return [_price_from_row(row) for row in rows]
-
-
-def get_price_in(connection: Connection, model: str) -> Price:
-    row = connection.execute(select(*_PRICE_COLUMNS).where(prices.c.model == model)).first()
-    if row is None:
-        raise InvalidInput("model", f"no price is set for model {model!r}")
-    return _price_from_row(row)
+    return [price_from_columns(row) for row in rows]
 
 
 def delete_price(database: Database, model: str) -> None:
@@ -161,12 +152,6 @@ def set_group_ratio(database: Database, group: str, ratio: str | Decimal) -> Dec
     with database.write() as connection:
         _upsert(connection, groups, {"name": group, "ratio": str(value)}, "name")
     return value
-
-
-def group_ratio_in(connection: Connection, group: str) -> Decimal:
-    """A group's multiplier; 1 for a group without one."""
-    ratio = connection.execute(select(groups.c.ratio).where(groups.c.name == group)).scalar()
-    return Decimal(ratio) if ratio is not None else Decimal(1)
 
 
 def list_group_ratios(database: Database) -> dict[str, Decimal]:

@@ -9,11 +9,12 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from quotaledger import __version__, accounts, ledger, pricing, sessions
+from quotaledger import __version__, accounts, ledger, pricing, sessions, tokens
 from quotaledger.accounts import Account
 from quotaledger.errors import AuthenticationFailed, InvalidInput, QuotaLedgerError
 from quotaledger.money import MAX_QUOTA, QUOTA_PER_USD, format_usd, usd_to_quota
@@ -25,6 +26,7 @@ from quotaledger.server.auth import (
     authenticate,
     authenticate_admin,
     authenticate_session,
+    bearer_token,
     client_address,
     is_https,
     token_rate_key,
@@ -67,22 +69,24 @@ def account_json(account: Account, fixed_prices: dict[str, str] | None = None) -
 # ---------------------------------------------------------------- balance
 
 
+# The two hot routes take only the request and answer with a prepared Response: `create_app`
+# serves them from a lean Starlette router in front of FastAPI (which still documents them).
+
+
 @router.get("/api/user/self", **openapi.USER_SELF)
 async def user_self(request: Request) -> Response:
     state = _state(request)
     headers: dict[str, str] = {}
+    token = bearer_token(request)
+    if token is not None and state.limiter.is_enabled("balance"):
+        # Counted before the database is read: junk must cost less than a real query.
+        if not tokens.is_well_formed(token):
+            raise AuthenticationFailed("malformed token: expected a ql_ system token")
+        headers = await state.limiter.check("balance", token_rate_key(token))
     caller = await authenticate(request)
-    if state.limiter.is_enabled("balance"):
-        key = f"user:{caller.account.id}" if caller.via == "session" else _token_key(request)
-        headers = await state.limiter.check("balance", key)
-    prices = await run_in_threadpool(state.fixed_prices)
-    return ok(account_json(caller.account, prices), headers=headers)
-
-
-def _token_key(request: Request) -> str:
-    from quotaledger.server.auth import bearer_token
-
-    return token_rate_key(bearer_token(request) or "")
+    if caller.via == "session" and state.limiter.is_enabled("balance"):
+        headers = await state.limiter.check("balance", f"user:{caller.account.id}")
+    return ok(account_json(caller.account, await state.fixed_prices()), headers=headers)
 
 
 @router.get("/api/log/self", **openapi.LOG_SELF)
@@ -220,12 +224,16 @@ class UsageBody(BaseModel):
     completion_tokens: int = Field(default=0, ge=0, le=ledger.MAX_TOKENS)
 
 
-@router.post("/api/usage", **openapi.USAGE)
-async def charge_usage(request: Request, body: UsageBody, _: AdminCaller) -> Response:
+@router.post("/api/usage", **openapi.usage(UsageBody.model_json_schema()))
+async def charge_usage(request: Request) -> Response:
     state = _state(request)
-    usage = ledger.UsageRequest(**body.model_dump())
+    await authenticate_admin(request)  # 401/403 before any 422
     try:
-        result = await state.charge(usage)
+        body = UsageBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    try:
+        result = await state.charge(ledger.UsageRequest(**body.model_dump()))
     except QuotaLedgerError as exc:
         state.metrics.charges.labels(type(exc).__name__).inc()
         raise

@@ -11,7 +11,7 @@ from typing import Literal
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from quotaledger import accounts, sessions, tokens
+from quotaledger import sessions, tokens
 from quotaledger.accounts import Account
 from quotaledger.errors import AuthenticationFailed, PermissionDenied
 from quotaledger.server.state import AppState
@@ -53,10 +53,7 @@ async def authenticate(
     state: AppState = request.app.state.ql
     token = bearer_token(request) if allow_token else None
     if token is not None:
-        if not tokens.is_well_formed(token):  # cheap refusal, no database read
-            raise AuthenticationFailed("malformed token: expected a ql_ system token")
-        account = await run_in_threadpool(accounts.account_for_token, state.database, token)
-        caller = Caller(account, "token")
+        caller = Caller(await state.account_for_token(token), "token")
     elif allow_session and (session_id := request.cookies.get(SESSION_COOKIE)):
         caller = await _session_caller(request, state, session_id)
     elif allow_token:

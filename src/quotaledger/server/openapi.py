@@ -88,6 +88,14 @@ ISSUE_TOKEN: dict[str, Any] = {
         **E429,
     },
 }
+
+
+def usage(body_schema: dict[str, Any]) -> dict[str, Any]:
+    """`POST /api/usage` reads its own body (it is on the hot path): document it here."""
+    request_body = {"required": True, "content": {"application/json": {"schema": body_schema}}}
+    return {**USAGE, "openapi_extra": {"requestBody": request_body}}
+
+
 USAGE: dict[str, Any] = {
     "summary": "Charge one request (admin token); idempotent per request_id",
     "responses": {

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from quotaledger import ledger, pricing
+from starlette.concurrency import run_in_threadpool
+
+from quotaledger import accounts, ledger, pricing
+from quotaledger.accounts import Account
 from quotaledger.server.batching import ChargeBatcher
 from quotaledger.server.metrics import Metrics
 from quotaledger.server.ratelimit import RateLimiter
@@ -28,16 +31,21 @@ class AppState:
     def __post_init__(self) -> None:
         self.batcher = ChargeBatcher(self.database)
 
-    def fixed_prices(self) -> dict[str, str]:
+    async def fixed_prices(self) -> dict[str, str]:
         """`ModelFixedPrice`, read at most every few seconds: every balance query shows it,
         and a price change made on any instance shows up within that delay."""
         if time.monotonic() >= self._fixed_prices_until:
-            self._fixed_prices = pricing.fixed_prices(pricing.list_prices(self.database))
+            listed = await run_in_threadpool(pricing.list_prices, self.database)
+            self._fixed_prices = pricing.fixed_prices(listed)
             self._fixed_prices_until = time.monotonic() + PRICE_CACHE_SECONDS
         return self._fixed_prices
 
-    def forget_prices(self) -> None:
-        self._fixed_prices_until = 0.0
+    async def account_for_token(self, token: str) -> Account:
+        """The token's account (`AuthenticationFailed` otherwise), read inline on SQLite
+        and in a worker thread on PostgreSQL."""
+        if self.database.is_sqlite:
+            return accounts.account_for_token(self.database, token)
+        return await run_in_threadpool(accounts.account_for_token, self.database, token)
 
     async def charge(self, request: ledger.UsageRequest) -> ledger.Charge:
         return await self.batcher.charge(request)

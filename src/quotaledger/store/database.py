@@ -9,6 +9,7 @@ constraints, not from the isolation level.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ class Database:
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._inline: sqlite3.Connection | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, sqlite_synchronous, pool_size)
         else:
@@ -52,7 +54,24 @@ class Database:
             with connection.begin():
                 yield connection
 
+    def inline_reader(self) -> sqlite3.Connection | None:
+        """On SQLite, a raw connection for one-row indexed reads made right on the event
+        loop: such a read takes microseconds (WAL readers never wait for writers), less
+        than a hop to a worker thread. None on PostgreSQL, where every read is a network
+        round trip and belongs in a worker thread."""
+        if not self.is_sqlite:
+            return None
+        if self._inline is None:
+            path = self.engine.url.database or ":memory:"
+            self._inline = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._inline.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            self._inline.execute("PRAGMA query_only = ON")
+        return self._inline
+
     def dispose(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         self.engine.dispose()
 
 
