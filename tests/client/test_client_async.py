@@ -105,3 +105,18 @@ async def test_async_aclose_closes_the_client(server: FakeProvider) -> None:
     await client.aclose()
     with pytest.raises(RuntimeError):
         await client.balance()
+
+
+async def test_clients_can_share_one_http_pool_which_they_leave_open(
+    server: FakeProvider,
+) -> None:
+    import httpx
+
+    server.route(SELF, json_answer(QUOTALEDGER_SELF))
+    async with httpx.AsyncClient() as shared:
+        for _ in range(2):
+            async with AsyncBalanceClient(server.url, TOKEN, http_client=shared) as client:
+                assert (await client.balance()).quota == 24_997_909
+        assert not shared.is_closed  # owned by the caller, not by the balance clients
+    assert server.requests[0].headers["authorization"] == TOKEN
+    assert server.requests[0].headers["user-agent"].startswith("quotaledger/")
