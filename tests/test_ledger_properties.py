@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from quotaledger import accounts, ledger, pricing
-from quotaledger.errors import IdempotencyConflict, InsufficientQuota
+from quotaledger.errors import AuthenticationFailed, IdempotencyConflict, InsufficientQuota
 from quotaledger.store.database import Database
 from support import check_invariant
 
@@ -26,7 +26,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.name = f"user{next(_names)}"
         accounts.create_account(database, self.name, "password-123")
         self.expected_quota = 0
-        self.answers: dict[str, tuple[int, int, int]] = {}  # request_id -> payload, first answer
+        self.answers: dict[str, tuple[int, int, int]] = {}
+        self.token: str | None = None  # request_id -> payload, first answer
 
     @rule(amount=st.integers(min_value=1, max_value=5_000_000))
     def grant(self, amount: int) -> None:
@@ -67,10 +68,12 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule()
     def regenerate_token(self) -> None:
         account = accounts.find_account(self.database, self.name)
-        old_hint = account.token_hint
         token = accounts.replace_token(self.database, account.id)
         assert accounts.account_for_token(self.database, token).quota == self.expected_quota
-        assert old_hint is None or accounts.find_account(self.database, self.name).token_hint
+        if self.token is not None:  # the one it replaced is refused from now on
+            with pytest.raises(AuthenticationFailed):
+                accounts.account_for_token(self.database, self.token)
+        self.token = token
 
     @invariant()
     def balance_is_as_expected(self) -> None:

@@ -225,9 +225,13 @@ _TOKEN_LOOKUP_SQL = str(
 )
 
 
-def account_for_token_digest(database: Database, digest: str) -> Account | None:
-    """The account whose token has this SHA-256 digest: one indexed lookup."""
-    reader = database.inline_reader()
+def account_for_token_digest(
+    database: Database, digest: str, *, inline: bool = False
+) -> Account | None:
+    """The account whose token has this SHA-256 digest: one indexed lookup, through the
+    inline SQLite reader when `inline` (which raises `sqlite3.OperationalError` rather
+    than wait when the database is busy)."""
+    reader = database.inline_reader() if inline else None
     if reader is not None:
         row = reader.execute(_TOKEN_LOOKUP_SQL, (digest,)).fetchone()
     else:
@@ -238,7 +242,7 @@ def account_for_token_digest(database: Database, digest: str) -> Account | None:
     return None if row is None else account_from_row(row)
 
 
-def account_for_token(database: Database, token: str) -> Account:
+def account_for_token(database: Database, token: str, *, inline: bool = False) -> Account:
     """The account a system token belongs to; `AuthenticationFailed` otherwise.
 
     A malformed token (bad prefix, length or checksum) is refused without a database read.
@@ -247,7 +251,7 @@ def account_for_token(database: Database, token: str) -> Account:
     """
     if not tokens.is_well_formed(token):
         raise AuthenticationFailed("malformed token: expected a ql_ system token")
-    account = account_for_token_digest(database, tokens.hash_token(token))
+    account = account_for_token_digest(database, tokens.hash_token(token), inline=inline)
     if account is None:
         raise AuthenticationFailed("unknown or replaced token")
     return account

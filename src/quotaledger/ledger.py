@@ -69,14 +69,22 @@ def grant_in(connection: Connection, user_id: int, quota: int, note: str = "") -
     """Add `quota` to a user (a top-up), recorded as a grant. Returns the new balance."""
     if not 0 < quota <= MAX_QUOTA:
         raise InvalidInput("quota", "must be a positive whole number of quota")
+    # Guarded like a charge: the balance and the total granted stay 64-bit integers.
     new_quota = connection.execute(
         update(users)
-        .where(users.c.id == user_id)
+        .where(
+            users.c.id == user_id,
+            users.c.quota <= MAX_QUOTA - quota,
+            users.c.granted_total <= MAX_QUOTA - quota,
+        )
         .values(quota=users.c.quota + quota, granted_total=users.c.granted_total + quota)
         .returning(users.c.quota)
     ).scalar()
     if new_quota is None:
-        raise NotFound(f"no user with id {user_id}")
+        exists = connection.execute(select(users.c.id).where(users.c.id == user_id)).first()
+        if exists is None:
+            raise NotFound(f"no user with id {user_id}")
+        raise InvalidInput("quota", "this top-up would take the balance past the largest amount")
     connection.execute(
         insert(grants).values(user_id=user_id, quota=quota, note=note[:200], created_at=now())
     )
@@ -209,7 +217,7 @@ def charge_in(connection: Connection, request: UsageRequest) -> Charge:
             request,
             InvalidInput("model", f"no price is set for model {request.model!r}"),
         )
-    cost = cost_in_quota(
+    cost = cost_in_quota(  # raises InvalidInput for a cost past the largest amount
         price_from_columns(context),
         request.prompt_tokens,
         request.completion_tokens,

@@ -39,13 +39,18 @@ def parse_usd(text: str | Decimal | int) -> Decimal:
         raise ValueError(f"not a USD amount: {text!r}") from None
     if not amount.is_finite() or amount < 0:
         raise ValueError(f"USD amount must be a finite number >= 0, got {text!r}")
+    if amount.adjusted() > 15:  # $10^15: past any balance, and cheap to refuse here
+        raise ValueError(f"USD amount too large: {text!r}")
     return amount
 
 
 def usd_to_quota(usd: Decimal, *, round_up: bool = False) -> int:
     """Quota worth `usd`. Grants round down (never give more than paid for); costs round up."""
     rounding = ROUND_CEILING if round_up else ROUND_DOWN
-    quota = int((usd * QUOTA_PER_USD).to_integral_value(rounding=rounding))
+    try:
+        quota = int((usd * QUOTA_PER_USD).to_integral_value(rounding=rounding))
+    except ArithmeticError:  # past the decimal context: far past MAX_QUOTA anyway
+        raise ValueError("amount too large") from None
     if quota > MAX_QUOTA:
         raise ValueError("amount too large")
     return quota

@@ -44,10 +44,6 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
-def needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
-
-
 def random_password() -> str:
     """A random password to print once (first admin, `user create` without a password)."""
     return secrets.token_urlsafe(18)

@@ -45,7 +45,10 @@ class Price:
 
 def cost_in_quota(price: Price, prompt_tokens: int, completion_tokens: int, ratio: Decimal) -> int:
     """Whole quota for one request, rounded up (a fraction of a unit is still charged)."""
-    return usd_to_quota(price.cost_usd(prompt_tokens, completion_tokens) * ratio, round_up=True)
+    try:
+        return usd_to_quota(price.cost_usd(prompt_tokens, completion_tokens) * ratio, round_up=True)
+    except (ValueError, ArithmeticError):
+        raise InvalidInput("tokens", "this request would cost more than any balance") from None
 
 
 def make_price(
@@ -78,8 +81,8 @@ def _usd(field: str, value: str | Decimal | None) -> Decimal | None:
         amount = parse_usd(value)
     except ValueError as exc:
         raise InvalidInput(field, str(exc)) from None
-    if amount > 1_000_000:
-        raise InvalidInput(field, "must be at most 1,000,000 USD")
+    if amount > 1_000_000 or len(str(amount)) > 40:
+        raise InvalidInput(field, "must be at most 1,000,000 USD, with at most 30 decimals")
     return amount
 
 

@@ -201,3 +201,24 @@ def test_an_unsupported_database_url_is_a_usage_error() -> None:
 
     assert result.exit_code == 2
     assert "unsupported database URL" in result.stderr
+
+
+def test_an_unreachable_database_is_a_one_line_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}"
+
+    result = CliRunner().invoke(cli, ["user", "list"], env={"QUOTALEDGER_DATABASE_URL": url})
+
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: database: unable to open database file"
+
+
+def test_an_absurd_usd_amount_is_a_one_line_error(run) -> None:  # type: ignore[no-untyped-def]
+    run("user", "create", "alice")
+
+    result = run("user", "topup", "alice", "--usd", "1e999999999")
+
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: Invalid value for --usd: USD amount too large: '1e999999999'"
+    )

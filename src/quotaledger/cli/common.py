@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from quotaledger import errors
 from quotaledger.cli.exits import Exit
@@ -50,6 +51,10 @@ def handles_errors(function: F) -> F:
             fail(str(exc), Exit.USAGE)
         except errors.QuotaLedgerError as exc:
             fail(str(exc), EXIT_BY_ERROR.get(type(exc), Exit.ERROR))
+        except SQLAlchemyError as exc:
+            # One line, without the URL (it may hold a password): the driver's own reason.
+            reason = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
+            fail(f"database: {reason}", Exit.ERROR)
 
     return wrapper  # type: ignore[return-value]
 

@@ -121,8 +121,14 @@ async def _throttle_password_attempt(request: Request, username: str) -> None:
     """5/min per account and 20/min per client address (defaults), then a growing delay
     after repeated failures so that guessing gets slower the longer it goes on."""
     state = _state(request)
-    await state.limiter.check("login", username.lower())
-    await state.limiter.check("login_address", client_address(request))
+    address = client_address(request)
+    try:
+        await state.limiter.check("login", username.lower())
+        await state.limiter.check("login_address", address)
+    except HTTPError:
+        state.metrics.security_events.labels("lockout").inc()
+        security_log.warning("lockout user=%r address=%s", username, address)
+        raise
     failures = await state.limiter.failures(username.lower())
     if failures >= 3:
         await asyncio.sleep(min(0.25 * 2 ** (failures - 3), 8.0))
@@ -146,6 +152,7 @@ async def login(request: Request, body: LoginBody) -> Response:
     except AuthenticationFailed:
         await _record_failure(request, body.username, "login_failed")
         raise
+    await state.limiter.clear_failures(body.username.lower())
     new = await run_in_threadpool(
         sessions.start_session, state.database, account, state.settings.session_max_age
     )

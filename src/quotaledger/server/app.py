@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from quotaledger import __version__
 from quotaledger.server import api, errors, pages
 from quotaledger.server.metrics import CountResponses
-from quotaledger.server.middleware import BodyGuard, BodyTooLarge, Compression, SecurityHeaders
+from quotaledger.server.middleware import BodyGuard, CatchAll, Compression, SecurityHeaders
 from quotaledger.server.ratelimit import RateLimiter
-from quotaledger.server.responses import fail
 from quotaledger.server.state import AppState
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
-
-ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def create_app(settings: Settings, database: Database | None = None) -> Starlette:
@@ -48,10 +43,7 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
         redis_url,
     )
     state = AppState(settings, database, limiter)
-    handlers: dict[Any, Any] = {
-        **errors.HANDLERS,
-        BodyTooLarge: _body_too_large(settings.max_body_bytes),
-    }
+    handlers: dict[Any, Any] = dict(errors.HANDLERS)
 
     api_app = FastAPI(
         title="quotaledger",
@@ -76,9 +68,10 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
         # Outermost first: count every answer, add headers, compress, guard bodies.
         middleware=[
             Middleware(CountResponses, metrics=state.metrics),
-            Middleware(SecurityHeaders),
+            Middleware(SecurityHeaders, trusted_proxies=settings.trusted_proxies),
             Middleware(Compression, always_for_api=settings.always_gzip),
             Middleware(BodyGuard, max_body_bytes=settings.max_body_bytes),
+            Middleware(CatchAll),
         ],
         lifespan=_lifespan(state),
     )
@@ -94,13 +87,6 @@ def _lifespan(state: AppState) -> Callable[[Starlette], AbstractAsyncContextMana
         await state.batcher.close()
 
     return lifespan
-
-
-def _body_too_large(limit: int) -> ExceptionHandler:
-    async def handler(request: Request, exc: Exception) -> Response:
-        return fail(413, f"request body over {limit} bytes")
-
-    return handler
 
 
 def app_from_env() -> Starlette:

@@ -4,7 +4,6 @@ browser session cookie, and the checks that go with each (CSRF for sessions,
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,6 +13,8 @@ from starlette.requests import Request
 from quotaledger import sessions, tokens
 from quotaledger.accounts import Account
 from quotaledger.errors import AuthenticationFailed, PermissionDenied
+from quotaledger.server import proxies
+from quotaledger.server.errors import HTTPError
 from quotaledger.server.state import AppState
 
 SESSION_COOKIE = "ql_session"
@@ -53,7 +54,7 @@ async def authenticate(
     state: AppState = request.app.state.ql
     token = bearer_token(request) if allow_token else None
     if token is not None:
-        caller = Caller(await state.account_for_token(token), "token")
+        caller = Caller(await _token_account(request, state, token), "token")
     elif allow_session and (session_id := request.cookies.get(SESSION_COOKIE)):
         caller = await _session_caller(request, state, session_id)
     elif allow_token:
@@ -62,6 +63,22 @@ async def authenticate(
         raise AuthenticationFailed("not logged in: this needs a browser session")
     check_caller(request, caller.account)
     return caller
+
+
+async def _token_account(request: Request, state: AppState, token: str) -> Account:
+    """The token's account. Each refused token also counts against the client's address
+    (at the balance rate): forged well-formed tokens are free to make, so a per-token
+    limit alone would never stop someone trying them."""
+    limiter, key = state.limiter, f"bad-token:{client_address(request)}"
+    if limiter.is_enabled("balance") and not await limiter.allows("balance", key):
+        raise HTTPError(
+            429, "too many refused tokens from this address: try again later", {"Retry-After": "60"}
+        )
+    try:
+        return await state.account_for_token(token)
+    except AuthenticationFailed:
+        await limiter.count("balance", key)
+        raise
 
 
 async def _session_caller(request: Request, state: AppState, session_id: str) -> Caller:
@@ -98,37 +115,12 @@ async def authenticate_admin(request: Request) -> Caller:
 
 
 def client_address(request: Request) -> str:
-    """The real client address: `X-Forwarded-For` is believed only from trusted proxies,
-    read from the right, skipping the proxies themselves."""
+    """The real client address (see `proxies.client_address`)."""
     state: AppState = request.app.state.ql
-    peer = request.client.host if request.client else "unknown"
-    proxies = state.settings.trusted_proxies
-    if not proxies or not _is_in(peer, proxies):
-        return peer
-    forwarded = request.headers.get("x-forwarded-for", "")
-    for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
-        if not _is_in(hop, proxies):
-            return hop
-    return peer
+    return proxies.client_address(request.scope, state.settings.trusted_proxies)
 
 
 def is_https(request: Request) -> bool:
-    """Whether the client reached us over TLS: directly, or through a trusted proxy that
-    says so in `X-Forwarded-Proto` (cookies then get `Secure`)."""
-    if request.url.scheme == "https":
-        return True
+    """Whether the client reached us over TLS (cookies then get `Secure`)."""
     state: AppState = request.app.state.ql
-    peer = request.client.host if request.client else ""
-    proxies = state.settings.trusted_proxies
-    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    return bool(proxies) and _is_in(peer, proxies) and forwarded == "https"
-
-
-def _is_in(
-    address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
+    return proxies.is_https(request.scope, state.settings.trusted_proxies)

@@ -1,6 +1,7 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request).
 
 - `BodyGuard`: 413 for oversized bodies, 415 for a non-JSON body sent to the API.
+- `CatchAll`: an unexpected error becomes a 500 envelope that the others still see.
 - `Compression`: gzip whenever the client accepts it, whatever the size; always for the
   API when `always_gzip` is set (what the reference page describes).
 - `SecurityHeaders`: on every response.
@@ -8,17 +9,19 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 
 import orjson
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from quotaledger.server.proxies import is_https
+from quotaledger.settings import Network
+
+log = logging.getLogger("quotaledger.server")
+
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 async def _send_envelope(send: Send, status: int, message: str) -> None:
@@ -29,6 +32,9 @@ async def _send_envelope(send: Send, status: int, message: str) -> None:
 
 
 class BodyGuard:
+    """Reads a request body whole before the app sees it (ours are small JSON), so that an
+    oversized one gets 413 whether it came with a Content-Length or chunked."""
+
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -39,28 +45,90 @@ class BodyGuard:
             return
         headers = Headers(scope=scope)
         length = headers.get("content-length")
+        too_large = f"request body over {self.max_body_bytes} bytes"
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await _send_envelope(send, 413, f"request body over {self.max_body_bytes} bytes")
+            await _send_envelope(send, 413, too_large)
             return
         has_body = length not in (None, "0") or "transfer-encoding" in headers
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if has_body and scope["path"].startswith("/api/") and content_type != "application/json":
             await _send_envelope(send, 415, "send the body as application/json")
             return
-        await self.app(scope, self._counting(receive), send)
+        body = await self._read(receive)
+        if body is None:
+            await _send_envelope(send, 413, too_large)
+            return
+        await self.app(scope, _replay(body, receive), send)
 
-    def _counting(self, receive: Receive) -> Receive:
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+    async def _read(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_body_bytes:
-                raise BodyTooLarge
-            return message
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
 
-        return counted
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()  # after the body: wait for the disconnect
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+class CatchAll:
+    """Turns an unexpected exception into a 500 envelope *inside* the other middleware, so
+    that it too gets the security headers, compression and a count. The traceback goes to
+    the operator's log, never to the client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception:
+            if started:
+                raise
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            await _send_envelope(send, 500, "internal server error")
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether `Accept-Encoding` admits gzip (`gzip;q=0` refuses it)."""
+    for part in accept_encoding.lower().split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip() in ("gzip", "x-gzip", "*"):
+            quality = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
+            try:
+                return float(quality) > 0
+            except ValueError:
+                return False
+    return False
 
 
 # gzip framing (16 +) with a 4 KiB window and a small memory level: zlib's defaults
@@ -83,7 +151,7 @@ class Compression:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        accepts = "gzip" in Headers(scope=scope).get("accept-encoding", "").lower()
+        accepts = accepts_gzip(Headers(scope=scope).get("accept-encoding", ""))
         if not accepts and not (self.always_for_api and scope["path"].startswith("/api/")):
             await self.app(scope, receive, send)
             return
@@ -137,8 +205,9 @@ DOCS_CSP = (
 
 
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, trusted_proxies: tuple[Network, ...] = ()) -> None:
         self.app = app
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,7 +215,7 @@ class SecurityHeaders:
             return
         path: str = scope["path"]
         extra = _security_headers(path)
-        if scope.get("scheme") == "https":
+        if is_https(scope, self.trusted_proxies):
             extra.append((b"strict-transport-security", b"max-age=31536000"))
 
         async def with_headers(message: Message) -> None:

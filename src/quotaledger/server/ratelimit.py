@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
@@ -75,15 +76,8 @@ class RateLimiter:
         item = self.items.get(name)
         if item is None:
             return None
-        limiter = await self._limiter()
-        try:
-            allowed = await limiter.hit(item, name, key)
-            stats = await limiter.get_window_stats(item, name, key)
-        except Exception as exc:  # Redis down or unreachable: count locally instead.
-            self._degrade(exc)
-            limiter = self._local
-            allowed = await limiter.hit(item, name, key)
-            stats = await limiter.get_window_stats(item, name, key)
+        allowed = await self._call("hit", item, name, key)
+        stats = await self._call("get_window_stats", item, name, key)
         reset_after = max(0, math.ceil(stats.reset_time - time.time()))
         return Decision(allowed, item.amount, stats.remaining, reset_after)
 
@@ -125,28 +119,38 @@ class RateLimiter:
             )
         self._degraded = True
 
+    async def allows(self, name: str, key: str) -> bool:
+        """Whether `key` is still under limit `name`, without counting a request."""
+        item = self.items.get(name)
+        return item is None or bool(await self._call("test", item, name, key))
+
+    async def count(self, name: str, key: str) -> None:
+        """Count one event against `key` (say, a failed token) without deciding anything."""
+        item = self.items.get(name)
+        if item is not None:
+            await self._call("hit", item, name, key)
+
     async def failures(self, key: str) -> int:
         """Password failures for `key` in the last 15 minutes."""
-        limiter = await self._limiter()
-        try:
-            stats = await limiter.get_window_stats(_FAILURES, "failures", key)
-        except Exception as exc:
-            self._degrade(exc)
-            stats = await self._local.get_window_stats(_FAILURES, "failures", key)
-        return _FAILURES.amount - stats.remaining
+        stats = await self._call("get_window_stats", _FAILURES, "failures", key)
+        return int(_FAILURES.amount - stats.remaining)
 
     async def record_failure(self, key: str) -> None:
+        await self._call("hit", _FAILURES, "failures", key)
+
+    async def clear_failures(self, key: str) -> None:
+        await self._call("clear", _FAILURES, "failures", key)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        """`method` of the shared limiter, or of the local one while Redis is away."""
         limiter = await self._limiter()
         try:
-            await limiter.hit(_FAILURES, "failures", key)
-        except Exception as exc:
+            return await getattr(limiter, method)(*args)
+        except Exception as exc:  # Redis down or unreachable: count locally instead.
+            if limiter is self._local:
+                raise
             self._degrade(exc)
-            await self._local.hit(_FAILURES, "failures", key)
-
-    async def reset(self) -> None:
-        await self._local.storage.reset()
-        if self._shared is not None:
-            await self._shared.storage.reset()
+            return await getattr(self._local, method)(*args)
 
 
 def _async_uri(url: str) -> str:

@@ -10,8 +10,6 @@ import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-NO_STORE = {"Cache-Control": "no-store"}
-
 
 class EnvelopeResponse(Response):
     media_type = "application/json"

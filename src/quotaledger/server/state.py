@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
@@ -44,7 +46,8 @@ class AppState:
         """The token's account (`AuthenticationFailed` otherwise), read inline on SQLite
         and in a worker thread on PostgreSQL."""
         if self.database.is_sqlite:
-            return accounts.account_for_token(self.database, token)
+            with suppress(sqlite3.OperationalError):  # busy: take the worker-thread path
+                return accounts.account_for_token(self.database, token, inline=True)
         return await run_in_threadpool(accounts.account_for_token, self.database, token)
 
     async def charge(self, request: ledger.UsageRequest) -> ledger.Charge:

@@ -64,7 +64,9 @@ class Database:
         if self._inline is None:
             path = self.engine.url.database or ":memory:"
             self._inline = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._inline.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            # Never wait on the event loop: a busy database raises at once, and the caller
+            # retries in a worker thread, where waiting blocks nobody.
+            self._inline.execute("PRAGMA busy_timeout = 0")
             self._inline.execute("PRAGMA query_only = ON")
         return self._inline
 
