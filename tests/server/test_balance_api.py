@@ -160,11 +160,25 @@ def test_metrics_are_exposed_for_prometheus(client: TestClient) -> None:
 
 
 def test_security_headers_are_on_every_response(client: TestClient) -> None:
-    for path in ("/api/status", "/nope", "/healthz"):
+    for path in ("/api/status", "/api/nope", "/healthz", "/login"):
         headers = client.get(path).headers
         assert headers["x-content-type-options"] == "nosniff"
-        assert headers["x-frame-options"] == "DENY"
-        assert "default-src 'self'" in headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+def test_api_answers_are_never_cached_nor_framed(client: TestClient) -> None:
+    headers = client.get("/api/status").headers
+
+    assert headers["cache-control"] == "no-store"
+    assert headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+def test_pages_get_the_full_browser_policy(client: TestClient) -> None:
+    headers = client.get("/login").headers
+
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert "script-src 'self'" in headers["content-security-policy"]
 
 
 def test_pricing_lists_models_and_group_ratios(client: TestClient, database: Database) -> None:

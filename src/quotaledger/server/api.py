@@ -31,7 +31,7 @@ from quotaledger.server.auth import (
     is_https,
     token_rate_key,
 )
-from quotaledger.server.errors import HTTPError
+from quotaledger.server.errors import HTTPError, response_for
 from quotaledger.server.responses import EnvelopeResponse, ok
 from quotaledger.server.state import AppState
 
@@ -75,6 +75,13 @@ def account_json(account: Account, fixed_prices: dict[str, str] | None = None) -
 
 @router.get("/api/user/self", **openapi.USER_SELF)
 async def user_self(request: Request) -> Response:
+    try:
+        return await _balance(request)
+    except (QuotaLedgerError, HTTPError) as refusal:
+        return response_for(refusal)
+
+
+async def _balance(request: Request) -> Response:
     state = _state(request)
     headers: dict[str, str] = {}
     token = bearer_token(request)

@@ -13,8 +13,8 @@ from starlette.routing import Mount, Route
 
 from quotaledger import __version__
 from quotaledger.server import api, errors, pages
-from quotaledger.server.metrics import CountResponses
-from quotaledger.server.middleware import BodyGuard, CatchAll, Compression, SecurityHeaders
+from quotaledger.server.finisher import ResponseFinisher
+from quotaledger.server.middleware import BodyGuard
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.server.state import AppState
 from quotaledger.settings import Settings
@@ -65,13 +65,15 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
             Mount("", app=api_app),
         ],
         exception_handlers=handlers,
-        # Outermost first: count every answer, add headers, compress, guard bodies.
+        # Outermost first: finish every answer (count, headers, gzip, 500s); guard bodies.
         middleware=[
-            Middleware(CountResponses, metrics=state.metrics),
-            Middleware(SecurityHeaders, trusted_proxies=settings.trusted_proxies),
-            Middleware(Compression, always_for_api=settings.always_gzip),
+            Middleware(
+                ResponseFinisher,
+                metrics=state.metrics,
+                trusted_proxies=settings.trusted_proxies,
+                always_gzip_api=settings.always_gzip,
+            ),
             Middleware(BodyGuard, max_body_bytes=settings.max_body_bytes),
-            Middleware(CatchAll),
         ],
         lifespan=_lifespan(state),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class Metrics:
@@ -30,21 +29,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class CountResponses:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def counted(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self.metrics.responses.labels(scope["method"], str(message["status"])).inc()
-            await send(message)
-
-        await self.app(scope, receive, counted)
