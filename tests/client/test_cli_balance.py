@@ -186,3 +186,41 @@ def test_unreadable_token_file_exits_2(tmp_path: Path) -> None:
     result = run("--base-url", "http://127.0.0.1:1", "--token-file", str(token_file), token=None)
     assert result.exit_code == Exit.USAGE
     assert "cannot read the token file" in result.stderr
+
+
+def test_json_raw_holds_no_token_even_when_the_server_puts_it_in_data(
+    server: FakeProvider,
+) -> None:
+    data = {**ONE_API_SELF["data"], "access_token": TOKEN, "AccessKey": "sk-abc123456789"}  # type: ignore[dict-item]
+    server.route(SELF, json_answer({**ONE_API_SELF, "data": data}))
+    result = run("--base-url", server.url, "--json")
+    assert result.exit_code == Exit.OK
+    raw = json.loads(result.stdout)["raw"]
+    assert "access_token" not in raw["data"] and "AccessKey" not in raw["data"]
+    assert raw["data"]["quota"] == 10_000_000
+    assert TOKEN not in result.output and "sk-abc" not in result.output
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_quota_beyond_64_bits_exits_7_in_one_line(server: FakeProvider, as_json: bool) -> None:
+    data = {**QUOTALEDGER_SELF["data"], "quota": 10**40}  # type: ignore[dict-item]
+    server.route(SELF, json_answer({**QUOTALEDGER_SELF, "data": data}))
+    result = run("--base-url", server.url, *(["--json"] if as_json else []))
+    assert result.exit_code == Exit.UNEXPECTED
+    assert "data.quota out of range" in result.output
+    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+
+
+def test_a_large_amount_from_another_provider_is_written_out(server: FakeProvider) -> None:
+    infos = [{"currency": "USD", "total_balance": "123456789012345678.99"}]  # just under 10**18
+    server.route("/user/balance", json_answer({"is_available": True, "balance_infos": infos}))
+    result = run("--provider", "deepseek", "--base-url", server.url)
+    assert result.stdout == "$123,456,789,012,345,678.99 left\n"
+
+
+@pytest.mark.parametrize("user_id", ["é", "4\n2", "abc"])
+def test_a_user_id_that_is_not_digits_exits_2(server: FakeProvider, user_id: str) -> None:
+    result = run("--base-url", server.url, "--user-id", user_id)
+    assert result.exit_code == Exit.USAGE
+    assert "numeric user id" in result.stderr
+    assert server.requests == []

@@ -52,6 +52,19 @@ def test_amounts_are_truncated_to_cents(amount: str, text: str) -> None:
     assert Balance(provider="x", amount=Decimal(amount), currency="USD").format_amount() == text
 
 
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        ("1e40", "$10,000,000,000,000,000,000,000,000,000,000,000,000,000.00"),
+        ("-2E+34", "-$20,000,000,000,000,000,000,000,000,000,000,000.00"),
+        ("1e999999", "1E+999999 USD"),  # too long to write out: said as it is, no exception
+        ("NaN", "NaN USD"),
+    ],
+)
+def test_any_amount_can_be_formatted(amount: str, text: str) -> None:
+    assert Balance(provider="x", amount=Decimal(amount), currency="USD").format_amount() == text
+
+
 def test_balance_is_frozen_and_hashable() -> None:
     balance = Balance(provider="x", amount=Decimal(1), currency="USD", raw={"a": [1]})
     with pytest.raises(AttributeError):
@@ -94,3 +107,8 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after("120") == 120.0
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert retry_after("soon") is None
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "-1", "1e400"])
+def test_retry_after_ignores_what_is_not_a_finite_wait(value: str) -> None:
+    assert retry_after(value) is None

@@ -66,9 +66,13 @@ class _Quiet(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def reply(self, status: int, body: dict[str, Any]) -> None:
+    def reply(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -83,6 +87,10 @@ class Relay:
     used_quota: int = 0
     request_count: int = 0
     failing: int | None = None  # an HTTP status to answer with instead of the balance
+    failing_headers: dict[str, str] = field(default_factory=dict)  # e.g. Retry-After
+    extra: dict[str, Any] = field(default_factory=dict)  # more fields in `data`
+    set_cookie: str | None = None  # a Set-Cookie header on every balance answer
+    cookies: list[str] = field(default_factory=list)  # Cookie headers received
     authorizations: list[str] = field(default_factory=list)
     base_url: str = ""
     delay: float = 0.0  # seconds each balance answer takes
@@ -105,6 +113,7 @@ class RelayHandler(_Quiet):
         if self.path == "/api/status":
             return self.reply(200, {"success": True, "data": {"quota_per_unit": QUOTA_PER_USD}})
         relay.authorizations.append(self.headers.get("Authorization", ""))
+        relay.cookies.append(self.headers.get("Cookie", ""))
         with relay.lock:
             relay.in_flight += 1
             relay.most_in_flight = max(relay.most_in_flight, relay.in_flight)
@@ -114,15 +123,17 @@ class RelayHandler(_Quiet):
         if relay.failing is not None:
             # Echo the token, as careless servers do: it must be scrubbed before it is kept.
             message = f"upstream broke for {self.headers.get('Authorization')}"
-            return self.reply(relay.failing, {"success": False, "message": message})
+            body = {"success": False, "message": message}
+            return self.reply(relay.failing, body, relay.failing_headers)
         if self.headers.get("Authorization") != TOKEN:
             return self.reply(401, {"success": False, "message": "invalid token"})
         data = {
             "id": 1, "username": "alice", "group": "default", "quota": relay.quota,
             "used_quota": relay.used_quota, "request_count": relay.request_count,
-            "ModelFixedPrice": [],
+            "ModelFixedPrice": [], **relay.extra,
         }  # fmt: skip
-        self.reply(200, {"success": True, "message": "", "data": data})
+        cookie = {"Set-Cookie": relay.set_cookie} if relay.set_cookie else {}
+        self.reply(200, {"success": True, "message": "", "data": data}, cookie)
 
 
 @dataclass

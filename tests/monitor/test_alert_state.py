@@ -171,3 +171,40 @@ def test_a_state_back_to_the_announced_one_before_delivery_sends_nothing() -> No
     assert record.event is not None  # CRITICAL, but the message is not delivered...
     back = decide(record.record, Reading(Decimal(10)), USD, POLICY, T0 + timedelta(hours=2))
     assert back.event is None  # ...and the account is WARNING again, as last announced
+
+
+ZERO = Thresholds("USD", warn=Decimal(10), critical=Decimal(0))
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "previous", "usd", "expected"),
+    [
+        (ZERO, State.CRITICAL, "0.01", State.CRITICAL),  # 10 % of $0 is no margin at all
+        (ZERO, State.CRITICAL, "0.49", State.CRITICAL),
+        (ZERO, State.CRITICAL, "0.51", State.WARNING),
+        (Thresholds(), State.CRITICAL, "0.10", State.CRITICAL),  # back from negative
+        (Thresholds(), State.CRITICAL, "0.50", State.OK),
+        (USD, State.WARNING, "21.99", State.WARNING),  # 10 % of $20 is above the minimum
+        (Thresholds("USD", warn=Decimal(1)), State.WARNING, "1.40", State.WARNING),
+        (Thresholds("USD", warn=Decimal(1)), State.WARNING, "1.51", State.OK),
+    ],
+)
+def test_the_recovery_margin_is_at_least_50_cents(
+    thresholds: Thresholds, previous: State, usd: str, expected: State
+) -> None:
+    assert level_of(Decimal(usd), thresholds, previous, Decimal("0.10")) is expected
+
+
+def test_a_balance_hovering_around_zero_alerts_once() -> None:
+    account = Account(thresholds=Thresholds())
+    account.see(5)
+    for usd in ["-0.01", "0.02", "-0.03", "0.10", "-0.01", "0.30"]:
+        account.see(usd)
+    assert account.sent == [(Kind.ALERT, State.CRITICAL, State.OK)]
+    account.see("0.60")
+    assert account.sent[-1] == (Kind.RESOLVED, State.OK, State.CRITICAL)
+
+
+def test_a_recovery_margin_of_zero_means_no_hysteresis() -> None:
+    assert level_of(Decimal("0.01"), ZERO, State.CRITICAL, Decimal(0)) is State.WARNING
+    assert level_of(Decimal("0"), Thresholds(), State.CRITICAL, Decimal(0)) is State.OK

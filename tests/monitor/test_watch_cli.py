@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -151,7 +155,109 @@ def fill_history(state: Path, *, hours: int, usd_per_hour: Decimal, last_usd: De
 def test_watch_refuses_a_token_the_client_can_tell_is_mistyped(
     tmp_path: Path, config: Path
 ) -> None:
-    result = run("watch", "--once", "--config", config, env={"PROD_TOKEN": "ql_" + "A" * 30})
+    state = tmp_path / "state.sqlite3"
+    environment = {"PROD_TOKEN": "ql_" + "A" * 30}
+    result = run("watch", "--once", "--config", config, "--state", state, env=environment)
     assert result.exit_code == 2
     assert f"error: {config}:7: [[account]] #1 (prod): the token looks mistyped" in result.output
     assert "AAAA" not in result.output
+    assert not state.exists()  # refused before the state file is opened
+
+
+def test_watch_refuses_a_user_id_that_is_not_digits_at_its_line(
+    tmp_path: Path, relay: Relay, webhook: Webhook
+) -> None:
+    path = tmp_path / "watch.toml"
+    path.write_text(defaults_toml(webhook.url) + account_toml(relay, user_id="abc"))
+    result = run("watch", "--once", "--config", path, "--state", tmp_path / "s.sqlite3")
+    assert result.exit_code == 2
+    assert f"error: {path}:13: [[account]] #1 (prod) user_id: expected the numeric user id" in (
+        result.output
+    )
+
+
+def test_watch_refuses_an_account_without_notify_urls(tmp_path: Path, relay: Relay) -> None:
+    path = tmp_path / "watch.toml"
+    path.write_text(defaults_toml().replace("notify = []\n", "") + account_toml(relay))
+    result = run("watch", "--once", "--config", path, "--state", tmp_path / "s.sqlite3")
+    assert result.exit_code == 2
+    assert f"error: {path}:6: [[account]] #1 (prod): no notify URLs for account 'prod'" in (
+        result.output
+    )
+
+
+def test_notify_empty_on_purpose_keeps_state_and_never_says_notified(
+    tmp_path: Path, relay: Relay
+) -> None:
+    path = tmp_path / "watch.toml"
+    path.write_text(defaults_toml() + account_toml(relay))  # notify = []
+    relay.set_usd(3)
+    state = tmp_path / "state.sqlite3"
+    first = run("watch", "--once", "--config", path, "--state", state)
+    assert first.exit_code == 0, first.output
+    assert first.output == "prod: CRITICAL, $3.00 left (1,500,000 quota) (not sent: notify = [])\n"
+    second = run("watch", "--once", "--config", path, "--state", state)
+    assert second.output == "prod: CRITICAL, $3.00 left (1,500,000 quota)\n"
+    assert "notified" not in first.output + second.output
+
+
+def test_a_metrics_port_in_use_exits_2_naming_it(
+    tmp_path: Path, config: Path, unused_port_holder: int
+) -> None:
+    port = str(unused_port_holder)
+    result = run("watch", "--config", config, "--state", tmp_path / "s.sqlite3",
+                 "--metrics-port", port)  # fmt: skip
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: cannot serve metrics on 127.0.0.1:{port}: ")
+    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+
+
+@pytest.fixture
+def unused_port_holder() -> Iterator[int]:
+    """A port on 127.0.0.1 that something else is listening on."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield int(listener.getsockname()[1])
+
+
+def test_a_state_path_that_cannot_be_created_exits_2_naming_it(
+    tmp_path: Path, config: Path
+) -> None:
+    (tmp_path / "afile").write_text("")
+    state = tmp_path / "afile" / "state.sqlite3"  # its "directory" is a file
+    result = run("watch", "--once", "--config", config, "--state", state)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: cannot use the state file {state}: cannot create ")
+    assert len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["watch", "status", "history"])
+def test_a_state_file_that_is_not_sqlite_exits_2_naming_it(
+    tmp_path: Path, config: Path, command: str
+) -> None:
+    state = tmp_path / "notes.txt"
+    state.write_text("these are my notes, not a database\n" * 100)
+    args = {"watch": ["watch", "--once"], "status": ["status"], "history": ["history", "prod"]}
+    result = run(*args[command], "--config", config, "--state", state)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: cannot use the state file {state}: not an SQLite file (file is not a database)\n"
+    )
+    assert state.read_text().startswith("these are my notes")  # untouched
+
+
+@pytest.mark.parametrize("command", ["watch", "status"])
+def test_an_sqlite_file_of_another_program_exits_2_untouched(
+    tmp_path: Path, config: Path, command: str
+) -> None:
+    state = tmp_path / "other.sqlite3"
+    with closing(sqlite3.connect(state)) as db:
+        db.execute("CREATE TABLE t (x)")
+    result = run(*([command, "--once"] if command == "watch" else [command]),
+                 "--config", config, "--state", state)  # fmt: skip
+    assert result.exit_code == 2
+    assert "not a quotaledger state file" in result.output
+    with closing(sqlite3.connect(state)) as db:
+        tables = db.execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == [("t",)]

@@ -180,3 +180,46 @@ def test_bad_values_are_refused_with_a_reason(tmp_path: Path, line: str, reason:
     if key not in GOOD:
         text += line + "\n"
     assert reason in refusal(tmp_path, text).reason
+
+
+@pytest.mark.parametrize("value", ['"abc"', '"é"', '"4\\n2"', '"42abc"', "-1", "true", '""', "4.2"])
+def test_a_user_id_that_is_not_digits_is_refused_at_its_line(tmp_path: Path, value: str) -> None:
+    error = refusal(tmp_path, GOOD + f"user_id = {value}\n")
+    assert error.line == 12
+    assert error.where == "[[account]] #1 (prod) user_id"
+    assert "expected the numeric user id" in error.reason
+
+
+@pytest.mark.parametrize(("value", "parsed"), [("42", 42), ('"42"', "42"), ('" 7 "', "7")])
+def test_a_numeric_user_id_is_accepted(tmp_path: Path, value: str, parsed: object) -> None:
+    assert load(tmp_path, GOOD + f"user_id = {value}\n").accounts[0].user_id == parsed
+
+
+def test_a_relative_token_file_is_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "prod.token").write_text("ql_besidetheconfig\n")
+    path = tmp_path / "conf" / "watch.toml"
+    path.write_text(GOOD.replace('token_env = "PROD_TOKEN"', 'token_file = "prod.token"'))
+    monkeypatch.chdir(tmp_path)  # cron and systemd start elsewhere
+    config = load_config(path, check_url=check_url)
+    assert config.accounts[0].token_file == tmp_path / "conf" / "prod.token"
+    assert resolve_tokens(config, {})["prod"].reveal() == "ql_besidetheconfig"
+
+
+def test_an_account_without_notify_urls_is_refused(tmp_path: Path) -> None:
+    error = refusal(tmp_path, GOOD.replace('notify = ["json://127.0.0.1:8080/hook"]\n', ""))
+    assert error.line == 5  # the [[account]] header
+    assert error.reason.startswith("no notify URLs for account 'prod'")
+
+
+@pytest.mark.parametrize("where", ["defaults", "account"])
+def test_notify_written_empty_on_purpose_is_accepted(tmp_path: Path, where: str) -> None:
+    text = GOOD.replace('notify = ["json://127.0.0.1:8080/hook"]\n', "")
+    text = (
+        text.replace("[defaults]\n", "[defaults]\nnotify = []\n")
+        if where == "defaults"
+        else (text + "notify = []\n")
+    )
+    assert load(tmp_path, text).accounts[0].notify == ()

@@ -46,7 +46,7 @@ async def test_the_next_poll_comes_after_the_interval_plus_up_to_10_percent_jitt
         rig.watcher.config, {}, rig.watcher.history, rig.watcher.notifier,
         now=rig.clock, rng=random.Random(7),
     )  # fmt: skip
-    delays = [watcher._next_due(results[0]) - rig.clock() for _ in range(200)]
+    delays = [watcher._next_delay(results[0]) for _ in range(200)]
     assert min(delays) >= timedelta(minutes=5)
     assert max(delays) <= timedelta(minutes=5, seconds=30)
     assert len(set(delays)) > 100  # spread out, not one fixed offset
@@ -149,3 +149,18 @@ def free_port() -> int:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         return int(listener.getsockname()[1])
+
+
+async def test_forecast_gauges_disappear_with_the_forecast(rig: Rig, relay: Relay) -> None:
+    await rig.poll()
+    for _ in range(3):  # $1 an hour: enough history for a forecast
+        relay.spend(500_000)
+        await rig.poll(hours=1)
+    values = samples(generate_latest(rig.metrics.registry).decode())
+    assert values["quotaledger_monitor_burn_rate_per_day", "prod"] == 24.0
+    assert ("quotaledger_monitor_runs_out_timestamp_seconds", "prod") in values
+    await rig.poll(days=8)  # the history is older than every window: no forecast now
+    values = samples(generate_latest(rig.metrics.registry).decode())
+    assert ("quotaledger_monitor_burn_rate_per_day", "prod") not in values
+    assert ("quotaledger_monitor_runs_out_timestamp_seconds", "prod") not in values
+    assert values["quotaledger_monitor_balance_usd", "prod"] == 47.0  # the rest stays

@@ -7,6 +7,7 @@ Only the client is imported here, never the server stack, so that both start fas
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from decimal import Decimal
@@ -175,6 +176,10 @@ def balance(ctx: click.Context, /, as_json: bool, **connection: Any) -> None:
     """Show an account's balance: what is left, what was used, and how many requests."""
     try:
         result = fetch(**connection)
+        if as_json:
+            text = json.dumps(balance_json(result), indent=2, ensure_ascii=False, default=_raw)
+        else:
+            text = describe(result)
     except BalanceError as error:
         code = EXIT_CODES.get(type(error), Exit.UNEXPECTED)
         report_error(str(error), type(error).__name__, as_json)
@@ -182,10 +187,7 @@ def balance(ctx: click.Context, /, as_json: bool, **connection: Any) -> None:
     except Exception as error:  # a bug; still one line, never a traceback
         report_error(f"internal error ({type(error).__name__}: {error})", "InternalError", as_json)
         ctx.exit(Exit.ERROR)
-    if as_json:
-        click.echo(json.dumps(balance_json(result), indent=2, ensure_ascii=False, default=_raw))
-    else:
-        click.echo(describe(result))
+    click.echo(text)
 
 
 def report_error(message: str, kind: str, as_json: bool) -> None:
@@ -231,9 +233,13 @@ def balance_json(result: Balance) -> dict[str, Any]:
 
 
 def _raw(value: object) -> object:
-    # The raw payload holds JSON numbers parsed as Decimal; give them back as numbers.
+    # The raw payload holds JSON numbers parsed as Decimal; give them back as numbers, as long
+    # as they fit one (a number with thousands of digits, or beyond a float, stays text).
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if value.is_finite() and value.adjusted() <= 40 and value == value.to_integral_value():
+            return int(value)
+        number = float(value)
+        return number if math.isfinite(number) else str(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
@@ -248,19 +254,32 @@ class PluginCommand(click.Command):
             click.echo(f"BALANCE UNKNOWN - {error.format_message()}")
             raise click.exceptions.Exit(State.UNKNOWN) from None
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Any unexpected failure is UNKNOWN too, in one line: never exit 1 (WARNING) with a
+        traceback."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as error:
+            click.echo(f"BALANCE UNKNOWN - internal error ({type(error).__name__}: {error})")
+            raise click.exceptions.Exit(State.UNKNOWN) from None
+
 
 CHECK_EPILOG = """\b
 Examples:
   quotaledger check --base-url https://api.example.com --warn-usd 20 --critical-usd 5
-  BALANCE OK - $49.99 left | balance_usd=49.99;20;5;0 quota=24997909;;;;
+  BALANCE OK - $49.99 left | balance_usd=49.99;20:;5:;0 quota=24997909;;;;
 \b
   # Nagios / Icinga / Naemon command definition
   command_line  $USER1$/quotaledger check --token-file /etc/nagios/relay.token \\
                 --base-url https://api.example.com --warn-usd 20 --critical-usd 5
 \b
-Exit status (monitoring-plugin convention): 0 OK, 1 WARNING (below --warn-usd),
-2 CRITICAL (below --critical-usd), 3 UNKNOWN (no balance: any error, bad usage).
-Thresholds are in the account's currency (CNY for deepseek/siliconflow/moonshot .cn).
+Exit status (monitoring-plugin convention): 0 OK, 1 WARNING (at or below
+--warn-usd), 2 CRITICAL (at or below --critical-usd), 3 UNKNOWN (no balance: any
+error, bad usage). Thresholds are in the account's currency (CNY for
+deepseek/siliconflow/moonshot .cn). Perfdata writes them as ranges where low is bad
+(20:), as monitoring plugins read them.
 """
 
 
@@ -273,7 +292,7 @@ Thresholds are in the account's currency (CNY for deepseek/siliconflow/moonshot 
     callback=amount_option,
     required=True,
     metavar="X",
-    help="WARNING when the balance is below X.",
+    help="WARNING when the balance is at or below X.",
 )
 @click.option(
     "--critical-usd",
@@ -282,7 +301,7 @@ Thresholds are in the account's currency (CNY for deepseek/siliconflow/moonshot 
     callback=amount_option,
     required=True,
     metavar="Y",
-    help="CRITICAL when the balance is below Y (Y <= X).",
+    help="CRITICAL when the balance is at or below Y (Y <= X).",
 )
 @click.pass_context
 def check(ctx: click.Context, /, warn: Decimal, critical: Decimal, **connection: Any) -> None:
@@ -292,33 +311,41 @@ def check(ctx: click.Context, /, warn: Decimal, critical: Decimal, **connection:
         ctx.exit(State.UNKNOWN)
     try:
         result = fetch(**connection)
-    except Exception as error:  # any failure to get a balance is UNKNOWN, in one line
-        click.echo(f"BALANCE UNKNOWN - {error if isinstance(error, BalanceError) else repr(error)}")
+        state = judge(result.amount, warn, critical)
+        line = status_line(state, result, warn, critical)
+    except BalanceError as error:  # any failure to get a balance is UNKNOWN, in one line
+        click.echo(f"BALANCE UNKNOWN - {error}")
         ctx.exit(State.UNKNOWN)
-    state = judge(result.amount, warn, critical)
-    click.echo(status_line(state, result, warn, critical))
+    except Exception as error:  # a bug: UNKNOWN as well (exit 1 would read as WARNING)
+        click.echo(f"BALANCE UNKNOWN - internal error ({type(error).__name__}: {error})")
+        ctx.exit(State.UNKNOWN)
+    click.echo(line)
     ctx.exit(state)
 
 
 def judge(amount: Decimal, warn: Decimal, critical: Decimal) -> State:
-    if amount < critical:
+    """At or below a threshold counts, as in `quotaledger watch`."""
+    if amount <= critical:
         return State.CRITICAL
-    if amount < warn:
+    if amount <= warn:
         return State.WARNING
     return State.OK
 
 
 def status_line(state: State, result: Balance, warn: Decimal, critical: Decimal) -> str:
-    """`BALANCE OK - $49.99 left | balance_usd=49.99;20;5;0 quota=24997909;;;;`"""
+    """`BALANCE OK - $49.99 left | balance_usd=49.99;20:;5:;0 quota=24997909;;;;`
+
+    The thresholds are monitoring-plugin ranges: `20:` means "alert below 20" (a bare `20`
+    would mean "alert above 20")."""
     text = f"BALANCE {state.name} - {result.format_amount()} left"
     if state is not State.OK:
         threshold = warn if state is State.WARNING else critical
         kind = "warning" if state is State.WARNING else "critical"
-        text += f" ({kind} below {format_money(threshold, result.currency)})"
+        text += f" ({kind} at or below {format_money(threshold, result.currency)})"
     amount = truncate_cents(result.amount)
     minimum = "0" if amount >= 0 else ""
     perfdata = [
-        f"balance_{result.currency.lower()}={amount};{_plain(warn)};{_plain(critical)};{minimum}"
+        f"balance_{result.currency.lower()}={amount};{_plain(warn)}:;{_plain(critical)}:;{minimum}"
     ]
     if result.quota is not None:
         perfdata.append(f"quota={result.quota};;;;")

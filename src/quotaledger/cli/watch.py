@@ -17,7 +17,7 @@ import click
 
 from quotaledger.cli.exits import Exit
 from quotaledger.monitor.config import AccountConfig, WatchConfig, load_config
-from quotaledger.monitor.history import History, Poll, default_state_path
+from quotaledger.monitor.history import History, Poll, StateFileError, default_state_path
 from quotaledger.monitor.tomlsource import ConfigError
 
 if TYPE_CHECKING:
@@ -86,37 +86,39 @@ def watch(
         PROD_TOKEN=... quotaledger watch --config watch.toml --metrics-port 9464
     """
     from quotaledger.monitor.tokens import resolve_tokens
+    from quotaledger.monitor.watcher import check_accounts
 
     if once and metrics_port is not None:
         fail("--metrics-port serves a long-running watcher; it cannot go with --once", Exit.USAGE)
     config = load(config_path, check_urls=True)
     try:
         tokens = resolve_tokens(config)
+        check_accounts(config, tokens)  # before the state file or the port is opened
     except ConfigError as exc:
         fail(str(exc), Exit.USAGE)
     level = logging.WARNING if quiet or once else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     state = state_path or default_state_path()
-    code = asyncio.run(_watch(config, tokens, state, once, metrics_port, metrics_host, quiet))
+    with _metrics(metrics_port, metrics_host) as metrics, _open_state(state) as history:
+        code = asyncio.run(_watch(config, tokens, history, metrics, once, quiet))
     sys.exit(code)
 
 
 async def _watch(
-    config: WatchConfig, tokens: Mapping[str, Secret], state: Path, once: bool,
-    metrics_port: int | None, metrics_host: str, quiet: bool,
+    config: WatchConfig, tokens: Mapping[str, Secret], history: History,
+    metrics: MonitorMetrics | None, once: bool, quiet: bool,
 ) -> int:  # fmt: skip
     from quotaledger.monitor.notify import Notifier
     from quotaledger.monitor.watcher import Watcher
 
-    with _metrics(metrics_port, metrics_host) as metrics, History(state) as history:
-        watcher = Watcher(config, tokens, history, Notifier(), metrics=metrics)
-        try:
-            async with watcher:
-                if once:
-                    return _summarise(await watcher.poll_round(), quiet)
-                await watcher.run(_stop_on_signals())
-        except ConfigError as exc:  # the client refused an account's settings
-            fail(str(exc), Exit.USAGE)
+    watcher = Watcher(config, tokens, history, Notifier(), metrics=metrics)
+    try:
+        async with watcher:
+            if once:
+                return _summarise(await watcher.poll_round(), quiet)
+            await watcher.run(_stop_on_signals())
+    except ConfigError as exc:  # a client refused an account's settings after all
+        fail(str(exc), Exit.USAGE)
     return Exit.OK
 
 
@@ -128,7 +130,10 @@ def _metrics(port: int | None, host: str) -> Iterator[MonitorMetrics | None]:
     from quotaledger.monitor.metrics import MonitorMetrics
 
     metrics = MonitorMetrics()
-    bound, stop = metrics.serve(port, host)
+    try:
+        bound, stop = metrics.serve(port, host)
+    except OSError as exc:  # in use, not an address of this machine, a privileged port...
+        fail(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}", Exit.USAGE)
     logging.getLogger("quotaledger.monitor").info("metrics on http://%s:%d/metrics", host, bound)
     try:
         yield metrics
@@ -147,11 +152,17 @@ def _stop_on_signals() -> asyncio.Event:
 def _summarise(results: list[Result], quiet: bool) -> int:
     from quotaledger.monitor.messages import balance_text
 
-    undelivered = [r for r in results if r.alert is not None and not r.delivered]
+    undelivered = [
+        r for r in results if r.alert is not None and not r.delivered and r.account.notify
+    ]
     for result in results if not quiet else []:
         poll = result.outcome.poll
         detail = balance_text(poll) if poll.ok else f"poll failed: {poll.error}"
-        sent = " (notified)" if result.delivered else ""
+        sent = ""
+        if result.delivered:
+            sent = " (notified)"
+        elif result.alert is not None and not result.account.notify:
+            sent = " (not sent: notify = [])"
         click.echo(f"{result.account.name}: {result.record.state or 'PENDING'}, {detail}{sent}")
     for result in undelivered:
         click.echo(f"error: the alert for {result.account.name} was not delivered", err=True)
@@ -170,7 +181,7 @@ def status(config_path: Path, state_path: Path | None, as_json: bool) -> None:
     from quotaledger.monitor import report
 
     config = load(config_path, check_urls=False)
-    with _open_history(state_path) as history:
+    with _open_history(state_path) as history, _reading(history):
         statuses = report.collect(config, history, now())
     if as_json:
         click.echo(json.dumps(report.status_json(statuses, now()), indent=2))
@@ -209,7 +220,7 @@ def history(
         account = config.account(name)
     except KeyError as exc:
         fail(str(exc.args[0]), Exit.USAGE)
-    with _open_history(state_path) as store:
+    with _open_history(state_path) as store, _reading(store):
         polls = store.polls(name, limit=limit or (None if plot else 50))
     if plot is not None:
         _plot(account, polls, plot)
@@ -258,11 +269,32 @@ async def _send_tests(urls: list[str]) -> list[bool]:
     return [await notifier.send([url], test_message(now())) for url in urls]
 
 
+def _open_state(path: Path) -> History:
+    """The state file, created if need be, or exit 2 naming the path and the reason."""
+    try:
+        return History(path)
+    except StateFileError as exc:
+        fail(str(exc), Exit.USAGE)
+
+
 def _open_history(state_path: Path | None) -> History:
     try:
         return History(state_path or default_state_path(), create=False)
     except FileNotFoundError as exc:
         fail(str(exc), Exit.ERROR)
+    except StateFileError as exc:
+        fail(str(exc), Exit.USAGE)
+
+
+@contextmanager
+def _reading(history: History) -> Iterator[None]:
+    """Exit 2 naming the state file if it cannot be read (damaged, another program's)."""
+    import sqlite3
+
+    try:
+        yield
+    except sqlite3.Error as exc:
+        fail(f"cannot read the state file {history.path}: {exc}", Exit.USAGE)
 
 
 def _print(renderable: Any) -> None:

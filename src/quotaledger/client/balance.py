@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_DOWN, Context, Decimal, InvalidOperation
 from typing import Any
 
 _SYMBOLS = {"USD": "$", "CNY": "¥"}
 _CENT = Decimal("0.01")
+# Formatting works on any finite amount a provider can send, not only on the 28 digits of the
+# default context (a quota of 10**40 is 2E+34 USD: 37 digits with its cents).
+_WIDE = Context(prec=1000, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,20 @@ class Balance:
 
 
 def truncate_cents(amount: Decimal) -> Decimal:
-    """Two decimals, truncated toward zero as `quotaledger.money.format_usd` does."""
-    return amount.quantize(_CENT, rounding=ROUND_DOWN)
+    """Two decimals, truncated toward zero as `quotaledger.money.format_usd` does; an
+    `InvalidOperation` only for amounts beyond 10**997 or not finite."""
+    return amount.quantize(_CENT, rounding=ROUND_DOWN, context=_WIDE)
 
 
 def format_money(amount: Decimal, currency: str) -> str:
-    cents = truncate_cents(amount)
+    try:
+        if not amount.is_finite():
+            raise InvalidOperation
+        cents = truncate_cents(amount)
+    except InvalidOperation:  # not finite, or too long to write out: say it as it is
+        return f"{amount:E} {currency}"
     sign = "-" if cents < 0 else ""
     symbol = _SYMBOLS.get(currency)
     if symbol is None:
-        return f"{sign}{abs(cents):,} {currency}"
-    return f"{sign}{symbol}{abs(cents):,}"
+        return f"{sign}{cents.copy_abs():,} {currency}"
+    return f"{sign}{symbol}{cents.copy_abs():,}"

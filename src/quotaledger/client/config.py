@@ -4,6 +4,7 @@ checked once, before anything is sent."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from quotaledger import __version__, tokens
@@ -14,6 +15,7 @@ from quotaledger.client.providers import Provider, provider_named
 
 TOKEN_ENV = "QUOTALEDGER_TOKEN"  # noqa: S105 (the variable's name, not a secret)  # nosec B105
 USER_AGENT = f"quotaledger/{__version__}"
+_USER_ID = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,9 @@ class ClientConfig:
             raise ConfigurationError(f"timeout must be more than 0 seconds, got {timeout!r}")
         if retries < 0 or (backoff is not None and backoff < 0):
             raise ConfigurationError("retries and backoff must be 0 or more")
-        user = str(user_id).strip() if user_id is not None else ""
         return cls(
             provider=chosen,
-            site=chosen.site(base_url, user or None),
+            site=chosen.site(base_url, checked_user_id(user_id)),
             token=checked_token(token),
             timeout=timeout,
             policy=retry.RetryPolicy(
@@ -82,6 +83,23 @@ def checked_token(token: str | None) -> str:
             "copy it again, or generate a new one under Account Settings, System Token"
         )
     return value
+
+
+def checked_user_id(user_id: str | int | None) -> str | None:
+    """The numeric user id new-api wants in `New-Api-User`, as text; `None` for none."""
+    if isinstance(user_id, bool):
+        raise ConfigurationError("the user id must be your numeric user id, not true/false")
+    user = "" if user_id is None else str(user_id).strip()
+    if not user:
+        return None
+    if not _USER_ID.fullmatch(user):
+        shown = user if user.isascii() and user.isprintable() and len(user) <= 20 else None
+        got = f", got {shown!r}" if shown else ""
+        raise ConfigurationError(
+            f"the user id must be your numeric user id (digits only, shown on your account "
+            f"page){got}"
+        )
+    return user
 
 
 def default_headers() -> dict[str, str]:

@@ -13,6 +13,8 @@ Messages never contain the token: the client removes it before raising.
 
 from __future__ import annotations
 
+from quotaledger.client.redaction import redact
+
 
 class BalanceError(Exception):
     """Getting a balance failed; `str(error)` says why and what to do."""
@@ -27,8 +29,9 @@ class BalanceError(Exception):
 
     def redact(self, secret: str) -> None:
         """Remove `secret` from the message (a server may echo the token it refused)."""
-        if secret and secret in self.message:
-            self.message = self.message.replace(secret, "***")
+        scrubbed = redact(self.message, secret)
+        if scrubbed != self.message:
+            self.message = scrubbed
             self.args = (self.message,)
 
 

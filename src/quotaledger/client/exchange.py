@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +36,9 @@ class Reply:
     headers: Mapping[str, str]  # case-insensitive (httpx.Headers)
     content: bytes
     url: str
+    secret: str = field(default="", repr=False, compare=False)
+    """The token the request carried, so that a message quoted from the answer is scrubbed of
+    it before being cut to length (see `statuses.one_line`)."""
 
     @classmethod
     def failed(cls, url: str) -> Reply:

@@ -13,12 +13,13 @@ from quotaledger.client.errors import NetworkError, ProviderError
 from quotaledger.client.exchange import Reply
 
 
-def to_reply(response: httpx.Response) -> Reply:
+def to_reply(response: httpx.Response, secret: str = "") -> Reply:
     return Reply(
         status=response.status_code,
         headers=response.headers,
         content=response.content,
         url=str(response.url),
+        secret=secret,
     )
 
 

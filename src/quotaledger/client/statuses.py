@@ -3,6 +3,7 @@ what happened and what to do. Providers add their own hints (where to get a new 
 
 from __future__ import annotations
 
+import math
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -15,6 +16,7 @@ from quotaledger.client.errors import (
     RateLimitedError,
 )
 from quotaledger.client.exchange import Reply, decode_body, parse_json
+from quotaledger.client.redaction import redact
 
 _MAX_MESSAGE = 200
 
@@ -30,41 +32,48 @@ def server_message(reply: Reply) -> str | None:
     """The reason the server gave, from the usual JSON shapes or a short plain-text body."""
     body = parse_json(reply)
     if isinstance(body, dict):
-        return message_in(body)
-    text = one_line(decode_body(reply.content).decode("utf-8", "replace"))
+        return message_in(body, reply.secret)
+    text = one_line(decode_body(reply.content).decode("utf-8", "replace"), reply.secret)
     if text.isprintable() and reply.content_type in {"text/plain", ""} and text[:1] != "<":
         return text or None
     return None
 
 
-def message_in(body: dict[str, Any]) -> str | None:
-    """`message` (one-api envelope), `error.message` (OpenAI style), `error` or `detail`."""
+def message_in(body: dict[str, Any], secret: str = "") -> str | None:
+    """`message` (one-api envelope), `error.message` (OpenAI style), `error` or `detail`;
+    without `secret` (pass `reply.secret`)."""
     error = body.get("error")
     for value in (body.get("message"), error, body.get("detail"), body.get("msg")):
         if isinstance(value, dict):
             value = value.get("message")
         if isinstance(value, str) and value.strip():
-            return one_line(value)
+            return one_line(value, secret)
     return None
 
 
-def one_line(text: str) -> str:
-    text = " ".join(text.split())
+def one_line(text: str, secret: str = "") -> str:
+    """`text` on one line, without `secret`, then cut to length: in this order, so that a
+    token straddling the cut cannot survive in part."""
+    text = " ".join(redact(text, secret).split())
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
 def retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date)."""
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date); `None` for none,
+    garbage, a negative number, `inf` or `nan`. A date already past is 0."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+        seconds = parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
         return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def refusal_error(

@@ -14,6 +14,7 @@ from quotaledger.client.errors import BalanceError
 from quotaledger.client.exchange import Call, Reply
 from quotaledger.client.network import network_error, to_reply, unusable_response
 from quotaledger.client.providers import Provider
+from quotaledger.client.redaction import without_secrets
 
 log = logging.getLogger("quotaledger.client")
 
@@ -75,7 +76,7 @@ class BalanceClient:
                 call = plan.send(self._send(call))
         except StopIteration as done:
             result: Balance = done.value
-            return result
+            return without_secrets(result, self._config.token)
         except BalanceError as error:
             error.redact(self._config.token)
             raise
@@ -86,7 +87,8 @@ class BalanceClient:
         attempts = 1 if call.best_effort else config.policy.attempts
         for attempt in range(1, attempts + 1):
             try:
-                reply = to_reply(self._http.get(url, headers=headers, timeout=config.timeout))
+                response = self._http.get(url, headers=headers, timeout=config.timeout)
+                reply = to_reply(response, config.token)
             except httpx.TransportError as exc:
                 if call.best_effort:
                     return Reply.failed(url)

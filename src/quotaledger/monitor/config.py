@@ -139,6 +139,7 @@ def load_config(path: Path, *, check_url: UrlCheck | None = None) -> WatchConfig
     top.finish(("defaults", "account"))
     # Raw values: each account parses its own or the inherited one, so errors name its line.
     inherited = {key: defaults.left.get(key, default) for key, (default, _) in INHERITED.items()}
+    notify_written = "notify" in defaults.left
     for key, (_, parse) in INHERITED.items():
         _take_inherited(defaults, key, parse, check_url)
     settings = {
@@ -148,7 +149,8 @@ def load_config(path: Path, *, check_url: UrlCheck | None = None) -> WatchConfig
     if not accounts:
         raise top.fail(None, "no [[account]] tables: nothing to watch")
     parsed = tuple(
-        _account(source, i, data, inherited, check_url) for i, data in enumerate(accounts)
+        _account(source, i, data, inherited, check_url, notify_written)
+        for i, data in enumerate(accounts)
     )
     _check_unique_names(source, parsed)
     return WatchConfig(source, parsed, **settings)
@@ -167,19 +169,29 @@ def _take_inherited(
 
 
 def _account(
-    source: TomlSource, index: int, data: Any, inherited: dict[str, Any], check_url: UrlCheck | None
+    source: TomlSource,
+    index: int,
+    data: Any,
+    inherited: dict[str, Any],
+    check_url: UrlCheck | None,
+    notify_written: bool,
 ) -> AccountConfig:
     name = data.get("name") if isinstance(data, dict) else None
     label = f"[[account]] #{index + 1}" + (f" ({name})" if isinstance(name, str) else "")
     table = _Table(source, Section("account", index, label), data)
     if "name" not in table.left:
         raise table.fail(None, "missing required key 'name'")
+    notify_written = notify_written or "notify" in table.left
     for key, raw in inherited.items():
         table.left.setdefault(key, raw)
     values = {
         key: _take_inherited(table, key, parse, check_url) for key, (_, parse) in INHERITED.items()
     }
     fields = {key: table.take(key, parse) for key, parse in ACCOUNT.items()}
+    token_file = fields["token_file"]
+    if token_file is not None and not token_file.is_absolute():
+        # Relative to the config file, not to wherever cron or systemd starts the watcher.
+        fields["token_file"] = source.path.parent / token_file
     account = AccountConfig(
         **{key: value for key, value in fields.items() if value is not None},
         thresholds=_thresholds(table),
@@ -195,6 +207,13 @@ def _account(
         raise table.fail("token_env", "set exactly one of token_env or token_file")
     if account.timeout >= account.interval:
         raise table.fail("timeout", "must be shorter than interval")
+    if not account.notify and not notify_written:
+        # An alert that goes nowhere must not pass for a delivered one.
+        raise table.fail(
+            None,
+            f"no notify URLs for account {account.name!r}: add notify = [...] to it or to "
+            "[defaults] (or write notify = [] to keep history and metrics without alerts)",
+        )
     return account
 
 

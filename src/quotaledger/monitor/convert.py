@@ -13,6 +13,7 @@ from quotaledger.monitor.durations import parse_duration
 
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_USER_ID = re.compile(r"[0-9]{1,19}")
 
 
 def unknown_key_reason(key: str, known: tuple[str, ...]) -> str:
@@ -146,9 +147,12 @@ def path(value: Any) -> Path:
 
 
 def user_id(value: Any) -> str | int:
-    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
-        raise ValueError(f"expected the numeric user id, got {value!r}")
-    return value
+    """new-api's numeric user id: `42` or `"42"` (sent as the `New-Api-User` header)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    if isinstance(value, str) and _USER_ID.fullmatch(value.strip()):
+        return value.strip()
+    raise ValueError(f"expected the numeric user id (digits only, e.g. 42), got {value!r}")
 
 
 def currency(value: Any) -> str:

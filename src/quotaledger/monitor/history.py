@@ -78,16 +78,52 @@ class Poll:
         return Sample(self.at, self.amount, self.used_amount)
 
 
+class StateFileError(Exception):
+    """The state file cannot be used; `str()` names the path and the reason, in one line."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot use the state file {path}: {reason}")
+
+
 class History:
-    """Polls and alert records of every watched account, in one SQLite file."""
+    """Polls and alert records of every watched account, in one SQLite file.
+
+    Opening raises `FileNotFoundError` (no file, `create=False`) or `StateFileError` (the
+    directory cannot be created, the file cannot be opened or written, it is not SQLite, or
+    not a quotaledger state file)."""
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
         if not create and not path.exists():
             raise FileNotFoundError(f"no state file at {path}: run `quotaledger watch` first")
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = f"cannot create {path.parent}: {exc.strerror or exc}"
+            raise StateFileError(path, reason) from None
+        try:
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise StateFileError(path, str(exc)) from None
+        try:
+            self._open(create)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StateFileError(path, _reason(exc)) from None
+
+    def _open(self, create: bool) -> None:
+        # The first read of the file: "file is not a database" if it is not SQLite.
+        tables = {
+            name
+            for (name,) in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            ).fetchall()
+        }
+        # Another program's database is left alone, never extended with our tables.
+        if (tables or not create) and not {"polls", "alerts"} <= tables:
+            raise sqlite3.DatabaseError("not a quotaledger state file (no polls/alerts tables)")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         if create:
@@ -189,6 +225,13 @@ def _poll(row: tuple[Any, ...]) -> Poll:
         account, datetime.fromtimestamp(at, UTC), _decimal(amount), currency,
         quota, used_quota, _decimal(used_amount), requests, error,
     )  # fmt: skip
+
+
+def _reason(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if text == "file is not a database":
+        return "not an SQLite file (file is not a database)"
+    return text
 
 
 def _state(value: str | None) -> State | None:

@@ -7,6 +7,7 @@ never collide over metric names.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
@@ -52,10 +53,15 @@ class MonitorMetrics:
             self.state.labels(name).set(SEVERITY[record.state])
         if poll.ok:
             self._balance(poll)
-        if forecast is not None:
+        # No forecast (any more): no series, rather than a stale value that looks current.
+        if forecast is None:
+            _drop(self.burn, name)
+        else:
             self.burn.labels(name).set(forecast.rate)
-            if forecast.soonest is not None:
-                self.runs_out.labels(name).set(forecast.soonest.timestamp())
+        if forecast is None or forecast.soonest is None:
+            _drop(self.runs_out, name)
+        else:
+            self.runs_out.labels(name).set(forecast.soonest.timestamp())
 
     def _balance(self, poll: Poll) -> None:
         name = poll.account
@@ -79,3 +85,8 @@ class MonitorMetrics:
             thread.join(timeout=5)
 
         return int(server.server_port), stop
+
+
+def _drop(gauge: Gauge, account: str) -> None:
+    with suppress(KeyError):  # older prometheus_client raise it for a series never set
+        gauge.remove(account)

@@ -8,7 +8,9 @@ a test run with warnings as errors).
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import logging
 import re
 import warnings
@@ -67,17 +69,24 @@ class Notifier:
 
     async def send(self, urls: Sequence[str], message: Message) -> bool:
         """True if at least one URL accepted the message (so a retry would not spam those that
-        did); failures are logged. With no URLs there is nothing to deliver: True."""
+        did); failures are logged. With no URLs nothing is delivered: False."""
         if not urls:
-            return True
+            return False
         apprise = apprise_module()
-        result = await self._target(tuple(urls)).async_notify(
+        send = functools.partial(
+            self._target(tuple(urls)).async_notify,
             body=message.body,
             title=message.title,
             notify_type=_notify_type(apprise, message.level),
-            timeout=NOTIFY_TIMEOUT,
         )
-        accepted = sum(1 for service in result if bool(service))
+        if _has_call_timeout(apprise):
+            result = await send(timeout=NOTIFY_TIMEOUT)
+        else:
+            try:
+                result = await asyncio.wait_for(send(), NOTIFY_TIMEOUT)
+            except TimeoutError:
+                result = False
+        accepted = accepted_count(result, len(urls))
         if accepted < len(urls):
             log.error(
                 "notification not delivered to %d of %d URLs", len(urls) - accepted, len(urls)
@@ -92,6 +101,28 @@ class Notifier:
                 target.add(url)
             self._targets[urls] = target
         return self._targets[urls]
+
+
+@functools.cache
+def _has_call_timeout(apprise: Any) -> bool:
+    """Apprise 2 takes `timeout=` and returns an `AppriseResult`; Apprise 1 answers an unknown
+    `timeout=` with False (every notification "failed"), so it gets `asyncio.wait_for`."""
+    try:
+        return "timeout" in inspect.signature(apprise.Apprise.notify).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def accepted_count(result: Any, urls: int) -> int:
+    """How many of `urls` accepted a message, from what `async_notify` returned: Apprise 2's
+    `AppriseResult` (one entry per service contacted), or a plain `bool`/`None` as Apprise 1
+    returns (all or nothing, as far as it tells)."""
+    if result is None or isinstance(result, bool):
+        return urls if result else 0
+    try:
+        return sum(1 for service in result if bool(service))
+    except TypeError:  # neither: trust its truth value
+        return urls if bool(result) else 0
 
 
 def _notify_type(apprise: Any, level: State) -> Any:

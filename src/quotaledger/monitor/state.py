@@ -25,6 +25,9 @@ class State(StrEnum):
 
 
 SEVERITY = {State.OK: 0, State.WARNING: 1, State.CRITICAL: 2, State.UNKNOWN: 3}
+MIN_RECOVERY_MARGIN = Decimal("0.50")
+"""The smallest recovery margin, in the thresholds' currency: 10 % of a threshold of 0 (or of
+the zero below which a balance is negative) would be no margin at all."""
 
 
 class Kind(StrEnum):
@@ -97,19 +100,27 @@ def level_of(
     amount: Decimal, thresholds: Thresholds, previous: State | None, margin: Decimal
 ) -> State:
     """The balance's level. Getting better means clearing a threshold by `margin` (a fraction
-    of it), so that a balance hovering at a threshold does not flap."""
-    raw = _raw_level(amount, thresholds.warn, thresholds.critical)
+    of it, but at least `MIN_RECOVERY_MARGIN` unless `margin` is 0), so that a balance
+    hovering at a threshold does not flap; the zero below which a balance is negative (always
+    CRITICAL) is a threshold too."""
+    raw = _raw_level(amount, thresholds.warn, thresholds.critical, Decimal(0))
     if previous is None or SEVERITY[raw] >= SEVERITY[previous]:
         return raw
     raised = _raw_level(
-        amount, _raise(thresholds.warn, margin), _raise(thresholds.critical, margin)
+        amount,
+        _raise(thresholds.warn, margin),
+        _raise(thresholds.critical, margin),
+        _raise(Decimal(0), margin),
     )
     return raised if SEVERITY[raised] <= SEVERITY[previous] else previous
 
 
-def _raw_level(amount: Decimal, warn: Decimal | None, critical: Decimal | None) -> State:
-    # Relays let debits overshoot: a negative balance is critical with or without thresholds.
-    if amount < 0 or (critical is not None and amount <= critical):
+def _raw_level(
+    amount: Decimal, warn: Decimal | None, critical: Decimal | None, floor: Decimal | None
+) -> State:
+    # Relays let debits overshoot: a negative balance (below `floor`, 0 unless recovering) is
+    # critical with or without thresholds.
+    if (floor is not None and amount < floor) or (critical is not None and amount <= critical):
         return State.CRITICAL
     if warn is not None and amount <= warn:
         return State.WARNING
@@ -117,7 +128,11 @@ def _raw_level(amount: Decimal, warn: Decimal | None, critical: Decimal | None) 
 
 
 def _raise(threshold: Decimal | None, margin: Decimal) -> Decimal | None:
-    return None if threshold is None else threshold * (1 + margin)
+    if threshold is None:
+        return None
+    if margin <= 0:
+        return threshold
+    return threshold + max(abs(threshold) * margin, MIN_RECOVERY_MARGIN)
 
 
 def _observe(

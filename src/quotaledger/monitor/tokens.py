@@ -1,4 +1,5 @@
-"""Each account's token, from the environment variable or file the config names.
+"""Each account's token, from the environment variable or file the config names (a relative
+`token_file` is relative to the config file's directory).
 
 Tokens live only in memory, wrapped in `Secret`; `redact` scrubs them from any text that is
 about to be stored, logged or sent, in case an error message ever echoes one.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
+from quotaledger.client.redaction import redact as redact_one
 from quotaledger.monitor.config import AccountConfig, WatchConfig
 from quotaledger.monitor.tomlsource import TomlSource
 from quotaledger.settings import Secret
@@ -41,9 +43,8 @@ def _token(source: TomlSource, account: AccountConfig, environ: Mapping[str, str
 
 
 def redact(text: str, secrets: Iterable[Secret]) -> str:
-    """`text` with every secret's value replaced by `***`."""
+    """`text` with every secret's value replaced by `***` (a token shorter than 8 characters
+    only where it stands alone: see `quotaledger.client.redaction`)."""
     for secret in secrets:
-        value = secret.reveal()
-        if value:
-            text = text.replace(value, "***")
+        text = redact_one(text, secret.reveal())
     return text

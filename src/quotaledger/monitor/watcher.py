@@ -2,20 +2,24 @@
 
 `Watcher.poll_round(accounts)` is one step (what `watch --once` runs, and what tests drive
 with their own clock); `Watcher.run(stop)` repeats it per account at its interval plus
-jitter until `stop` is set. Every decision is persisted before and after delivery, so a
-cron job of `--once` and a long-running watcher behave the same.
+jitter until `stop` is set, scheduled on the event loop's monotonic clock (the injectable
+`now` only stamps polls and states, so a step of the wall clock never parks a poll). Every
+decision is persisted before and after delivery, so a cron job of `--once` and a
+long-running watcher behave the same; one account's failure never stops the others'.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Any
 
@@ -23,19 +27,24 @@ import httpx
 
 from quotaledger.monitor.config import AccountConfig, WatchConfig
 from quotaledger.monitor.forecast import WINDOWS, Forecast, forecast
-from quotaledger.monitor.history import History
-from quotaledger.monitor.messages import Alert, Message, balance_text, digest
+from quotaledger.monitor.history import History, Poll
+from quotaledger.monitor.messages import Alert, balance_text, digest
 from quotaledger.monitor.metrics import MonitorMetrics
 from quotaledger.monitor.notify import Sender
 from quotaledger.monitor.poll import BalanceSource, Outcome, poll_account
-from quotaledger.monitor.state import Record, decide, delivered
+from quotaledger.monitor.state import Failure, Record, decide
+from quotaledger.monitor.state import delivered as announce
 from quotaledger.monitor.tokens import redact
+from quotaledger.monitor.tomlsource import ConfigError
 from quotaledger.settings import Secret
 
 log = logging.getLogger("quotaledger.monitor")
 ClientFactory = Callable[[AccountConfig, Secret, httpx.AsyncClient], Any]
 """Builds an async-context-managed client with `await client.balance()`, on the watcher's
 one shared HTTP connection pool."""
+MAX_RETRY_AFTER = timedelta(hours=1)
+"""A rate-limiting server's `Retry-After` is honoured up to max(interval, this): a huge one
+must not park an account for decades."""
 
 
 def system_now() -> datetime:
@@ -46,14 +55,45 @@ def default_client(account: AccountConfig, token: Secret, http: httpx.AsyncClien
     from quotaledger.client import AsyncBalanceClient
 
     return AsyncBalanceClient(
-        account.base_url,
-        token.reveal(),
-        provider=account.provider,
-        timeout=account.timeout.total_seconds(),
-        retries=account.retries,
-        user_id=account.user_id,
-        http_client=http,
+        account.base_url, token.reveal(), **_client_options(account), http_client=http
     )
+
+
+def check_accounts(config: WatchConfig, tokens: Mapping[str, Secret]) -> None:
+    """Refuse, at the account's file:line, what the client would refuse of its settings (base
+    URL, provider, token, user id): before a state file or a metrics port is opened."""
+    from quotaledger.client.config import ClientConfig
+
+    for account in config.accounts:
+        token = tokens[account.name]
+        try:
+            ClientConfig.build(
+                account.base_url, token.reveal(), **_client_options(account), backoff=None
+            )
+        except ValueError as exc:
+            raise _refused(config, account, exc, tokens) from None
+
+
+def _client_options(account: AccountConfig) -> dict[str, Any]:
+    return {
+        "provider": account.provider,
+        "timeout": account.timeout.total_seconds(),
+        "retries": account.retries,
+        "user_id": account.user_id,
+    }
+
+
+def _refused(
+    config: WatchConfig, account: AccountConfig, exc: ValueError, tokens: Mapping[str, Secret]
+) -> ConfigError:
+    return config.source.error(account.section, None, redact(str(exc), tokens.values()))
+
+
+def no_cookies() -> CookieJar:
+    """A cookie jar that keeps nothing: the watcher's one HTTP client serves every account,
+    and a session cookie one relay sets must never be sent with another account's token
+    (ports do not separate cookies, so two relays on one host would share them)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 @dataclass(frozen=True)
@@ -98,6 +138,7 @@ class Watcher:
                 httpx.AsyncClient(
                     follow_redirects=True,
                     limits=httpx.Limits(max_connections=self.config.concurrency * 2),
+                    cookies=no_cookies(),
                 )
             )
             for account in self.config.accounts:
@@ -112,8 +153,7 @@ class Watcher:
         try:
             return self._factory(account, self.tokens[account.name], self._http)
         except ValueError as exc:  # the client refuses its settings: base URL, provider, ...
-            reason = redact(str(exc), self.tokens.values())
-            raise self.config.source.error(account.section, None, reason) from None
+            raise _refused(self.config, account, exc, self.tokens) from None
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -124,28 +164,36 @@ class Watcher:
         """Poll `accounts` (default: all) concurrently, then decide, store and notify."""
         accounts = list(self.config.accounts if accounts is None else accounts)
         outcomes = await asyncio.gather(*(self._poll(account) for account in accounts))
-        results = [self._decide(a, o) for a, o in zip(accounts, outcomes, strict=True)]
+        results = [self._decide_safely(a, o) for a, o in zip(accounts, outcomes, strict=True)]
         return await self._notify(results)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll each account at its interval (plus jitter) until `stop` is set; the round
-        under way when it is set is finished, so no decision is half-delivered."""
-        due = dict.fromkeys((a.name for a in self.config.accounts), self.now())
+        under way when it is set is finished, so no decision is half-delivered. Due times are
+        on the loop's monotonic clock: the wall clock stepping back or forth moves nothing."""
+        loop = asyncio.get_running_loop()
+        due = dict.fromkeys((a.name for a in self.config.accounts), loop.time())
         while not stop.is_set():
-            ready = [a for a in self.config.accounts if due[a.name] <= self.now()]
+            ready = [a for a in self.config.accounts if due[a.name] <= loop.time()]
             if ready:
                 for result in await self.poll_round(ready):
-                    due[result.account.name] = self._next_due(result)
-            wait = (min(due.values()) - self.now()).total_seconds()
+                    delay = self._next_delay(result).total_seconds()
+                    due[result.account.name] = loop.time() + delay
+            wait = min(due.values()) - loop.time()
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.0))
 
-    def _next_due(self, result: Result) -> datetime:
+    def _next_delay(self, result: Result) -> timedelta:
+        """The interval plus jitter, or a rate-limiting server's `Retry-After` if longer (up
+        to max(interval, `MAX_RETRY_AFTER`); a negative or non-finite one is ignored)."""
         account = result.account
         spread = account.interval.total_seconds() * float(self.config.jitter)
         delay = account.interval + timedelta(seconds=self._rng.uniform(0, spread))
-        retry_after = timedelta(seconds=result.outcome.retry_after or 0)
-        return self.now() + max(delay, retry_after)
+        asked = result.outcome.retry_after
+        if asked is None or not math.isfinite(asked) or asked <= 0:
+            return delay
+        cap = max(account.interval, MAX_RETRY_AFTER)
+        return max(delay, min(timedelta(seconds=asked), cap))
 
     async def _poll(self, account: AccountConfig) -> Outcome:
         secrets = self.tokens.values()
@@ -154,15 +202,39 @@ class Watcher:
                 account, self._clients[account.name], self.now, lambda text: redact(text, secrets)
             )
 
+    def _decide_safely(self, account: AccountConfig, outcome: Outcome) -> Result:
+        """`_decide`, or, if that fails (a value the state file cannot hold, a full disk...),
+        the same poll counted as failed, so that the other accounts' round goes on."""
+        try:
+            return self._decide(account, outcome)
+        except Exception as exc:
+            failed = self._internal_error(account, outcome, exc)
+        try:
+            return self._decide(account, failed)
+        except Exception:
+            log.debug("%s: not even the failure could be stored", account.name, exc_info=True)
+            return Result(account, failed, Record(last_error=failed.poll.error), None)
+
+    def _internal_error(self, account: AccountConfig, outcome: Outcome, exc: Exception) -> Outcome:
+        error = redact(f"internal error: {type(exc).__name__}: {exc}", self.tokens.values())
+        log.error("%s: %s", account.name, error)
+        log.debug("%s: the poll could not be stored", account.name, exc_info=True)
+        poll = Poll(account.name, outcome.poll.at, error=error)
+        return Outcome(poll, Failure(error), outcome.retry_after)
+
     def _decide(self, account: AccountConfig, outcome: Outcome) -> Result:
         name, now = account.name, outcome.poll.at
         decision = decide(
             self.history.record(name), outcome.observation, account.thresholds, account.policy, now
         )
         self.history.save(name, decision.record, outcome.poll)
+        # Stored: from here on a failure must not count the poll twice, only be logged.
         prediction = self._forecast(name, now)
         if self.metrics is not None:
-            self.metrics.observe(outcome.poll, decision.record, prediction)
+            try:
+                self.metrics.observe(outcome.poll, decision.record, prediction)
+            except Exception:
+                log.exception("%s: updating the metrics failed", name)
         _log_poll(account, outcome, decision.record)
         if decision.event is None:
             return Result(account, outcome, decision.record, None)
@@ -174,8 +246,12 @@ class Watcher:
 
     def _forecast(self, name: str, now: datetime) -> Forecast | None:
         longest = max(window.length for window in WINDOWS)
-        samples = self.history.samples(name, since=now - longest)
-        return forecast(samples, now) if samples else None
+        try:
+            samples = self.history.samples(name, since=now - longest)
+            return forecast(samples, now) if samples else None
+        except Exception:  # no forecast is better than no alert
+            log.exception("%s: the forecast failed", name)
+            return None
 
     async def _notify(self, results: list[Result]) -> list[Result]:
         """Send each alert (as digests when several share the same URLs); mark what arrived."""
@@ -187,22 +263,36 @@ class Watcher:
         if not self.config.digest:
             batches = [(urls, [alert]) for urls, alerts in batches for alert in alerts]
         arrived: set[str] = set()
+        silent: set[str] = set()
         for urls, alerts in batches:
-            if await self._deliver(urls, digest(alerts)):
-                arrived.update(alert.account.name for alert in alerts)
-        return [self._mark_delivered(r) if r.account.name in arrived else r for r in results]
+            names = {alert.account.name for alert in alerts}
+            if not urls:  # `notify = []` on purpose: the state is kept, nothing is sent
+                silent.update(names)
+            elif await self._deliver(urls, alerts):
+                arrived.update(names)
+        return [
+            self._announced(r, delivered=r.account.name in arrived)
+            if r.account.name in arrived | silent
+            else r
+            for r in results
+        ]
 
-    async def _deliver(self, urls: tuple[str, ...], message: Message) -> bool:
+    async def _deliver(self, urls: tuple[str, ...], alerts: list[Alert]) -> bool:
         try:
-            return await self.notifier.send(urls, message)
+            return await self.notifier.send(urls, digest(alerts))
         except Exception:  # delivery is retried at the next poll: never lose the watcher
             log.exception("sending a notification failed")
             return False
 
-    def _mark_delivered(self, result: Result) -> Result:
-        record = delivered(result.record, self.now())
-        self.history.save(result.account.name, record)
-        return Result(result.account, result.outcome, record, result.alert, delivered=True)
+    def _announced(self, result: Result, *, delivered: bool) -> Result:
+        """`result` once its message was delivered (or, without URLs, had nowhere to go)."""
+        record = announce(result.record, self.now())
+        try:
+            self.history.save(result.account.name, record)
+        except Exception as exc:  # sent but not recorded: it may be sent again, no worse
+            log.error("%s: the delivery could not be recorded: %s", result.account.name, exc)
+            record = result.record
+        return Result(result.account, result.outcome, record, result.alert, delivered=delivered)
 
 
 def _log_poll(account: AccountConfig, outcome: Outcome, record: Record) -> None:

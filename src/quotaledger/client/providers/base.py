@@ -79,16 +79,37 @@ def site_root(url: str, suffixes: tuple[str, ...]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""What one-api/new-api (and SQLite) store a quota in: anything outside is not a quota."""
+MAX_AMOUNT = Decimal(10) ** 18
+"""No balance is this large; a number beyond it is garbage (and too long to write out)."""
+
+
 def as_int(value: Any) -> int | None:
-    """An integer from JSON (`12`, `12.0`, `"12"`); `None` for anything else, booleans too."""
+    """An integer from JSON (`12`, `12.0`, `"12"`); `None` for anything else, booleans too,
+    and for numbers far beyond any 64-bit integer (`1e999999` would take seconds to convert)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
     number = as_decimal(value)
-    if number is None or number != number.to_integral_value():
+    if number is None or number.adjusted() > 40 or number != number.to_integral_value():
         return None
     return int(number)
+
+
+def int64_field(data: Mapping[str, Any], key: str, reply: Reply, where: str) -> int | None:
+    """`data[key]` as an integer (`None` if absent or not an integer), or a `ProviderError` if
+    it is out of the signed 64-bit range every one-api/new-api server stores quota in."""
+    value = data.get(key)
+    number = as_decimal(value) if not isinstance(value, int) else value
+    if number is not None and not isinstance(value, bool) and not INT64_MIN <= number <= INT64_MAX:
+        raise ProviderError(
+            f"{reply.host} answered with a {where}{key} out of range (beyond a signed 64-bit "
+            f"integer, {reply.url}): no account holds that much; is it a one-api/new-api server?",
+            status_code=reply.status,
+        )
+    return as_int(value)
 
 
 def as_decimal(value: Any) -> Decimal | None:
@@ -109,6 +130,12 @@ def required_amount(body: Mapping[str, Any], key: str, reply: Reply, where: str)
         raise ProviderError(
             f"{reply.host} answered without a numeric {where}{key} ({reply.url}); "
             "is the provider right?",
+            status_code=reply.status,
+        )
+    if abs(number) >= MAX_AMOUNT:
+        raise ProviderError(
+            f"{reply.host} answered with a {where}{key} out of range (10^18 or more, "
+            f"{reply.url}); is the provider right?",
             status_code=reply.status,
         )
     return number

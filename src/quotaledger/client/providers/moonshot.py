@@ -30,7 +30,7 @@ class Moonshot(Provider):
         body = self.checked(reply, site)
         code = body.get("code")
         if body.get("status") is False or code not in (None, 0):
-            raise self.refusal(message_in(body) or f"code {code}", reply, site)
+            raise self.refusal(message_in(body, reply.secret) or f"code {code}", reply, site)
         data = data_object(body, reply)
         return Balance(
             provider=self.name,

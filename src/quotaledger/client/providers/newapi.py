@@ -16,7 +16,13 @@ from typing import Any
 from quotaledger.client.balance import Balance
 from quotaledger.client.errors import AuthenticationError, BalanceError, ProviderError
 from quotaledger.client.exchange import Call, Plan, Reply, Site, parse_json
-from quotaledger.client.providers.base import Provider, as_decimal, as_int, data_object
+from quotaledger.client.providers.base import (
+    INT64_MAX,
+    Provider,
+    as_decimal,
+    data_object,
+    int64_field,
+)
 from quotaledger.client.statuses import message_in, server_message
 from quotaledger.money import QUOTA_PER_USD, quota_to_usd
 
@@ -30,8 +36,10 @@ class NewAPI(Provider):
     paths = (SELF, STATUS)
 
     def __init__(self) -> None:
-        # Published once per server; asked for once per client.
+        # Published once per server; asked for once per client, and not again after an
+        # answer without one (a network failure is asked again at the next balance).
         self._quota_per_unit: int | None = None
+        self._status_known = False
 
     def headers(self, token: str, site: Site) -> dict[str, str]:
         # The raw token, as these servers document it (they accept "Bearer <token>" too).
@@ -50,23 +58,34 @@ class NewAPI(Provider):
         reply = yield Call(SELF)
         body = self.checked(reply, site)
         if body.get("success") is False:
-            raise self.refusal(message_in(body) or "no reason given", reply, site)
+            raise self.refusal(message_in(body, reply.secret) or "no reason given", reply, site)
         data = data_object(body, reply)
-        quota = as_int(data.get("quota"))
+        quota = int64_field(data, "quota", reply, "data.")
         if quota is None:
             raise ProviderError(
                 f"{reply.host} answered without an integer data.quota ({reply.url}); "
                 "is it a one-api/new-api server?",
                 status_code=reply.status,
             )
-        if self._quota_per_unit is None:
+        used = int64_field(data, "used_quota", reply, "data.")
+        requests = int64_field(data, "request_count", reply, "data.")
+        if not self._status_known:
             status = yield Call(STATUS, authenticated=False, best_effort=True)
             self._quota_per_unit = published_quota_per_unit(status)
-        return self._balance(quota, data, body)
+            # A server that answered without a unit will not publish one at the next poll;
+            # no answer at all (status 0) or a server error may be passing.
+            self._status_known = status.status != 0 and status.status < 500
+        return self._balance(quota, used, requests, data, body)
 
-    def _balance(self, quota: int, data: dict[str, Any], body: dict[str, Any]) -> Balance:
+    def _balance(
+        self,
+        quota: int,
+        used: int | None,
+        requests: int | None,
+        data: dict[str, Any],
+        body: dict[str, Any],
+    ) -> Balance:
         unit = self._quota_per_unit or QUOTA_PER_USD
-        used = as_int(data.get("used_quota"))
         group = data.get("group")
         return Balance(
             provider=self.name,
@@ -74,7 +93,7 @@ class NewAPI(Provider):
             currency="USD",
             quota=quota,
             used_quota=used,
-            request_count=as_int(data.get("request_count")),
+            request_count=requests,
             group=group if isinstance(group, str) and group else None,
             used_amount=None if used is None else quota_to_usd(used, unit),
             quota_per_unit=unit,
@@ -100,7 +119,7 @@ def published_quota_per_unit(reply: Reply) -> int | None:
     body = parse_json(reply)
     data = body.get("data") if isinstance(body, dict) else None
     unit = as_decimal(data.get("quota_per_unit")) if isinstance(data, dict) else None
-    if unit is None or unit <= 0 or unit != unit.to_integral_value():
+    if unit is None or not 0 < unit <= INT64_MAX or unit != unit.to_integral_value():
         return None
     return int(unit)
 

@@ -1,0 +1,73 @@
+"""Keeping the token out of everything the client hands back: error messages and the raw
+payload of a `Balance` (some one-api/new-api forks put `access_token` in `data`).
+
+Tokens of fewer than `SHORT_TOKEN` characters are replaced only where they stand alone, never
+inside a longer word: `redact("balance 42", "4")` must not print "balance ***2".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from quotaledger.client.balance import Balance
+
+MASK = "***"
+SHORT_TOKEN = 8
+_WORD_CHARS = "0-9A-Za-z_-"  # what a token is made of: a short one is matched alone
+_SECRET_KEY = re.compile(
+    r"(?:^|_)(?:access_?token|token|key|api_?key|password|passwd|secret|authorization)s?$"
+)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def redact(text: str, secret: str) -> str:
+    """`text` with every occurrence of `secret` replaced by `***` (whole occurrences only for a
+    short secret)."""
+    if not secret or secret not in text:
+        return text
+    if len(secret) >= SHORT_TOKEN:
+        return text.replace(secret, MASK)
+    alone = rf"(?<![{_WORD_CHARS}]){re.escape(secret)}(?![{_WORD_CHARS}])"
+    return re.sub(alone, MASK, text)
+
+
+def is_secret_key(name: str) -> bool:
+    """`access_token`, `token`, `apiKey`, `client_secret`, `Password`...: a key whose value may
+    be a credential. `token_hint` or `used_quota` are not."""
+    snake = _CAMEL.sub("_", name).lower().replace("-", "_")
+    return bool(_SECRET_KEY.search(snake))
+
+
+def scrub(value: Any, secret: str) -> Any:
+    """A copy of a JSON value without secret-looking keys (at any depth, except flags such as
+    `is_management_key: false`) and without strings equal to `secret`; other strings holding
+    it have it replaced by `***`."""
+    if isinstance(value, Mapping):
+        return {
+            key: scrub(item, secret)
+            for key, item in value.items()
+            if not _hides_secret(str(key), item, secret)
+        }
+    if isinstance(value, list | tuple):
+        return [scrub(item, secret) for item in value if not _is_token(item, secret)]
+    if isinstance(value, str):
+        return redact(value, secret)
+    return value
+
+
+def without_secrets(balance: Balance, secret: str) -> Balance:
+    """`balance` with its `raw` payload scrubbed (see `scrub`)."""
+    return dataclasses.replace(balance, raw=scrub(balance.raw, secret))
+
+
+def _hides_secret(key: str, value: Any, secret: str) -> bool:
+    if _is_token(value, secret):
+        return True
+    return is_secret_key(key) and not isinstance(value, bool) and value is not None
+
+
+def _is_token(value: Any, secret: str) -> bool:
+    return bool(secret) and isinstance(value, str) and value.strip() == secret
