@@ -13,7 +13,7 @@ from quotaledger.client.errors import NetworkError, ProviderError
 from quotaledger.client.exchange import Reply
 
 
-def to_reply(response: httpx.Response, secret: str = "") -> Reply:
+def to_reply(response: httpx.Response, secret: str = "") -> Reply:  # nosec B107: what to redact
     return Reply(
         status=response.status_code,
         headers=response.headers,
