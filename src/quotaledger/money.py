@@ -27,8 +27,13 @@ def format_usd(quota: int, quota_per_unit: int = QUOTA_PER_USD, places: int = 2)
     >>> format_usd(24_997_909)
     '49.99'
     """
-    exponent = Decimal(1).scaleb(-places) if places else Decimal(1)
-    return str(quota_to_usd(quota, quota_per_unit).quantize(exponent, rounding=ROUND_DOWN))
+    # Integer arithmetic (exact, and cheap on the hot path): truncate |quota| to whole
+    # units of 10^-places USD, then put the sign back.
+    scale = 10**places
+    units = abs(quota) * scale // quota_per_unit
+    whole, fraction = divmod(units, scale)
+    sign = "-" if quota < 0 and units else ""
+    return f"{sign}{whole}.{fraction:0{places}d}" if places else f"{sign}{whole}"
 
 
 def parse_usd(text: str | Decimal | int) -> Decimal:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import zlib
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quotaledger.server.metrics import Metrics
@@ -106,7 +105,7 @@ class ResponseFinisher:
         headers = security_headers(path)
         if is_https(scope, self.trusted_proxies):
             headers = (*headers, *_HSTS)
-        gzip = accepts_gzip(Headers(scope=scope).get("accept-encoding", "")) or (
+        gzip = accepts_gzip(_header(scope, b"accept-encoding")) or (
             self.always_gzip_api and path.startswith("/api/")
         )
         answer = _Answer(send, headers, gzip, self.metrics, scope["method"])
@@ -117,6 +116,13 @@ class ResponseFinisher:
                 raise
             log.exception("unexpected error on %s %s", scope["method"], path)
             await send_envelope(answer.send, 500, "internal server error")
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
 
 
 class _Answer:
@@ -142,7 +148,7 @@ class _Answer:
         kind = message["type"]
         if kind == "http.response.start":
             self.started = True
-            self.metrics.responses.labels(self.method, str(message["status"])).inc()
+            self.metrics.count_response(self.method, message["status"])
             message["headers"] = [*message.get("headers", ()), *self.extra]
             if not self.gzip:
                 await self.raw_send(message)
@@ -159,12 +165,19 @@ class _Answer:
     async def _send_gzipped(self, body: bytes) -> None:
         start = self.start
         assert start is not None
-        headers = MutableHeaders(raw=start["headers"])
-        if "content-encoding" not in headers and start["status"] not in (204, 304):
+        headers: list[tuple[bytes, bytes]] = start["headers"]
+        names = {name.lower() for name, _ in headers}
+        if b"content-encoding" not in names and start["status"] not in (204, 304):
             compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS, _MEM_LEVEL)
             body = compressor.compress(body) + compressor.flush()
-            headers["content-encoding"] = "gzip"
-            headers["content-length"] = str(len(body))
-        headers.add_vary_header("Accept-Encoding")
+            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
+            headers += [(b"content-encoding", b"gzip"), (b"content-length", b"%d" % len(body))]
+        if b"vary" in names:
+            headers = [
+                (n, v + b", Accept-Encoding" if n.lower() == b"vary" else v) for n, v in headers
+            ]
+        else:
+            headers.append((b"vary", b"Accept-Encoding"))
+        start["headers"] = headers
         await self.raw_send(start)
         await self.raw_send({"type": "http.response.body", "body": body})
