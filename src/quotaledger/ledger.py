@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from quotaledger.errors import (
     IdempotencyConflict,
@@ -117,56 +118,37 @@ ChargeOutcome = Charge | QuotaLedgerError
 
 def charge_batch(database: Database, requests: list[UsageRequest]) -> list[ChargeOutcome]:
     """Charge several requests in ONE transaction (group commit): one fsync for the batch
-    instead of one per charge. Each charge runs in its own savepoint, so a refused one
-    (insufficient quota, conflict, unknown user...) changes nothing and the others still
-    commit. Outcomes come back in the order of `requests`; a charge is acknowledged only by
-    the caller, after this function returned, i.e. after the commit.
+    instead of one per charge. A refused charge (insufficient quota, conflict, unknown
+    user...) writes nothing, so the others still commit. Outcomes come back in the order of
+    `requests`; a charge is acknowledged only by the caller, after this function returned,
+    i.e. after the commit. An unexpected error fails the whole batch (nothing commits).
 
     Requests are applied sorted by (username, request_id) so that concurrent batches on
-    several instances take row locks in one order and cannot deadlock.
+    several instances lock users in one order and cannot deadlock.
     """
     outcomes: dict[int, ChargeOutcome] = {}
-    duplicates: list[int] = []
     order = sorted(
         range(len(requests)), key=lambda i: (requests[i].username, requests[i].request_id)
     )
     with database.write() as connection:
         for index in order:
             try:
-                requests[index].validate()
-                with connection.begin_nested():
-                    outcomes[index] = charge_in(connection, requests[index])
+                outcomes[index] = charge_in(connection, requests[index].validate())
             except _Replayed as replayed:
                 outcomes[index] = replayed.charge
             except QuotaLedgerError as exc:
                 outcomes[index] = exc
-            except IntegrityError:
-                # The request_id is already in the ledger (charged earlier in this batch,
-                # or by another instance a moment ago): the savepoint undid our debit;
-                # answer as a replay once this transaction has committed.
-                duplicates.append(index)
-    for index in duplicates:
-        outcomes[index] = _replay_after_race(database, requests[index])
     return [outcomes[i] for i in range(len(requests))]
 
 
-def _replay_after_race(database: Database, request: UsageRequest) -> ChargeOutcome:
-    try:
-        with database.read() as connection:
-            replay = _replay_in(connection, _user_id_in(connection, request.username), request)
-    except QuotaLedgerError as exc:
-        return exc
-    if replay is None:
-        raise RuntimeError("usage row vanished after a unique-constraint conflict")
-    return replay
-
-
 # The statements of a charge, built once (building them per call costs more than running
-# them on SQLite). One read gathers the user, their group's ratio and the model's price.
+# them on SQLite). One read gathers the user (locked on PostgreSQL; SQLite's BEGIN
+# IMMEDIATE already holds the only write lock), their group's ratio and the model's price.
 _CHARGE_CONTEXT = (
     select(
         users.c.id,
         users.c.status,
+        users.c.quota,
         groups.c.ratio,
         prices.c.model,
         prices.c.per_call_usd,
@@ -179,6 +161,7 @@ _CHARGE_CONTEXT = (
         )
     )
     .where(users.c.username == bindparam("username"))
+    .with_for_update(of=users)
 )
 _DEBIT = (
     update(users)
@@ -188,49 +171,44 @@ _DEBIT = (
         used_quota=users.c.used_quota + bindparam("cost"),
         request_count=users.c.request_count + 1,
     )
-    .returning(users.c.quota)
 )
-_RECORD = insert(usage)
+# The usage row first: if its (user_id, request_id) is already there, nothing is written
+# and the request is a replay; otherwise the debit follows in the same transaction.
+_RECORD = {
+    dialect: insert_for(usage)
+    .on_conflict_do_nothing(index_elements=["user_id", "request_id"])
+    .returning(usage.c.id)
+    for dialect, insert_for in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))
+}
 
 
 def charge_in(connection: Connection, request: UsageRequest) -> Charge:
-    """Charge `request` inside the caller's transaction (and savepoint). The common case is
-    three statements: the context read, the guarded debit and the usage row; the unique
-    `(user_id, request_id)` of that row turns a replay into an `IntegrityError`, which
-    rolls the debit back with the savepoint."""
+    """Charge `request` inside the caller's transaction. The common case is three
+    statements: the context read (which locks the user), the usage row, the guarded
+    debit. A refusal writes nothing; a replay (the usage row already there) neither."""
     context = connection.execute(
         _CHARGE_CONTEXT, {"username": request.username, "model": request.model}
     ).first()
     if context is None:
         raise NotFound(f"no user named {request.username!r}")
     if context.status != "enabled":
-        raise _replay_or(
-            connection,
-            context.id,
-            request,
-            PermissionDenied(f"user {request.username!r} is disabled"),
-        )
+        refusal: QuotaLedgerError = PermissionDenied(f"user {request.username!r} is disabled")
+        raise _replay_or(connection, context.id, request, refusal)
     if context.model is None:
-        raise _replay_or(
-            connection,
-            context.id,
-            request,
-            InvalidInput("model", f"no price is set for model {request.model!r}"),
-        )
+        refusal = InvalidInput("model", f"no price is set for model {request.model!r}")
+        raise _replay_or(connection, context.id, request, refusal)
     cost = cost_in_quota(  # raises InvalidInput for a cost past the largest amount
         price_from_columns(context),
         request.prompt_tokens,
         request.completion_tokens,
         Decimal(context.ratio) if context.ratio is not None else Decimal(1),
     )
-    remaining = connection.execute(_DEBIT, {"user_id": context.id, "cost": cost}).scalar()
-    if remaining is None:
-        available = connection.execute(select(users.c.quota).where(users.c.id == context.id))
-        raise _replay_or(
-            connection, context.id, request, InsufficientQuota(cost, int(available.scalar_one()))
-        )
-    connection.execute(
-        _RECORD,
+    if context.quota < cost:
+        refusal = InsufficientQuota(cost, int(context.quota))
+        raise _replay_or(connection, context.id, request, refusal)
+    remaining = int(context.quota) - cost
+    recorded = connection.execute(
+        _RECORD[connection.dialect.name],
         {
             "user_id": context.id,
             "request_id": request.request_id,
@@ -241,8 +219,16 @@ def charge_in(connection: Connection, request: UsageRequest) -> Charge:
             "quota_after": remaining,
             "created_at": now(),
         },
-    )
-    return Charge(request.request_id, cost, int(remaining))
+    ).first()
+    if recorded is None:  # already charged: the first answer, or 409 for another payload
+        replay = _replay_in(connection, context.id, request)
+        if replay is None:
+            raise RuntimeError("usage row conflicted but cannot be read")
+        return replay
+    debited = connection.execute(_DEBIT, {"user_id": context.id, "cost": cost}).rowcount
+    if debited != 1:  # cannot happen under the lock; never let it commit if it does
+        raise RuntimeError("the balance changed under a held lock: charge abandoned")
+    return Charge(request.request_id, cost, remaining)
 
 
 class _Replayed(QuotaLedgerError):
@@ -260,13 +246,6 @@ def _replay_or(
     answer even if the account is now disabled or short of quota."""
     replay = _replay_in(connection, user_id, request)
     return error if replay is None else _Replayed(replay)
-
-
-def _user_id_in(connection: Connection, username: str) -> int:
-    user_id = connection.execute(select(users.c.id).where(users.c.username == username)).scalar()
-    if user_id is None:
-        raise NotFound(f"no user named {username!r}")
-    return int(user_id)
 
 
 def _replay_in(connection: Connection, user_id: int, request: UsageRequest) -> Charge | None:

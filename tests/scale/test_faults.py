@@ -171,8 +171,9 @@ def test_two_processes_on_one_sqlite_file_never_show_database_is_locked(
     database.dispose()
 
 
+@pytest.mark.parametrize("failing", ["INSERT INTO USAGE", "UPDATE USERS"])
 def test_a_failure_between_the_debit_and_the_usage_row_leaves_neither(
-    sqlite_url: str,
+    sqlite_url: str, failing: str
 ) -> None:
     from quotaledger.bootstrap import prepare_database
     from quotaledger.settings import Settings
@@ -181,16 +182,19 @@ def test_a_failure_between_the_debit_and_the_usage_row_leaves_neither(
     accounts.create_account(database, "alice", "password-123", quota=1_000_000)
     pricing.set_price(database, pricing.make_price("m", per_call_usd="0.02"))
 
-    def fail_on_usage_insert(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith("INSERT INTO USAGE"):
-            raise RuntimeError("injected crash between debit and usage row")
+    def crash(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith(failing):
+            raise RuntimeError("injected crash inside a charge")
 
-    event.listen(database.engine, "before_cursor_execute", fail_on_usage_insert)
+    event.listen(database.engine, "before_cursor_execute", crash)
     with pytest.raises(RuntimeError, match="injected"):
         ledger.charge(database, ledger.UsageRequest("alice", "m", "r1"))
     with pytest.raises(RuntimeError, match="injected"):
-        ledger.charge_batch(database, [ledger.UsageRequest("alice", "m", "r2")])
-    event.remove(database.engine, "before_cursor_execute", fail_on_usage_insert)
+        ledger.charge_batch(
+            database,
+            [ledger.UsageRequest("alice", "m", "r2"), ledger.UsageRequest("alice", "m", "r3")],
+        )
+    event.remove(database.engine, "before_cursor_execute", crash)
 
     account = accounts.find_account(database, "alice")
     assert (account.quota, account.used_quota, account.request_count) == (1_000_000, 0, 0)
