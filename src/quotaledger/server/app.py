@@ -13,6 +13,7 @@ from starlette.routing import Mount, Route
 
 from quotaledger import __version__
 from quotaledger.server import api, errors, pages
+from quotaledger.server.fast_lane import FastLane
 from quotaledger.server.finisher import ResponseFinisher
 from quotaledger.server.middleware import BodyGuard
 from quotaledger.server.ratelimit import RateLimiter
@@ -25,8 +26,8 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
     """The app, on `database` (or one opened from `settings.database_url`). The schema must
     already be migrated: `quotaledger serve` does that before it starts any worker.
 
-    A lean Starlette router serves the two hot routes (the balance query and usage
-    charges) and passes everything else to the FastAPI app, which validates bodies and
+    The balance query takes a fast lane to its handler; a lean Starlette router serves
+    usage charges; everything else goes to the FastAPI app, which validates bodies and
     publishes the OpenAPI description of every route, the hot ones included. FastAPI's
     per-request machinery would cost the balance query about half its throughput.
     """
@@ -60,12 +61,12 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
 
     app = Starlette(
         routes=[
-            Route("/api/user/self", api.user_self, methods=["GET"]),
             Route("/api/usage", api.charge_usage, methods=["POST"]),
             Mount("", app=api_app),
         ],
         exception_handlers=handlers,
-        # Outermost first: finish every answer (count, headers, gzip, 500s); guard bodies.
+        # Outermost first: finish every answer (count, headers, gzip, 500s); the balance
+        # query's fast lane; guard bodies.
         middleware=[
             Middleware(
                 ResponseFinisher,
@@ -73,6 +74,7 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
                 trusted_proxies=settings.trusted_proxies,
                 always_gzip_api=settings.always_gzip,
             ),
+            Middleware(FastLane),
             Middleware(BodyGuard, max_body_bytes=settings.max_body_bytes),
         ],
         lifespan=_lifespan(state),
