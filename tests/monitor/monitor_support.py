@@ -94,6 +94,8 @@ class Relay:
     authorizations: list[str] = field(default_factory=list)
     base_url: str = ""
     delay: float = 0.0  # seconds each balance answer takes
+    status_requests: int = 0  # GET /api/status received
+    status_failing: int | None = None  # an HTTP status to answer /api/status with
     in_flight: int = 0
     most_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -111,6 +113,10 @@ class RelayHandler(_Quiet):
     def do_GET(self) -> None:
         relay: Relay = self.server.owner  # type: ignore[attr-defined]
         if self.path == "/api/status":
+            with relay.lock:
+                relay.status_requests += 1
+            if relay.status_failing is not None:
+                return self.reply(relay.status_failing, {"success": False})
             return self.reply(200, {"success": True, "data": {"quota_per_unit": QUOTA_PER_USD}})
         relay.authorizations.append(self.headers.get("Authorization", ""))
         relay.cookies.append(self.headers.get("Cookie", ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -15,6 +16,9 @@ from quotaledger.client.network import network_error, to_reply, unusable_respons
 from quotaledger.client.providers import Provider
 from quotaledger.client.redaction import without_secrets
 
+if TYPE_CHECKING:
+    from quotaledger.client.shared import SharedReplies
+
 log = logging.getLogger("quotaledger.client")
 
 
@@ -23,6 +27,10 @@ class AsyncBalanceClient:
 
     >>> async with AsyncBalanceClient("https://api.example.com", token) as client:  # doctest: +SKIP
     ...     print((await client.balance()).usd)
+
+    Many clients of one program can share `http_client` (one connection pool) and
+    `shared_replies` (a `quotaledger.client.shared.SharedReplies`: what is the same for every
+    account of a site, such as new-api's `/api/status`, is then asked once for all of them).
     """
 
     def __init__(
@@ -37,6 +45,7 @@ class AsyncBalanceClient:
         transport: httpx.AsyncBaseTransport | None = None,
         backoff: float | None = None,
         http_client: httpx.AsyncClient | None = None,
+        shared_replies: SharedReplies | None = None,
     ) -> None:
         self._config = ClientConfig.build(
             base_url,
@@ -53,6 +62,12 @@ class AsyncBalanceClient:
         self._http = http_client or httpx.AsyncClient(
             headers=default_headers(), timeout=timeout, transport=transport, follow_redirects=True
         )
+        self._shared = shared_replies
+        # Built once: a client is asked again and again (the watcher: every poll).
+        self._headers = {
+            authenticated: {**default_headers(), **self._config.headers(Call("", authenticated))}
+            for authenticated in (True, False)
+        }
 
     @property
     def provider(self) -> str:
@@ -77,8 +92,14 @@ class AsyncBalanceClient:
             raise
 
     async def _send(self, call: Call) -> Reply:
+        if call.shared and not call.authenticated and self._shared is not None:
+            url, secret = self._config.url(call), self._config.token
+            return await self._shared.get(url, secret, lambda: self._ask(call))
+        return await self._ask(call)
+
+    async def _ask(self, call: Call) -> Reply:
         config = self._config
-        url, headers = config.url(call), {**default_headers(), **config.headers(call)}
+        url, headers = config.url(call), self._headers[call.authenticated]
         attempts = 1 if call.best_effort else config.policy.attempts
         for attempt in range(1, attempts + 1):
             try:

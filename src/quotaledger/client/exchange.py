@@ -23,11 +23,14 @@ from quotaledger.client.errors import ProviderError
 @dataclass(frozen=True)
 class Call:
     """One GET on the provider's site. A `best_effort` call is tried once, and a network
-    failure reaches the provider as a `Reply` with status 0 instead of an exception."""
+    failure reaches the provider as a `Reply` with status 0 instead of an exception. A
+    `shared` call (unauthenticated only) has the same answer for every account of the site:
+    clients given one `SharedReplies` ask it once for all of them."""
 
     path: str
     authenticated: bool = True
     best_effort: bool = False
+    shared: bool = False
 
 
 @dataclass(frozen=True)

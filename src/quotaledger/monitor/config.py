@@ -131,6 +131,8 @@ class _Table:
 def load_config(path: Path, *, check_url: UrlCheck | None = None) -> WatchConfig:
     """Parse and validate the config file at `path`; `ConfigError` names file:line and why."""
     source = TomlSource.read(path)
+    if check_url is not None:
+        check_url = _once_per_url(check_url)
     top = _Table(source, Section("", label="top level"), source.data)
     defaults = _Table(
         source, Section("defaults", label="[defaults]"), top.take("defaults", convert.table, {})
@@ -154,6 +156,19 @@ def load_config(path: Path, *, check_url: UrlCheck | None = None) -> WatchConfig
     )
     _check_unique_names(source, parsed)
     return WatchConfig(source, parsed, **settings)
+
+
+def _once_per_url(check_url: UrlCheck) -> UrlCheck:
+    """`check_url`, asked once per distinct URL: every account inherits the same
+    `[defaults] notify`, and Apprise takes about half a millisecond to check one."""
+    reasons: dict[str, str | None] = {}
+
+    def check(url: str) -> str | None:
+        if url not in reasons:
+            reasons[url] = check_url(url)
+        return reasons[url]
+
+    return check
 
 
 def _take_inherited(

@@ -7,6 +7,8 @@ One file on the user's machine (stdlib `sqlite3`, WAL so that `status` can read 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -97,6 +99,7 @@ class History:
         if not create and not path.exists():
             raise FileNotFoundError(f"no state file at {path}: run `quotaledger watch` first")
         self.path = path
+        self._batch = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -142,16 +145,50 @@ class History:
         self.close()
 
     def save(self, account: str, record: Record, poll: Poll | None = None) -> None:
-        """Store `record` (and `poll`, if given) in one transaction."""
+        """Store `record` (and `poll`, if given) together: in a transaction of their own, or,
+        inside `transaction()`, as one savepoint of it (a failure undoes both, nothing else)."""
+        if self._batch:
+            self._db.execute("SAVEPOINT save")
+            try:
+                self._write(account, record, poll)
+            except BaseException:
+                self._db.execute("ROLLBACK TO save")
+                raise
+            finally:
+                self._db.execute("RELEASE save")
+            return
+        with self._atomic():
+            self._write(account, record, poll)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every `save` inside it in one transaction: one commit (one fsync) for a whole
+        round of polls instead of one per account. Nothing of it is stored unless all of it
+        is: if the commit fails, it raises and the file is as before."""
+        if self._batch:
+            raise RuntimeError("History.transaction() does not nest")
+        with self._atomic():
+            self._batch = True
+            try:
+                yield
+            finally:
+                self._batch = False
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            if poll is not None:
-                self._insert_poll(poll)
-            self._upsert_record(account, record)
+            yield
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # a failed COMMIT may have rolled back already
+                self._db.execute("ROLLBACK")
             raise
+
+    def _write(self, account: str, record: Record, poll: Poll | None) -> None:
+        if poll is not None:
+            self._insert_poll(poll)
+        self._upsert_record(account, record)
 
     def record(self, account: str) -> Record:
         """The alert record of `account` (an empty one if it was never polled)."""

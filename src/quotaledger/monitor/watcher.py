@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from quotaledger.client.shared import SharedReplies
 from quotaledger.monitor.config import AccountConfig, WatchConfig
 from quotaledger.monitor.forecast import WINDOWS, Forecast, forecast
 from quotaledger.monitor.history import History, Poll
@@ -32,7 +33,7 @@ from quotaledger.monitor.messages import Alert, balance_text, digest
 from quotaledger.monitor.metrics import MonitorMetrics
 from quotaledger.monitor.notify import Sender
 from quotaledger.monitor.poll import BalanceSource, Outcome, poll_account
-from quotaledger.monitor.state import Failure, Record, decide
+from quotaledger.monitor.state import Decision, Failure, Record, decide
 from quotaledger.monitor.state import delivered as announce
 from quotaledger.monitor.tokens import redact
 from quotaledger.monitor.tomlsource import ConfigError
@@ -41,7 +42,8 @@ from quotaledger.settings import Secret
 log = logging.getLogger("quotaledger.monitor")
 ClientFactory = Callable[[AccountConfig, Secret, httpx.AsyncClient], Any]
 """Builds an async-context-managed client with `await client.balance()`, on the watcher's
-one shared HTTP connection pool."""
+one shared HTTP connection pool. (The default, `default_client`, also gets the watcher's
+`SharedReplies`, so that a relay's `/api/status` is asked once for all its accounts.)"""
 MAX_RETRY_AFTER = timedelta(hours=1)
 """A rate-limiting server's `Retry-After` is honoured up to max(interval, this): a huge one
 must not park an account for decades."""
@@ -51,11 +53,20 @@ def system_now() -> datetime:
     return datetime.now(UTC)
 
 
-def default_client(account: AccountConfig, token: Secret, http: httpx.AsyncClient) -> Any:
+def default_client(
+    account: AccountConfig,
+    token: Secret,
+    http: httpx.AsyncClient,
+    shared: SharedReplies | None = None,
+) -> Any:
     from quotaledger.client import AsyncBalanceClient
 
     return AsyncBalanceClient(
-        account.base_url, token.reveal(), **_client_options(account), http_client=http
+        account.base_url,
+        token.reveal(),
+        **_client_options(account),
+        http_client=http,
+        shared_replies=shared,
     )
 
 
@@ -129,15 +140,20 @@ class Watcher:
         self._clients: dict[str, BalanceSource] = {}
         self._stack = AsyncExitStack()
         self._limit = asyncio.Semaphore(config.concurrency)
+        # What is the same for every account of a relay (new-api's /api/status): asked once.
+        self._shared = SharedReplies()
 
     async def __aenter__(self) -> Watcher:
         try:
             # One connection pool for every account: a client each would cost a TLS
             # context and a pool per account (tens of ms and ~1 MB apiece).
+            # Every connection it may open is kept alive between polls (httpx keeps 20 by
+            # default: fewer than a `concurrency` above 10 would reconnect at every poll).
+            pool = self.config.concurrency * 2
             self._http = await self._stack.enter_async_context(
                 httpx.AsyncClient(
                     follow_redirects=True,
-                    limits=httpx.Limits(max_connections=self.config.concurrency * 2),
+                    limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
                     cookies=no_cookies(),
                 )
             )
@@ -150,8 +166,11 @@ class Watcher:
         return self
 
     def _client(self, account: AccountConfig) -> Any:
+        token = self.tokens[account.name]
         try:
-            return self._factory(account, self.tokens[account.name], self._http)
+            if self._factory is default_client:
+                return default_client(account, token, self._http, self._shared)
+            return self._factory(account, token, self._http)
         except ValueError as exc:  # the client refuses its settings: base URL, provider, ...
             raise _refused(self.config, account, exc, self.tokens) from None
 
@@ -163,8 +182,9 @@ class Watcher:
     async def poll_round(self, accounts: Sequence[AccountConfig] | None = None) -> list[Result]:
         """Poll `accounts` (default: all) concurrently, then decide, store and notify."""
         accounts = list(self.config.accounts if accounts is None else accounts)
+        self._shared.forget_failures()  # a status page that failed is asked again, once
         outcomes = await asyncio.gather(*(self._poll(account) for account in accounts))
-        results = [self._decide_safely(a, o) for a, o in zip(accounts, outcomes, strict=True)]
+        results = self._decide_all(list(zip(accounts, outcomes, strict=True)))
         return await self._notify(results)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -202,18 +222,43 @@ class Watcher:
                 account, self._clients[account.name], self.now, lambda text: redact(text, secrets)
             )
 
-    def _decide_safely(self, account: AccountConfig, outcome: Outcome) -> Result:
-        """`_decide`, or, if that fails (a value the state file cannot hold, a full disk...),
-        the same poll counted as failed, so that the other accounts' round goes on."""
+    def _decide_all(self, polled: list[tuple[AccountConfig, Outcome]]) -> list[Result]:
+        """Decide and store every poll of the round in one transaction (one fsync, not one
+        per account), then forecast, update the metrics and build the alerts.
+
+        Crash safety is as before, when each account had a transaction of its own: the
+        decisions are committed before anything is delivered (`_notify` runs after), and
+        delivery is recorded after it (`_announced`). A crash before this commit loses the
+        round's polls, and nothing of them was sent: the next run polls and decides again
+        from the same stored records, so the same alerts, once. A crash after it and before
+        delivery leaves undelivered decisions, sent at the next poll (as a failed delivery
+        is); a crash after delivery and before it was recorded may send one again (as
+        before, per account). If the commit itself fails (disk full, I/O error), the round
+        is stored again one account at a time, so that what can be stored is, and only
+        alerts that are stored are sent."""
         try:
-            return self._decide(account, outcome)
+            with self.history.transaction():
+                stored = [self._store_safely(account, outcome) for account, outcome in polled]
+        except Exception as exc:
+            log.error("storing the round failed (%s); storing each account alone", exc)
+            stored = [self._store_safely(account, outcome) for account, outcome in polled]
+        return [self._followed_up(*each) for each in stored]
+
+    def _store_safely(
+        self, account: AccountConfig, outcome: Outcome
+    ) -> tuple[AccountConfig, Outcome, Decision | None]:
+        """`_store`, or, if that fails (a value the state file cannot hold, a full disk...),
+        the same poll counted as failed, so that the other accounts' round goes on; no
+        decision if not even that could be stored."""
+        try:
+            return account, outcome, self._store(account, outcome)
         except Exception as exc:
             failed = self._internal_error(account, outcome, exc)
         try:
-            return self._decide(account, failed)
+            return account, failed, self._store(account, failed)
         except Exception:
             log.debug("%s: not even the failure could be stored", account.name, exc_info=True)
-            return Result(account, failed, Record(last_error=failed.poll.error), None)
+            return account, failed, None
 
     def _internal_error(self, account: AccountConfig, outcome: Outcome, exc: Exception) -> Outcome:
         error = redact(f"internal error: {type(exc).__name__}: {exc}", self.tokens.values())
@@ -222,14 +267,32 @@ class Watcher:
         poll = Poll(account.name, outcome.poll.at, error=error)
         return Outcome(poll, Failure(error), outcome.retry_after)
 
-    def _decide(self, account: AccountConfig, outcome: Outcome) -> Result:
+    def _store(self, account: AccountConfig, outcome: Outcome) -> Decision:
         name, now = account.name, outcome.poll.at
         decision = decide(
             self.history.record(name), outcome.observation, account.thresholds, account.policy, now
         )
         self.history.save(name, decision.record, outcome.poll)
-        # Stored: from here on a failure must not count the poll twice, only be logged.
-        prediction = self._forecast(name, now)
+        return decision
+
+    def _followed_up(
+        self, account: AccountConfig, outcome: Outcome, decision: Decision | None
+    ) -> Result:
+        """The stored poll's forecast, metrics, log line and alert. Stored: from here on a
+        failure must not count the poll twice, only be logged."""
+        if decision is None:
+            return Result(account, outcome, Record(last_error=outcome.poll.error), None)
+        try:
+            return self._follow_up(account, outcome, decision)
+        except Exception:  # the decision is stored: its alert comes again at the next poll
+            log.exception("%s: after storing the poll", account.name)
+            return Result(account, outcome, decision.record, None)
+
+    def _follow_up(self, account: AccountConfig, outcome: Outcome, decision: Decision) -> Result:
+        name, now = account.name, outcome.poll.at
+        # The forecast serves the metrics and alerts only: not asked for without either.
+        wanted = decision.event is not None or self.metrics is not None
+        prediction = self._forecast(name, now) if wanted else None
         if self.metrics is not None:
             try:
                 self.metrics.observe(outcome.poll, decision.record, prediction)
@@ -270,12 +333,26 @@ class Watcher:
                 silent.update(names)
             elif await self._deliver(urls, alerts):
                 arrived.update(names)
-        return [
-            self._announced(r, delivered=r.account.name in arrived)
-            if r.account.name in arrived | silent
-            else r
-            for r in results
-        ]
+        done = arrived | silent
+        if not done:
+            return results
+
+        def record_all() -> list[Result]:
+            return [
+                self._announced(r, delivered=r.account.name in arrived)
+                if r.account.name in done
+                else r
+                for r in results
+            ]
+
+        # The deliveries of the round, recorded in one transaction too (see `_decide_all`);
+        # if its commit fails, one account at a time.
+        try:
+            with self.history.transaction():
+                return record_all()
+        except Exception as exc:
+            log.error("recording the deliveries failed (%s); recording each alone", exc)
+            return record_all()
 
     async def _deliver(self, urls: tuple[str, ...], alerts: list[Alert]) -> bool:
         try:

@@ -28,6 +28,9 @@ from quotaledger.money import QUOTA_PER_USD, quota_to_usd
 
 SELF = "/api/user/self"
 STATUS = "/api/status"
+STATUS_CALL = Call(STATUS, authenticated=False, best_effort=True, shared=True)
+"""The same answer for every account of a server: asked once for many clients sharing one
+`SharedReplies` (the watcher's accounts of one relay)."""
 
 
 class NewAPI(Provider):
@@ -70,7 +73,7 @@ class NewAPI(Provider):
         used = int64_field(data, "used_quota", reply, "data.")
         requests = int64_field(data, "request_count", reply, "data.")
         if not self._status_known:
-            status = yield Call(STATUS, authenticated=False, best_effort=True)
+            status = yield STATUS_CALL
             self._quota_per_unit = published_quota_per_unit(status)
             # A server that answered without a unit will not publish one at the next poll;
             # no answer at all (status 0) or a server error may be passing.
