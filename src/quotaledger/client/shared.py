@@ -57,7 +57,7 @@ class SharedReplies:
             failed = reply.status == 0 or reply.status >= 500
             expiry = time.monotonic() + FAILURE_TTL if failed else None
             # Kept without the token of the client that happened to ask (none was sent).
-            self._replies[url] = (dataclasses.replace(reply, secret=""), expiry)
+            self._replies[url] = (dataclasses.replace(reply, secret=""), expiry)  # nosec B106
         finally:
             del self._pending[url]
             done.set()
