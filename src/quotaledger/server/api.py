@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -31,8 +30,8 @@ from quotaledger.server.auth import (
     is_https,
     token_rate_key,
 )
-from quotaledger.server.errors import HTTPError, response_for
-from quotaledger.server.responses import EnvelopeResponse, ok
+from quotaledger.server.errors import HTTPError, describe_validation_errors, response_for
+from quotaledger.server.responses import EnvelopeResponse, fail, ok
 from quotaledger.server.state import AppState
 
 router = APIRouter()
@@ -240,12 +239,19 @@ class UsageBody(BaseModel):
 
 @router.post("/api/usage", **openapi.usage(UsageBody.model_json_schema()))
 async def charge_usage(request: Request) -> Response:
+    try:
+        return await _charge(request)
+    except (QuotaLedgerError, HTTPError) as refusal:
+        return response_for(refusal)
+
+
+async def _charge(request: Request) -> Response:
     state = _state(request)
     await authenticate_admin(request)  # 401/403 before any 422
     try:
         body = UsageBody.model_validate_json(await request.body())
     except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
+        return fail(422, describe_validation_errors(exc.errors()))
     try:
         result = await state.charge(ledger.UsageRequest(**body.model_dump()))
     except QuotaLedgerError as exc:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 
 from quotaledger import __version__
 from quotaledger.server import api, errors, pages
@@ -26,10 +26,10 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
     """The app, on `database` (or one opened from `settings.database_url`). The schema must
     already be migrated: `quotaledger serve` does that before it starts any worker.
 
-    The balance query takes a fast lane to its handler; a lean Starlette router serves
-    usage charges; everything else goes to the FastAPI app, which validates bodies and
-    publishes the OpenAPI description of every route, the hot ones included. FastAPI's
-    per-request machinery would cost the balance query about half its throughput.
+    The balance query and usage charges take a fast lane to their handlers; everything
+    else goes to the FastAPI app, which validates bodies and publishes the OpenAPI
+    description of every route, the hot ones included. FastAPI's per-request machinery
+    would cost the balance query about half its throughput.
     """
     database = database or Database(
         settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
@@ -60,13 +60,10 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
     pages.install(api_app)
 
     app = Starlette(
-        routes=[
-            Route("/api/usage", api.charge_usage, methods=["POST"]),
-            Mount("", app=api_app),
-        ],
+        routes=[Mount("", app=api_app)],
         exception_handlers=handlers,
-        # Outermost first: finish every answer (count, headers, gzip, 500s); the balance
-        # query's fast lane; guard bodies.
+        # Outermost first: finish every answer (count, headers, gzip, 500s); guard bodies;
+        # the hot routes' fast lane.
         middleware=[
             Middleware(
                 ResponseFinisher,
@@ -74,8 +71,8 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
                 trusted_proxies=settings.trusted_proxies,
                 always_gzip_api=settings.always_gzip,
             ),
-            Middleware(FastLane),
             Middleware(BodyGuard, max_body_bytes=settings.max_body_bytes),
+            Middleware(FastLane),
         ],
         lifespan=_lifespan(state),
     )

@@ -1,10 +1,11 @@
-"""`FastLane`: the balance query straight to its handler.
+"""`FastLane`: the two hot routes straight to their handlers.
 
-`GET /api/user/self` is the hot path (scripts and monitors poll it), and an attacker's junk
-tokens must cost less than a real query. Starlette's router, exception middleware and
-endpoint wrapper cost a balance query a fifth of its time; the handler needs none of them
-(it answers its own refusals), so this layer, placed inside `ResponseFinisher` (headers,
-gzip, counting, 500s still apply), calls it directly. Everything else goes on as usual.
+`GET /api/user/self` (scripts and monitors poll it; an attacker's junk tokens must cost less
+than a real query) and `POST /api/usage` (every charge of the operator's gateway). Starlette's
+router, exception middleware and endpoint wrapper cost a balance query a fifth of its time;
+these handlers need none of them (they answer their own refusals), so this layer, placed
+inside `ResponseFinisher` and `BodyGuard` (headers, gzip, counting, 500s, body limits still
+apply), calls them directly. Everything else goes on as usual.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from quotaledger.server.api import user_self
+from quotaledger.server.api import charge_usage, user_self
 
-PATH = "/api/user/self"
+ROUTES = {("GET", "/api/user/self"): user_self, ("POST", "/api/usage"): charge_usage}
 
 
 class FastLane:
@@ -22,8 +23,9 @@ class FastLane:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET":
-            response = await user_self(Request(scope, receive))
-            await response(scope, receive, send)
+        handler = ROUTES.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if handler is None:
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        response = await handler(Request(scope, receive))
+        await response(scope, receive, send)
