@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -30,6 +31,7 @@ from quotaledger.errors import (
 )
 from quotaledger.money import MAX_QUOTA
 from quotaledger.pricing import cost_in_quota, price_from_columns
+from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import grants, groups, prices, usage, users
 
@@ -144,7 +146,7 @@ def charge_batch(database: Database, requests: list[UsageRequest]) -> list[Charg
 # The statements of a charge, built once (building them per call costs more than running
 # them on SQLite). One read gathers the user (locked on PostgreSQL; SQLite's BEGIN
 # IMMEDIATE already holds the only write lock), their group's ratio and the model's price.
-_CHARGE_CONTEXT = (
+_CHARGE_CONTEXT = CompiledStatement(
     select(
         users.c.id,
         users.c.status,
@@ -163,7 +165,22 @@ _CHARGE_CONTEXT = (
     .where(users.c.username == bindparam("username"))
     .with_for_update(of=users)
 )
-_DEBIT = (
+
+
+class _Context(NamedTuple):
+    """A row of `_CHARGE_CONTEXT`, in its column order."""
+
+    id: int
+    status: str
+    quota: int
+    ratio: str | None
+    model: str | None
+    per_call_usd: str | None
+    input_usd_per_mtok: str | None
+    output_usd_per_mtok: str | None
+
+
+_DEBIT = CompiledStatement(
     update(users)
     .where(users.c.id == bindparam("user_id"), users.c.quota >= bindparam("cost"))
     .values(
@@ -174,10 +191,17 @@ _DEBIT = (
 )
 # The usage row first: if its (user_id, request_id) is already there, nothing is written
 # and the request is a replay; otherwise the debit follows in the same transaction.
+_USAGE_COLUMNS = [
+    "user_id", "request_id", "model", "prompt_tokens", "completion_tokens", "quota",
+    "quota_after", "created_at",
+]  # fmt: skip
 _RECORD = {
-    dialect: insert_for(usage)
-    .on_conflict_do_nothing(index_elements=["user_id", "request_id"])
-    .returning(usage.c.id)
+    dialect: CompiledStatement(
+        insert_for(usage)
+        .on_conflict_do_nothing(index_elements=["user_id", "request_id"])
+        .returning(usage.c.id),
+        column_keys=_USAGE_COLUMNS,
+    )
     for dialect, insert_for in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))
 }
 
@@ -186,11 +210,12 @@ def charge_in(connection: Connection, request: UsageRequest) -> Charge:
     """Charge `request` inside the caller's transaction. The common case is three
     statements: the context read (which locks the user), the usage row, the guarded
     debit. A refusal writes nothing; a replay (the usage row already there) neither."""
-    context = connection.execute(
-        _CHARGE_CONTEXT, {"username": request.username, "model": request.model}
-    ).first()
-    if context is None:
+    row = _CHARGE_CONTEXT.execute(
+        connection, {"username": request.username, "model": request.model}
+    ).fetchone()
+    if row is None:
         raise NotFound(f"no user named {request.username!r}")
+    context = _Context(*row)
     if context.status != "enabled":
         refusal: QuotaLedgerError = PermissionDenied(f"user {request.username!r} is disabled")
         raise _replay_or(connection, context.id, request, refusal)
@@ -207,25 +232,29 @@ def charge_in(connection: Connection, request: UsageRequest) -> Charge:
         refusal = InsufficientQuota(cost, int(context.quota))
         raise _replay_or(connection, context.id, request, refusal)
     remaining = int(context.quota) - cost
-    recorded = connection.execute(
-        _RECORD[connection.dialect.name],
-        {
-            "user_id": context.id,
-            "request_id": request.request_id,
-            "model": request.model,
-            "prompt_tokens": request.prompt_tokens,
-            "completion_tokens": request.completion_tokens,
-            "quota": cost,
-            "quota_after": remaining,
-            "created_at": now(),
-        },
-    ).first()
+    recorded = (
+        _RECORD[connection.dialect.name]
+        .execute(
+            connection,
+            {
+                "user_id": context.id,
+                "request_id": request.request_id,
+                "model": request.model,
+                "prompt_tokens": request.prompt_tokens,
+                "completion_tokens": request.completion_tokens,
+                "quota": cost,
+                "quota_after": remaining,
+                "created_at": now(),
+            },
+        )
+        .fetchone()
+    )
     if recorded is None:  # already charged: the first answer, or 409 for another payload
         replay = _replay_in(connection, context.id, request)
         if replay is None:
             raise RuntimeError("usage row conflicted but cannot be read")
         return replay
-    debited = connection.execute(_DEBIT, {"user_id": context.id, "cost": cost}).rowcount
+    debited = _DEBIT.execute(connection, {"user_id": context.id, "cost": cost}).rowcount
     if debited != 1:  # cannot happen under the lock; never let it commit if it does
         raise RuntimeError("the balance changed under a held lock: charge abandoned")
     return Charge(request.request_id, cost, remaining)

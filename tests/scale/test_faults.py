@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from scale_support import Instances, admin_token
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from quotaledger import accounts, ledger, pricing
 from quotaledger.errors import QuotaLedgerError
@@ -171,30 +171,30 @@ def test_two_processes_on_one_sqlite_file_never_show_database_is_locked(
     database.dispose()
 
 
-@pytest.mark.parametrize("failing", ["INSERT INTO USAGE", "UPDATE USERS"])
+@pytest.mark.parametrize("failing", ["INSERT ON usage", "UPDATE ON users"])
 def test_a_failure_between_the_debit_and_the_usage_row_leaves_neither(
     sqlite_url: str, failing: str
 ) -> None:
+    """A trigger makes the database itself fail one of the charge's two writes."""
     from quotaledger.bootstrap import prepare_database
     from quotaledger.settings import Settings
 
     database = prepare_database(Settings(database_url=sqlite_url))
     accounts.create_account(database, "alice", "password-123", quota=1_000_000)
     pricing.set_price(database, pricing.make_price("m", per_call_usd="0.02"))
-
-    def crash(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith(failing):
-            raise RuntimeError("injected crash inside a charge")
-
-    event.listen(database.engine, "before_cursor_execute", crash)
-    with pytest.raises(RuntimeError, match="injected"):
-        ledger.charge(database, ledger.UsageRequest("alice", "m", "r1"))
-    with pytest.raises(RuntimeError, match="injected"):
-        ledger.charge_batch(
-            database,
-            [ledger.UsageRequest("alice", "m", "r2"), ledger.UsageRequest("alice", "m", "r3")],
+    with database.write() as connection:
+        connection.exec_driver_sql(
+            f"CREATE TRIGGER crash BEFORE {failing} "
+            "BEGIN SELECT RAISE(ABORT, 'injected crash inside a charge'); END"
         )
-    event.remove(database.engine, "before_cursor_execute", crash)
+
+    with pytest.raises(Exception, match="injected"):
+        ledger.charge(database, ledger.UsageRequest("alice", "m", "r1"))
+    with pytest.raises(Exception, match="injected"):
+        batch = [ledger.UsageRequest("alice", "m", r) for r in ("r2", "r3")]
+        ledger.charge_batch(database, batch)
+    with database.write() as connection:
+        connection.exec_driver_sql("DROP TRIGGER crash")
 
     account = accounts.find_account(database, "alice")
     assert (account.quota, account.used_quota, account.request_count) == (1_000_000, 0, 0)
