@@ -11,6 +11,7 @@ keeps the balance query cheap (a slow password hash on this path would be a DoS 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import string
 import zlib
@@ -20,7 +21,7 @@ _ALPHABET = string.digits + string.ascii_letters  # base62
 _RANDOM_LENGTH = 32
 _CHECKSUM_LENGTH = 6
 TOKEN_LENGTH = len(PREFIX) + _RANDOM_LENGTH + _CHECKSUM_LENGTH
-_ALLOWED = frozenset(_ALPHABET)
+_SHAPE = re.compile(rf"{PREFIX}[0-9A-Za-z]{{{_RANDOM_LENGTH + _CHECKSUM_LENGTH}}}")
 
 
 def _base62(number: int, width: int) -> str:
@@ -43,11 +44,9 @@ def generate_token() -> str:
 
 def is_well_formed(token: str) -> bool:
     """True if `token` has our prefix, length, alphabet and a matching checksum."""
-    if len(token) != TOKEN_LENGTH or not token.startswith(PREFIX):
+    if len(token) != TOKEN_LENGTH or not _SHAPE.fullmatch(token):
         return False
     rest = token[len(PREFIX) :]
-    if not _ALLOWED.issuperset(rest):
-        return False
     body, checksum = rest[:_RANDOM_LENGTH], rest[_RANDOM_LENGTH:]
     return secrets.compare_digest(_checksum(body), checksum)
 

@@ -69,8 +69,11 @@ async def _token_account(request: Request, state: AppState, token: str) -> Accou
     """The token's account. Each refused token also counts against the client's address
     (at the balance rate): forged well-formed tokens are free to make, so a per-token
     limit alone would never stop someone trying them."""
-    limiter, key = state.limiter, f"bad-token:{client_address(request)}"
-    if limiter.is_enabled("balance") and not await limiter.allows("balance", key):
+    limiter = state.limiter
+    if not limiter.is_enabled("balance"):
+        return await state.account_for_token(token)
+    key = f"bad-token:{client_address(request)}"
+    if not await limiter.allows("balance", key):
         raise HTTPError(
             429, "too many refused tokens from this address: try again later", {"Retry-After": "60"}
         )

@@ -13,6 +13,7 @@ microseconds per message, a real share of a balance query's budget):
 
 from __future__ import annotations
 
+import functools
 import logging
 import zlib
 
@@ -62,6 +63,22 @@ _HSTS = ((b"strict-transport-security", b"max-age=31536000"),)
 _GZIP_WBITS = 16 + 12
 _MEM_LEVEL = 4
 _GZIP_LEVEL = 6
+
+
+@functools.lru_cache(maxsize=512)
+def _gzip_repeated(body: bytes) -> bytes:
+    return _gzip(body)
+
+
+def _gzip(body: bytes) -> bytes:
+    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS, _MEM_LEVEL)
+    return compressor.compress(body) + compressor.flush()
+
+
+def gzip_body(body: bytes) -> bytes:
+    """gzip `body`. Small answers repeat (refusals, status, prices): those are compressed
+    once and remembered, so junk requests cost no compression at all."""
+    return _gzip_repeated(body) if len(body) <= 256 else _gzip(body)
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -168,8 +185,7 @@ class _Answer:
         headers: list[tuple[bytes, bytes]] = start["headers"]
         names = {name.lower() for name, _ in headers}
         if b"content-encoding" not in names and start["status"] not in (204, 304):
-            compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS, _MEM_LEVEL)
-            body = compressor.compress(body) + compressor.flush()
+            body = gzip_body(body)
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
             headers += [(b"content-encoding", b"gzip"), (b"content-length", b"%d" % len(body))]
         if b"vary" in names:
