@@ -23,6 +23,8 @@ from quotaledger.server.errors import HTTPError
 
 log = logging.getLogger("quotaledger.ratelimit")
 
+_MAX_BLOCKED = 100_000
+
 # Counts password failures per account (not a limit: it sets the growing delay).
 _FAILURES = parse("1000/15minutes")
 
@@ -67,6 +69,7 @@ class RateLimiter:
             self._shared = FixedWindowRateLimiter(storage)
         self._degraded = False
         self._next_probe = 0.0
+        self._blocked: dict[tuple[str, str], float] = {}
 
     def is_enabled(self, name: str) -> bool:
         return self.items.get(name) is not None
@@ -76,10 +79,24 @@ class RateLimiter:
         item = self.items.get(name)
         if item is None:
             return None
+        now = time.time()
+        blocked_until = self._blocked.get((name, key))
+        if blocked_until is not None and blocked_until > now:
+            # Over a fixed-window limit stays over until the window resets, on every
+            # instance: answer from memory, without asking the storage (junk stays cheap).
+            return Decision(False, item.amount, 0, math.ceil(blocked_until - now))
         allowed = await self._call("hit", item, name, key)
         stats = await self._call("get_window_stats", item, name, key)
-        reset_after = max(0, math.ceil(stats.reset_time - time.time()))
+        if not allowed:
+            self._block(name, key, stats.reset_time)
+        reset_after = max(0, math.ceil(stats.reset_time - now))
         return Decision(allowed, item.amount, stats.remaining, reset_after)
+
+    def _block(self, name: str, key: str, until: float) -> None:
+        if len(self._blocked) >= _MAX_BLOCKED:  # forget the windows that have ended
+            now = time.time()
+            self._blocked = {k: t for k, t in self._blocked.items() if t > now}
+        self._blocked[(name, key)] = until
 
     async def check(self, name: str, key: str) -> dict[str, str]:
         """Hit the limit; raise a 429 `HTTPError` when over it; return the headers to send."""
