@@ -19,7 +19,7 @@ def prepare_database(
     """Open the database, bring its schema up to date, and create `admin` if it has no
     accounts. The admin's random password goes to `announce` once (never to the log);
     `QUOTALEDGER_ADMIN_PASSWORD` sets it instead."""
-    database = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    database = Database.from_settings(settings)
     upgrade(database)
     if accounts.count_accounts(database) == 0:
         _create_first_admin(database, settings, announce)

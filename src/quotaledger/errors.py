@@ -8,7 +8,8 @@ in one place (`server/errors.py`, `cli/common.py`).
     ├── AuthenticationFailed    bad password, bad token        (HTTP 401, exit 3)
     ├── PermissionDenied        disabled, not admin            (HTTP 403, exit 4)
     ├── InsufficientQuota       charge above the balance       (HTTP 402, exit 1)
-    └── IdempotencyConflict     request_id reused, new payload (HTTP 409, exit 1)
+    ├── IdempotencyConflict     request_id reused, new payload (HTTP 409, exit 1)
+    └── DatabaseBusy            the write lock stayed taken    (HTTP 503, exit 1)
 """
 
 from __future__ import annotations
@@ -52,3 +53,7 @@ class InsufficientQuota(QuotaLedgerError):
 
 class IdempotencyConflict(QuotaLedgerError):
     pass
+
+
+class DatabaseBusy(QuotaLedgerError):
+    """SQLite's write lock was not free within the busy timeout: nothing was written."""

@@ -64,6 +64,8 @@ class Settings:
     metrics: str = "public"
     # SQLite durability: FULL survives power loss; NORMAL is a documented opt-in.
     sqlite_synchronous: str = "FULL"
+    # How long a write waits for SQLite's lock before giving up (503 to the client).
+    sqlite_busy_timeout_ms: int = 30_000
     max_body_bytes: int = 64 * 1024
     session_max_age: int = 7 * 24 * 3600
     log_level: str = "INFO"
@@ -94,6 +96,8 @@ class Settings:
             raise SettingsError("QUOTALEDGER_SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA")
         if not 1 <= self.port <= 65535:
             raise SettingsError("QUOTALEDGER_PORT must be between 1 and 65535")
+        if self.sqlite_busy_timeout_ms < 0:
+            raise SettingsError("QUOTALEDGER_SQLITE_BUSY_TIMEOUT_MS must be 0 or more")
         if self.workers < 1:
             raise SettingsError("QUOTALEDGER_WORKERS must be at least 1")
         for name in ("rate_limit_balance", "rate_limit_login", "rate_limit_login_address"):
@@ -104,10 +108,19 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
+_INTEGERS = {"port", "workers", "max_body_bytes", "session_max_age", "sqlite_busy_timeout_ms"}
+
+
 def _convert(name: str, raw: str) -> Any:
     var = ENV_PREFIX + name.upper()
     try:
-        if name in {"port", "workers", "max_body_bytes", "session_max_age"}:
+        if name in {
+            "port",
+            "workers",
+            "max_body_bytes",
+            "session_max_age",
+            "sqlite_busy_timeout_ms",
+        }:
             return int(raw)
         if name == "always_gzip":
             return _parse_bool(raw)

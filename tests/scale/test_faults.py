@@ -287,3 +287,37 @@ def test_rate_limits_fall_back_per_instance_when_redis_stops(
     finally:
         if redis.poll() is None:
             redis.kill()
+
+
+def test_a_busy_sqlite_answers_503_and_loses_nothing(instances: Instances, tmp_path: Path) -> None:
+    """Two processes on one SQLite file with a 1 ms busy timeout: writes that cannot get the
+    lock are refused with 503 (nothing written, retry later), never a 500 or SQLite's text."""
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    servers = instances(url, 2, QUOTALEDGER_SQLITE_BUSY_TIMEOUT_MS="1")
+    token = _setup(servers[0], quota=10**12)
+
+    async def flood() -> list[httpx.Response]:
+        limit = asyncio.Semaphore(32)
+        async with httpx.AsyncClient(timeout=60) as client:
+
+            async def one(i: int) -> httpx.Response:
+                async with limit:
+                    return await client.post(
+                        servers[i % 2].base_url + "/api/usage",
+                        json={"username": "alice", "model": "m", "request_id": f"b{i}"},
+                        headers={"Authorization": token},
+                    )
+
+            return await asyncio.gather(*(one(i) for i in range(1_200)))
+
+    responses = asyncio.run(flood())
+
+    assert {r.status_code for r in responses} <= {200, 503}  # here: ~10 % 503
+    for busy in (r for r in responses if r.status_code == 503):
+        assert busy.headers["retry-after"] == "1"
+        assert busy.json()["message"] == "the database is busy: retry in a moment"
+    acknowledged = {f"b{i}" for i, r in enumerate(responses) if r.status_code == 200}
+    database = Database(url)
+    assert acknowledged == _recorded(database)  # every 200 is there, no 503 is
+    check_invariant(database)
+    database.dispose()

@@ -31,9 +31,7 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
     description of every route, the hot ones included. FastAPI's per-request machinery
     would cost the balance query about half its throughput.
     """
-    database = database or Database(
-        settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
-    )
+    database = database or Database.from_settings(settings)
     redis_url = settings.redis_url.reveal() if settings.redis_url else None
     limiter = RateLimiter(
         {

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quotaledger import ledger
 from quotaledger.errors import QuotaLedgerError
-from quotaledger.store.database import Database
+from quotaledger.store.database import Database, is_busy
 
 log = logging.getLogger("quotaledger.ledger")
 
@@ -67,12 +67,17 @@ class ChargeBatcher:
         outcomes: list[ledger.ChargeOutcome | Exception]
         try:
             outcomes = list(await run_in_threadpool(ledger.charge_batch, self.database, requests))
-        except Exception:
-            # The batch's transaction failed as a whole (deadlock, lost connection...):
-            # nothing of it committed. Retry each charge alone so one bad apple or a
-            # transient error does not fail the others.
-            log.warning("charge batch of %d failed; retrying one by one", len(batch), exc_info=True)
-            outcomes = [await self._charge_alone(p.request) for p in batch]
+        except Exception as exc:
+            # The batch's transaction failed as a whole: nothing of it committed.
+            if is_busy(exc):  # the lock stays taken: retrying each alone would wait again
+                outcomes = [exc] * len(batch)
+            else:  # a deadlock, a lost connection: retry each charge alone
+                log.warning(
+                    "charge batch of %d failed (%s); retrying one by one",
+                    len(batch),
+                    type(exc).__name__,
+                )
+                outcomes = [await self._charge_alone(p.request) for p in batch]
         for pending, outcome in zip(batch, outcomes, strict=True):
             if not pending.future.done():
                 if isinstance(outcome, BaseException) and not isinstance(outcome, QuotaLedgerError):

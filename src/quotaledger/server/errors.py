@@ -23,6 +23,7 @@ STATUS_BY_ERROR: dict[type[errors.QuotaLedgerError], int] = {
     errors.PermissionDenied: 403,
     errors.InsufficientQuota: 402,
     errors.IdempotencyConflict: 409,
+    errors.DatabaseBusy: 503,
 }
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="quotaledger"'}
@@ -55,6 +56,8 @@ def response_for(exc: errors.QuotaLedgerError | HTTPError) -> Response:
         headers, status, message = {}, status_for(exc), str(exc)
     if status == 401:
         headers.update(WWW_AUTHENTICATE)
+    if status == 503:
+        headers.setdefault("Retry-After", "1")
     return fail(status, message, headers=headers)
 
 

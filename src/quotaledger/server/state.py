@@ -11,11 +11,12 @@ from starlette.concurrency import run_in_threadpool
 
 from quotaledger import accounts, ledger, pricing
 from quotaledger.accounts import Account
+from quotaledger.errors import DatabaseBusy
 from quotaledger.server.batching import ChargeBatcher
 from quotaledger.server.metrics import Metrics
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.settings import Settings
-from quotaledger.store.database import Database
+from quotaledger.store.database import Database, is_busy
 
 PRICE_CACHE_SECONDS = 5.0
 
@@ -51,4 +52,9 @@ class AppState:
         return await run_in_threadpool(accounts.account_for_token, self.database, token)
 
     async def charge(self, request: ledger.UsageRequest) -> ledger.Charge:
-        return await self.batcher.charge(request)
+        try:
+            return await self.batcher.charge(request)
+        except Exception as exc:
+            if is_busy(exc):  # nothing was written: the client may simply retry
+                raise DatabaseBusy("the database is busy: retry in a moment") from None
+            raise

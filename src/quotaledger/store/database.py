@@ -18,8 +18,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from quotaledger.settings import Settings
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 INLINE_MMAP_BYTES = 256 * 1024 * 1024
+
+
+def is_busy(error: BaseException) -> bool:
+    """Whether `error` is SQLite giving up on a lock (raised by the driver directly or
+    wrapped by SQLAlchemy)."""
+    text = str(error).lower()
+    return "database is locked" in text or "database is busy" in text
 
 
 def now() -> int:
@@ -30,12 +39,19 @@ def now() -> int:
 class Database:
     """One engine, and the two kinds of transaction the domain uses."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "FULL",
+        sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+        pool_size: int = 8,
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._inline: sqlite3.Connection | None = None
         if self.is_sqlite:
-            self.engine = _sqlite_engine(url, sqlite_synchronous, pool_size)
+            self.engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_ms, pool_size)
         else:
             self.engine = create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
@@ -54,6 +70,14 @@ class Database:
             connection = connection.execution_options(sqlite_deferred=True)
             with connection.begin():
                 yield connection
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(
+            settings.database_url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
 
     def inline_reader(self) -> sqlite3.Connection | None:
         """On SQLite, a raw connection for one-row indexed reads made right on the event
@@ -81,7 +105,7 @@ class Database:
         self.engine.dispose()
 
 
-def _sqlite_engine(url: str, synchronous: str, pool_size: int) -> Engine:
+def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int, pool_size: int) -> Engine:
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
     @event.listens_for(engine, "connect")
@@ -89,7 +113,7 @@ def _sqlite_engine(url: str, synchronous: str, pool_size: int) -> Engine:
         # Let us emit BEGIN ourselves (the sqlite3 module's implicit BEGIN is DEFERRED).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys = ON")
