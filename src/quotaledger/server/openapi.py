@@ -105,6 +105,10 @@ USAGE: dict[str, Any] = {
         402: _error("the charge is larger than the remaining quota: nothing charged"),
         404: _error("unknown user"),
         409: _error("request_id replayed with a different payload: nothing charged"),
+        503: _error(
+            "the database stayed busy: nothing charged, retry",
+            headers={"Retry-After": {"schema": {"type": "integer"}}},
+        ),
         **E413_415,
         **E422,
     },
