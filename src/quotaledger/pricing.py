@@ -31,9 +31,14 @@ class Price:
     input_usd_per_mtok: Decimal | None = None
     output_usd_per_mtok: Decimal | None = None
 
-    @property
-    def is_per_call(self) -> bool:
-        return self.per_call_usd is not None
+    def as_row(self) -> dict[str, str | None]:
+        """The price with exact decimal strings: as stored, listed and published."""
+        return {
+            "model": self.model,
+            "per_call_usd": _text(self.per_call_usd),
+            "input_usd_per_mtok": _text(self.input_usd_per_mtok),
+            "output_usd_per_mtok": _text(self.output_usd_per_mtok),
+        }
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         if self.per_call_usd is not None:
@@ -97,13 +102,7 @@ def _upsert(connection: Connection, table: Table, values: Mapping[str, Any], key
 
 
 def set_price(database: Database, price: Price) -> None:
-    values = {
-        "model": price.model,
-        "per_call_usd": _text(price.per_call_usd),
-        "input_usd_per_mtok": _text(price.input_usd_per_mtok),
-        "output_usd_per_mtok": _text(price.output_usd_per_mtok),
-        "updated_at": now(),
-    }
+    values = {**price.as_row(), "updated_at": now()}
     with database.write() as connection:
         _upsert(connection, prices, values, "model")
 

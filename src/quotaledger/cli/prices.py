@@ -61,17 +61,7 @@ def list_prices(as_json: bool, database_url: str | None) -> None:
 
     found = pricing.list_prices(open_database(database_url))
     if as_json:
-        print_json(
-            [
-                {
-                    "model": p.model,
-                    "per_call_usd": p.per_call_usd,
-                    "input_usd_per_mtok": p.input_usd_per_mtok,
-                    "output_usd_per_mtok": p.output_usd_per_mtok,
-                }
-                for p in found
-            ]
-        )
+        print_json([p.as_row() for p in found])
         return
     if not found:
         click.echo("No prices set. Add one with: quotaledger price set MODEL --per-call-usd X")

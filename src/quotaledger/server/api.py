@@ -306,20 +306,8 @@ async def pricing_list(request: Request) -> Response:
     database = _state(request).database
     prices = await run_in_threadpool(pricing.list_prices, database)
     ratios = await run_in_threadpool(pricing.list_group_ratios, database)
-    models = [
-        {
-            "model": p.model,
-            "per_call_usd": _text(p.per_call_usd),
-            "input_usd_per_mtok": _text(p.input_usd_per_mtok),
-            "output_usd_per_mtok": _text(p.output_usd_per_mtok),
-        }
-        for p in prices
-    ]
+    models = [p.as_row() for p in prices]
     return ok({"models": models, "group_ratios": {k: str(v) for k, v in ratios.items()}})
-
-
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
 
 
 @router.get("/api/status", **openapi.STATUS)
