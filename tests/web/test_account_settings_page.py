@@ -165,6 +165,7 @@ def test_the_dialog_works_with_the_keyboard_alone(visit: Visit, alice: Person) -
     expect(page.get_by_role("button", name="System Token")).to_be_focused()
 
     page.keyboard.press("Enter")
+    expect(page.get_by_label("Account password")).to_be_focused()  # type only once it has focus
     page.keyboard.type(alice.password)
     page.keyboard.press("Enter")
     copy = page.get_by_role("button", name="Copy", exact=True)

@@ -13,6 +13,7 @@ const pageError = document.getElementById("page-error");
 wireCopyButtons();
 
 document.getElementById("open-token-dialog").addEventListener("click", () => {
+  forgetToken();  // a fresh form every time
   dialog.showModal();
   password.focus();
 });
@@ -25,7 +26,11 @@ for (const button of dialog.querySelectorAll("[data-close-dialog]")) {
 }
 
 // However the dialog closes (Done, Cancel, Escape), the token leaves the page with it.
-dialog.addEventListener("close", forgetToken);
+// The "close" event arrives as a later task: if the dialog was reopened meanwhile, it must
+// not wipe what is being typed into the new one (reopening cleared the old state already).
+dialog.addEventListener("close", () => {
+  if (!dialog.open) forgetToken();
+});
 
 function forgetToken() {
   tokenValue.textContent = "";
