@@ -27,6 +27,7 @@ from quotaledger.ledger import grant_in
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import sessions, users
 
+MALFORMED_REFUSAL = "malformed token: expected a ql_ system token"
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ROLES = ("user", "admin")
 
@@ -250,7 +251,7 @@ def account_for_token(database: Database, token: str, *, inline: bool = False) -
     the index would only reveal digests, not tokens.
     """
     if not tokens.is_well_formed(token):
-        raise AuthenticationFailed("malformed token: expected a ql_ system token")
+        raise AuthenticationFailed(MALFORMED_REFUSAL)
     account = account_for_token_digest(database, tokens.hash_token(token), inline=inline)
     if account is None:
         raise AuthenticationFailed("unknown or replaced token")

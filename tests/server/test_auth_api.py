@@ -16,6 +16,18 @@ def _self(client: TestClient, token: str | None, **headers: str):  # type: ignor
     return client.get("/api/user/self", headers=headers)
 
 
+def test_an_unknown_token_is_401_with_www_authenticate_and_the_api_headers(
+    client: TestClient,
+) -> None:
+    response = _self(client, tokens.generate_token())
+
+    assert response.status_code == 401
+    assert response.json()["message"] == "unknown or replaced token"
+    assert response.headers["www-authenticate"] == 'Bearer realm="quotaledger"'
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
 def test_a_missing_token_is_401_with_www_authenticate(client: TestClient) -> None:
     response = _self(client, None)
 

@@ -51,6 +51,41 @@ def test_the_browser_session_also_reads_the_balance(client: TestClient, make_use
     assert response.json()["data"]["quota_usd"] == "2.00"
 
 
+def test_a_token_and_a_browser_session_get_the_same_answer(client: TestClient, make_user) -> None:
+    user = make_user("alice")
+    token = issue_token(client, "alice", user.password)  # also leaves a session cookie
+
+    by_session = client.get("/api/user/self", headers={"Accept-Encoding": "gzip"})
+    by_token = client.get(
+        "/api/user/self", headers={"Authorization": token, "Accept-Encoding": "gzip"}
+    )
+
+    # Tokens take a lane of their own (`BalanceLane`); it must answer exactly as the route.
+    assert by_token.status_code == by_session.status_code == 200
+    assert by_token.content == by_session.content
+    same = {name: value for name, value in by_session.headers.items() if name != "ratelimit-reset"}
+    assert {name: by_token.headers.get(name) for name in same} == same
+    assert set(by_token.headers) == set(by_session.headers)
+
+
+def test_a_balance_polled_again_shows_the_charge_made_in_between(
+    client: TestClient, admin_token: str, make_user, database: Database
+) -> None:
+    user = make_user("alice", quota=1_000_000)
+    pricing.set_price(database, pricing.make_price("m", per_call_usd="0.02"))
+    token = issue_token(client, "alice", user.password)
+    headers = {"Authorization": token, "Accept-Encoding": "gzip"}
+    before = [client.get("/api/user/self", headers=headers).json()["data"] for _ in range(2)]
+
+    charge = {"username": "alice", "model": "m", "request_id": "r1"}
+    client.post("/api/usage", json=charge, headers={"Authorization": admin_token})
+    after = client.get("/api/user/self", headers=headers).json()["data"]
+
+    assert before[0] == before[1]
+    assert (before[1]["quota"], after["quota"]) == (1_000_000, 990_000)
+    assert (after["used_quota"], after["request_count"]) == (10_000, 1)
+
+
 def test_model_fixed_price_lists_per_call_models_only(
     client: TestClient, make_user, database: Database
 ) -> None:
@@ -152,11 +187,14 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
 
 def test_metrics_are_exposed_for_prometheus(client: TestClient) -> None:
     client.get("/api/status")
+    client.get("/api/status")
+    client.get("/api/user/self", headers={"Authorization": "ql_not-a-token"})  # the lane
 
     response = client.get("/metrics")
 
     assert response.status_code == 200
-    assert "quotaledger_http_responses_total" in response.text
+    assert 'quotaledger_http_responses_total{method="GET",status="200"} 2.0' in response.text
+    assert 'quotaledger_http_responses_total{method="GET",status="401"} 1.0' in response.text
 
 
 def test_security_headers_are_on_every_response(client: TestClient) -> None:

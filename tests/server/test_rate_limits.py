@@ -14,6 +14,7 @@ from quotaledger.server.app import create_app
 from quotaledger.server.auth import client_address
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
+from quotaledger.tokens import generate_token
 from support import issue_token, login
 
 
@@ -105,6 +106,47 @@ def test_password_re_verification_is_throttled(limited: TestClient, make_user) -
     ]
 
     assert codes == [401, 401, 401, 401, 429]
+
+
+def test_an_address_sending_unknown_tokens_is_429_and_malformed_ones_cost_nothing(
+    limited: TestClient,
+) -> None:
+    malformed = [
+        limited.get("/api/user/self", headers={"Authorization": "ql_nope"}).status_code
+        for _ in range(5)
+    ]
+    unknown = [
+        limited.get("/api/user/self", headers={"Authorization": generate_token()}) for _ in range(4)
+    ]
+
+    assert malformed == [401] * 5  # refused before anything is counted
+    assert [a.status_code for a in unknown] == [401, 401, 401, 429]
+    assert unknown[3].json()["message"].startswith("too many refused tokens from this address")
+    assert unknown[3].headers["retry-after"] == "60"
+
+
+def test_a_blocked_address_does_not_use_up_a_tokens_own_budget(
+    settings: Settings, database: Database, make_user
+) -> None:
+    app = create_app(settings.with_overrides(rate_limit_balance="3/minute"), database)
+    user = make_user("alice")
+    with TestClient(app, client=("198.51.100.7", 1)) as owner:
+        token = issue_token(owner, "alice", user.password)
+    with TestClient(app, client=("203.0.113.9", 1)) as attacker:
+        for _ in range(3):
+            attacker.get("/api/user/self", headers={"Authorization": generate_token()})
+        stolen = [
+            attacker.get("/api/user/self", headers={"Authorization": token}).status_code
+            for _ in range(5)
+        ]
+    with TestClient(app, client=("198.51.100.7", 1)) as owner:
+        own = [
+            owner.get("/api/user/self", headers={"Authorization": token}).status_code
+            for _ in range(4)
+        ]
+
+    assert stolen == [429] * 5  # the address gate comes before the token's own counter
+    assert own == [200, 200, 200, 429]
 
 
 def test_rate_limits_can_be_switched_off(settings: Settings, database: Database, make_user) -> None:

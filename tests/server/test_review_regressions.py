@@ -110,11 +110,17 @@ def test_a_lockout_is_logged_as_a_security_event(
     assert "nope-nope" not in caplog.text
 
 
-def test_hsts_is_sent_behind_a_trusted_tls_proxy(settings: Settings, database: Database) -> None:
+@pytest.mark.parametrize(
+    "path, headers",
+    [("/api/status", {}), ("/api/user/self", {"Authorization": "ql_x"})],  # the token lane
+)
+def test_hsts_is_sent_behind_a_trusted_tls_proxy(
+    settings: Settings, database: Database, path: str, headers: dict[str, str]
+) -> None:
     proxied = settings.with_overrides(trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
     with TestClient(create_app(proxied, database), client=("127.0.0.1", 9)) as client:
-        secure = client.get("/api/status", headers={"X-Forwarded-Proto": "https"})
-        plain = client.get("/api/status")
+        secure = client.get(path, headers={**headers, "X-Forwarded-Proto": "https"})
+        plain = client.get(path, headers=headers)
 
     assert secure.headers["strict-transport-security"].startswith("max-age=")
     assert "strict-transport-security" not in plain.headers

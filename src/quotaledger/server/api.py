@@ -4,7 +4,9 @@ the envelope. Domain errors become HTTP statuses in `errors.py`."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -13,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from quotaledger import __version__, accounts, ledger, pricing, sessions, tokens
+from quotaledger import __version__, accounts, ledger, pricing, sessions
 from quotaledger.accounts import Account
 from quotaledger.errors import AuthenticationFailed, InvalidInput, QuotaLedgerError
 from quotaledger.money import MAX_QUOTA, QUOTA_PER_USD, format_usd, usd_to_quota
@@ -26,13 +28,14 @@ from quotaledger.server.auth import (
     authenticate_admin,
     authenticate_session,
     bearer_token,
+    check_caller,
     client_address,
     is_https,
-    token_rate_key,
+    token_account,
 )
 from quotaledger.server.errors import HTTPError, describe_validation_errors, response_for
-from quotaledger.server.responses import EnvelopeResponse, fail, ok
-from quotaledger.server.state import AppState
+from quotaledger.server.responses import EnvelopeResponse, envelope, fail, ok
+from quotaledger.server.state import AppState, FixedPrices
 
 router = APIRouter()
 security_log = logging.getLogger("quotaledger.security")
@@ -68,8 +71,9 @@ def account_json(account: Account, fixed_prices: dict[str, str] | None = None) -
 # ---------------------------------------------------------------- balance
 
 
-# The two hot routes take only the request and answer with a prepared Response: `create_app`
-# serves them from a lean Starlette router in front of FastAPI (which still documents them).
+# `GET /api/user/self` with a token is answered by `BalanceLane` in front of everything (same
+# checks: `balance_by_token`); the route below serves browser sessions and documents both.
+# The two hot routes take only the request and answer with a prepared Response.
 
 
 @router.get("/api/user/self", **openapi.USER_SELF)
@@ -82,17 +86,36 @@ async def user_self(request: Request) -> Response:
 
 async def _balance(request: Request) -> Response:
     state = _state(request)
-    headers: dict[str, str] = {}
     token = bearer_token(request)
-    if token is not None and state.limiter.is_enabled("balance"):
-        # Counted before the database is read: junk must cost less than a real query.
-        if not tokens.is_well_formed(token):
-            raise AuthenticationFailed("malformed token: expected a ql_ system token")
-        headers = await state.limiter.check("balance", token_rate_key(token))
-    caller = await authenticate(request)
-    if caller.via == "session" and state.limiter.is_enabled("balance"):
-        headers = await state.limiter.check("balance", f"user:{caller.account.id}")
-    return ok(account_json(caller.account, await state.fixed_prices()), headers=headers)
+    if token is not None:
+        address = functools.partial(client_address, request)
+        claimed = request.headers.get("new-api-user")
+        account, headers = await balance_by_token(state, token, address, claimed)
+    else:
+        account = (await authenticate(request)).account
+        headers = {}
+        if state.limiter.is_enabled("balance"):
+            headers = await state.limiter.check("balance", f"user:{account.id}")
+    body = balance_body(account, await state.fixed_prices())
+    return Response(body, media_type="application/json", headers=headers)
+
+
+async def balance_by_token(
+    state: AppState, token: str, address: Callable[[], str], claimed: str | None
+) -> tuple[Account, dict[str, str]]:
+    """The token's account and the rate-limit headers for its balance answer, or the
+    refusal (401, 403, 429)."""
+    account, headers = await token_account(state, token, address, limit_token=True)
+    check_caller(account, claimed)
+    return account, headers
+
+
+@functools.lru_cache(maxsize=1024)
+def balance_body(account: Account, fixed_prices: FixedPrices) -> bytes:
+    """The balance answer's JSON. Monitors poll balances that rarely change between two
+    polls: an answer is encoded once per (account row, prices) and reused while both stay
+    the same (the row is still read from the database on every query)."""
+    return envelope(account_json(account, dict(fixed_prices)))
 
 
 @router.get("/api/log/self", **openapi.LOG_SELF)

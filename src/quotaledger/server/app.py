@@ -10,9 +10,11 @@ from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
+from starlette.types import ASGIApp
 
 from quotaledger import __version__
 from quotaledger.server import api, errors, pages
+from quotaledger.server.balance_lane import BalanceLane
 from quotaledger.server.fast_lane import FastLane
 from quotaledger.server.finisher import ResponseFinisher
 from quotaledger.server.middleware import BodyGuard
@@ -26,10 +28,10 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
     """The app, on `database` (or one opened from `settings.database_url`). The schema must
     already be migrated: `quotaledger serve` does that before it starts any worker.
 
-    The balance query and usage charges take a fast lane to their handlers; everything
-    else goes to the FastAPI app, which validates bodies and publishes the OpenAPI
-    description of every route, the hot ones included. FastAPI's per-request machinery
-    would cost the balance query about half its throughput.
+    The balance query by token (`BalanceLane`) and usage charges (`FastLane`) take lanes of
+    their own to their handlers; everything else goes to the FastAPI app, which validates
+    bodies and publishes the OpenAPI description of every route, the hot ones included.
+    FastAPI's per-request machinery would cost the balance query about half its throughput.
     """
     database = database or Database.from_settings(settings)
     redis_url = settings.redis_url.reveal() if settings.redis_url else None
@@ -57,11 +59,11 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
     api_app.include_router(api.router)
     pages.install(api_app)
 
-    app = Starlette(
+    app = _App(
         routes=[Mount("", app=api_app)],
         exception_handlers=handlers,
-        # Outermost first: finish every answer (count, headers, gzip, 500s); guard bodies;
-        # the hot routes' fast lane.
+        # Outermost first (after `BalanceLane`, see `_App`): finish every answer (count,
+        # headers, gzip, 500s); guard bodies; the charges' fast lane.
         middleware=[
             Middleware(
                 ResponseFinisher,
@@ -77,6 +79,15 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
     app.state.ql = state
     app.state.api = api_app
     return app
+
+
+class _App(Starlette):
+    """Starlette with `BalanceLane` in front of everything, Starlette's own error
+    middleware included: the lane answers its own errors, and each layer wrapping `send`
+    costs the hottest route a few percent."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return BalanceLane(super().build_middleware_stack(), self.state.ql)
 
 
 def _lifespan(state: AppState) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:

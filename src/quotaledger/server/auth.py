@@ -4,6 +4,8 @@ browser session cookie, and the checks that go with each (CSRF for sessions,
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from quotaledger import sessions, tokens
-from quotaledger.accounts import Account
+from quotaledger.accounts import MALFORMED_REFUSAL, Account
 from quotaledger.errors import AuthenticationFailed, PermissionDenied
 from quotaledger.server import proxies
 from quotaledger.server.errors import HTTPError
@@ -33,9 +35,11 @@ class Caller:
 def bearer_token(request: Request) -> str | None:
     """The token from `Authorization`, raw (as the reference page sends it) or `Bearer`."""
     header = request.headers.get("authorization")
-    if header is None:
-        return None
-    header = header.strip()
+    return None if header is None else token_from_header(header)
+
+
+def token_from_header(authorization: str) -> str:
+    header = authorization.strip()
     scheme, _, rest = header.partition(" ")
     if rest and scheme.lower() == "bearer":
         return rest.strip()
@@ -54,31 +58,48 @@ async def authenticate(
     state: AppState = request.app.state.ql
     token = bearer_token(request) if allow_token else None
     if token is not None:
-        caller = Caller(await _token_account(request, state, token), "token")
+        account, _ = await token_account(state, token, functools.partial(client_address, request))
+        caller = Caller(account, "token")
     elif allow_session and (session_id := request.cookies.get(SESSION_COOKIE)):
         caller = await _session_caller(request, state, session_id)
     elif allow_token:
         raise AuthenticationFailed("missing credentials: send Authorization: <system token>")
     else:
         raise AuthenticationFailed("not logged in: this needs a browser session")
-    check_caller(request, caller.account)
+    check_caller(caller.account, request.headers.get("new-api-user"))
     return caller
 
 
-async def _token_account(request: Request, state: AppState, token: str) -> Account:
-    """The token's account. Each refused token also counts against the client's address
-    (at the balance rate): forged well-formed tokens are free to make, so a per-token
-    limit alone would never stop someone trying them."""
+async def token_account(
+    state: AppState, token: str, address: Callable[[], str], *, limit_token: bool = False
+) -> tuple[Account, dict[str, str]]:
+    """The token's account, and the rate-limit headers to answer with when `limit_token`
+    (the balance query counts each token's requests).
+
+    With the balance limit on, the checks run cheapest first, so that junk costs less
+    than a real query: a malformed token is refused without counting anything; an
+    token already known to be over its own limit gets 429 from memory; an address that had
+    too many tokens refused gets 429 (forged well-formed tokens are free to make, so a
+    per-token limit alone would never stop someone trying them); then the token's own
+    limit is counted; then the one database read. A refused token counts against its
+    address. (`address` is a function: most requests never need it.)
+    """
     limiter = state.limiter
     if not limiter.is_enabled("balance"):
-        return await state.account_for_token(token)
-    key = f"bad-token:{client_address(request)}"
+        return await state.account_for_token(token), {}
+    if not tokens.is_well_formed(token):
+        raise AuthenticationFailed(MALFORMED_REFUSAL)
+    token_key = token_rate_key(token)
+    if limit_token:
+        limiter.check_known_over("balance", token_key)
+    key = f"bad-token:{address()}"
     if not await limiter.allows("balance", key):
         raise HTTPError(
             429, "too many refused tokens from this address: try again later", {"Retry-After": "60"}
         )
+    headers = await limiter.check("balance", token_key) if limit_token else {}
     try:
-        return await state.account_for_token(token)
+        return await state.account_for_token(token), headers
     except AuthenticationFailed:
         await limiter.count("balance", key)
         raise
@@ -96,11 +117,11 @@ async def _session_caller(request: Request, state: AppState, session_id: str) ->
     return Caller(account, "session", session_id)
 
 
-def check_caller(request: Request, account: Account) -> None:
-    """403 for a disabled account or a `New-Api-User` header naming someone else."""
+def check_caller(account: Account, claimed: str | None) -> None:
+    """403 for a disabled account or a `New-Api-User` header (`claimed`) naming someone
+    else."""
     if not account.is_enabled:
         raise PermissionDenied("this account is disabled")
-    claimed = request.headers.get("new-api-user")
     if claimed is not None and claimed.strip() != str(account.id):
         raise PermissionDenied("New-Api-User does not match the token's user")
 

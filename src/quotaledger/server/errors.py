@@ -46,9 +46,8 @@ def status_for(error: errors.QuotaLedgerError) -> int:
     return 400
 
 
-def response_for(exc: errors.QuotaLedgerError | HTTPError) -> Response:
-    """The envelope for a refusal. The hot routes call this directly (cheaper than letting
-    the exception climb the middleware); the handlers below do the same for the rest."""
+def refusal(exc: errors.QuotaLedgerError | HTTPError) -> tuple[int, str, dict[str, str]]:
+    """Status, message and headers of the answer to a refusal."""
     if isinstance(exc, HTTPError):
         headers = dict(exc.headers)
         status, message = exc.status_code, exc.message
@@ -58,6 +57,13 @@ def response_for(exc: errors.QuotaLedgerError | HTTPError) -> Response:
         headers.update(WWW_AUTHENTICATE)
     if status == 503:
         headers.setdefault("Retry-After", "1")
+    return status, message, headers
+
+
+def response_for(exc: errors.QuotaLedgerError | HTTPError) -> Response:
+    """The envelope for a refusal. The hot routes call this directly (cheaper than letting
+    the exception climb the middleware); the handlers below do the same for the rest."""
+    status, message, headers = refusal(exc)
     return fail(status, message, headers=headers)
 
 

@@ -1,11 +1,11 @@
-"""`FastLane`: the two hot routes straight to their handlers.
+"""`FastLane`: usage charges straight to their handler.
 
-`GET /api/user/self` (scripts and monitors poll it; an attacker's junk tokens must cost less
-than a real query) and `POST /api/usage` (every charge of the operator's gateway). Starlette's
-router, exception middleware and endpoint wrapper cost a balance query a fifth of its time;
-these handlers need none of them (they answer their own refusals), so this layer, placed
-inside `ResponseFinisher` and `BodyGuard` (headers, gzip, counting, 500s, body limits still
-apply), calls them directly. Everything else goes on as usual.
+`POST /api/usage` carries every charge of the operator's gateway. Starlette's router,
+exception middleware and endpoint wrapper cost a short request a fifth of its time; the
+handler needs none of them (it answers its own refusals), so this layer, placed inside
+`ResponseFinisher` and `BodyGuard` (headers, gzip, counting, 500s, body limits still
+apply), calls it directly. Everything else goes on as usual. (The balance query has a
+leaner lane still: `balance_lane.py`.)
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from quotaledger.server.api import charge_usage, user_self
+from quotaledger.server.api import charge_usage
 
-ROUTES = {("GET", "/api/user/self"): user_self, ("POST", "/api/usage"): charge_usage}
+ROUTES = {("POST", "/api/usage"): charge_usage}
 
 
 class FastLane:

@@ -55,6 +55,7 @@ _API_HEADERS = (
 _PAGE_HEADERS = (*_COMMON, (b"content-security-policy", PAGE_CSP.encode()))
 _DOCS_HEADERS = (*_COMMON, (b"content-security-policy", DOCS_CSP.encode()))
 _HSTS = ((b"strict-transport-security", b"max-age=31536000"),)
+_GZIPPED = ((b"content-encoding", b"gzip"), (b"vary", b"Accept-Encoding"))
 
 # gzip framing (16 +) with a 4 KiB window and a small memory level: zlib's defaults
 # allocate ~256 KiB per stream, which costs ~100 µs per answer, ten times the work of
@@ -65,7 +66,12 @@ _MEM_LEVEL = 4
 _GZIP_LEVEL = 6
 
 
-@functools.lru_cache(maxsize=512)
+# Answers that repeat byte for byte (refusals, /api/status, a balance polled while it does
+# not change) are compressed once; 1,024 bodies of at most 4 KiB is at most ~8 MiB.
+_REPEATED_MAX = 4096
+
+
+@functools.lru_cache(maxsize=1024)
 def _gzip_repeated(body: bytes) -> bytes:
     return _gzip(body)
 
@@ -76,13 +82,16 @@ def _gzip(body: bytes) -> bytes:
 
 
 def gzip_body(body: bytes) -> bytes:
-    """gzip `body`. Small answers repeat (refusals, status, prices): those are compressed
-    once and remembered, so junk requests cost no compression at all."""
-    return _gzip_repeated(body) if len(body) <= 256 else _gzip(body)
+    """gzip `body`. Answers of the API repeat (refusals, status, prices, a balance that did
+    not change since the last poll): those are compressed once and remembered, so junk
+    requests and idle polls cost no compression at all."""
+    return _gzip_repeated(body) if len(body) <= _REPEATED_MAX else _gzip(body)
 
 
+@functools.lru_cache(maxsize=64)
 def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether `Accept-Encoding` admits gzip (`gzip;q=0` refuses it)."""
+    """Whether `Accept-Encoding` admits gzip (`gzip;q=0` refuses it). Clients send a
+    handful of distinct values: each is parsed once."""
     for part in accept_encoding.lower().split(","):
         coding, _, params = part.strip().partition(";")
         if coding.strip() in ("gzip", "x-gzip", "*"):
@@ -133,6 +142,22 @@ class ResponseFinisher:
                 raise
             log.exception("unexpected error on %s %s", scope["method"], path)
             await send_envelope(answer.send, 500, "internal server error")
+
+
+def finish_json(
+    status: int, body: bytes, headers: list[tuple[bytes, bytes]], *, gzip: bool, https: bool
+) -> tuple[Message, Message]:
+    """The two messages of a complete JSON answer from the API, finished as `_Answer`
+    finishes any other: for handlers that answer in plain ASGI (`BalanceLane`)."""
+    headers = [(b"content-type", b"application/json"), *headers, *_API_HEADERS]
+    if https:
+        headers += _HSTS
+    if gzip:
+        body = gzip_body(body)
+        headers += _GZIPPED
+    headers.append((b"content-length", b"%d" % len(body)))
+    start = {"type": "http.response.start", "status": status, "headers": headers}
+    return start, {"type": "http.response.body", "body": body}
 
 
 def _header(scope: Scope, name: bytes) -> str:

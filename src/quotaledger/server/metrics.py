@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter as Tally
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._response_children: dict[tuple[str, int], Any] = {}
-        self.responses = Counter(
-            "quotaledger_http_responses",
-            "HTTP responses",
-            ["method", "status"],
-            registry=self.registry,
-        )
+        self._responses = _ResponseCounter()
+        self.registry.register(self._responses)
         self.charges = Counter(
             "quotaledger_charges", "Usage charges by outcome", ["outcome"], registry=self.registry
         )
@@ -31,12 +29,25 @@ class Metrics:
         )
 
     def count_response(self, method: str, status: int) -> None:
-        # `labels()` takes a lock and builds a key on every call: keep the children.
-        child = self._response_children.get((method, status))
-        if child is None:
-            child = self.responses.labels(method, str(status))
-            self._response_children[(method, status)] = child
-        child.inc()
+        self._responses.tally[method, status] += 1
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ResponseCounter(Collector):
+    """`quotaledger_http_responses_total{method, status}`, counted in a plain tally and
+    turned into a metric only when scraped. Every answer is counted, and a labelled
+    prometheus-client `Counter` takes a lock per increment: ~1.5 µs, a few percent of the
+    cheapest answers. The event loop is one thread, so a tally needs no lock."""
+
+    def __init__(self) -> None:
+        self.tally: Tally[tuple[str, int]] = Tally()
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "quotaledger_http_responses", "HTTP responses", labels=["method", "status"]
+        )
+        for (method, status), count in sorted(self.tally.items()):
+            family.add_metric([method, str(status)], count)
+        yield family

@@ -4,15 +4,16 @@ BaseHTTPMiddleware: it costs a task per request)."""
 
 from __future__ import annotations
 
-import orjson
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from quotaledger.server.responses import envelope
 
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 
 
 async def send_envelope(send: Send, status: int, message: str) -> None:
-    body = orjson.dumps({"success": False, "message": message, "data": None})
+    body = envelope(message=message, status_code=status)
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -80,10 +80,8 @@ class RateLimiter:
         if item is None:
             return None
         now = time.time()
-        blocked_until = self._blocked.get((name, key))
-        if blocked_until is not None and blocked_until > now:
-            # Over a fixed-window limit stays over until the window resets, on every
-            # instance: answer from memory, without asking the storage (junk stays cheap).
+        blocked_until = self._blocked_until(name, key, now)
+        if blocked_until is not None:
             return Decision(False, item.amount, 0, math.ceil(blocked_until - now))
         allowed = await self._call("hit", item, name, key)
         stats = await self._call("get_window_stats", item, name, key)
@@ -91,6 +89,12 @@ class RateLimiter:
             self._block(name, key, stats.reset_time)
         reset_after = max(0, math.ceil(stats.reset_time - now))
         return Decision(allowed, item.amount, stats.remaining, reset_after)
+
+    def _blocked_until(self, name: str, key: str, now: float) -> float | None:
+        # Over a fixed-window limit stays over until the window resets, on every instance:
+        # answered from memory, without asking the storage (junk stays cheap).
+        until = self._blocked.get((name, key))
+        return until if until is not None and until > now else None
 
     def _block(self, name: str, key: str, until: float) -> None:
         if len(self._blocked) >= _MAX_BLOCKED:  # forget the windows that have ended
@@ -104,12 +108,17 @@ class RateLimiter:
         if decision is None:
             return {}
         if not decision.allowed:
-            raise HTTPError(
-                429,
-                f"too many requests: try again in {max(decision.reset_after, 1)} s",
-                decision.headers(),
-            )
+            raise _too_many(decision)
         return decision.headers()
+
+    def check_known_over(self, name: str, key: str) -> None:
+        """Raise the 429 at once if `key` is already known to be over limit `name`, without
+        asking the storage (nor counting): a client hammering past its limit costs least."""
+        item = self.items.get(name)
+        now = time.time()
+        blocked_until = self._blocked_until(name, key, now) if item is not None else None
+        if item is not None and blocked_until is not None:
+            raise _too_many(Decision(False, item.amount, 0, math.ceil(blocked_until - now)))
 
     async def _limiter(self) -> FixedWindowRateLimiter:
         if self._shared is None:
@@ -139,7 +148,15 @@ class RateLimiter:
     async def allows(self, name: str, key: str) -> bool:
         """Whether `key` is still under limit `name`, without counting a request."""
         item = self.items.get(name)
-        return item is None or bool(await self._call("test", item, name, key))
+        if item is None:
+            return True
+        if self._blocked_until(name, key, time.time()) is not None:
+            return False
+        if await self._call("test", item, name, key):
+            return True
+        stats = await self._call("get_window_stats", item, name, key)
+        self._block(name, key, stats.reset_time)
+        return False
 
     async def count(self, name: str, key: str) -> None:
         """Count one event against `key` (say, a failed token) without deciding anything."""
@@ -168,6 +185,11 @@ class RateLimiter:
                 raise
             self._degrade(exc)
             return await getattr(self._local, method)(*args)
+
+
+def _too_many(decision: Decision) -> HTTPError:
+    message = f"too many requests: try again in {max(decision.reset_after, 1)} s"
+    return HTTPError(429, message, decision.headers())
 
 
 def _async_uri(url: str) -> str:

@@ -23,8 +23,13 @@ class EnvelopeResponse(Response):
         headers: Mapping[str, str] | None = None,
         background: BackgroundTask | None = None,
     ) -> None:
-        body = {"success": status_code < 400, "message": message, "data": data}
-        super().__init__(orjson.dumps(body), status_code, headers=headers, background=background)
+        body = envelope(data, message=message, status_code=status_code)
+        super().__init__(body, status_code, headers=headers, background=background)
+
+
+def envelope(data: Any = None, *, message: str | None = None, status_code: int = 200) -> bytes:
+    """The envelope's JSON bytes."""
+    return orjson.dumps({"success": status_code < 400, "message": message, "data": data})
 
 
 def ok(data: Any = None, *, headers: Mapping[str, str] | None = None) -> EnvelopeResponse:

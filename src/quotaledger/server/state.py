@@ -20,6 +20,8 @@ from quotaledger.store.database import Database, is_busy
 
 PRICE_CACHE_SECONDS = 5.0
 
+FixedPrices = tuple[tuple[str, str], ...]
+
 
 @dataclass
 class AppState:
@@ -28,18 +30,19 @@ class AppState:
     limiter: RateLimiter
     metrics: Metrics = field(default_factory=Metrics)
     batcher: ChargeBatcher = field(init=False)
-    _fixed_prices: dict[str, str] = field(default_factory=dict)
+    _fixed_prices: FixedPrices = ()
     _fixed_prices_until: float = 0.0
 
     def __post_init__(self) -> None:
         self.batcher = ChargeBatcher(self.database)
 
-    async def fixed_prices(self) -> dict[str, str]:
+    async def fixed_prices(self) -> FixedPrices:
         """`ModelFixedPrice`, read at most every few seconds: every balance query shows it,
-        and a price change made on any instance shows up within that delay."""
+        and a price change made on any instance shows up within that delay. A tuple, so
+        that a balance answer can be remembered by (account, prices)."""
         if time.monotonic() >= self._fixed_prices_until:
             listed = await run_in_threadpool(pricing.list_prices, self.database)
-            self._fixed_prices = pricing.fixed_prices(listed)
+            self._fixed_prices = tuple(pricing.fixed_prices(listed).items())
             self._fixed_prices_until = time.monotonic() + PRICE_CACHE_SECONDS
         return self._fixed_prices
 
