@@ -586,32 +586,36 @@ def watch_rows(watch: dict[str, Any], ref: dict[str, Any] | None) -> list[dict[s
         f"status requests, {first['notifications']} notification(s), exit "
         f"{first['exit_code']}"
     )
-    rows.append(
-        ratio_row(
-            "watch --once, 1,000 accounts (process)",
-            cli_ms,
-            "ms",
-            reference,
-            "≤ 2x",
-            cli_ms / reference <= 2 if reference else None,
-            note=note,
-        )
-    )
+    # The target is the "one cycle over 1,000 accounts": the poll round. The whole
+    # process (Python, imports, the config's Apprise URL check, then the round) is shown
+    # beside it, for scale, without a verdict.
     cycles_ok = all(r.get("polls_ok") == watch["accounts"] for r in watch["cycle_runs"])
     if watch.get("cycle_s") is not None and cycles_ok:
         cycle_ms = watch["cycle_s"] * 1000
         start = watch.get("startup_s") or 0
         rows.append(
             ratio_row(
-                "  of which the poll round alone",
+                "watch: one cycle over 1,000 accounts",
                 cycle_ms,
                 "ms",
                 reference,
                 "≤ 2x",
                 cycle_ms / reference <= 2 if reference else None,
-                note=f"start-up before it (imports, config, clients) {start * 1000:.0f} ms",
+                note=f"the poll round; start-up before it (imports, config, clients) "
+                f"{start * 1000:.0f} ms",
             )
         )
+    rows.append(
+        ratio_row(
+            "  the whole watch --once process",
+            cli_ms,
+            "ms",
+            reference,
+            "",
+            None,
+            note=note,
+        )
+    )
     rss_mb = watch["cli_peak_rss_bytes"] / 2**20
     rows.append(ratio_row("watch --once peak RSS", rss_mb, "MB", None, "< 150 MB", rss_mb < 150))
     return rows
@@ -747,7 +751,6 @@ def main(argv: list[str]) -> int:
                     bench.servers["balance"].log,
                     small.probe_tokens,
                     cfg.watch_runs,
-                    breakdown=not cfg.quick,
                 )
         if cfg.profile:
             extra["profiles"] = run_profiles(bench, cases, RESULTS)

@@ -7,7 +7,6 @@ phases: imports, config (with the Apprise URL check), clients, and the poll roun
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -48,7 +47,9 @@ def main(config_path: Path, state_path: Path) -> dict[str, Any]:
             "delivered": sum(1 for r in results if r.delivered),
         }
 
-    measured = asyncio.run(cycle())
+    from quotaledger.monitor.event_loop import run
+
+    measured = run(cycle())  # the loop `quotaledger watch` runs on
     return {"imports_s": imported - start, "config_s": configured - imported, **measured}
 
 

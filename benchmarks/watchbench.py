@@ -153,8 +153,6 @@ def bench_watch(
     server_log: Path,
     tokens: dict[str, str],
     runs: int,
-    *,
-    breakdown: bool = True,
 ) -> dict[str, Any]:
     """`tokens`: username -> token of the accounts to watch (the first tenth of them are
     expected to be low: they alert, as one digest message)."""
@@ -195,8 +193,6 @@ def bench_watch(
                     "output_tail": output[-400:],
                 }
             )
-            if not breakdown:
-                continue
             state = workdir / f"watch-cycle-state-{run}.sqlite3"
             command = [PYTHON, str(HERE / "watch_cycle.py"), str(config), str(state)]
             wall, rss, code, output = _run_measured(command, env)

@@ -14,6 +14,16 @@ from quotaledger.client import retry
 
 @pytest.fixture
 def server() -> Iterator[FakeProvider]:
+    yield from _serve()
+
+
+@pytest.fixture
+def other_server() -> Iterator[FakeProvider]:
+    """A second provider, on another port: another origin."""
+    yield from _serve()
+
+
+def _serve() -> Iterator[FakeProvider]:
     httpd = FakeServer(FakeProvider)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
@@ -22,7 +32,6 @@ def server() -> Iterator[FakeProvider]:
     finally:
         httpd.shutdown()
         httpd.server_close()
-        thread.join()
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from quotaledger.client import (
     ProviderError,
     RateLimitedError,
 )
+from quotaledger.client.async_client import http_session
 
 SELF = "/api/user/self"
 
@@ -91,12 +92,36 @@ async def test_async_refused_connection_is_a_network_error(closed_port: int) -> 
 
 
 async def test_async_retry_waits_at_least_half_the_backoff(server: FakeProvider) -> None:
-    server.route(SELF, Answer(hang_up=True), json_answer(QUOTALEDGER_SELF))
+    # aiohttp itself re-sends a GET once, at once, on a connection closed without an answer
+    # (RFC 9112 9.3.1: the server may have closed an idle keep-alive connection just then);
+    # our own retries, with their backoff, come on top of that.
+    hang_up = Answer(hang_up=True)
+    server.route(SELF, hang_up, hang_up, json_answer(QUOTALEDGER_SELF))
     async with AsyncBalanceClient(server.url, TOKEN, retries=1, backoff=0.2) as client:
         started = time.monotonic()
         assert (await client.balance()).quota == 24_997_909
     assert time.monotonic() - started >= 0.1
-    assert server.count(SELF) == 2
+    assert server.count(SELF) == 3
+
+
+async def test_async_network_errors_read_as_the_sync_clients_do(
+    server: FakeProvider,
+) -> None:
+    server.route(SELF, Answer(hang_up=True))
+    async with AsyncBalanceClient(server.url, TOKEN, retries=0) as client:
+        with pytest.raises(NetworkError, match="closed the connection without an answer"):
+            await client.balance()
+    async with AsyncBalanceClient("http://nowhere.invalid", TOKEN, retries=0) as client:
+        with pytest.raises(NetworkError, match=r"cannot find the host nowhere\.invalid \(DNS\)"):
+            await client.balance()
+
+
+async def test_async_garbled_gzip_is_a_provider_error_not_retried(server: FakeProvider) -> None:
+    server.route(SELF, Answer(body=b"not gzip at all", headers={"Content-Encoding": "gzip"}))
+    async with AsyncBalanceClient(server.url, TOKEN, retries=2) as client:
+        with pytest.raises(ProviderError, match="garbled compressed body"):
+            await client.balance()
+    assert server.count(SELF) == 1
 
 
 async def test_async_aclose_closes_the_client(server: FakeProvider) -> None:
@@ -110,13 +135,11 @@ async def test_async_aclose_closes_the_client(server: FakeProvider) -> None:
 async def test_clients_can_share_one_http_pool_which_they_leave_open(
     server: FakeProvider,
 ) -> None:
-    import httpx
-
     server.route(SELF, json_answer(QUOTALEDGER_SELF))
-    async with httpx.AsyncClient() as shared:
+    async with http_session() as shared:
         for _ in range(2):
             async with AsyncBalanceClient(server.url, TOKEN, http_client=shared) as client:
                 assert (await client.balance()).quota == 24_997_909
-        assert not shared.is_closed  # owned by the caller, not by the balance clients
+        assert not shared.closed  # owned by the caller, not by the balance clients
     assert server.requests[0].headers["authorization"] == TOKEN
     assert server.requests[0].headers["user-agent"].startswith("quotaledger/")

@@ -66,6 +66,25 @@ async def test_the_async_client_scrubs_the_raw_payload_too(server: FakeProvider)
     assert TOKEN not in repr(raw) and "access_token" not in raw["data"]
 
 
+async def test_a_redirect_to_another_origin_never_carries_the_token(
+    server: FakeProvider, other_server: FakeProvider
+) -> None:
+    other_server.route(SELF, json_answer(QUOTALEDGER_SELF))
+    server.route(SELF, Answer(status=302, headers={"Location": other_server.url + SELF}))
+
+    with BalanceClient(server.url, TOKEN) as client:
+        client.balance()
+    async with AsyncBalanceClient(server.url, TOKEN) as async_client:
+        await async_client.balance()
+
+    def tokens_seen(provider: FakeProvider) -> list[str | None]:
+        asked = [seen for seen in provider.requests if seen.path == SELF]
+        return [seen.headers.get("authorization") for seen in asked]
+
+    assert tokens_seen(server) == [TOKEN, TOKEN]
+    assert tokens_seen(other_server) == [None, None]
+
+
 @pytest.mark.parametrize(
     ("key", "secret"),
     [

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-import httpx
 from client_payloads import NEWAPI_STATUS, QUOTALEDGER_SELF, TOKEN, json_answer
 from client_server import FakeProvider
 
 from quotaledger.client import AsyncBalanceClient, Balance
+from quotaledger.client.async_client import http_session
 from quotaledger.client.shared import SharedReplies
 
 SELF, STATUS = "/api/user/self", "/api/status"
@@ -19,7 +19,7 @@ UNIT_STATUS = {**NEWAPI_STATUS, "data": {"quota_per_unit": 1_000_000}}
 
 async def balances(server: FakeProvider, count: int, shared: SharedReplies | None) -> list[Balance]:
     """`count` clients of one site on one pool, all asking at the same time."""
-    async with httpx.AsyncClient() as http:
+    async with http_session() as http:
         clients = [
             AsyncBalanceClient(server.url, TOKEN, http_client=http, shared_replies=shared)
             for _ in range(count)

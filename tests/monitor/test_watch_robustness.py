@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 from monitor_support import (
     TOKEN,
@@ -25,6 +25,7 @@ from monitor_support import (
 )
 
 from quotaledger.client import AsyncBalanceClient
+from quotaledger.client.async_client import http_session
 from quotaledger.client.exchange import Plan, Site
 from quotaledger.client.providers.newapi import NewAPI
 from quotaledger.monitor import messages
@@ -135,7 +136,7 @@ async def test_one_account_that_cannot_be_stored_does_not_stop_the_round(
     accounts = account_toml(relay, "bad") + account_toml(relay, "prod", token_env="DEV_TOKEN")
     rig: Rig = await rig_factory(defaults_toml(webhook.url) + accounts)
 
-    def factory(account: AccountConfig, token: Secret, http: httpx.AsyncClient) -> Any:
+    def factory(account: AccountConfig, token: Secret, http: aiohttp.ClientSession) -> Any:
         if account.name != "bad":
             return default_client(account, token, http)
         return AsyncBalanceClient(account.base_url, token.reveal(), provider=Inflating())
@@ -176,7 +177,7 @@ async def test_tokens_in_a_relays_payload_never_reach_the_balance(rig: Rig, rela
     relay.extra = {"access_token": TOKEN, "sk": {"api_key": "sk-upstream-123456789"}}
     assert rig.watcher is not None
     account = rig.watcher.config.accounts[0]
-    async with httpx.AsyncClient() as http:
+    async with http_session() as http:
         client = default_client(account, rig.watcher.tokens[account.name], http)
         balance = await client.balance()
     assert TOKEN not in repr(balance.raw) and "sk-upstream" not in repr(balance.raw)

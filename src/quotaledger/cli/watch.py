@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from quotaledger.cli.exits import Exit
+from quotaledger.monitor import event_loop
 from quotaledger.monitor.config import AccountConfig, WatchConfig, load_config
 from quotaledger.monitor.history import History, Poll, StateFileError, default_state_path
 from quotaledger.monitor.tomlsource import ConfigError
@@ -100,7 +101,7 @@ def watch(
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     state = state_path or default_state_path()
     with _metrics(metrics_port, metrics_host) as metrics, _open_state(state) as history:
-        code = asyncio.run(_watch(config, tokens, history, metrics, once, quiet))
+        code = event_loop.run(_watch(config, tokens, history, metrics, once, quiet))
     sys.exit(code)
 
 

@@ -1,18 +1,29 @@
-"""`AsyncBalanceClient`: the same as `BalanceClient`, for asyncio (or trio) code."""
+"""`AsyncBalanceClient`: the same as `BalanceClient`, for asyncio code, over aiohttp.
+
+Why not httpx here too: with requests in flight at once (the watcher's rounds), httpx's
+async client spends several times the CPU of aiohttp per request (its connection pool and
+anyio locks: encode/httpx#3215). Measured here: 1,000 balance queries at concurrency 4 took
+550 ms with httpx, 84 ms with aiohttp and 77 ms with wrk (`benchmarks/README.md`). The
+providers are sans-IO, so both clients share everything but the sending.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from types import TracebackType
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+import yarl
 
 from quotaledger.client.balance import Balance
 from quotaledger.client.config import ClientConfig, default_headers
 from quotaledger.client.errors import BalanceError
 from quotaledger.client.exchange import Call, Reply
-from quotaledger.client.network import network_error, to_reply, unusable_response
+from quotaledger.client.network import aiohttp_network_error, aiohttp_unusable_response
 from quotaledger.client.providers import Provider
 from quotaledger.client.redaction import without_secrets
 
@@ -28,9 +39,10 @@ class AsyncBalanceClient:
     >>> async with AsyncBalanceClient("https://api.example.com", token) as client:  # doctest: +SKIP
     ...     print((await client.balance()).usd)
 
-    Many clients of one program can share `http_client` (one connection pool) and
-    `shared_replies` (a `quotaledger.client.shared.SharedReplies`: what is the same for every
-    account of a site, such as new-api's `/api/status`, is then asked once for all of them).
+    Many clients of one program can share `http_client` (one connection pool: make it with
+    `http_session()`, and close it yourself) and `shared_replies` (a
+    `quotaledger.client.shared.SharedReplies`: what is the same for every account of a site,
+    such as new-api's `/api/status`, is then asked once for all of them).
     """
 
     def __init__(
@@ -42,9 +54,8 @@ class AsyncBalanceClient:
         timeout: float = 10.0,
         retries: int = 2,
         user_id: str | int | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
         backoff: float | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: aiohttp.ClientSession | None = None,
         shared_replies: SharedReplies | None = None,
     ) -> None:
         self._config = ClientConfig.build(
@@ -58,10 +69,13 @@ class AsyncBalanceClient:
         )
         # A caller polling many accounts passes one shared `http_client` (one connection
         # pool, one TLS context: building those costs ~1 MB and tens of ms per client).
+        # Our own is made at the first request: aiohttp wants a running event loop.
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            headers=default_headers(), timeout=timeout, transport=transport, follow_redirects=True
-        )
+        self._http = http_client
+        self._closed = False
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._proxy = env_proxy(self._config.site.base_url)
+        self._targets: dict[str, yarl.URL] = {}
         self._shared = shared_replies
         # Built once: a client is asked again and again (the watcher: every poll).
         self._headers = {
@@ -101,18 +115,25 @@ class AsyncBalanceClient:
         config = self._config
         url, headers = config.url(call), self._headers[call.authenticated]
         attempts = 1 if call.best_effort else config.policy.attempts
+        http, target = self._session(), self._targets.get(url)
+        if target is None:  # parsed once: the watcher asks the same URL at every poll
+            target = self._targets[url] = yarl.URL(url)
         for attempt in range(1, attempts + 1):
             try:
-                response = await self._http.get(url, headers=headers, timeout=config.timeout)
-                reply = to_reply(response, config.token)
-            except httpx.TransportError as exc:
+                get = http.get(target, headers=headers, timeout=self._timeout, proxy=self._proxy)
+                async with get as response:
+                    content = await response.read()
+                reply = Reply(
+                    response.status, response.headers, content, str(response.url), config.token
+                )
+            except (aiohttp.ClientPayloadError, aiohttp.TooManyRedirects) as exc:
+                raise aiohttp_unusable_response(exc, url) from None
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 if call.best_effort:
                     return Reply.failed(url)
                 if attempt == attempts:
-                    raise network_error(exc, url, config.timeout, attempts) from None
+                    raise aiohttp_network_error(exc, url, config.timeout, attempts) from None
                 reason = type(exc).__name__
-            except httpx.RequestError as exc:
-                raise unusable_response(exc, url) from None
             else:
                 if attempt == attempts or not config.policy.should_retry(reply):
                     return reply
@@ -121,12 +142,20 @@ class AsyncBalanceClient:
             log.info(
                 "GET %s: %s; retry %d of %d in %.1f s", url, reason, attempt, attempts - 1, delay
             )
-            await _sleep(delay)
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def _session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("this AsyncBalanceClient is closed")
+        if self._http is None:
+            self._http = http_session()
+        return self._http
+
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        self._closed = True
+        if self._owns_http and self._http is not None:
+            await self._http.close()
 
     async def __aenter__(self) -> AsyncBalanceClient:
         return self
@@ -143,9 +172,48 @@ class AsyncBalanceClient:
         return f"AsyncBalanceClient({self._config.describe()})"
 
 
-async def _sleep(seconds: float) -> None:
-    # anyio (an httpx dependency) sleeps under asyncio and trio alike; imported here so
-    # that the synchronous CLI does not pay for it.
-    import anyio
+def http_session(max_connections: int = 100) -> aiohttp.ClientSession:
+    """An HTTP session for `AsyncBalanceClient`s to share (call it in a running event loop).
 
-    await anyio.sleep(seconds)
+    It keeps no cookies: one session serves every account, and a cookie one site sets must
+    never go out with another account's token (ports do not separate cookies). Redirects
+    are followed, and aiohttp drops `Authorization` when one leads to another origin.
+    (Each client reads its proxy from the environment: `env_proxy`.)
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_connections),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (`https_proxy`, `http_proxy`, `all_proxy`,
+    `no_proxy`, lower case first, as urllib and httpx read them for `BalanceClient`).
+
+    Read once per client, and only these few variables: aiohttp's `trust_env` (like
+    `urllib.request.getproxies`) scans the whole environment at every request, and a
+    watcher's environment holds a token variable per account (1,000 accounts: ~2 ms a scan).
+    """
+    parts = urlsplit(url)
+    proxy = _env(f"{parts.scheme}_proxy") or _env("all_proxy")
+    no_proxy = _env("no_proxy")
+    if not proxy or not parts.hostname:
+        return None
+    if no_proxy and _bypassed(parts.hostname, no_proxy):
+        return None
+    return proxy
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """`no_proxy` as curl reads it: `*`, or names that match the host or a parent domain."""
+    for entry in (e.strip().lower().lstrip(".") for e in no_proxy.split(",")):
+        name = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry  # drop a :port
+        if name == "*" or (name and (host == name or host.endswith("." + name))):
+            return True
+    return False
+
+
+def _env(name: str) -> str | None:
+    # Like urllib: lower case wins; HTTP_PROXY is ignored under CGI (httpoxy).
+    upper = None if name == "http_proxy" and "REQUEST_METHOD" in os.environ else name.upper()
+    return os.environ.get(name) or (os.environ.get(upper) if upper else None)

@@ -71,7 +71,8 @@ def checked_token(token: str | None) -> str:
     if not value:
         raise ConfigurationError(f"no token: pass token=... or set {TOKEN_ENV}")
     if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
-        # Checked here, because httpx would otherwise fail with the header in its message.
+        # Checked here, because the HTTP library would otherwise fail with the header in its
+        # message.
         raise ConfigurationError(
             "the token contains spaces or characters an HTTP header cannot carry; "
             "check where it was copied from"

@@ -36,12 +36,17 @@ class Call:
 @dataclass(frozen=True)
 class Reply:
     status: int
-    headers: Mapping[str, str]  # case-insensitive (httpx.Headers)
+    headers: Mapping[str, str]  # case-insensitive (httpx.Headers, aiohttp's CIMultiDictProxy)
     content: bytes
     url: str
     secret: str = field(default="", repr=False, compare=False)
     """The token the request carried, so that a message quoted from the answer is scrubbed of
     it before being cut to length (see `statuses.one_line`)."""
+
+    def with_secret(self, secret: str) -> Reply:
+        """The same reply, for a client with another token (`dataclasses.replace`, at a
+        third of its cost: shared replies are handed out at every account's poll)."""
+        return Reply(self.status, self.headers, self.content, self.url, secret)
 
     @classmethod
     def failed(cls, url: str) -> Reply:
@@ -78,7 +83,7 @@ Plan = Generator[Call, Reply, Balance]
 
 
 def decode_body(content: bytes) -> bytes:
-    """Undo gzip that arrived without `Content-Encoding` (httpx already undoes it with one)."""
+    """Undo gzip that arrived without `Content-Encoding` (the HTTP libraries undo it with one)."""
     if content[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(content)
@@ -89,8 +94,12 @@ def decode_body(content: bytes) -> bytes:
 
 def parse_json(reply: Reply) -> Any:
     """The body as JSON, numbers with a fraction as exact `Decimal`; `None` if it is not JSON."""
+    return parse_json_content(reply.content)
+
+
+def parse_json_content(content: bytes) -> Any:
     try:
-        return json.loads(decode_body(reply.content), parse_float=Decimal)
+        return json.loads(decode_body(content), parse_float=Decimal)
     except (ValueError, UnicodeDecodeError):
         return None
 

@@ -1,13 +1,18 @@
-"""httpx's answers and failures in the client's terms: a `Reply`, or an error that names the
-host and says what went wrong."""
+"""The HTTP libraries' answers and failures in the client's terms: a `Reply`, or an error
+that names the host and says what went wrong. httpx serves `BalanceClient`, aiohttp
+`AsyncBalanceClient`; both failures read the same."""
 
 from __future__ import annotations
 
 import socket
 import ssl
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
+
+if TYPE_CHECKING:
+    import aiohttp
 
 from quotaledger.client.errors import NetworkError, ProviderError
 from quotaledger.client.exchange import Reply
@@ -34,10 +39,59 @@ def unusable_response(exc: httpx.RequestError, url: str) -> ProviderError:
 def network_error(
     exc: httpx.TransportError, url: str, timeout: float, attempts: int
 ) -> NetworkError:
+    return _network_error(
+        url,
+        timeout,
+        attempts,
+        timed_out=isinstance(exc, httpx.TimeoutException),
+        hung_up=isinstance(exc, httpx.RemoteProtocolError),
+        causes=_os_errors(exc),
+        detail=str(exc) or type(exc).__name__,
+    )
+
+
+def aiohttp_network_error(
+    exc: aiohttp.ClientError | TimeoutError, url: str, timeout: float, attempts: int
+) -> NetworkError:
+    import aiohttp
+
+    causes = _os_errors(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        causes.append(exc.os_error)
+    return _network_error(
+        url,
+        timeout,
+        attempts,
+        timed_out=isinstance(exc, TimeoutError),
+        hung_up=isinstance(exc, aiohttp.ServerDisconnectedError),
+        causes=causes,
+        detail=str(exc) or type(exc).__name__,
+    )
+
+
+def aiohttp_unusable_response(exc: aiohttp.ClientError, url: str) -> ProviderError:
+    """A body aiohttp could not read (not the gzip it claims, cut short) or a redirect loop."""
+    import aiohttp
+
+    host = urlsplit(url).netloc
+    if isinstance(exc, aiohttp.ClientPayloadError) and "encoding" in str(exc):
+        return ProviderError(f"{host} sent a garbled compressed body ({url}): {exc}")
+    return ProviderError(f"{host} answered in a way we cannot follow ({url}): {exc}")
+
+
+def _network_error(
+    url: str,
+    timeout: float,
+    attempts: int,
+    *,
+    timed_out: bool,
+    hung_up: bool,
+    causes: list[OSError],
+    detail: str,
+) -> NetworkError:
     host = urlsplit(url).netloc
     tries = f" ({attempts} attempts)" if attempts > 1 else ""
-    causes = _os_errors(exc)
-    if isinstance(exc, httpx.TimeoutException):
+    if timed_out:
         return NetworkError(f"{host} did not answer within {timeout:g} s{tries}.")
     if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
         return NetworkError(
@@ -48,13 +102,13 @@ def network_error(
         return NetworkError(f"cannot find the host {urlsplit(url).hostname} (DNS){tries}.")
     if tls := [cause for cause in causes if isinstance(cause, ssl.SSLError)]:
         return NetworkError(f"TLS with {host} failed{tries}: {tls[0]}.")
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return NetworkError(f"{host} closed the connection without an answer{tries}: {exc}.")
-    return NetworkError(f"cannot reach {host}{tries}: {str(exc) or type(exc).__name__}.")
+    if hung_up:
+        return NetworkError(f"{host} closed the connection without an answer{tries}: {detail}.")
+    return NetworkError(f"cannot reach {host}{tries}: {detail}.")
 
 
 def _os_errors(exc: BaseException) -> list[OSError]:
-    """The operating system's errors under httpx's, httpcore's and anyio's wrappers."""
+    """The operating system's errors under the HTTP libraries' wrappers."""
     found: list[OSError] = []
     seen: BaseException | None = exc
     while seen is not None:

@@ -8,8 +8,10 @@ inside a longer word: `redact("balance 42", "4")` must not print "balance ***2".
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from quotaledger.client.balance import Balance
@@ -34,6 +36,7 @@ def redact(text: str, secret: str) -> str:
     return re.sub(alone, MASK, text)
 
 
+@functools.lru_cache(maxsize=4096)  # payloads repeat their keys: the watcher's every poll
 def is_secret_key(name: str) -> bool:
     """`access_token`, `token`, `apiKey`, `client_secret`, `Password`...: a key whose value may
     be a credential. `token_hint` or `used_quota` are not."""
@@ -46,11 +49,7 @@ def scrub(value: Any, secret: str) -> Any:
     `is_management_key: false`) and without strings equal to `secret`; other strings holding
     it have it replaced by `***`."""
     if isinstance(value, Mapping):
-        return {
-            key: scrub(item, secret)
-            for key, item in value.items()
-            if not _hides_secret(str(key), item, secret)
-        }
+        return _scrub_mapping(value, secret)
     if isinstance(value, list | tuple):
         return [scrub(item, secret) for item in value if not _is_token(item, secret)]
     if isinstance(value, str):
@@ -58,15 +57,28 @@ def scrub(value: Any, secret: str) -> Any:
     return value
 
 
+def _scrub_mapping(mapping: Mapping[Any, Any], secret: str) -> dict[Any, Any]:
+    # Every balance of every poll comes through here: plain values are handled in line,
+    # without a call per value.
+    kept: dict[Any, Any] = {}
+    for key, item in mapping.items():
+        kind = type(item)
+        if is_secret_key(str(key)):
+            if kind is bool or item is None:  # a flag such as `is_management_key: false`
+                kept[key] = item
+        elif kind in _PLAIN:
+            kept[key] = item
+        elif not _is_token(item, secret):
+            kept[key] = redact(item, secret) if kind is str else scrub(item, secret)
+    return kept
+
+
+_PLAIN = frozenset({int, float, bool, type(None), Decimal})
+
+
 def without_secrets(balance: Balance, secret: str) -> Balance:
     """`balance` with its `raw` payload scrubbed (see `scrub`)."""
     return dataclasses.replace(balance, raw=scrub(balance.raw, secret))
-
-
-def _hides_secret(key: str, value: Any, secret: str) -> bool:
-    if _is_token(value, secret):
-        return True
-    return is_secret_key(key) and not isinstance(value, bool) and value is not None
 
 
 def _is_token(value: Any, secret: str) -> bool:

@@ -6,6 +6,7 @@ server, whoever asks. A program polling many accounts of one relay (the watcher)
 them instead of once per account:
 
     shared = SharedReplies()
+    http = http_session()  # quotaledger.client.async_client
     clients = [AsyncBalanceClient(url, t, http_client=http, shared_replies=shared) for t in tokens]
 
 Only calls a provider marks `shared` (and that carry no token) go through it, keyed by URL.
@@ -17,15 +18,11 @@ account, and is asked again at the next round.
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from quotaledger.client.exchange import Reply
-
-if TYPE_CHECKING:
-    import anyio
 
 FAILURE_TTL = 60.0
 """Seconds a failed shared answer stands in for a new request (see `forget_failures`)."""
@@ -36,28 +33,26 @@ class SharedReplies:
 
     def __init__(self) -> None:
         self._replies: dict[str, tuple[Reply, float | None]] = {}  # reply, expiry if failed
-        self._pending: dict[str, anyio.Event] = {}
+        self._pending: dict[str, asyncio.Event] = {}
 
     async def get(self, url: str, secret: str, fetch: Callable[[], Awaitable[Reply]]) -> Reply:
         """The kept reply for `url`, else the one `fetch()` gets (once, however many ask at
         the same time); handed out with `secret` (the asking client's token, for redaction)."""
-        import anyio  # an httpx dependency; asyncio and trio alike
-
         while True:
             kept = self._kept(url)
             if kept is not None:
-                return dataclasses.replace(kept, secret=secret)
+                return kept.with_secret(secret)
             pending = self._pending.get(url)
             if pending is None:
                 break
             await pending.wait()  # then use what it got; if it raised, ask ourselves
-        done = self._pending[url] = anyio.Event()
+        done = self._pending[url] = asyncio.Event()
         try:
             reply = await fetch()
             failed = reply.status == 0 or reply.status >= 500
             expiry = time.monotonic() + FAILURE_TTL if failed else None
             # Kept without the token of the client that happened to ask (none was sent).
-            self._replies[url] = (dataclasses.replace(reply, secret=""), expiry)  # nosec B106
+            self._replies[url] = (reply.with_secret(""), expiry)
         finally:
             del self._pending[url]
             done.set()

@@ -144,9 +144,10 @@ class History:
     ) -> None:
         self.close()
 
-    def save(self, account: str, record: Record, poll: Poll | None = None) -> None:
-        """Store `record` (and `poll`, if given) together: in a transaction of their own, or,
-        inside `transaction()`, as one savepoint of it (a failure undoes both, nothing else)."""
+    def save(self, account: str, record: Record | None, poll: Poll | None = None) -> None:
+        """Store `record` and `poll` (each if given) together: in a transaction of their own,
+        or, inside `transaction()`, as one savepoint of it (a failure undoes both, nothing
+        else)."""
         if self._batch:
             self._db.execute("SAVEPOINT save")
             try:
@@ -185,10 +186,11 @@ class History:
                 self._db.execute("ROLLBACK")
             raise
 
-    def _write(self, account: str, record: Record, poll: Poll | None) -> None:
+    def _write(self, account: str, record: Record | None, poll: Poll | None) -> None:
         if poll is not None:
             self._insert_poll(poll)
-        self._upsert_record(account, record)
+        if record is not None:
+            self._upsert_record(account, record)
 
     def record(self, account: str) -> Record:
         """The alert record of `account` (an empty one if it was never polled)."""

@@ -141,7 +141,9 @@ def _observe(
     if isinstance(observation, Reading):
         margin = policy.recovery_margin
         level = level_of(observation.amount, thresholds, record.level, margin)
-        return _enter(replace(record, level=level, failures=0, last_error=None), level, now)
+        if (record.level, record.failures, record.last_error) != (level, 0, None):
+            record = replace(record, level=level, failures=0, last_error=None)
+        return _enter(record, level, now)
     failed = replace(record, failures=record.failures + 1, last_error=observation.error)
     if failed.failures >= policy.unknown_after:
         return _enter(failed, State.UNKNOWN, now)

@@ -4,18 +4,19 @@ What real servers of this family do, and what we therefore accept:
 - `message: ""` (not `null`) on success, extra fields, `ModelFixedPrice` of any shape;
 - a negative `quota` (upstream debits have no floor);
 - HTTP 200 with `success: false` for a refused token (older one-api and new-api);
-- gzip whatever `Accept-Encoding` said (httpx, and `decode_body`, undo it);
+- gzip whatever `Accept-Encoding` said (httpx and aiohttp, and `decode_body`, undo it);
 - new-api wants `New-Api-User: <user id>` next to the token, and says so in its 401;
 - `quota_per_unit` published by `GET /api/status`, which we use instead of assuming 500,000.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from quotaledger.client.balance import Balance
 from quotaledger.client.errors import AuthenticationError, BalanceError, ProviderError
-from quotaledger.client.exchange import Call, Plan, Reply, Site, parse_json
+from quotaledger.client.exchange import Call, Plan, Reply, Site, parse_json_content
 from quotaledger.client.providers.base import (
     INT64_MAX,
     Provider,
@@ -117,9 +118,13 @@ class NewAPI(Provider):
 
 def published_quota_per_unit(reply: Reply) -> int | None:
     """`data.quota_per_unit` of `GET /api/status`, if the server publishes a usable one."""
-    if not reply.ok:
-        return None
-    body = parse_json(reply)
+    return _unit_published_in(reply.content) if reply.ok else None
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_published_in(content: bytes) -> int | None:
+    # Read once per distinct answer: a watcher's clients of one relay share one.
+    body = parse_json_content(content)
     data = body.get("data") if isinstance(body, dict) else None
     unit = as_decimal(data.get("quota_per_unit")) if isinstance(data, dict) else None
     if unit is None or not 0 < unit <= INT64_MAX or unit != unit.to_integral_value():
