@@ -25,6 +25,7 @@ class Answer:
     gzip_unlabelled: bool = False  # compressed without saying so
     delay: float = 0.0
     hang_up: bool = False  # close the connection without answering
+    cut_short: bool = False  # promise more bytes than are sent, then close the connection
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):

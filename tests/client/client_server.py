@@ -71,9 +71,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if answer.gzip:
             self.send_header("Content-Encoding", "gzip")
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(len(data) + (100 if answer.cut_short else 0)))
         self.end_headers()
         self.wfile.write(data)
+        if answer.cut_short:
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -22,6 +22,8 @@ from client_server import FakeProvider
 from quotaledger.client import (
     AsyncBalanceClient,
     AuthenticationError,
+    BalanceClient,
+    ConfigurationError,
     NetworkError,
     ProviderError,
     RateLimitedError,
@@ -143,3 +145,22 @@ async def test_clients_can_share_one_http_pool_which_they_leave_open(
         assert not shared.closed  # owned by the caller, not by the balance clients
     assert server.requests[0].headers["authorization"] == TOKEN
     assert server.requests[0].headers["user-agent"].startswith("quotaledger/")
+
+
+async def test_a_body_cut_short_is_a_network_failure_and_retried(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(QUOTALEDGER_SELF, cut_short=True), json_answer(QUOTALEDGER_SELF))
+    async with AsyncBalanceClient(server.url, TOKEN, retries=1) as client:
+        assert (await client.balance()).quota == 24_997_909
+    assert server.count(SELF) == 2
+
+    server.route(SELF, json_answer(QUOTALEDGER_SELF, cut_short=True))
+    async with AsyncBalanceClient(server.url, TOKEN, retries=0) as client:
+        with pytest.raises(NetworkError):
+            await client.balance()
+
+
+@pytest.mark.parametrize("url", ["http://relay.example:99999", f"http://{'a' * 64}.example"])
+def test_an_unusable_base_url_is_a_configuration_error(url: str) -> None:
+    for make in (BalanceClient, AsyncBalanceClient):
+        with pytest.raises(ConfigurationError, match="not a usable URL"):
+            make(url, TOKEN)

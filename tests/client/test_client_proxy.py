@@ -7,7 +7,7 @@ import pytest
 from client_payloads import QUOTALEDGER_SELF, TOKEN, json_answer
 from client_server import FakeProvider
 
-from quotaledger.client import AsyncBalanceClient, BalanceClient
+from quotaledger.client import AsyncBalanceClient, BalanceClient, BalanceError
 from quotaledger.client.async_client import env_proxy
 
 SITE = "http://relay.example"  # never resolved: the proxy is asked for it
@@ -50,6 +50,19 @@ async def test_both_clients_ask_through_the_environments_proxy(
         ({"http_proxy": "http://p:1", "no_proxy": "*"}, "http://anything.test", None),
         ({"http_proxy": "http://p:1", "no_proxy": "ample.com"}, "http://example.com", "http://p:1"),
         ({"HTTP_PROXY": "http://p:1", "REQUEST_METHOD": "GET"}, "http://a.example", None),
+        ({"http_proxy": "proxy.corp:3128"}, "http://a.example", "http://proxy.corp:3128"),
+        ({"http_proxy": "", "HTTP_PROXY": "http://p:1"}, "http://a.example", None),
+        (
+            {"http_proxy": "http://p:1", "no_proxy": "a.example:8080"},
+            "http://a.example",
+            "http://p:1",
+        ),
+        ({"http_proxy": "http://p:1", "no_proxy": "a.example:8080"}, "http://a.example:8080", None),
+        (
+            {"https_proxy": "http://p:1", "no_proxy": "*.example.com"},
+            "https://api.example.com",
+            None,
+        ),
     ],
 )
 def test_env_proxy_reads_the_environment_as_urllib_does(
@@ -59,3 +72,25 @@ def test_env_proxy_reads_the_environment_as_urllib_does(
         monkeypatch.setenv(name, value)
 
     assert env_proxy(url) == expected
+
+
+async def test_a_proxys_password_never_reaches_an_error_message(
+    server: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake proxy refuses CONNECT (501): both libraries quote the proxy in their errors.
+    proxy = server.url.replace("http://", "http://alice:s3cret-proxy-pw@")
+    monkeypatch.setenv("https_proxy", proxy)
+    messages = []
+    with (
+        pytest.raises(BalanceError) as caught,
+        BalanceClient("https://relay.example", TOKEN, retries=0) as client,
+    ):
+        client.balance()
+    messages.append(str(caught.value))
+    async with AsyncBalanceClient("https://relay.example", TOKEN, retries=0) as async_client:
+        with pytest.raises(BalanceError) as caught:
+            await async_client.balance()
+    messages.append(str(caught.value))
+
+    assert all("relay.example" in message for message in messages), messages
+    assert not any("s3cret-proxy-pw" in message or "alice" in message for message in messages)

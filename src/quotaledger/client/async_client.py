@@ -12,18 +12,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
+import certifi
 import yarl
 
 from quotaledger.client.balance import Balance
 from quotaledger.client.config import ClientConfig, default_headers
 from quotaledger.client.errors import BalanceError
 from quotaledger.client.exchange import Call, Reply
-from quotaledger.client.network import aiohttp_network_error, aiohttp_unusable_response
+from quotaledger.client.network import (
+    aiohttp_network_error,
+    aiohttp_unusable_response,
+    is_unusable,
+)
 from quotaledger.client.providers import Provider
 from quotaledger.client.redaction import without_secrets
 
@@ -126,9 +132,9 @@ class AsyncBalanceClient:
                 reply = Reply(
                     response.status, response.headers, content, str(response.url), config.token
                 )
-            except (aiohttp.ClientPayloadError, aiohttp.TooManyRedirects) as exc:
-                raise aiohttp_unusable_response(exc, url) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
+                if isinstance(exc, aiohttp.ClientError) and is_unusable(exc):
+                    raise aiohttp_unusable_response(exc, url) from None
                 if call.best_effort:
                     return Reply.failed(url)
                 if attempt == attempts:
@@ -180,15 +186,19 @@ def http_session(max_connections: int = 100) -> aiohttp.ClientSession:
     are followed, and aiohttp drops `Authorization` when one leads to another origin.
     (Each client reads its proxy from the environment: `env_proxy`.)
     """
+    # Mozilla's CA bundle (certifi), as httpx uses for `BalanceClient`: the same servers
+    # are trusted by both clients, on systems without a CA store of their own too.
+    tls = ssl.create_default_context(cafile=certifi.where())
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=max_connections),
+        connector=aiohttp.TCPConnector(limit=max_connections, ssl=tls),
         cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 
 def env_proxy(url: str) -> str | None:
     """The proxy the environment names for `url` (`https_proxy`, `http_proxy`, `all_proxy`,
-    `no_proxy`, lower case first, as urllib and httpx read them for `BalanceClient`).
+    `no_proxy`; lower case first, an empty one meaning none), as urllib reads them; a proxy
+    without a scheme is `http://` (as httpx takes it for `BalanceClient`).
 
     Read once per client, and only these few variables: aiohttp's `trust_env` (like
     `urllib.request.getproxies`) scans the whole environment at every request, and a
@@ -196,24 +206,33 @@ def env_proxy(url: str) -> str | None:
     """
     parts = urlsplit(url)
     proxy = _env(f"{parts.scheme}_proxy") or _env("all_proxy")
-    no_proxy = _env("no_proxy")
     if not proxy or not parts.hostname:
         return None
-    if no_proxy and _bypassed(parts.hostname, no_proxy):
+    no_proxy = _env("no_proxy")
+    if no_proxy and _bypassed(parts.hostname, parts.port, no_proxy):
         return None
-    return proxy
+    return proxy if "://" in proxy else "http://" + proxy
 
 
-def _bypassed(host: str, no_proxy: str) -> bool:
-    """`no_proxy` as curl reads it: `*`, or names that match the host or a parent domain."""
-    for entry in (e.strip().lower().lstrip(".") for e in no_proxy.split(",")):
-        name = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry  # drop a :port
-        if name == "*" or (name and (host == name or host.endswith("." + name))):
+def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
+    """`no_proxy`: `*`, or entries (`example.com`, `.example.com`, `*.example.com`, with an
+    optional `:port`) that name the host or a parent domain."""
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        name, _, wanted_port = entry.partition(":") if entry.count(":") == 1 else (entry, "", "")
+        name = name.removeprefix("*").lstrip(".")
+        if entry == "*":
+            return True
+        if wanted_port and wanted_port != str(port):
+            continue
+        if name and (host == name or host.endswith("." + name)):
             return True
     return False
 
 
 def _env(name: str) -> str | None:
-    # Like urllib: lower case wins; HTTP_PROXY is ignored under CGI (httpoxy).
-    upper = None if name == "http_proxy" and "REQUEST_METHOD" in os.environ else name.upper()
-    return os.environ.get(name) or (os.environ.get(upper) if upper else None)
+    # Like urllib: lower case wins, even empty; HTTP_PROXY is ignored under CGI (httpoxy).
+    if name in os.environ:
+        return os.environ[name] or None
+    if name == "http_proxy" and "REQUEST_METHOD" in os.environ:
+        return None
+    return os.environ.get(name.upper()) or None

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 from quotaledger.client.errors import NetworkError, ProviderError
 from quotaledger.client.exchange import Reply
+from quotaledger.client.redaction import without_userinfo
 
 
 def to_reply(response: httpx.Response, secret: str = "") -> Reply:  # nosec B107: what to redact
@@ -33,7 +34,9 @@ def unusable_response(exc: httpx.RequestError, url: str) -> ProviderError:
     host = urlsplit(url).netloc
     if isinstance(exc, httpx.DecodingError):
         return ProviderError(f"{host} sent a garbled compressed body ({url}): {exc}")
-    return ProviderError(f"{host} answered in a way we cannot follow ({url}): {exc}")
+    return ProviderError(
+        f"{host} answered in a way we cannot follow ({url}): {without_userinfo(str(exc))}"
+    )
 
 
 def network_error(
@@ -69,14 +72,26 @@ def aiohttp_network_error(
     )
 
 
+def is_unusable(exc: aiohttp.ClientError) -> bool:
+    """An answer that came whole but cannot be used (asking again would not help): a body
+    that is not the compression it claims, a redirect loop. A body cut short is not: that
+    is a network failure, retried."""
+    import aiohttp
+    from aiohttp.http_exceptions import ContentEncodingError
+
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return isinstance(exc.__cause__, ContentEncodingError)
+    return isinstance(exc, aiohttp.TooManyRedirects)
+
+
 def aiohttp_unusable_response(exc: aiohttp.ClientError, url: str) -> ProviderError:
-    """A body aiohttp could not read (not the gzip it claims, cut short) or a redirect loop."""
+    """The `ProviderError` for an answer `is_unusable` says cannot be used."""
     import aiohttp
 
-    host = urlsplit(url).netloc
-    if isinstance(exc, aiohttp.ClientPayloadError) and "encoding" in str(exc):
-        return ProviderError(f"{host} sent a garbled compressed body ({url}): {exc}")
-    return ProviderError(f"{host} answered in a way we cannot follow ({url}): {exc}")
+    host, detail = urlsplit(url).netloc, without_userinfo(str(exc))
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ProviderError(f"{host} sent a garbled compressed body ({url}): {detail}")
+    return ProviderError(f"{host} answered in a way we cannot follow ({url}): {detail}")
 
 
 def _network_error(
@@ -103,8 +118,10 @@ def _network_error(
     if tls := [cause for cause in causes if isinstance(cause, ssl.SSLError)]:
         return NetworkError(f"TLS with {host} failed{tries}: {tls[0]}.")
     if hung_up:
-        return NetworkError(f"{host} closed the connection without an answer{tries}: {detail}.")
-    return NetworkError(f"cannot reach {host}{tries}: {detail}.")
+        return NetworkError(
+            f"{host} closed the connection without an answer{tries}: {without_userinfo(detail)}."
+        )
+    return NetworkError(f"cannot reach {host}{tries}: {without_userinfo(detail)}.")
 
 
 def _os_errors(exc: BaseException) -> list[OSError]:

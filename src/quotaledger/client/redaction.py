@@ -36,6 +36,15 @@ def redact(text: str, secret: str) -> str:
     return re.sub(alone, MASK, text)
 
 
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@")
+
+
+def without_userinfo(text: str) -> str:
+    """`text` with the `user:password@` of any URL in it replaced by `***@` (a proxy's or a
+    base URL's credentials, quoted by an HTTP library's error)."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
 @functools.lru_cache(maxsize=4096)  # payloads repeat their keys: the watcher's every poll
 def is_secret_key(name: str) -> bool:
     """`access_token`, `token`, `apiKey`, `client_secret`, `Password`...: a key whose value may

@@ -206,17 +206,17 @@ class Watcher:
         """Every account's outcome, in order, polled by `concurrency` workers that take the
         next account as they finish one (a task per account waiting on a semaphore costs a
         round of 1,000 accounts a tenth more)."""
-        outcomes: list[Outcome | None] = [None] * len(accounts)
+        outcomes: dict[int, Outcome] = {}
         pending = iter(enumerate(accounts))
 
         async def worker() -> None:
             for index, account in pending:
                 outcomes[index] = await self._poll(account)
 
-        await asyncio.gather(
-            *(worker() for _ in range(min(self.config.concurrency, len(accounts))))
-        )
-        return [outcome for outcome in outcomes if outcome is not None]
+        async with asyncio.TaskGroup() as workers:  # one failing cancels the others
+            for _ in range(min(self.config.concurrency, len(accounts))):
+                workers.create_task(worker())
+        return [outcomes[index] for index in range(len(accounts))]
 
     async def _poll(self, account: AccountConfig) -> Outcome:
         secrets = self.tokens.values()

@@ -110,12 +110,24 @@ async def balance_by_token(
     return account, headers
 
 
-@functools.lru_cache(maxsize=1024)
 def balance_body(account: Account, fixed_prices: FixedPrices) -> bytes:
     """The balance answer's JSON. Monitors poll balances that rarely change between two
     polls: an answer is encoded once per (account row, prices) and reused while both stay
-    the same (the row is still read from the database on every query)."""
+    the same (the row is still read from the database on every query). Answers with more
+    than `_REMEMBERED_PRICES` per-call prices are not kept: the rest take ~4 MiB at most."""
+    if len(fixed_prices) > _REMEMBERED_PRICES:
+        return _encode_balance(account, fixed_prices)
+    return _remembered_balance(account, fixed_prices)
+
+
+_REMEMBERED_PRICES = 64
+
+
+def _encode_balance(account: Account, fixed_prices: FixedPrices) -> bytes:
     return envelope(account_json(account, dict(fixed_prices)))
+
+
+_remembered_balance = functools.lru_cache(maxsize=1024)(_encode_balance)
 
 
 @router.get("/api/log/self", **openapi.LOG_SELF)

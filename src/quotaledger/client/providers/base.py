@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from quotaledger.client.errors import BalanceError, ConfigurationError, ProviderError
 from quotaledger.client.exchange import Plan, Reply, Site, json_object
+from quotaledger.client.redaction import without_userinfo
 from quotaledger.client.statuses import refusal_error, status_error
 
 
@@ -70,7 +71,12 @@ def site_root(url: str, suffixes: tuple[str, ...]) -> str:
         url = "https://" + url
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigurationError(f"not an http(s) URL: {url!r}")
+        raise ConfigurationError(f"not an http(s) URL: {without_userinfo(url)!r}")
+    try:
+        _ = parts.port  # a port out of range or not a number raises here
+        parts.hostname.encode("idna")  # so does a label longer than DNS allows
+    except (ValueError, UnicodeError) as exc:
+        raise ConfigurationError(f"not a usable URL: {without_userinfo(url)!r} ({exc})") from None
     path = parts.path.rstrip("/")
     for suffix in sorted(suffixes, key=len, reverse=True):
         if path.endswith(suffix):
