@@ -10,7 +10,8 @@ OpenRouter, DeepSeek, SiliconFlow or Moonshot, in one typed `Balance`.
 Errors are one tree under `BalanceError` (see `quotaledger.client.errors`).
 """
 
-from quotaledger.client.async_client import AsyncBalanceClient
+from typing import TYPE_CHECKING, Any
+
 from quotaledger.client.balance import Balance
 from quotaledger.client.errors import (
     AuthenticationError,
@@ -23,6 +24,9 @@ from quotaledger.client.errors import (
 )
 from quotaledger.client.providers import PROVIDERS, Provider
 from quotaledger.client.sync_client import BalanceClient
+
+if TYPE_CHECKING:
+    from quotaledger.client.async_client import AsyncBalanceClient
 
 __all__ = [
     "PROVIDERS",
@@ -38,3 +42,13 @@ __all__ = [
     "ProviderError",
     "RateLimitedError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The async client brings aiohttp (~0.1 s to import): `quotaledger balance`, which
+    # starts a process per query, never needs it.
+    if name == "AsyncBalanceClient":
+        from quotaledger.client.async_client import AsyncBalanceClient
+
+        return AsyncBalanceClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,9 @@ full stack, as does everything else.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -76,12 +78,21 @@ class BalanceLane:
             status = 200
         except (QuotaLedgerError, HTTPError) as exc:
             status, message, headers = refusal(exc)
-            body = envelope(message=message, status_code=status)
+            return (status, *_refusal_answer(status, message, tuple(headers.items())))
         except Exception:
             log.exception("unexpected error on GET /api/user/self")
             return 500, _INTERNAL_ERROR, []
-        return (
-            status,
-            body,
-            [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
-        )
+        return status, body, _raw_headers(headers.items())
+
+
+@functools.lru_cache(maxsize=256)
+def _refusal_answer(
+    status: int, message: str, headers: tuple[tuple[str, str], ...]
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    # Refusals repeat word for word (junk tokens above all): each is encoded once, and its
+    # bytes, always the same object, are gzipped once too.
+    return envelope(message=message, status_code=status), _raw_headers(headers)
+
+
+def _raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
