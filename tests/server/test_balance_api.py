@@ -60,7 +60,7 @@ def test_a_token_and_a_browser_session_get_the_same_answer(client: TestClient, m
         "/api/user/self", headers={"Authorization": token, "Accept-Encoding": "gzip"}
     )
 
-    # Tokens take a lane of their own (`BalanceLane`); it must answer exactly as the route.
+    # Tokens take a path of their own (`HotRoutes`); it must answer exactly as the route.
     assert by_token.status_code == by_session.status_code == 200
     assert by_token.content == by_session.content
     same = {name: value for name, value in by_session.headers.items() if name != "ratelimit-reset"}

@@ -24,6 +24,7 @@ from quotaledger.server.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     Caller,
+    account_by_token,
     authenticate,
     authenticate_admin,
     authenticate_session,
@@ -31,10 +32,11 @@ from quotaledger.server.auth import (
     check_caller,
     client_address,
     is_https,
+    require_admin,
     token_account,
 )
 from quotaledger.server.errors import HTTPError, describe_validation_errors, response_for
-from quotaledger.server.responses import EnvelopeResponse, envelope, fail, ok
+from quotaledger.server.responses import EnvelopeResponse, envelope, ok
 from quotaledger.server.state import AppState, FixedPrices
 
 router = APIRouter()
@@ -71,9 +73,8 @@ def account_json(account: Account, fixed_prices: dict[str, str] | None = None) -
 # ---------------------------------------------------------------- balance
 
 
-# `GET /api/user/self` with a token is answered by `BalanceLane` in front of everything (same
+# `GET /api/user/self` with a token is answered by `HotRoutes` in front of everything (same
 # checks: `balance_by_token`); the route below serves browser sessions and documents both.
-# The two hot routes take only the request and answer with a prepared Response.
 
 
 @router.get("/api/user/self", **openapi.USER_SELF)
@@ -274,34 +275,53 @@ class UsageBody(BaseModel):
 
 @router.post("/api/usage", **openapi.usage(UsageBody.model_json_schema()))
 async def charge_usage(request: Request) -> Response:
+    """Served by `HotRoutes` in plain ASGI, with the same `charge_by_token`; this route
+    publishes its OpenAPI description."""
+    address = functools.partial(client_address, request)
+    claimed = request.headers.get("new-api-user")
     try:
-        return await _charge(request)
+        data = await charge_by_token(
+            _state(request), bearer_token(request), address, claimed, await request.body()
+        )
     except (QuotaLedgerError, HTTPError) as refusal:
         return response_for(refusal)
+    return ok(data)
 
 
-async def _charge(request: Request) -> Response:
-    state = _state(request)
-    await authenticate_admin(request)  # 401/403 before any 422
+async def charge_by_token(
+    state: AppState,
+    token: str | None,
+    address: Callable[[], str],
+    claimed: str | None,
+    body: bytes,
+) -> dict[str, Any]:
+    """Charge one usage record for the operator's gateway (an admin token): 401/403 come
+    before any 422, then 402/409 from the ledger (which change nothing)."""
+    require_admin(await account_by_token(state, token, address, claimed))
     try:
-        body = UsageBody.model_validate_json(await request.body())
+        usage = UsageBody.model_validate_json(body)
     except ValidationError as exc:
-        return fail(422, describe_validation_errors(exc.errors()))
+        raise HTTPError(422, describe_validation_errors(exc.errors())) from None
+    request = ledger.UsageRequest(
+        username=usage.username,
+        model=usage.model,
+        request_id=usage.request_id,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+    )
     try:
-        result = await state.charge(ledger.UsageRequest(**body.model_dump()))
+        result = await state.charge(request)
     except QuotaLedgerError as exc:
         state.metrics.charges.labels(type(exc).__name__).inc()
         raise
     state.metrics.charges.labels("replayed" if result.replayed else "charged").inc()
     if not result.replayed:
         state.metrics.quota_charged.inc(result.quota_charged)
-    return ok(
-        {
-            "request_id": result.request_id,
-            "quota_charged": result.quota_charged,
-            "quota_remaining": result.quota_remaining,
-        }
-    )
+    return {
+        "request_id": result.request_id,
+        "quota_charged": result.quota_charged,
+        "quota_remaining": result.quota_remaining,
+    }
 
 
 class QuotaTopUp(BaseModel):

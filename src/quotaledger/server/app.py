@@ -14,9 +14,8 @@ from starlette.types import ASGIApp
 
 from quotaledger import __version__
 from quotaledger.server import api, errors, pages
-from quotaledger.server.balance_lane import BalanceLane
-from quotaledger.server.fast_lane import FastLane
 from quotaledger.server.finisher import ResponseFinisher
+from quotaledger.server.hot_routes import HotRoutes
 from quotaledger.server.middleware import BodyGuard
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.server.state import AppState
@@ -28,10 +27,10 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
     """The app, on `database` (or one opened from `settings.database_url`). The schema must
     already be migrated: `quotaledger serve` does that before it starts any worker.
 
-    The balance query by token (`BalanceLane`) and usage charges (`FastLane`) take lanes of
-    their own to their handlers; everything else goes to the FastAPI app, which validates
-    bodies and publishes the OpenAPI description of every route, the hot ones included.
-    FastAPI's per-request machinery would cost the balance query about half its throughput.
+    The balance query by token and usage charges are answered in plain ASGI (`HotRoutes`);
+    everything else goes to the FastAPI app, which validates bodies and publishes the
+    OpenAPI description of every route, the hot ones included. FastAPI's per-request
+    machinery would cost the balance query about half its throughput.
     """
     database = database or Database.from_settings(settings)
     redis_url = settings.redis_url.reveal() if settings.redis_url else None
@@ -62,8 +61,8 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
     app = _App(
         routes=[Mount("", app=api_app)],
         exception_handlers=handlers,
-        # Outermost first (after `BalanceLane`, see `_App`): finish every answer (count,
-        # headers, gzip, 500s); guard bodies; the charges' fast lane.
+        # Outermost first (after `HotRoutes`, see `_App`): finish every answer (count,
+        # headers, gzip, 500s); guard bodies.
         middleware=[
             Middleware(
                 ResponseFinisher,
@@ -72,7 +71,6 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
                 always_gzip_api=settings.always_gzip,
             ),
             Middleware(BodyGuard, max_body_bytes=settings.max_body_bytes),
-            Middleware(FastLane),
         ],
         lifespan=_lifespan(state),
     )
@@ -82,12 +80,12 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
 
 
 class _App(Starlette):
-    """Starlette with `BalanceLane` in front of everything, Starlette's own error
-    middleware included: the lane answers its own errors, and each layer wrapping `send`
+    """Starlette with `HotRoutes` in front of everything, Starlette's own error
+    middleware included: it answers its own errors, and each layer wrapping `send`
     costs the hottest route a few percent."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return BalanceLane(super().build_middleware_stack(), self.state.ql)
+        return HotRoutes(super().build_middleware_stack(), self.state.ql)
 
 
 def _lifespan(state: AppState) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:

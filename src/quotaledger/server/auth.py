@@ -22,6 +22,7 @@ from quotaledger.server.state import AppState
 SESSION_COOKIE = "ql_session"
 CSRF_COOKIE = "ql_csrf"
 CSRF_HEADER = "x-csrf-token"
+MISSING_CREDENTIALS = "missing credentials: send Authorization: <system token>"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -57,17 +58,34 @@ async def authenticate(
     """The caller, or `AuthenticationFailed` (401) / `PermissionDenied` (403)."""
     state: AppState = request.app.state.ql
     token = bearer_token(request) if allow_token else None
+    claimed = request.headers.get("new-api-user")
     if token is not None:
-        account, _ = await token_account(state, token, functools.partial(client_address, request))
-        caller = Caller(account, "token")
-    elif allow_session and (session_id := request.cookies.get(SESSION_COOKIE)):
+        address = functools.partial(client_address, request)
+        return Caller(await account_by_token(state, token, address, claimed), "token")
+    if allow_session and (session_id := request.cookies.get(SESSION_COOKIE)):
         caller = await _session_caller(request, state, session_id)
-    elif allow_token:
-        raise AuthenticationFailed("missing credentials: send Authorization: <system token>")
-    else:
-        raise AuthenticationFailed("not logged in: this needs a browser session")
-    check_caller(caller.account, request.headers.get("new-api-user"))
-    return caller
+        check_caller(caller.account, claimed)
+        return caller
+    if allow_token:
+        raise AuthenticationFailed(MISSING_CREDENTIALS)
+    raise AuthenticationFailed("not logged in: this needs a browser session")
+
+
+async def account_by_token(
+    state: AppState, token: str | None, address: Callable[[], str], claimed: str | None
+) -> Account:
+    """The caller a token names (401/403 otherwise), for routes that take tokens only."""
+    if token is None:
+        raise AuthenticationFailed(MISSING_CREDENTIALS)
+    account, _ = await token_account(state, token, address)
+    check_caller(account, claimed)
+    return account
+
+
+def require_admin(account: Account) -> Account:
+    if not account.is_admin:
+        raise PermissionDenied("this route needs an admin token")
+    return account
 
 
 async def token_account(
@@ -133,8 +151,7 @@ async def authenticate_session(request: Request) -> Caller:
 
 async def authenticate_admin(request: Request) -> Caller:
     caller = await authenticate(request, allow_session=False)
-    if not caller.account.is_admin:
-        raise PermissionDenied("this route needs an admin token")
+    require_admin(caller.account)
     return caller
 
 

@@ -148,7 +148,7 @@ def finish_json(
     status: int, body: bytes, headers: list[tuple[bytes, bytes]], *, gzip: bool, https: bool
 ) -> tuple[Message, Message]:
     """The two messages of a complete JSON answer from the API, finished as `_Answer`
-    finishes any other: for handlers that answer in plain ASGI (`BalanceLane`)."""
+    finishes any other: for handlers that answer in plain ASGI (`HotRoutes`)."""
     headers = [(b"content-type", b"application/json"), *headers, *_API_HEADERS]
     if https:
         headers += _HSTS

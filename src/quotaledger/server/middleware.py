@@ -32,37 +32,54 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        length = headers.get("content-length")
-        too_large = f"request body over {self.max_body_bytes} bytes"
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await send_envelope(send, 413, too_large)
-            return
-        has_body = length not in (None, "0") or "transfer-encoding" in headers
-        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if has_body and scope["path"].startswith("/api/") and content_type != "application/json":
-            await send_envelope(send, 415, "send the body as application/json")
-            return
-        body = await self._read(receive)
-        if body is None:
-            await send_envelope(send, 413, too_large)
+        refused = body_refusal(
+            scope["path"],
+            headers.get("content-length"),
+            "transfer-encoding" in headers,
+            headers.get("content-type", ""),
+            self.max_body_bytes,
+        )
+        body = None if refused else await read_body(receive, self.max_body_bytes)
+        if refused or body is None:
+            await send_envelope(send, *(refused or too_large(self.max_body_bytes)))
             return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read(self, receive: Receive) -> bytes | None:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+
+def body_refusal(
+    path: str, length: str | None, chunked: bool, content_type: str, max_bytes: int
+) -> tuple[int, str] | None:
+    """413 for a declared length over `max_bytes`, 415 for a body to the API that is not
+    JSON; None if the body may be read (`read_body` still stops at `max_bytes`)."""
+    if length is not None and (not length.isdigit() or int(length) > max_bytes):
+        return too_large(max_bytes)
+    has_body = length not in (None, "0") or chunked
+    media_type = content_type.split(";")[0].strip().lower()
+    if has_body and path.startswith("/api/") and media_type != "application/json":
+        return 415, "send the body as application/json"
+    return None
+
+
+def too_large(max_bytes: int) -> tuple[int, str]:
+    return 413, f"request body over {max_bytes} bytes"
+
+
+async def read_body(receive: Receive, max_bytes: int) -> bytes | None:
+    """The whole request body, or None once it goes over `max_bytes` (chunked included)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

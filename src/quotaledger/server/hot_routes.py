@@ -1,0 +1,146 @@
+"""`HotRoutes`: the two hot routes answered in plain ASGI, in front of everything.
+
+`GET /api/user/self` with a system token (scripts and monitors poll it, and an attacker's
+junk tokens must cost less than a real query) and `POST /api/usage` (every charge of the
+operator's gateway). Under load every layer between uvicorn and a handler costs a
+measurable share of these requests (Starlette's router and error middleware, FastAPI, each
+middleware wrapping `send`, Request and Response objects, headers parsed again by each), so
+this outermost layer skips them all. It reads the headers it needs in one pass, runs the
+routes' own code (`api.balance_by_token`, `api.charge_by_token`; body limits of
+`middleware.body_refusal`), and sends answers finished as every other API answer is
+(`finisher.finish_json`: security headers, HSTS, gzip, metrics; an unexpected error is a
+logged 500 envelope). A balance query without `Authorization` (a browser session) goes on
+to the full stack, as does everything else; the FastAPI routes still describe both in
+`/openapi.json`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from quotaledger.errors import QuotaLedgerError
+from quotaledger.server.api import balance_body, balance_by_token, charge_by_token
+from quotaledger.server.auth import token_from_header
+from quotaledger.server.errors import HTTPError, refusal
+from quotaledger.server.finisher import accepts_gzip, finish_json
+from quotaledger.server.middleware import body_refusal, read_body, too_large
+from quotaledger.server.proxies import client_address, is_https
+from quotaledger.server.responses import envelope
+from quotaledger.server.state import AppState
+
+log = logging.getLogger("quotaledger.server")
+
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, JSON body, extra headers
+_INTERNAL_ERROR = envelope(message="internal server error", status_code=500)
+
+
+@dataclass(slots=True)
+class _Head:
+    """What the hot routes read of a request's headers (first occurrence of each)."""
+
+    authorization: str | None = None
+    accept_encoding: str = ""
+    claimed: str | None = None  # New-Api-User
+    content_length: str | None = None
+    content_type: str = ""
+    chunked: bool = False
+
+
+def _read_head(scope: Scope) -> _Head:
+    head = _Head()
+    for name, value in scope["headers"]:  # names are lower-case in ASGI; the first one counts
+        if name == b"authorization":
+            if head.authorization is None:
+                head.authorization = value.decode("latin-1")
+        elif name == b"accept-encoding":
+            head.accept_encoding = head.accept_encoding or value.decode("latin-1")
+        elif name == b"new-api-user":
+            if head.claimed is None:
+                head.claimed = value.decode("latin-1")
+        elif name == b"content-length":
+            if head.content_length is None:
+                head.content_length = value.decode("latin-1")
+        elif name == b"content-type":
+            head.content_type = head.content_type or value.decode("latin-1")
+        elif name == b"transfer-encoding":
+            head.chunked = True
+    return head
+
+
+class HotRoutes:
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = (scope["method"], scope["path"])
+            if route == ("GET", "/api/user/self"):
+                head = _read_head(scope)
+                if head.authorization is not None:
+                    await self._finish(scope, send, head, self._balance(scope, head))
+                    return
+            elif route == ("POST", "/api/usage"):
+                head = _read_head(scope)
+                await self._finish(scope, send, head, self._charge(scope, receive, head))
+                return
+        await self.app(scope, receive, send)
+
+    async def _balance(self, scope: Scope, head: _Head) -> Answer:
+        state = self.state
+        token = token_from_header(head.authorization or "")
+        account, headers = await balance_by_token(state, token, self._address(scope), head.claimed)
+        return 200, balance_body(account, await state.fixed_prices()), _raw_headers(headers.items())
+
+    async def _charge(self, scope: Scope, receive: Receive, head: _Head) -> Answer:
+        limit = self.state.settings.max_body_bytes
+        refused = body_refusal(
+            scope["path"], head.content_length, head.chunked, head.content_type, limit
+        )
+        body = None if refused else await read_body(receive, limit)
+        if refused or body is None:
+            status, message = refused or too_large(limit)
+            return status, envelope(message=message, status_code=status), []
+        token = None if head.authorization is None else token_from_header(head.authorization)
+        data = await charge_by_token(self.state, token, self._address(scope), head.claimed, body)
+        return 200, envelope(data), []
+
+    def _address(self, scope: Scope) -> Callable[[], str]:
+        return functools.partial(client_address, scope, self.state.settings.trusted_proxies)
+
+    async def _finish(self, scope: Scope, send: Send, head: _Head, work: Awaitable[Answer]) -> None:
+        """Run `work`, turning refusals and errors into their envelopes, then send the answer
+        finished as every API answer is."""
+        try:
+            status, body, headers = await work
+        except (QuotaLedgerError, HTTPError) as exc:
+            status, message, refusal_headers = refusal(exc)
+            body, headers = _refusal_answer(status, message, tuple(refusal_headers.items()))
+        except Exception:
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            status, body, headers = 500, _INTERNAL_ERROR, []
+        settings = self.state.settings
+        self.state.metrics.count_response(scope["method"], status)
+        gzip = settings.always_gzip or accepts_gzip(head.accept_encoding)
+        https = is_https(scope, settings.trusted_proxies)
+        start, rest = finish_json(status, body, headers, gzip=gzip, https=https)
+        await send(start)
+        await send(rest)
+
+
+@functools.lru_cache(maxsize=256)
+def _refusal_answer(
+    status: int, message: str, headers: tuple[tuple[str, str], ...]
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    # Refusals repeat word for word (junk tokens above all): each is encoded once, and its
+    # bytes, always the same object, are gzipped once too.
+    return envelope(message=message, status_code=status), _raw_headers(headers)
+
+
+def _raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
