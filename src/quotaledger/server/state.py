@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
@@ -50,8 +49,10 @@ class AppState:
         """The token's account (`AuthenticationFailed` otherwise), read inline on SQLite
         and in a worker thread on PostgreSQL."""
         if self.database.is_sqlite:
-            with suppress(sqlite3.OperationalError):  # busy: take the worker-thread path
+            try:
                 return accounts.account_for_token(self.database, token, inline=True)
+            except sqlite3.OperationalError:
+                pass  # busy: take the worker-thread path
         return await run_in_threadpool(accounts.account_for_token, self.database, token)
 
     async def charge(self, request: ledger.UsageRequest) -> ledger.Charge:
