@@ -49,15 +49,18 @@ def status_for(error: errors.QuotaLedgerError) -> int:
 def refusal(exc: errors.QuotaLedgerError | HTTPError) -> tuple[int, str, dict[str, str]]:
     """Status, message and headers of the answer to a refusal."""
     if isinstance(exc, HTTPError):
-        headers = dict(exc.headers)
-        status, message = exc.status_code, exc.message
-    else:
-        headers, status, message = {}, status_for(exc), str(exc)
+        return exc.status_code, exc.message, {**headers_for(exc.status_code), **exc.headers}
+    status = status_for(exc)
+    return status, str(exc), headers_for(status)
+
+
+def headers_for(status: int) -> dict[str, str]:
+    """What every refusal with this status says besides its message."""
     if status == 401:
-        headers.update(WWW_AUTHENTICATE)
+        return dict(WWW_AUTHENTICATE)
     if status == 503:
-        headers.setdefault("Retry-After", "1")
-    return status, message, headers
+        return {"Retry-After": "1"}
+    return {}
 
 
 def response_for(exc: errors.QuotaLedgerError | HTTPError) -> Response:

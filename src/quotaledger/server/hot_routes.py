@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from quotaledger.errors import QuotaLedgerError
 from quotaledger.server.api import balance_body, balance_by_token, charge_by_token
 from quotaledger.server.auth import token_from_header
-from quotaledger.server.errors import HTTPError, refusal
+from quotaledger.server.errors import HTTPError, headers_for, refusal, status_for
 from quotaledger.server.finisher import accepts_gzip, finish_json
 from quotaledger.server.middleware import body_refusal, read_body, too_large
 from quotaledger.server.proxies import client_address, is_https
@@ -118,7 +118,10 @@ class HotRoutes:
         finished as every API answer is."""
         try:
             status, body, headers = await work
-        except (QuotaLedgerError, HTTPError) as exc:
+        except QuotaLedgerError as exc:
+            status = status_for(exc)
+            body, headers = _refusal_answer(status, str(exc), tuple(headers_for(status).items()))
+        except HTTPError as exc:
             status, message, refusal_headers = refusal(exc)
             body, headers = _refusal_answer(status, message, tuple(refusal_headers.items()))
         except Exception:
