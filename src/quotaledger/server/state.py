@@ -14,6 +14,7 @@ from quotaledger.errors import DatabaseBusy
 from quotaledger.server.batching import ChargeBatcher
 from quotaledger.server.metrics import Metrics
 from quotaledger.server.ratelimit import RateLimiter
+from quotaledger.server.snapshot import PassSnapshot
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database, is_busy
 
@@ -31,6 +32,7 @@ class AppState:
     batcher: ChargeBatcher = field(init=False)
     _fixed_prices: FixedPrices = ()
     _fixed_prices_until: float = 0.0
+    _pass_snapshot: PassSnapshot | None = None
 
     def __post_init__(self) -> None:
         self.batcher = ChargeBatcher(self.database)
@@ -47,13 +49,21 @@ class AppState:
 
     async def account_for_token(self, token: str) -> Account:
         """The token's account (`AuthenticationFailed` otherwise), read inline on SQLite
-        and in a worker thread on PostgreSQL."""
-        if self.database.is_sqlite:
+        (in the read transaction of this pass of the loop: `PassSnapshot`) and in a worker
+        thread on PostgreSQL."""
+        reader = self.database.inline_reader()
+        if reader is not None:
             try:
+                self._snapshot(reader).enter()
                 return accounts.account_for_token(self.database, token, inline=True)
             except sqlite3.OperationalError:
                 pass  # busy: take the worker-thread path
         return await run_in_threadpool(accounts.account_for_token, self.database, token)
+
+    def _snapshot(self, reader: sqlite3.Connection) -> PassSnapshot:
+        if self._pass_snapshot is None:
+            self._pass_snapshot = PassSnapshot(reader)
+        return self._pass_snapshot
 
     async def charge(self, request: ledger.UsageRequest) -> ledger.Charge:
         try:
