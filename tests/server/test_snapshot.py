@@ -53,3 +53,18 @@ async def test_each_pass_opens_and_ends_its_own_snapshot(tmp_path: Path) -> None
     reader = database.inline_reader()
     assert reader is not None and not reader.in_transaction
     database.dispose()
+
+
+async def test_a_reopened_database_gets_a_snapshot_of_its_own(tmp_path: Path) -> None:
+    settings = Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'q.db'}")
+    database = prepare_database(settings)
+    state = create_app(settings, database).state.ql
+    alice = accounts.create_account(database, "alice", "alice-password-123", quota=1)
+    token = accounts.replace_token(database, alice.id)
+    assert (await state.account_for_token(token)).id == alice.id
+    await asyncio.sleep(0)
+
+    database.dispose()  # closes the inline reader; the next lookup opens another
+
+    assert (await state.account_for_token(token)).id == alice.id
+    database.dispose()

@@ -44,10 +44,10 @@ class _Head:
     """What the hot routes read of a request's headers (first occurrence of each)."""
 
     authorization: str | None = None
-    accept_encoding: str = ""
+    accept_encoding: str | None = None
     claimed: str | None = None  # New-Api-User
     content_length: str | None = None
-    content_type: str = ""
+    content_type: str | None = None
     chunked: bool = False
 
 
@@ -58,7 +58,8 @@ def _read_head(scope: Scope) -> _Head:
             if head.authorization is None:
                 head.authorization = value.decode("latin-1")
         elif name == b"accept-encoding":
-            head.accept_encoding = head.accept_encoding or value.decode("latin-1")
+            if head.accept_encoding is None:
+                head.accept_encoding = value.decode("latin-1")
         elif name == b"new-api-user":
             if head.claimed is None:
                 head.claimed = value.decode("latin-1")
@@ -66,7 +67,8 @@ def _read_head(scope: Scope) -> _Head:
             if head.content_length is None:
                 head.content_length = value.decode("latin-1")
         elif name == b"content-type":
-            head.content_type = head.content_type or value.decode("latin-1")
+            if head.content_type is None:
+                head.content_type = value.decode("latin-1")
         elif name == b"transfer-encoding":
             head.chunked = True
     return head
@@ -100,7 +102,7 @@ class HotRoutes:
     async def _charge(self, scope: Scope, receive: Receive, head: _Head) -> Answer:
         limit = self.state.settings.max_body_bytes
         refused = body_refusal(
-            scope["path"], head.content_length, head.chunked, head.content_type, limit
+            scope["path"], head.content_length, head.chunked, head.content_type or "", limit
         )
         body = None if refused else await read_body(receive, limit)
         if refused or body is None:
@@ -129,7 +131,7 @@ class HotRoutes:
             status, body, headers = 500, _INTERNAL_ERROR, []
         settings = self.state.settings
         self.state.metrics.count_response(scope["method"], status)
-        gzip = settings.always_gzip or accepts_gzip(head.accept_encoding)
+        gzip = settings.always_gzip or accepts_gzip(head.accept_encoding or "")
         https = is_https(scope, settings.trusted_proxies)
         start, rest = finish_json(status, body, headers, gzip=gzip, https=https)
         await send(start)

@@ -14,7 +14,9 @@ scheduled (`call_soon`, first in first out) when its bytes are read, and the end
 transaction is scheduled when it begins. A lookup made before the end runs in a step
 scheduled before it, so by a request that had arrived before the transaction began; a
 request that arrives later runs after the end, in a new transaction that sees everything
-committed before it arrived.
+committed before it arrived. This holds for asyncio's loops and uvloop as uvicorn runs
+them: one loop per reader (each worker process opens its own), and tasks that start at
+their first scheduled step (not "eager" tasks, which would run inside the I/O callback).
 """
 
 from __future__ import annotations
@@ -29,14 +31,21 @@ log = logging.getLogger("quotaledger.server")
 class PassSnapshot:
     def __init__(self, reader: sqlite3.Connection) -> None:
         self.reader = reader
+        self._end_pending = False
 
     def enter(self) -> None:
         """Make sure the reader is inside this pass's read transaction."""
-        if not self.reader.in_transaction:
-            self.reader.execute("BEGIN")  # deferred: the snapshot is taken by the first read
-            asyncio.get_running_loop().call_soon(self._end)
+        if self._end_pending:
+            return
+        # Scheduled before BEGIN: a transaction is never left open without its end.
+        asyncio.get_running_loop().call_soon(self._end)
+        self._end_pending = True
+        if self.reader.in_transaction:  # left over (an end that failed): never reuse it
+            self.reader.rollback()
+        self.reader.execute("BEGIN")  # deferred: the snapshot is taken by the first read
 
     def _end(self) -> None:
+        self._end_pending = False
         try:
             if self.reader.in_transaction:
                 self.reader.execute("COMMIT")

@@ -61,7 +61,8 @@ class AppState:
         return await run_in_threadpool(accounts.account_for_token, self.database, token)
 
     def _snapshot(self, reader: sqlite3.Connection) -> PassSnapshot:
-        if self._pass_snapshot is None:
+        # A new reader (the database was disposed of and reopened) gets a new snapshot.
+        if self._pass_snapshot is None or self._pass_snapshot.reader is not reader:
             self._pass_snapshot = PassSnapshot(reader)
         return self._pass_snapshot
 
