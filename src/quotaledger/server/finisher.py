@@ -145,9 +145,9 @@ class ResponseFinisher:
 
 
 def finish_json(
-    status: int, body: bytes, headers: list[tuple[bytes, bytes]], *, gzip: bool, https: bool
-) -> tuple[Message, Message]:
-    """The two messages of a complete JSON answer from the API, finished as `_Answer`
+    body: bytes, headers: list[tuple[bytes, bytes]], *, gzip: bool, https: bool
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and body of a complete JSON answer from the API, finished as `_Answer`
     finishes any other: for handlers that answer in plain ASGI (`HotRoutes`)."""
     headers = [(b"content-type", b"application/json"), *headers, *_API_HEADERS]
     if https:
@@ -156,8 +156,7 @@ def finish_json(
         body = gzip_body(body)
         headers += _GZIPPED
     headers.append((b"content-length", b"%d" % len(body)))
-    start = {"type": "http.response.start", "status": status, "headers": headers}
-    return start, {"type": "http.response.body", "body": body}
+    return headers, body
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -118,33 +118,37 @@ class HotRoutes:
     async def _finish(self, scope: Scope, send: Send, head: _Head, work: Awaitable[Answer]) -> None:
         """Run `work`, turning refusals and errors into their envelopes, then send the answer
         finished as every API answer is."""
-        try:
-            status, body, headers = await work
-        except QuotaLedgerError as exc:
-            status = status_for(exc)
-            body, headers = _refusal_answer(status, str(exc), tuple(headers_for(status).items()))
-        except HTTPError as exc:
-            status, message, refusal_headers = refusal(exc)
-            body, headers = _refusal_answer(status, message, tuple(refusal_headers.items()))
-        except Exception:
-            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
-            status, body, headers = 500, _INTERNAL_ERROR, []
         settings = self.state.settings
-        self.state.metrics.count_response(scope["method"], status)
         gzip = settings.always_gzip or accepts_gzip(head.accept_encoding or "")
         https = is_https(scope, settings.trusted_proxies)
-        start, rest = finish_json(status, body, headers, gzip=gzip, https=https)
-        await send(start)
-        await send(rest)
+        try:
+            status, body, extra = await work
+            headers, body = finish_json(body, extra, gzip=gzip, https=https)
+        except QuotaLedgerError as exc:
+            status = status_for(exc)
+            said = tuple(headers_for(status).items())
+            headers, body = _finished_refusal(status, str(exc), said, gzip, https)
+        except HTTPError as exc:
+            status, message, said_headers = refusal(exc)
+            said = tuple(said_headers.items())
+            headers, body = _finished_refusal(status, message, said, gzip, https)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            status = 500
+            headers, body = finish_json(_INTERNAL_ERROR, [], gzip=gzip, https=https)
+        self.state.metrics.count_response(scope["method"], status)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 @functools.lru_cache(maxsize=256)
-def _refusal_answer(
-    status: int, message: str, headers: tuple[tuple[str, str], ...]
-) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    # Refusals repeat word for word (junk tokens above all): each is encoded once, and its
-    # bytes, always the same object, are gzipped once too.
-    return envelope(message=message, status_code=status), _raw_headers(headers)
+def _finished_refusal(
+    status: int, message: str, said: tuple[tuple[str, str], ...], gzip: bool, https: bool
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    # Refusals repeat word for word (junk tokens above all): each is encoded, gzipped and
+    # given its headers once. (ASGI servers copy the header list they are sent.)
+    body = envelope(message=message, status_code=status)
+    return finish_json(body, _raw_headers(said), gzip=gzip, https=https)
 
 
 def _raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
