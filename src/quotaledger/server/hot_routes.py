@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -39,39 +39,39 @@ Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, JSON body, extr
 _INTERNAL_ERROR = envelope(message="internal server error", status_code=500)
 
 
-@dataclass(slots=True)
-class _Head:
-    """What the hot routes read of a request's headers (first occurrence of each)."""
+class _Head(NamedTuple):
+    """What the hot routes read of a request's headers (the first occurrence of each)."""
 
-    authorization: str | None = None
-    accept_encoding: str | None = None
-    claimed: str | None = None  # New-Api-User
-    content_length: str | None = None
-    content_type: str | None = None
-    chunked: bool = False
+    authorization: str | None
+    accept_encoding: str | None
+    claimed: str | None  # New-Api-User
+    content_length: str | None
+    content_type: str | None
+    chunked: bool
+
+
+_READ = frozenset(
+    {b"authorization", b"accept-encoding", b"new-api-user", b"content-length", b"content-type"}
+)
 
 
 def _read_head(scope: Scope) -> _Head:
-    head = _Head()
-    for name, value in scope["headers"]:  # names are lower-case in ASGI; the first one counts
-        if name == b"authorization":
-            if head.authorization is None:
-                head.authorization = value.decode("latin-1")
-        elif name == b"accept-encoding":
-            if head.accept_encoding is None:
-                head.accept_encoding = value.decode("latin-1")
-        elif name == b"new-api-user":
-            if head.claimed is None:
-                head.claimed = value.decode("latin-1")
-        elif name == b"content-length":
-            if head.content_length is None:
-                head.content_length = value.decode("latin-1")
-        elif name == b"content-type":
-            if head.content_type is None:
-                head.content_type = value.decode("latin-1")
+    found: dict[bytes, str] = {}
+    chunked = False
+    for name, value in scope["headers"]:  # names are lower-case in ASGI
+        if name in _READ:
+            if name not in found:
+                found[name] = value.decode("latin-1")
         elif name == b"transfer-encoding":
-            head.chunked = True
-    return head
+            chunked = True
+    return _Head(
+        found.get(b"authorization"),
+        found.get(b"accept-encoding"),
+        found.get(b"new-api-user"),
+        found.get(b"content-length"),
+        found.get(b"content-type"),
+        chunked,
+    )
 
 
 class HotRoutes:
