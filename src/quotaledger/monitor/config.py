@@ -35,6 +35,7 @@ GLOBAL: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "concurrency": (4, convert.positive_int),
     "jitter": ("10%", convert.fraction),
     "digest": (True, convert.boolean),
+    "keep_history": ("forever", convert.retention),
 }
 ACCOUNT: dict[str, Callable[[Any], Any]] = {
     "name": convert.name,
@@ -90,6 +91,7 @@ class WatchConfig:
     concurrency: int = 4
     jitter: Decimal = Decimal("0.10")
     digest: bool = True
+    keep_history: timedelta | None = None  # None: every poll is kept
 
     @property
     def path(self) -> Path:

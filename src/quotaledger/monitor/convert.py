@@ -59,6 +59,23 @@ def optional_duration(value: Any) -> timedelta | None:
     return delta
 
 
+KEEP_AT_LEAST = timedelta(days=7)
+"""The shortest history one may keep: the forecast reads the last week of polls."""
+
+
+def retention(value: Any) -> timedelta | None:
+    """How long polls are kept: `"forever"` (None), or a duration of a week or more."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in {"forever", "off"}):
+        return None
+    delta = parse_duration(value)
+    if delta < KEEP_AT_LEAST:
+        raise ValueError(
+            f"{value!r} is under 7 days: the forecast reads the last week of polls; "
+            'write "forever" to keep every poll'
+        )
+    return delta
+
+
 def url_list(value: Any) -> list[str]:
     if isinstance(value, str):
         value = [value]

@@ -234,6 +234,26 @@ class History:
         ).fetchone()
         return None if row is None else _poll(row)
 
+    def prune(self, account: str, before: datetime) -> int:
+        """Delete `account`'s polls older than `before`, except its latest poll and its
+        latest successful one (what `status` and an alert's "last good balance" show);
+        returns how many went. One indexed range per account, in one transaction."""
+        keep = (self._latest_id(account, "1"), self._latest_id(account, "error IS NULL"))
+        with self._atomic():
+            deleted = self._db.execute(
+                "DELETE FROM polls WHERE account = ? AND at < ? AND id NOT IN (?, ?)",
+                (account, before.timestamp(), *keep),
+            )
+        return int(deleted.rowcount)
+
+    def _latest_id(self, account: str, condition: str) -> int:
+        row = self._db.execute(
+            f"SELECT id FROM polls WHERE account = ? AND {condition}"  # noqa: S608  # nosec B608 (a constant condition)
+            " ORDER BY at DESC, id DESC LIMIT 1",
+            (account,),
+        ).fetchone()
+        return int(row[0]) if row is not None else -1
+
     def _insert_poll(self, poll: Poll) -> None:
         self._db.execute(
             f"INSERT INTO polls ({_POLL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608  # nosec B608 (a constant column list)

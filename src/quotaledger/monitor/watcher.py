@@ -44,6 +44,8 @@ ClientFactory = Callable[[AccountConfig, Secret, aiohttp.ClientSession], Any]
 """Builds an async-context-managed client with `await client.balance()`, on the watcher's
 one shared HTTP connection pool. (The default, `default_client`, also gets the watcher's
 `SharedReplies`, so that a relay's `/api/status` is asked once for all its accounts.)"""
+PRUNE_EVERY = timedelta(days=1)
+"""How often a watcher with `keep_history` drops old polls (and at its first round)."""
 MAX_RETRY_AFTER = timedelta(hours=1)
 """A rate-limiting server's `Retry-After` is honoured up to max(interval, this): a huge one
 must not park an account for decades."""
@@ -134,6 +136,7 @@ class Watcher:
         self._stack = AsyncExitStack()
         # What is the same for every account of a relay (new-api's /api/status): asked once.
         self._shared = SharedReplies()
+        self._next_prune: datetime | None = None
 
     async def __aenter__(self) -> Watcher:
         try:
@@ -172,7 +175,24 @@ class Watcher:
         self._shared.forget_failures()  # a status page that failed is asked again, once
         outcomes = await self._poll_all(accounts)
         results = self._decide_all(list(zip(accounts, outcomes, strict=True)))
-        return await self._notify(results)
+        delivered = await self._notify(results)
+        self._prune_history()
+        return delivered
+
+    def _prune_history(self) -> None:
+        """With `keep_history` set, drop older polls: at the first round, then once a day.
+        A failure is logged, never fatal (the polls stay, and are tried again tomorrow)."""
+        keep, now = self.config.keep_history, self.now()
+        if keep is None or (self._next_prune is not None and now < self._next_prune):
+            return
+        self._next_prune = now + PRUNE_EVERY
+        try:
+            removed = sum(self.history.prune(a.name, now - keep) for a in self.config.accounts)
+        except Exception as exc:
+            log.error("pruning the history failed (%s); the polls are kept", exc)
+            return
+        if removed:
+            log.info("history: removed %d polls older than %s", removed, keep)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll each account at its interval (plus jitter) until `stop` is set; the round
