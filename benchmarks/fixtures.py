@@ -301,6 +301,14 @@ def _spawn(name: str, command: list[str], env: dict[str, str], workdir: Path, po
     return Server(name, f"http://127.0.0.1:{port}", process, log)
 
 
+def _serve_flags(port: int, database_url: str) -> list[str]:
+    """`quotaledger serve`'s flags for every benchmarked server: the ceiling gets the same."""
+    return [
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--database-url", database_url,
+    ]  # fmt: skip
+
+
 def start_quotaledger(
     name: str, database_url: str, workdir: Path, *, rate_limit_balance: str = "off"
 ) -> Server:
@@ -308,18 +316,7 @@ def start_quotaledger(
     on default settings except the balance rate limit (and the database)."""
     port = free_port()
     env = clean_env(QUOTALEDGER_RATE_LIMIT_BALANCE=rate_limit_balance)
-    command = [
-        QUOTALEDGER,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--database-url",
-        database_url,
-    ]
+    command = [QUOTALEDGER, "serve", *_serve_flags(port, database_url)]
     return _wait_ready(_spawn(name, command, env, workdir, port), "/healthz")
 
 
@@ -334,18 +331,8 @@ def start_ceiling(body: bytes, workdir: Path) -> Server:
         QUOTALEDGER_RATE_LIMIT_BALANCE="off",
         QUOTALEDGER_ADMIN_PASSWORD="ceiling-admin-password",
     )
-    command = [
-        PYTHON,
-        str(ROOT / "benchmarks" / "ceiling_app.py"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--database-url",
-        sqlite_url(workdir / "ceiling.db"),
-    ]
+    ceiling_app = str(ROOT / "benchmarks" / "ceiling_app.py")
+    command = [PYTHON, ceiling_app, *_serve_flags(port, sqlite_url(workdir / "ceiling.db"))]
     server = _wait_ready(_spawn("ceiling", command, env, workdir, port), "/__ceiling__")
     if httpx.get(server.base_url + "/__ceiling__", timeout=5).status_code != 204:
         server.stop()

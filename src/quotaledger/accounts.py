@@ -226,12 +226,10 @@ _TOKEN_LOOKUP_SQL = str(
 )
 
 
-def account_for_token_digest(
-    database: Database, digest: str, *, inline: bool = False
-) -> Account | None:
-    """The account whose token has this SHA-256 digest: one indexed lookup, through the
-    inline SQLite reader when `inline` (which raises `sqlite3.OperationalError` rather
-    than wait when the database is busy)."""
+def account_for_token_digest(database: Database, digest: str, *, inline: bool = False) -> Account:
+    """The account whose token has this SHA-256 digest (`AuthenticationFailed` if none):
+    one indexed lookup, through the inline SQLite reader when `inline` (which raises
+    `sqlite3.OperationalError` rather than wait when the database is busy)."""
     reader = database.inline_reader() if inline else None
     if reader is not None:
         row = reader.execute(_TOKEN_LOOKUP_SQL, (digest,)).fetchone()
@@ -240,7 +238,9 @@ def account_for_token_digest(
             row = connection.execute(
                 select(*ACCOUNT_COLUMNS).where(users.c.token_hash == digest)
             ).first()
-    return None if row is None else account_from_row(row)
+    if row is None:
+        raise AuthenticationFailed("unknown or replaced token")
+    return account_from_row(row)
 
 
 def account_for_token(database: Database, token: str, *, inline: bool = False) -> Account:
@@ -252,7 +252,4 @@ def account_for_token(database: Database, token: str, *, inline: bool = False) -
     """
     if not tokens.is_well_formed(token):
         raise AuthenticationFailed(MALFORMED_REFUSAL)
-    account = account_for_token_digest(database, tokens.hash_token(token), inline=inline)
-    if account is None:
-        raise AuthenticationFailed("unknown or replaced token")
-    return account
+    return account_for_token_digest(database, tokens.hash_token(token), inline=inline)

@@ -18,6 +18,7 @@ from quotaledger.server.app import create_app
 from quotaledger.server.state import AppState
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
+from quotaledger.tokens import hash_token
 
 
 @dataclass
@@ -44,7 +45,7 @@ async def test_lookups_share_a_pass_snapshot_and_the_next_pass_sees_new_commits(
     reader = rig.database.inline_reader()
     assert reader is not None
 
-    assert (await rig.state.account_for_token(rig.token)).username == "alice"
+    assert (await rig.state.account_for_digest(hash_token(rig.token))).username == "alice"
     assert reader.in_transaction  # this pass's snapshot, shared by its other lookups
 
     await asyncio.sleep(0)  # the loop turns: the pass is over, and so is its snapshot
@@ -52,22 +53,22 @@ async def test_lookups_share_a_pass_snapshot_and_the_next_pass_sees_new_commits(
 
     new = accounts.replace_token(rig.database, rig.alice.id)  # committed on another connection
     with pytest.raises(AuthenticationFailed, match="unknown or replaced"):
-        await rig.state.account_for_token(rig.token)
-    assert (await rig.state.account_for_token(new)).username == "alice"
+        await rig.state.account_for_digest(hash_token(rig.token))
+    assert (await rig.state.account_for_digest(hash_token(new))).username == "alice"
 
 
 async def test_each_pass_opens_and_ends_its_own_snapshot(rig: Rig) -> None:
     for _ in range(3):
-        assert (await rig.state.account_for_token(rig.token)).id == rig.alice.id
+        assert (await rig.state.account_for_digest(hash_token(rig.token))).id == rig.alice.id
         await asyncio.sleep(0)
     reader = rig.database.inline_reader()
     assert reader is not None and not reader.in_transaction
 
 
 async def test_a_reopened_database_gets_a_snapshot_of_its_own(rig: Rig) -> None:
-    assert (await rig.state.account_for_token(rig.token)).id == rig.alice.id
+    assert (await rig.state.account_for_digest(hash_token(rig.token))).id == rig.alice.id
     await asyncio.sleep(0)
 
     rig.database.dispose()  # closes the inline reader; the next lookup opens another
 
-    assert (await rig.state.account_for_token(rig.token)).id == rig.alice.id
+    assert (await rig.state.account_for_digest(hash_token(rig.token))).id == rig.alice.id

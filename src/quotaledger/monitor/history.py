@@ -238,7 +238,7 @@ class History:
         """Delete `account`'s polls older than `before`, except its latest poll and its
         latest successful one (what `status` and an alert's "last good balance" show);
         returns how many went. One indexed range per account, in one transaction."""
-        keep = (self._latest_id(account, "1"), self._latest_id(account, "error IS NULL"))
+        keep = (self._latest_id(account, _LATEST), self._latest_id(account, _LATEST_GOOD))
         with self._atomic():
             deleted = self._db.execute(
                 "DELETE FROM polls WHERE account = ? AND at < ? AND id NOT IN (?, ?)",
@@ -246,12 +246,8 @@ class History:
             )
         return int(deleted.rowcount)
 
-    def _latest_id(self, account: str, condition: str) -> int:
-        row = self._db.execute(
-            f"SELECT id FROM polls WHERE account = ? AND {condition}"  # noqa: S608  # nosec B608 (a constant condition)
-            " ORDER BY at DESC, id DESC LIMIT 1",
-            (account,),
-        ).fetchone()
+    def _latest_id(self, account: str, query: str) -> int:
+        row = self._db.execute(query, (account,)).fetchone()
         return int(row[0]) if row is not None else -1
 
     def _insert_poll(self, poll: Poll) -> None:
@@ -276,6 +272,12 @@ class History:
                 _epoch(record.announced_at),
             ),
         )  # fmt: skip
+
+
+_LATEST = "SELECT id FROM polls WHERE account = ? ORDER BY at DESC, id DESC LIMIT 1"
+_LATEST_GOOD = (
+    "SELECT id FROM polls WHERE account = ? AND error IS NULL ORDER BY at DESC, id DESC LIMIT 1"
+)
 
 
 def _poll(row: tuple[Any, ...]) -> Poll:

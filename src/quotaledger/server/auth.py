@@ -47,11 +47,6 @@ def token_from_header(authorization: str) -> str:
     return header
 
 
-def token_rate_key(token: str) -> str:
-    # Keyed by the digest: a raw token never sits in Redis or in memory dumps of counters.
-    return tokens.hash_token(token)
-
-
 async def authenticate(
     request: Request, *, allow_session: bool = True, allow_token: bool = True
 ) -> Caller:
@@ -94,30 +89,31 @@ async def token_account(
     """The token's account, and the rate-limit headers to answer with when `limit_token`
     (the balance query counts each token's requests).
 
-    With the balance limit on, the checks run cheapest first, so that junk costs less
-    than a real query: a malformed token is refused without counting anything; an
+    The checks run cheapest first, so that junk costs less than a real query: a
+    malformed token is refused without counting anything; with the balance limit on, a
     token already known to be over its own limit gets 429 from memory; an address that had
     too many tokens refused gets 429 (forged well-formed tokens are free to make, so a
     per-token limit alone would never stop someone trying them); then the token's own
     limit is counted; then the one database read. A refused token counts against its
     address. (`address` is a function: most requests never need it.)
     """
-    limiter = state.limiter
-    if not limiter.is_enabled("balance"):
-        return await state.account_for_token(token), {}
     if not tokens.is_well_formed(token):
         raise AuthenticationFailed(MALFORMED_REFUSAL)
-    token_key = token_rate_key(token)
+    # The digest is the lookup key and the rate-limit key: a raw token never sits in Redis.
+    digest = tokens.hash_token(token)
+    limiter = state.limiter
+    if not limiter.is_enabled("balance"):
+        return await state.account_for_digest(digest), {}
     if limit_token:
-        limiter.check_known_over("balance", token_key)
+        limiter.check_known_over("balance", digest)
     key = f"bad-token:{address()}"
     if not await limiter.allows("balance", key):
         raise HTTPError(
             429, "too many refused tokens from this address: try again later", {"Retry-After": "60"}
         )
-    headers = await limiter.check("balance", token_key) if limit_token else {}
+    headers = await limiter.check("balance", digest) if limit_token else {}
     try:
-        return await state.account_for_token(token), headers
+        return await state.account_for_digest(digest), headers
     except AuthenticationFailed:
         await limiter.count("balance", key)
         raise

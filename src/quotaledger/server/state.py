@@ -47,18 +47,18 @@ class AppState:
             self._fixed_prices_until = time.monotonic() + PRICE_CACHE_SECONDS
         return self._fixed_prices
 
-    async def account_for_token(self, token: str) -> Account:
-        """The token's account (`AuthenticationFailed` otherwise), read inline on SQLite
-        (in the read transaction of this pass of the loop: `PassSnapshot`) and in a worker
-        thread on PostgreSQL."""
+    async def account_for_digest(self, digest: str) -> Account:
+        """The account of the token with this digest (`AuthenticationFailed` otherwise),
+        read inline on SQLite (in the read transaction of this pass of the loop:
+        `PassSnapshot`) and in a worker thread on PostgreSQL."""
         reader = self.database.inline_reader()
         if reader is not None:
             try:
                 self._snapshot(reader).enter()
-                return accounts.account_for_token(self.database, token, inline=True)
+                return accounts.account_for_token_digest(self.database, digest, inline=True)
             except sqlite3.OperationalError:
                 pass  # busy: take the worker-thread path
-        return await run_in_threadpool(accounts.account_for_token, self.database, token)
+        return await run_in_threadpool(accounts.account_for_token_digest, self.database, digest)
 
     def _snapshot(self, reader: sqlite3.Connection) -> PassSnapshot:
         # A new reader (the database was disposed of and reopened) gets a new snapshot.
