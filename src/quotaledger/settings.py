@@ -6,12 +6,24 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 ENV_PREFIX = "QUOTALEDGER_"
-DEFAULT_DATABASE_URL = "sqlite:///quotaledger.db"
-"""The embedded default: `quotaledger.db` in the current directory."""
+
+
+def default_database_path() -> Path:
+    """The embedded default: `quotaledger.db` in the user's data directory
+    (`~/.local/share/quotaledger/` on Linux), not the current one, so that `serve` and the
+    admin commands find the same file wherever they are run."""
+    return platformdirs.user_data_path("quotaledger") / "quotaledger.db"
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{default_database_path()}"
 
 
 class SettingsError(ValueError):
@@ -48,7 +60,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class Settings:
     """Every server setting, with its environment variable `QUOTALEDGER_<NAME>`."""
 
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = field(default_factory=default_database_url)
     redis_url: Secret | None = None
     admin_password: Secret | None = None
     host: str = "127.0.0.1"

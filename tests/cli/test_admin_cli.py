@@ -13,6 +13,7 @@ from quotaledger.cli.main import cli
 
 @pytest.fixture
 def run(sqlite_url: str):  # type: ignore[no-untyped-def]
+    """`quotaledger ARGS` on a database made by `db upgrade`, as the server would make it."""
     runner = CliRunner()
 
     def invoke(*args: str, input: str | None = None) -> Result:
@@ -24,6 +25,7 @@ def run(sqlite_url: str):  # type: ignore[no-untyped-def]
             catch_exceptions=False,
         )
 
+    assert invoke("db", "upgrade").exit_code == 0
     return invoke
 
 
@@ -51,13 +53,27 @@ def test_user_create_without_a_password_prints_a_random_one_once(run) -> None:  
     assert "Password (shown once): " in result.stdout
 
 
-def test_the_first_command_on_an_empty_database_creates_admin(run) -> None:  # type: ignore[no-untyped-def]
-    result = run("user", "list", "--json")
+def test_db_upgrade_on_a_new_file_creates_admin_and_prints_its_password(sqlite_url) -> None:  # type: ignore[no-untyped-def]
+    env = {"QUOTALEDGER_DATABASE_URL": sqlite_url}
+
+    created = CliRunner().invoke(cli, ["db", "upgrade"], env=env)
+    listed = CliRunner().invoke(cli, ["user", "list", "--json"], env=env)
+
+    assert created.exit_code == 0
+    assert "password: " in created.stderr
+    users = json.loads(listed.stdout)
+    assert [(u["username"], u["role"]) for u in users] == [("admin", "admin")]
+    assert "password: " not in listed.stderr
+
+
+def test_an_admin_command_on_an_existing_empty_file_migrates_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "made-by-hand.db").touch()
+    env = {"QUOTALEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'made-by-hand.db'}"}
+
+    result = CliRunner().invoke(cli, ["user", "list", "--json"], env=env)
 
     assert result.exit_code == 0
-    users = json.loads(result.stdout)
-    assert [(u["username"], u["role"]) for u in users] == [("admin", "admin")]
-    assert "password: " in result.stderr
+    assert [u["username"] for u in json.loads(result.stdout)] == ["admin"]
 
 
 def test_topup_adds_quota(run) -> None:  # type: ignore[no-untyped-def]
@@ -206,7 +222,7 @@ def test_an_unsupported_database_url_is_a_usage_error() -> None:
 def test_an_unreachable_database_is_a_one_line_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}"
 
-    result = CliRunner().invoke(cli, ["user", "list"], env={"QUOTALEDGER_DATABASE_URL": url})
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env={"QUOTALEDGER_DATABASE_URL": url})
 
     assert result.exit_code == 1
     assert result.stderr.strip() == "Error: database: unable to open database file"

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from quotaledger import errors
 from quotaledger.cli.exits import Exit
-from quotaledger.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
+from quotaledger.settings import Settings, SettingsError, default_database_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,8 +28,8 @@ database_url_option = click.option(
     "--database-url",
     envvar="QUOTALEDGER_DATABASE_URL",
     metavar="URL",
-    help=f"sqlite:///PATH or postgresql://... [default: {DEFAULT_DATABASE_URL}, "
-    "i.e. quotaledger.db in the current directory; env: QUOTALEDGER_DATABASE_URL]",
+    help="sqlite:///PATH or postgresql://... [default: quotaledger.db in the user's data "
+    f"directory, here {default_database_path()}; env: QUOTALEDGER_DATABASE_URL]",
 )
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
@@ -59,12 +59,24 @@ def handles_errors(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def open_database(database_url: str | None) -> Any:
-    """The migrated database of `--database-url` (first admin created on an empty one)."""
-    from quotaledger.bootstrap import prepare_database
+def open_database(database_url: str | None, *, create: bool = False) -> Any:
+    """The migrated database of `--database-url` (first admin created on an empty one),
+    for every admin command.
+
+    It never creates a SQLite file unless `create` (only `db upgrade` passes it; `serve`
+    creates its own): a missing file is a one-line error naming the path, so a command run
+    from the wrong place or with a mistyped URL cannot start a second, empty ledger. When
+    no URL was given, says on stderr which file the default is."""
+    from quotaledger.bootstrap import prepare_database, sqlite_file
 
     settings = Settings.from_env(database_url=database_url)
-    return prepare_database(settings, announce=lambda text: click.echo(text, err=True))
+    if database_url is None:  # neither the flag nor QUOTALEDGER_DATABASE_URL
+        click.echo(f"using database {sqlite_file(settings)} (the default)", err=True)
+    return prepare_database(settings, announce=_to_stderr, create=create)
+
+
+def _to_stderr(text: str) -> None:
+    click.echo(text, err=True)
 
 
 def print_json(value: Any) -> None:
