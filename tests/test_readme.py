@@ -40,3 +40,23 @@ def test_the_quick_start_is_two_commands_that_exist() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_relative_link_in_the_readme_is_a_file_in_the_repository() -> None:
+    targets = re.findall(r"\]\(([^)\s]+)\)", README)
+    relative = [t for t in targets if not re.match(r"[a-z]+:|#", t)]
+    assert relative, "the README links to no file: has the pattern stopped matching?"
+    for target in relative:
+        path = (ROOT / target.split("#")[0]).resolve()
+        assert path.is_relative_to(ROOT), f"README links outside the repository: {target}"
+        assert path.is_file(), f"README links to a missing file: {target}"
+
+
+def test_every_relative_link_in_the_docs_is_a_file_in_the_repository() -> None:
+    for page in (ROOT / "docs").glob("*.md"):
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:|#", target):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            assert path.is_relative_to(ROOT), f"{page.name} links outside the repository"
+            assert path.is_file(), f"{page.name} links to a missing file: {target}"
