@@ -60,3 +60,9 @@ def test_every_relative_link_in_the_docs_is_a_file_in_the_repository() -> None:
             path = (page.parent / target.split("#")[0]).resolve()
             assert path.is_relative_to(ROOT), f"{page.name} links outside the repository"
             assert path.is_file(), f"{page.name} links to a missing file: {target}"
+
+
+def test_every_shell_variable_the_readme_sends_is_set_before_its_first_use() -> None:
+    for variable in ("ADMIN_TOKEN", "QUOTALEDGER_TOKEN"):
+        first_use = README.index(f"${variable}")
+        assert f"export {variable}=" in README[:first_use], f"${variable} is never set first"

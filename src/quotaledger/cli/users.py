@@ -14,11 +14,15 @@ from quotaledger.cli.common import (
     open_database,
     print_json,
 )
+from quotaledger.cli.user_token import token
 
 
 @click.group()
 def user() -> None:
-    """Create, top up, disable and list accounts."""
+    """Create, top up, disable and list accounts; issue a system token."""
+
+
+user.add_command(token)  # the System Token dialog, in its own module
 
 
 @user.command()
