@@ -18,7 +18,7 @@ from quotaledger import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("quotaledger.cli.serve:serve", "Run the HTTP server (balance API and web pages)."),
     "db": ("quotaledger.cli.db:db", "Database schema: upgrade to the latest migration."),
-    "user": ("quotaledger.cli.users:user", "Create, top up, disable and list accounts; issue tokens."),
+    "user": ("quotaledger.cli.users:user", "Create, top up, disable, list accounts; tokens."),
     "price": ("quotaledger.cli.prices:price", "Set, list and delete model prices."),
     "group": ("quotaledger.cli.prices:group", "Set a user group's price multiplier."),
     "balance": ("quotaledger.cli.balance:balance", "Show an account's balance (any provider)."),
