@@ -8,11 +8,13 @@ imports the server, the database or the monitor.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 import click
 
 from quotaledger import __version__
+from quotaledger.cli.exits import Exit
 
 # name -> "module:attribute", and the one-line help shown by `quotaledger --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -30,8 +32,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The extra each command needs beyond `pip install quotaledger` (SPEC 10, pyproject.toml):
+# None for the client's commands; a command not listed (key, channel, ...) needs the server's.
+EXTRA_BY_COMMAND: dict[str, str | None] = {
+    "balance": None,
+    "check": None,
+    "watch": "monitor",
+    "status": "monitor",
+    "history": "monitor",
+    "notify-test": "monitor",
+}
+
+
+def extra_for(command: str) -> str | None:
+    return EXTRA_BY_COMMAND.get(command, "server")
+
+
 class LazyGroup(click.Group):
-    """A group whose commands are imported on first use."""
+    """A group whose commands are imported on first use.
+
+    A command whose extra is not installed fails to import (or, for a library imported
+    only when needed, to run) with a `ModuleNotFoundError`: that becomes a one-line error
+    naming the extra to install, exit 2."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -41,9 +63,22 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attribute = target[0].split(":")
-        command = getattr(importlib.import_module(module_name), attribute)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            _exit_if_an_extra_is_missing(cmd_name, exc)
+            raise
+        command = getattr(module, attribute)
         assert isinstance(command, click.Command)
         return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            if ctx.invoked_subcommand is not None:
+                _exit_if_an_extra_is_missing(ctx.invoked_subcommand, exc)
+            raise
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Show the short help without importing every module.
@@ -66,6 +101,27 @@ def cli() -> None:
 
     Every option can also be set with an environment variable QUOTALEDGER_<OPTION>.
     """
+
+
+def _exit_if_an_extra_is_missing(command: str, error: ModuleNotFoundError) -> None:
+    """Exit 2 naming the extra when `error` is a third-party module that `command`'s extra
+    installs; return (the caller re-raises) for our own modules and the client's commands,
+    where a missing module is a bug, not a choice of install."""
+    missing = (error.name or "").partition(".")[0]
+    extra = extra_for(command)
+    if extra is None or not missing or missing == "quotaledger":
+        return
+    _missing_extra(command, extra, missing)
+
+
+def _missing_extra(command: str, extra: str, module: str) -> NoReturn:
+    click.secho(
+        f"Error: `quotaledger {command}` needs the {extra!r} extra ({module} is not "
+        f"installed): pip install 'quotaledger[{extra}]'",
+        fg="red",
+        err=True,
+    )
+    sys.exit(Exit.USAGE)
 
 
 def main(*args: Any) -> None:
