@@ -19,7 +19,7 @@ from quotaledger.client.exchange import Reply
 from quotaledger.client.redaction import without_userinfo
 
 
-def to_reply(response: httpx.Response, secret: str = "") -> Reply:  # nosec B107: what to redact
+def to_reply(response: httpx.Response, secret: str = "") -> Reply:  # nosec B107  # what to redact
     return Reply(
         status=response.status_code,
         headers=response.headers,

@@ -39,7 +39,7 @@ def server_message(reply: Reply) -> str | None:
     return None
 
 
-def message_in(body: dict[str, Any], secret: str = "") -> str | None:  # nosec B107: what to redact
+def message_in(body: dict[str, Any], secret: str = "") -> str | None:  # nosec B107  # what to redact
     """`message` (one-api envelope), `error.message` (OpenAI style), `error` or `detail`;
     without `secret` (pass `reply.secret`)."""
     error = body.get("error")
@@ -51,7 +51,7 @@ def message_in(body: dict[str, Any], secret: str = "") -> str | None:  # nosec B
     return None
 
 
-def one_line(text: str, secret: str = "") -> str:  # nosec B107: what to redact
+def one_line(text: str, secret: str = "") -> str:  # nosec B107  # what to redact
     """`text` on one line, without `secret`, then cut to length: in this order, so that a
     token straddling the cut cannot survive in part."""
     text = " ".join(redact(text, secret).split())
