@@ -135,13 +135,9 @@ def test_an_upstream_529_reaches_the_anthropic_sdk_as_overloaded(
     fake_upstream.upstream.script(status=529)
     with pytest.raises(anthropic.OverloadedError) as raised:
         claude.messages.create(model="claude-fake", max_tokens=100, messages=QUESTION)
-    assert raised.value.body == {
-        "type": "error",
-        "error": {"type": "overloaded_error", "message": "Overloaded"},
-    } or (
-        isinstance(raised.value.body, dict)
-        and raised.value.body["error"]["type"] == "overloaded_error"
-    )
+    body = raised.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"] == {"type": "overloaded_error", "message": "Overloaded"}
 
 
 def test_an_anthropic_error_event_mid_stream_raises_in_the_sdk(
