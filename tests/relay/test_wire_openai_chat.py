@@ -191,3 +191,13 @@ def test_embeddings_usage_reads_prompt_tokens_else_counts_the_input() -> None:
     )
     local = embeddings_usage({"data": []}, input_tokens=3)
     assert local.input == 3 and local.source == UsageSource.LOCAL
+
+
+def test_a_usage_chunk_claiming_no_output_for_delivered_text_is_replaced_not_doubled() -> None:
+    zero = OPENAI_CHAT_STREAM.replace(b'"completion_tokens":17', b'"completion_tokens":0')
+    zero = zero.replace(b'"reasoning_tokens":5', b'"reasoning_tokens":0')
+    tracker = ChatStream(client_wants_usage=True, prompt_tokens=12)
+    events = client_events(relay_stream(tracker, zero))
+    (chunk,) = [e for e in events if e != "[DONE]" and e.get("usage")]
+    assert chunk["usage"]["completion_tokens"] == counting.count_text("Hello world!")
+    assert tracker.usage().source == UsageSource.LOCAL
