@@ -6,7 +6,8 @@ the SDKs raise their matching exceptions (401 AuthenticationError, 403 Permissio
 404 NotFoundError, 429 RateLimitError; 402 is an APIStatusError neither SDK retries).
 Mid-stream failures are SSE events: OpenAI chat gets a `data: {"error": ...}` event then
 `data: [DONE]` (the OpenAI SDK raises an APIError on it); Anthropic an `event: error`
-(the Anthropic SDK raises on it); Responses its own `error` event.
+(the Anthropic SDK raises on it); a Responses stream ends with a `response.failed` of ours
+(`openai_responses.ResponsesStream.fail`).
 (Upstream errors before the first byte are not built here: they pass through unchanged.)
 """
 
@@ -87,20 +88,6 @@ def anthropic_stream_error(message: str, *, status: int = 502) -> bytes:
     """An Anthropic stream's `event: error` (529-like failures are `overloaded_error` upstream;
     ours name the status's type)."""
     return b"event: error\ndata: " + orjson.dumps(anthropic_error(status, message)) + b"\n\n"
-
-
-def responses_stream_error(
-    message: str, *, sequence_number: int, code: str = "server_error"
-) -> bytes:
-    """A Responses stream's `error` event (its terminal event is `openai_responses`' job)."""
-    event = {
-        "type": "error",
-        "code": code,
-        "message": message,
-        "param": None,
-        "sequence_number": sequence_number,
-    }
-    return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 class InvalidRequest(ValueError):

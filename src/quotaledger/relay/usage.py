@@ -13,7 +13,7 @@ only says how many of them were reasoning (for the log), never to be added again
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -45,11 +45,6 @@ class TokenUsage:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.output
-
-    def with_output(self, output: int, reasoning: int | None = None) -> TokenUsage:
-        return replace(
-            self, output=output, reasoning=self.reasoning if reasoning is None else reasoning
-        )
 
     def as_openai_usage(self) -> dict[str, Any]:
         """OpenAI's chat `usage` object (for a usage chunk the relay synthesizes)."""
