@@ -222,7 +222,12 @@ async def _read_call(request: web.Request) -> Call:
         )
     )
     header = request.headers.get("X-Fake-Scenario")
-    scenario = Scenario.from_json(orjson.loads(header)) if header else upstream.take(request.path)
+    try:
+        scenario = (
+            Scenario.from_json(orjson.loads(header)) if header else upstream.take(request.path)
+        )
+    except (TypeError, ValueError) as error:  # a test's typo: say so, plainly
+        raise web.HTTPBadRequest(text=f"X-Fake-Scenario: {error}") from error
     scenario = scenario or Scenario()
     body = orjson.loads(raw) if raw else {}
     cap = (

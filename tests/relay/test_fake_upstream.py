@@ -282,3 +282,10 @@ def test_no_usage_means_no_usage_anywhere_in_the_answer(fake_upstream: Any, path
         fake_upstream.base_url + path, json=body, headers=_scenario(usage="none")
     ).content
     assert b'"usage":{' not in raw and b"input_tokens" not in raw and b"prompt_tokens" not in raw
+
+
+def test_a_scenario_header_with_a_typo_is_answered_400_naming_it(fake_upstream: Any) -> None:
+    answer = httpx.post(
+        fake_upstream.base_url + "/v1/messages", json=MESSAGES, headers=_scenario(stauts=529)
+    )
+    assert answer.status_code == 400 and "stauts" in answer.text
