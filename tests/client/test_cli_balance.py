@@ -91,6 +91,29 @@ def test_missing_base_url_for_newapi_exits_2() -> None:
     assert "--base-url" in result.stderr
 
 
+@pytest.mark.parametrize("base_url", ["not a url", "http://not a url", "https://relay example.com"])
+def test_a_base_url_with_spaces_is_a_configuration_error_not_a_dns_failure(base_url: str) -> None:
+    result = run("--base-url", base_url, "--retries", "0")
+    assert result.exit_code == Exit.USAGE, result.stderr
+    assert "DNS" not in result.stderr
+
+
+def test_a_base_url_without_a_scheme_exits_2_with_a_hint(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(QUOTALEDGER_SELF))
+    result = run("--base-url", server.url.removeprefix("http://"))
+    assert result.exit_code == Exit.USAGE
+    assert "add http:// or https://" in result.stderr
+    assert server.requests == []  # nothing was tried, TLS least of all
+
+
+def test_a_mistyped_quotaledger_token_is_refused_locally_with_exit_3(server: FakeProvider) -> None:
+    mistyped = TOKEN[:-1] + ("A" if TOKEN[-1] != "A" else "B")
+    result = run("--base-url", server.url, token=mistyped)
+    assert result.exit_code == Exit.AUTHENTICATION  # README: 3, token refused
+    assert "mistyped or truncated" in result.stderr
+    assert server.requests == []
+
+
 def test_refused_token_exits_3(server: FakeProvider) -> None:
     server.route(SELF, json_answer({"success": False, "message": "invalid token"}, 401))
     result = run("--base-url", server.url)

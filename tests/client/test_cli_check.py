@@ -31,6 +31,13 @@ def test_ok_line_has_perfdata(server: FakeProvider) -> None:
     )
 
 
+def test_a_mistyped_quotaledger_token_is_unknown(server: FakeProvider) -> None:
+    mistyped = TOKEN[:-1] + ("A" if TOKEN[-1] != "A" else "B")
+    result = check(server, "--warn-usd", "20", "--critical-usd", "5", token=mistyped)
+    assert result.exit_code == 3
+    assert result.stdout.startswith("BALANCE UNKNOWN - the token looks mistyped")
+
+
 def test_below_warning_exits_1(server: FakeProvider) -> None:
     server.route(SELF, json_answer(with_quota(6_000_000)))
     result = check(server, "--warn-usd", "20", "--critical-usd", "5")

@@ -44,6 +44,15 @@ EXIT_CODES: dict[type[BalanceError], Exit] = {
 """Every other `BalanceError` (an answer we cannot use) is `Exit.UNEXPECTED`."""
 
 
+def exit_code(error: BalanceError) -> Exit:
+    """The code of the error's nearest class in `EXIT_CODES`: a `MistypedTokenError` is an
+    `AuthenticationError` first (exit 3), a `ConfigurationError` second."""
+    return next(
+        (EXIT_CODES[kind] for kind in type(error).__mro__ if kind in EXIT_CODES),
+        Exit.UNEXPECTED,
+    )
+
+
 class State(IntEnum):
     """Monitoring-plugin states, which are also `check`'s exit codes."""
 
@@ -181,7 +190,7 @@ def balance(ctx: click.Context, /, as_json: bool, **connection: Any) -> None:
         else:
             text = describe(result)
     except BalanceError as error:
-        code = EXIT_CODES.get(type(error), Exit.UNEXPECTED)
+        code = exit_code(error)
         report_error(str(error), type(error).__name__, as_json)
         ctx.exit(code)
     except Exception as error:  # a bug; still one line, never a traceback

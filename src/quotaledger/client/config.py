@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from quotaledger import __version__, tokens
 from quotaledger.client import retry
-from quotaledger.client.errors import ConfigurationError
+from quotaledger.client.errors import ConfigurationError, MistypedTokenError
 from quotaledger.client.exchange import Call, Site
 from quotaledger.client.providers import Provider, provider_named
 
@@ -79,7 +79,7 @@ def checked_token(token: str | None) -> str:
         )
     if value.startswith(tokens.PREFIX) and not tokens.is_well_formed(value):
         # quotaledger tokens carry a checksum so that a typo is caught before it is sent.
-        raise ConfigurationError(
+        raise MistypedTokenError(
             "the token looks mistyped or truncated (its quotaledger checksum does not match): "
             "copy it again, or generate a new one under Account Settings, System Token"
         )
