@@ -113,7 +113,8 @@ def connection_options(command: F) -> F:
             show_default=True,
             type=click.FloatRange(min=0, min_open=True),
             metavar="SECONDS",
-            help="Give up waiting for an answer after this long.",
+            help="Deadline for each attempt as a whole (connecting, waiting, reading), "
+            "not for each read; a retry gets as long again.",
         ),
         click.option(
             "--retries",
@@ -173,7 +174,7 @@ Examples:
 \b
 Exit status: 0 ok, 2 usage or configuration error, 3 token refused,
 4 permission denied, 5 network error or timeout, 6 rate limited,
-7 unexpected answer (HTML, garbage, server error).
+7 unexpected answer (HTML, garbage, server error, over 1 MiB).
 """
 
 

@@ -15,7 +15,7 @@ from quotaledger.client.errors import (
     ProviderError,
     RateLimitedError,
 )
-from quotaledger.client.exchange import Reply, decode_body, parse_json
+from quotaledger.client.exchange import Reply, parse_json
 from quotaledger.client.redaction import redact
 
 _MAX_MESSAGE = 200
@@ -33,7 +33,7 @@ def server_message(reply: Reply) -> str | None:
     body = parse_json(reply)
     if isinstance(body, dict):
         return message_in(body, reply.secret)
-    text = one_line(decode_body(reply.content).decode("utf-8", "replace"), reply.secret)
+    text = one_line(reply.content.decode("utf-8", "replace"), reply.secret)
     if text.isprintable() and reply.content_type in {"text/plain", ""} and text[:1] != "<":
         return text or None
     return None
