@@ -247,3 +247,29 @@ def test_a_user_id_that_is_not_digits_exits_2(server: FakeProvider, user_id: str
     assert result.exit_code == Exit.USAGE
     assert "numeric user id" in result.stderr
     assert server.requests == []
+
+
+HOSTILE_TEXT = (
+    "token \x1b]0;pwned\x07refused\x1b]52;c;ZWNobyBoaQ==\x07\r\nFAKE: \x1b[2J\x9b31m ok\u202e"
+)
+
+
+def test_a_servers_message_reaches_the_terminal_without_control_characters(
+    server: FakeProvider,
+) -> None:
+    server.route(SELF, json_answer({"success": False, "message": HOSTILE_TEXT}, 401))
+    result = run("--base-url", server.url)
+    assert result.exit_code == Exit.AUTHENTICATION
+    line = result.stderr.removesuffix("\n")
+    assert "token refused FAKE: ok" in line
+    assert line.isprintable(), repr(line)  # no ESC, BEL, CR, LF, C1 or bidi override
+
+
+def test_a_servers_fields_are_printed_without_control_characters(server: FakeProvider) -> None:
+    data = {**QUOTALEDGER_SELF["data"], "group": "vip\x1b[1A\r\n$999.00 left"}  # type: ignore[dict-item]
+    server.route(SELF, json_answer({**QUOTALEDGER_SELF, "data": data}))
+    result = run("--base-url", server.url)
+    assert result.exit_code == Exit.OK
+    assert result.stdout.endswith("· group vip $999.00 left\n")
+    assert result.stdout.removesuffix("\n").isprintable()
+    assert json.loads(run("--base-url", server.url, "--json").stdout)["group"] == data["group"]

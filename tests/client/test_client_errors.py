@@ -208,3 +208,11 @@ def test_tokens_of_other_servers_are_not_checksummed(server: FakeProvider) -> No
     server.route(SELF, json_answer(QUOTALEDGER_SELF))
     with BalanceClient(server.url, "0123456789abcdefABCDEF0123456789") as client:
         assert client.balance().quota == 24_997_909
+
+
+def test_error_messages_carry_no_escape_sequences_or_line_breaks(server: FakeProvider) -> None:
+    server.route(SELF, json_answer({"message": "down\x1b]0;title\x07\r\nnow\x1b[2K"}, 502))
+    with pytest.raises(ProviderError) as caught:
+        fetch(server.url, retries=0)
+    assert "down now" in str(caught.value)
+    assert str(caught.value).isprintable()

@@ -30,6 +30,7 @@ from quotaledger.client import (
 )
 from quotaledger.client.balance import format_money, truncate_cents
 from quotaledger.client.config import TOKEN_ENV
+from quotaledger.client.printable import printable
 from quotaledger.money import parse_usd
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -197,14 +198,14 @@ def balance(ctx: click.Context, /, as_json: bool, **connection: Any) -> None:
     except Exception as error:  # a bug; still one line, never a traceback
         report_error(f"internal error ({type(error).__name__}: {error})", "InternalError", as_json)
         ctx.exit(Exit.ERROR)
-    click.echo(text)
+    click.echo(text if as_json else printable(text))  # JSON escapes control characters
 
 
 def report_error(message: str, kind: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"error": {"type": kind, "message": message}}, ensure_ascii=False))
     else:
-        click.echo(f"Error: {message}", err=True)
+        click.echo(f"Error: {printable(message)}", err=True)
 
 
 def describe(result: Balance) -> str:
@@ -261,7 +262,7 @@ class PluginCommand(click.Command):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as error:
-            click.echo(f"BALANCE UNKNOWN - {error.format_message()}")
+            click.echo(f"BALANCE UNKNOWN - {plugin_text(error.format_message())}")
             raise click.exceptions.Exit(State.UNKNOWN) from None
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -272,7 +273,7 @@ class PluginCommand(click.Command):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Exception as error:
-            click.echo(f"BALANCE UNKNOWN - internal error ({type(error).__name__}: {error})")
+            unknown(f"internal error ({type(error).__name__}: {error})")
             raise click.exceptions.Exit(State.UNKNOWN) from None
 
 
@@ -324,13 +325,23 @@ def check(ctx: click.Context, /, warn: Decimal, critical: Decimal, **connection:
         state = judge(result.amount, warn, critical)
         line = status_line(state, result, warn, critical)
     except BalanceError as error:  # any failure to get a balance is UNKNOWN, in one line
-        click.echo(f"BALANCE UNKNOWN - {error}")
+        unknown(str(error))
         ctx.exit(State.UNKNOWN)
     except Exception as error:  # a bug: UNKNOWN as well (exit 1 would read as WARNING)
-        click.echo(f"BALANCE UNKNOWN - internal error ({type(error).__name__}: {error})")
+        unknown(f"internal error ({type(error).__name__}: {error})")
         ctx.exit(State.UNKNOWN)
     click.echo(line)
     ctx.exit(state)
+
+
+def unknown(reason: str) -> None:
+    click.echo(f"BALANCE UNKNOWN - {plugin_text(reason)}")
+
+
+def plugin_text(text: str) -> str:
+    """Text for the human part of a plugin's status line: one line, and no `|`, which would
+    start perfdata (a server's message must not forge metrics)."""
+    return printable(text).replace("|", "/")
 
 
 def judge(amount: Decimal, warn: Decimal, critical: Decimal) -> State:
@@ -347,7 +358,7 @@ def status_line(state: State, result: Balance, warn: Decimal, critical: Decimal)
 
     The thresholds are monitoring-plugin ranges: `20:` means "alert below 20" (a bare `20`
     would mean "alert above 20")."""
-    text = f"BALANCE {state.name} - {result.format_amount()} left"
+    text = f"BALANCE {state.name} - {plugin_text(result.format_amount())} left"
     if state is not State.OK:
         threshold = warn if state is State.WARNING else critical
         kind = "warning" if state is State.WARNING else "critical"

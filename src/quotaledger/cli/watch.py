@@ -151,6 +151,7 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def _summarise(results: list[Result], quiet: bool) -> int:
+    from quotaledger.client.printable import printable
     from quotaledger.monitor.messages import balance_text
 
     undelivered = [
@@ -158,7 +159,7 @@ def _summarise(results: list[Result], quiet: bool) -> int:
     ]
     for result in results if not quiet else []:
         poll = result.outcome.poll
-        detail = balance_text(poll) if poll.ok else f"poll failed: {poll.error}"
+        detail = balance_text(poll) if poll.ok else f"poll failed: {printable(poll.error or '')}"
         sent = ""
         if result.delivered:
             sent = " (notified)"
