@@ -80,7 +80,8 @@ def connection_options(command: F) -> F:
             "--base-url",
             envvar="QUOTALEDGER_BASE_URL",
             metavar="URL",
-            help="Site root, e.g. https://api.example.com [env QUOTALEDGER_BASE_URL]. "
+            show_envvar=True,
+            help="Site root, e.g. https://api.example.com. "
             "Default: the provider's own site (newapi has none).",
         ),
         click.option(
@@ -89,13 +90,15 @@ def connection_options(command: F) -> F:
             default="newapi",
             show_default=True,
             type=click.Choice(list(PROVIDERS), case_sensitive=False),
-            help="Which balance API the site speaks [env QUOTALEDGER_PROVIDER].",
+            show_envvar=True,
+            help="Which balance API the site speaks.",
         ),
         click.option(
             "--token-file",
             envvar="QUOTALEDGER_TOKEN_FILE",
             type=click.File("r"),
             metavar="FILE",
+            show_envvar=True,
             help=f"Read the token from FILE ('-': stdin); otherwise "
             f"from {TOKEN_ENV}. There is no --token: the command line is visible to "
             "other users and stays in shell history.",
@@ -104,8 +107,8 @@ def connection_options(command: F) -> F:
             "--user-id",
             envvar="QUOTALEDGER_USER_ID",
             metavar="ID",
-            help="Your numeric user id, sent as New-Api-User (new-api wants it) "
-            "[env QUOTALEDGER_USER_ID].",
+            show_envvar=True,
+            help="Your numeric user id, sent as New-Api-User (new-api wants it).",
         ),
         click.option(
             "--timeout",
@@ -114,6 +117,7 @@ def connection_options(command: F) -> F:
             show_default=True,
             type=click.FloatRange(min=0, min_open=True),
             metavar="SECONDS",
+            show_envvar=True,
             help="Deadline for each attempt as a whole (connecting, waiting, reading), "
             "not for each read; a retry gets as long again.",
         ),
@@ -124,6 +128,7 @@ def connection_options(command: F) -> F:
             show_default=True,
             type=click.IntRange(0, 10),
             metavar="N",
+            show_envvar=True,
             help="Retry network errors and 5xx this many times (4xx never).",
         ),
     ]
@@ -300,6 +305,8 @@ deepseek/siliconflow/moonshot .cn). Perfdata writes them as ranges where low is 
     "--warn-usd",
     "--warn",
     "warn",
+    envvar="QUOTALEDGER_WARN_USD",
+    show_envvar=True,
     callback=amount_option,
     required=True,
     metavar="X",
@@ -309,6 +316,8 @@ deepseek/siliconflow/moonshot .cn). Perfdata writes them as ranges where low is 
     "--critical-usd",
     "--critical",
     "critical",
+    envvar="QUOTALEDGER_CRITICAL_USD",
+    show_envvar=True,
     callback=amount_option,
     required=True,
     metavar="Y",

@@ -32,11 +32,11 @@ _STATE_HELP = (
 )
 config_option = click.option(
     "--config", "-c", "config_path", required=True, envvar="QUOTALEDGER_WATCH_CONFIG",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The watch.toml file (env QUOTALEDGER_WATCH_CONFIG).",
+    show_envvar=True, type=click.Path(path_type=Path, dir_okay=False),
+    help="The watch.toml file.",
 )  # fmt: skip
 state_option = click.option(
-    "--state", "state_path", envvar="QUOTALEDGER_STATE",
+    "--state", "state_path", envvar="QUOTALEDGER_STATE", show_envvar=True,
     type=click.Path(path_type=Path, dir_okay=False), default=None, help=_STATE_HELP,
 )  # fmt: skip
 
