@@ -102,6 +102,15 @@ def endless(connection: socket.socket, stopped: threading.Event) -> None:
         connection.sendall(chunk)
 
 
+def endless_redirect(connection: socket.socket, stopped: threading.Event) -> None:
+    """A redirect (to itself) whose body never ends: httpx reads a redirect's body whole."""
+    head = "HTTP/1.1 302 Found\r\nLocation: /api/user/self\r\nTransfer-Encoding: chunked\r\n\r\n"
+    connection.sendall(head.encode())
+    chunk = b"%x\r\n%s\r\n" % (1 << 16, b"x" * (1 << 16))
+    while not stopped.is_set():
+        connection.sendall(chunk)
+
+
 def drip(every: float, *, head_too: bool = False) -> Answer:
     """One byte every `every` seconds: of the body (a long one), or from the status line on."""
 

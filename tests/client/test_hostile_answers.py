@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from client_payloads import TOKEN
 
-from hostile_server import Answer, HostileServer, bomb, drip, endless, run_measured
+from hostile_server import (
+    Answer,
+    HostileServer,
+    bomb,
+    drip,
+    endless,
+    endless_redirect,
+    run_measured,
+)
 from quotaledger.cli.exits import Exit
 from quotaledger.client import AsyncBalanceClient, BalanceClient, NetworkError, ProviderError
 
@@ -119,3 +127,17 @@ async def _balance(client: Any) -> Any:
             return client.balance()
     async with client:
         return await client.balance()
+
+
+@pytest.mark.parametrize("make", [BalanceClient, AsyncBalanceClient])
+async def test_a_redirect_whose_body_never_ends_is_not_read(hostile: Any, make: Any) -> None:
+    server = hostile(endless_redirect)
+    client = make(server.url, TOKEN, retries=0)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProviderError, match="cannot follow"):
+            await _balance(client)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < TRACED_BOUND, peak

@@ -20,6 +20,7 @@ from quotaledger.client.providers import Provider
 from quotaledger.client.redaction import without_secrets
 
 log = logging.getLogger("quotaledger.client")
+MAX_REDIRECTS = 20  # as httpx
 
 
 class BalanceClient:
@@ -120,16 +121,30 @@ class BalanceClient:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _get(self, url: str, headers: dict[str, str]) -> Reply:
-        """One GET, its body read within `MAX_BODY_BYTES` (decompressed) and the deadline."""
-        config = self._config
-        with self._http.stream("GET", url, headers=headers, timeout=config.timeout) as response:
-            body = BodyReader(response.headers.get("content-encoding", ""), url)
-            for chunk in response.iter_raw():
-                body.feed(chunk)
-                check_deadline()
-            content = body.finish()
+        """One GET, redirects followed, the answer's body read within `MAX_BODY_BYTES`
+        (decompressed) and the deadline. Redirects are followed here, not by httpx: it reads
+        a redirect's body whole, and a hostile server's never ends."""
+        request = self._http.build_request(
+            "GET", url, headers=headers, timeout=self._config.timeout
+        )
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._http.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.next_request is None:
+                    return self._reply(response, url)
+                request = response.next_request  # without Authorization to another origin
+            finally:
+                response.close()  # a redirect's body unread: its connection is not reused
+        raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
+
+    def _reply(self, response: httpx.Response, url: str) -> Reply:
+        body = BodyReader(response.headers.get("content-encoding", ""), url)
+        for chunk in response.iter_raw():
+            body.feed(chunk)
+            check_deadline()
+        content = body.finish()
         return Reply(
-            response.status_code, response.headers, content, str(response.url), config.token
+            response.status_code, response.headers, content, str(response.url), self._config.token
         )
 
     def close(self) -> None:
