@@ -24,6 +24,7 @@ from hostile_server import (
 )
 from quotaledger.cli.exits import Exit
 from quotaledger.client import AsyncBalanceClient, BalanceClient, NetworkError, ProviderError
+from quotaledger.client.sync_client import http_client_with_deadlines
 
 MEMORY_BOUND_MIB = 200
 """Peak resident memory allowed to the CLI (it needs ~50 MB; the bomb inflates to ~2 GB)."""
@@ -141,3 +142,13 @@ async def test_a_redirect_whose_body_never_ends_is_not_read(hostile: Any, make: 
     finally:
         tracemalloc.stop()
     assert peak < TRACED_BOUND, peak
+
+
+def test_a_shared_http_client_keeps_each_clients_deadline(hostile: Any) -> None:
+    server = hostile(drip(0.2, head_too=True))
+    with http_client_with_deadlines() as http:
+        client = BalanceClient(server.url, TOKEN, timeout=1.0, retries=0, http_client=http)
+        started = time.monotonic()
+        with pytest.raises(NetworkError, match="did not answer within 1 s"):
+            client.balance()
+    assert time.monotonic() - started < 2.5
