@@ -104,4 +104,10 @@ def checked_user_id(user_id: str | int | None) -> str | None:
 
 
 def default_headers() -> dict[str, str]:
-    return {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    # Only the encodings `client.body` undoes within its cap: httpx would also offer br and
+    # zstd where their packages happen to be installed.
+    return {
+        "User-Agent": USER_AGENT,
+        "Accept": "application/json",
+        "Accept-Encoding": "gzip, deflate",
+    }
