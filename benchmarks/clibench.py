@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from fixtures import BIN, CLIENT_CORE, PYTHON, clean_env, pinned
+from harness import Bench, Case, log, ratio_row
 
 ONE_LINER = (
     "import httpx, os; "
@@ -57,3 +58,36 @@ def bench_cli(base_url: str, token: str, runs: int) -> dict[str, Any]:
         "ratio": medians["quotaledger_balance"] / medians["httpx_one_liner"],
         "output": outputs["quotaledger_balance"],
     }
+
+
+# ---------------------------------------------------------------- as a step of run.py
+
+
+def measure(bench: Bench, cases: list[Case]) -> tuple[str, dict[str, Any]]:
+    runs = bench.config.cli_runs
+    log(f"CLI: {runs} runs each")
+    return "cli", bench_cli(bench.servers["balance"].base_url, bench.balance_token, runs)
+
+
+def rows(
+    bench: Bench, summary: dict[str, dict[str, Any]], extra: dict[str, Any]
+) -> list[dict[str, Any]]:
+    cli = extra.get("cli")
+    if cli is None:
+        return []
+    if "skipped" in cli:
+        return [ratio_row("quotaledger balance", None, "", None, "≤ 1.5x", None,
+                          note=cli["skipped"])]  # fmt: skip
+    med = cli["median_s"]
+    return [
+        ratio_row(
+            "quotaledger balance wall time",
+            med["quotaledger_balance"] * 1000,
+            "ms",
+            med["httpx_one_liner"] * 1000,
+            "≤ 1.5x",
+            cli["ratio"] <= 1.5,
+            cli["ratio"],
+            f"vs httpx one-liner; `python -c pass` {med['python_startup'] * 1000:.0f} ms",
+        )
+    ]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fixtures import BIN, CLIENT_CORE, pinned
+from harness import Bench, Case, log, run_case
 
 
 def py_spy() -> str | None:
@@ -126,3 +127,24 @@ def _module(function: str) -> str:
     if parts[0] == "quotaledger" and len(parts) > 1:
         return "/".join(parts[:2])
     return parts[0]
+
+
+def profile_cases(bench: Bench, cases: list[Case], out_dir: Path) -> dict[str, Any]:
+    """py-spy profiles of the balance and usage servers, each under its wrk case."""
+    if py_spy() is None:
+        return {"skipped": "py-spy is not installed (.venv/bin/pip install py-spy)"}
+    profiles: dict[str, Any] = {}
+    seconds = 5 if bench.config.quick else 10
+    for case in cases:
+        if case.name not in ("balance", "usage"):
+            continue
+        log(f"profiling {case.name} with py-spy for {seconds} s under wrk")
+        pid = bench.servers[case.server].pid
+        profiles[case.name] = profile_case(
+            pid,
+            seconds,
+            out_dir,
+            f"profile-{case.name}",
+            lambda c=case: run_case(bench, c, seconds + 2).as_dict(),
+        )
+    return profiles

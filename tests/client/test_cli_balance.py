@@ -91,6 +91,29 @@ def test_missing_base_url_for_newapi_exits_2() -> None:
     assert "--base-url" in result.stderr
 
 
+@pytest.mark.parametrize("base_url", ["not a url", "http://not a url", "https://relay example.com"])
+def test_a_base_url_with_spaces_is_a_configuration_error_not_a_dns_failure(base_url: str) -> None:
+    result = run("--base-url", base_url, "--retries", "0")
+    assert result.exit_code == Exit.USAGE, result.stderr
+    assert "DNS" not in result.stderr
+
+
+def test_a_base_url_without_a_scheme_exits_2_with_a_hint(server: FakeProvider) -> None:
+    server.route(SELF, json_answer(QUOTALEDGER_SELF))
+    result = run("--base-url", server.url.removeprefix("http://"))
+    assert result.exit_code == Exit.USAGE
+    assert "add http:// or https://" in result.stderr
+    assert server.requests == []  # nothing was tried, TLS least of all
+
+
+def test_a_mistyped_quotaledger_token_is_refused_locally_with_exit_3(server: FakeProvider) -> None:
+    mistyped = TOKEN[:-1] + ("A" if TOKEN[-1] != "A" else "B")
+    result = run("--base-url", server.url, token=mistyped)
+    assert result.exit_code == Exit.AUTHENTICATION  # README: 3, token refused
+    assert "mistyped or truncated" in result.stderr
+    assert server.requests == []
+
+
 def test_refused_token_exits_3(server: FakeProvider) -> None:
     server.route(SELF, json_answer({"success": False, "message": "invalid token"}, 401))
     result = run("--base-url", server.url)
@@ -224,3 +247,29 @@ def test_a_user_id_that_is_not_digits_exits_2(server: FakeProvider, user_id: str
     assert result.exit_code == Exit.USAGE
     assert "numeric user id" in result.stderr
     assert server.requests == []
+
+
+HOSTILE_TEXT = (
+    "token \x1b]0;pwned\x07refused\x1b]52;c;ZWNobyBoaQ==\x07\r\nFAKE: \x1b[2J\x9b31m ok\u202e"
+)
+
+
+def test_a_servers_message_reaches_the_terminal_without_control_characters(
+    server: FakeProvider,
+) -> None:
+    server.route(SELF, json_answer({"success": False, "message": HOSTILE_TEXT}, 401))
+    result = run("--base-url", server.url)
+    assert result.exit_code == Exit.AUTHENTICATION
+    line = result.stderr.removesuffix("\n")
+    assert "token refused FAKE: ok" in line
+    assert line.isprintable(), repr(line)  # no ESC, BEL, CR, LF, C1 or bidi override
+
+
+def test_a_servers_fields_are_printed_without_control_characters(server: FakeProvider) -> None:
+    data = {**QUOTALEDGER_SELF["data"], "group": "vip\x1b[1A\r\n$999.00 left"}  # type: ignore[dict-item]
+    server.route(SELF, json_answer({**QUOTALEDGER_SELF, "data": data}))
+    result = run("--base-url", server.url)
+    assert result.exit_code == Exit.OK
+    assert result.stdout.endswith("· group vip $999.00 left\n")
+    assert result.stdout.removesuffix("\n").isprintable()
+    assert json.loads(run("--base-url", server.url, "--json").stdout)["group"] == data["group"]

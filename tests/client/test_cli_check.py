@@ -31,6 +31,13 @@ def test_ok_line_has_perfdata(server: FakeProvider) -> None:
     )
 
 
+def test_a_mistyped_quotaledger_token_is_unknown(server: FakeProvider) -> None:
+    mistyped = TOKEN[:-1] + ("A" if TOKEN[-1] != "A" else "B")
+    result = check(server, "--warn-usd", "20", "--critical-usd", "5", token=mistyped)
+    assert result.exit_code == 3
+    assert result.stdout.startswith("BALANCE UNKNOWN - the token looks mistyped")
+
+
 def test_below_warning_exits_1(server: FakeProvider) -> None:
     server.route(SELF, json_answer(with_quota(6_000_000)))
     result = check(server, "--warn-usd", "20", "--critical-usd", "5")
@@ -134,3 +141,15 @@ def test_check_of_a_cny_provider_labels_its_perfdata(server: FakeProvider) -> No
     server.route("/user/balance", json_answer({"is_available": True, "balance_infos": infos}))
     result = check(server, "--provider", "deepseek", "--warn", "100", "--critical", "10")
     assert result.stdout == "BALANCE OK - ¥110.00 left | balance_cny=110.00;100:;10:;0\n"
+
+
+def test_a_servers_message_cannot_break_the_status_line_or_forge_perfdata(
+    server: FakeProvider,
+) -> None:
+    message = "nope | balance_usd=999;20:;5:;0\nBALANCE OK - \x1b[32mfine"
+    server.route(SELF, json_answer({"success": False, "message": message}, 401))
+    result = check(server, "--warn-usd", "20", "--critical-usd", "5")
+    assert result.exit_code == 3
+    line = result.stdout.removesuffix("\n")
+    assert line.isprintable() and "|" not in line, repr(line)
+    assert "nope / balance_usd=999" in line

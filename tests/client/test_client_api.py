@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 import quotaledger.client
-from quotaledger.client import PROVIDERS, Balance
+from quotaledger.client import PROVIDERS, Balance, ConfigurationError
 from quotaledger.client.providers.base import as_int, site_root
 from quotaledger.client.retry import RetryPolicy
 from quotaledger.client.statuses import retry_after
@@ -80,11 +80,28 @@ def test_balance_is_frozen_and_hashable() -> None:
         ("https://relay.example.com/v1", "https://relay.example.com"),
         ("https://relay.example.com/api/user/self", "https://relay.example.com"),
         ("https://example.com/relay/v1/", "https://example.com/relay"),
-        ("relay.example.com", "https://relay.example.com"),
+        ("http://[::1]:8000/v1", "http://[::1]:8000"),
+        ("https://bücher.example/", "https://bücher.example"),
     ],
 )
 def test_pasted_urls_become_the_site_root(pasted: str, root: str) -> None:
     assert site_root(pasted, ("/api/user/self", "/v1")) == root
+
+
+@pytest.mark.parametrize("pasted", ["relay.example.com", "127.0.0.1:8000", "localhost:8000/v1"])
+def test_a_base_url_without_a_scheme_is_refused_with_a_hint(pasted: str) -> None:
+    # Guessing https used to end, for an http-only relay, in three TLS failures.
+    with pytest.raises(ConfigurationError, match="add http:// or https://"):
+        site_root(pasted, ("/v1",))
+
+
+@pytest.mark.parametrize(
+    "pasted", ["http://not a url", "https://relay example.com", "https://relay.example.com/ v1",
+               "http://exa\x1bmple.com", "http://relay.example.com\n"]
+)  # fmt: skip
+def test_a_base_url_with_spaces_or_control_characters_is_refused(pasted: str) -> None:
+    with pytest.raises(ConfigurationError, match="not a usable URL"):
+        site_root(pasted, ("/v1",))
 
 
 @pytest.mark.parametrize("value", [12, 12.0, Decimal("12"), "12"])

@@ -18,7 +18,8 @@ from quotaledger.client import (
     ProviderError,
     RateLimitedError,
 )
-from quotaledger.client.errors import ConfigurationError
+from quotaledger.client.async_client import AsyncBalanceClient
+from quotaledger.client.errors import ConfigurationError, MistypedTokenError
 
 SELF = "/api/user/self"
 
@@ -195,11 +196,23 @@ def test_token_pasted_with_bearer_is_sent_without_it(server: FakeProvider) -> No
 
 def test_mistyped_quotaledger_token_is_caught_before_sending() -> None:
     mistyped = TOKEN[:-1] + ("A" if TOKEN[-1] != "A" else "B")
-    with pytest.raises(ConfigurationError, match="mistyped or truncated"):
-        BalanceClient("https://api.example.com", mistyped)
+    for make in (BalanceClient, AsyncBalanceClient):
+        with pytest.raises(MistypedTokenError, match="mistyped or truncated") as caught:
+            make("https://api.example.com", mistyped)
+        # An authentication failure (the token is wrong), refused before anything was sent.
+        assert isinstance(caught.value, AuthenticationError)
+        assert isinstance(caught.value, ConfigurationError)
 
 
 def test_tokens_of_other_servers_are_not_checksummed(server: FakeProvider) -> None:
     server.route(SELF, json_answer(QUOTALEDGER_SELF))
     with BalanceClient(server.url, "0123456789abcdefABCDEF0123456789") as client:
         assert client.balance().quota == 24_997_909
+
+
+def test_error_messages_carry_no_escape_sequences_or_line_breaks(server: FakeProvider) -> None:
+    server.route(SELF, json_answer({"message": "down\x1b]0;title\x07\r\nnow\x1b[2K"}, 502))
+    with pytest.raises(ProviderError) as caught:
+        fetch(server.url, retries=0)
+    assert "down now" in str(caught.value)
+    assert str(caught.value).isprintable()

@@ -30,6 +30,7 @@ from quotaledger.client import (
 )
 from quotaledger.client.balance import format_money, truncate_cents
 from quotaledger.client.config import TOKEN_ENV
+from quotaledger.client.printable import printable
 from quotaledger.money import parse_usd
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,6 +43,15 @@ EXIT_CODES: dict[type[BalanceError], Exit] = {
     RateLimitedError: Exit.RATE_LIMITED,
 }
 """Every other `BalanceError` (an answer we cannot use) is `Exit.UNEXPECTED`."""
+
+
+def exit_code(error: BalanceError) -> Exit:
+    """The code of the error's nearest class in `EXIT_CODES`: a `MistypedTokenError` is an
+    `AuthenticationError` first (exit 3), a `ConfigurationError` second."""
+    return next(
+        (EXIT_CODES[kind] for kind in type(error).__mro__ if kind in EXIT_CODES),
+        Exit.UNEXPECTED,
+    )
 
 
 class State(IntEnum):
@@ -70,7 +80,8 @@ def connection_options(command: F) -> F:
             "--base-url",
             envvar="QUOTALEDGER_BASE_URL",
             metavar="URL",
-            help="Site root, e.g. https://api.example.com [env QUOTALEDGER_BASE_URL]. "
+            show_envvar=True,
+            help="Site root, e.g. https://api.example.com. "
             "Default: the provider's own site (newapi has none).",
         ),
         click.option(
@@ -79,13 +90,15 @@ def connection_options(command: F) -> F:
             default="newapi",
             show_default=True,
             type=click.Choice(list(PROVIDERS), case_sensitive=False),
-            help="Which balance API the site speaks [env QUOTALEDGER_PROVIDER].",
+            show_envvar=True,
+            help="Which balance API the site speaks.",
         ),
         click.option(
             "--token-file",
             envvar="QUOTALEDGER_TOKEN_FILE",
             type=click.File("r"),
             metavar="FILE",
+            show_envvar=True,
             help=f"Read the token from FILE ('-': stdin); otherwise "
             f"from {TOKEN_ENV}. There is no --token: the command line is visible to "
             "other users and stays in shell history.",
@@ -94,8 +107,8 @@ def connection_options(command: F) -> F:
             "--user-id",
             envvar="QUOTALEDGER_USER_ID",
             metavar="ID",
-            help="Your numeric user id, sent as New-Api-User (new-api wants it) "
-            "[env QUOTALEDGER_USER_ID].",
+            show_envvar=True,
+            help="Your numeric user id, sent as New-Api-User (new-api wants it).",
         ),
         click.option(
             "--timeout",
@@ -104,7 +117,9 @@ def connection_options(command: F) -> F:
             show_default=True,
             type=click.FloatRange(min=0, min_open=True),
             metavar="SECONDS",
-            help="Give up waiting for an answer after this long.",
+            show_envvar=True,
+            help="Deadline for each attempt as a whole (connecting, waiting, reading), "
+            "not for each read; a retry gets as long again.",
         ),
         click.option(
             "--retries",
@@ -113,6 +128,7 @@ def connection_options(command: F) -> F:
             show_default=True,
             type=click.IntRange(0, 10),
             metavar="N",
+            show_envvar=True,
             help="Retry network errors and 5xx this many times (4xx never).",
         ),
     ]
@@ -164,7 +180,7 @@ Examples:
 \b
 Exit status: 0 ok, 2 usage or configuration error, 3 token refused,
 4 permission denied, 5 network error or timeout, 6 rate limited,
-7 unexpected answer (HTML, garbage, server error).
+7 unexpected answer (HTML, garbage, server error, over 1 MiB).
 """
 
 
@@ -181,20 +197,20 @@ def balance(ctx: click.Context, /, as_json: bool, **connection: Any) -> None:
         else:
             text = describe(result)
     except BalanceError as error:
-        code = EXIT_CODES.get(type(error), Exit.UNEXPECTED)
+        code = exit_code(error)
         report_error(str(error), type(error).__name__, as_json)
         ctx.exit(code)
     except Exception as error:  # a bug; still one line, never a traceback
         report_error(f"internal error ({type(error).__name__}: {error})", "InternalError", as_json)
         ctx.exit(Exit.ERROR)
-    click.echo(text)
+    click.echo(text if as_json else printable(text))  # JSON escapes control characters
 
 
 def report_error(message: str, kind: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"error": {"type": kind, "message": message}}, ensure_ascii=False))
     else:
-        click.echo(f"Error: {message}", err=True)
+        click.echo(f"Error: {printable(message)}", err=True)
 
 
 def describe(result: Balance) -> str:
@@ -251,7 +267,7 @@ class PluginCommand(click.Command):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as error:
-            click.echo(f"BALANCE UNKNOWN - {error.format_message()}")
+            click.echo(f"BALANCE UNKNOWN - {plugin_text(error.format_message())}")
             raise click.exceptions.Exit(State.UNKNOWN) from None
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -262,7 +278,7 @@ class PluginCommand(click.Command):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Exception as error:
-            click.echo(f"BALANCE UNKNOWN - internal error ({type(error).__name__}: {error})")
+            unknown(f"internal error ({type(error).__name__}: {error})")
             raise click.exceptions.Exit(State.UNKNOWN) from None
 
 
@@ -289,6 +305,8 @@ deepseek/siliconflow/moonshot .cn). Perfdata writes them as ranges where low is 
     "--warn-usd",
     "--warn",
     "warn",
+    envvar="QUOTALEDGER_WARN_USD",
+    show_envvar=True,
     callback=amount_option,
     required=True,
     metavar="X",
@@ -298,6 +316,8 @@ deepseek/siliconflow/moonshot .cn). Perfdata writes them as ranges where low is 
     "--critical-usd",
     "--critical",
     "critical",
+    envvar="QUOTALEDGER_CRITICAL_USD",
+    show_envvar=True,
     callback=amount_option,
     required=True,
     metavar="Y",
@@ -314,13 +334,23 @@ def check(ctx: click.Context, /, warn: Decimal, critical: Decimal, **connection:
         state = judge(result.amount, warn, critical)
         line = status_line(state, result, warn, critical)
     except BalanceError as error:  # any failure to get a balance is UNKNOWN, in one line
-        click.echo(f"BALANCE UNKNOWN - {error}")
+        unknown(str(error))
         ctx.exit(State.UNKNOWN)
     except Exception as error:  # a bug: UNKNOWN as well (exit 1 would read as WARNING)
-        click.echo(f"BALANCE UNKNOWN - internal error ({type(error).__name__}: {error})")
+        unknown(f"internal error ({type(error).__name__}: {error})")
         ctx.exit(State.UNKNOWN)
     click.echo(line)
     ctx.exit(state)
+
+
+def unknown(reason: str) -> None:
+    click.echo(f"BALANCE UNKNOWN - {plugin_text(reason)}")
+
+
+def plugin_text(text: str) -> str:
+    """Text for the human part of a plugin's status line: one line, and no `|`, which would
+    start perfdata (a server's message must not forge metrics)."""
+    return printable(text).replace("|", "/")
 
 
 def judge(amount: Decimal, warn: Decimal, critical: Decimal) -> State:
@@ -337,7 +367,7 @@ def status_line(state: State, result: Balance, warn: Decimal, critical: Decimal)
 
     The thresholds are monitoring-plugin ranges: `20:` means "alert below 20" (a bare `20`
     would mean "alert above 20")."""
-    text = f"BALANCE {state.name} - {result.format_amount()} left"
+    text = f"BALANCE {state.name} - {plugin_text(result.format_amount())} left"
     if state is not State.OK:
         threshold = warn if state is State.WARNING else critical
         kind = "warning" if state is State.WARNING else "critical"

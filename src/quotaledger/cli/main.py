@@ -99,7 +99,10 @@ def cli() -> None:
     Client:   quotaledger balance, check
     Monitor:  quotaledger watch, status, history, notify-test
 
-    Every option can also be set with an environment variable QUOTALEDGER_<OPTION>.
+    An option marked [env var: QUOTALEDGER_...] in a command's --help can also be set
+    with that environment variable. The server's settings are all QUOTALEDGER_*
+    variables (README, Configuration). Secrets are never options: the token comes
+    from QUOTALEDGER_TOKEN or a file.
     """
 
 

@@ -32,11 +32,11 @@ _STATE_HELP = (
 )
 config_option = click.option(
     "--config", "-c", "config_path", required=True, envvar="QUOTALEDGER_WATCH_CONFIG",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The watch.toml file (env QUOTALEDGER_WATCH_CONFIG).",
+    show_envvar=True, type=click.Path(path_type=Path, dir_okay=False),
+    help="The watch.toml file.",
 )  # fmt: skip
 state_option = click.option(
-    "--state", "state_path", envvar="QUOTALEDGER_STATE",
+    "--state", "state_path", envvar="QUOTALEDGER_STATE", show_envvar=True,
     type=click.Path(path_type=Path, dir_okay=False), default=None, help=_STATE_HELP,
 )  # fmt: skip
 
@@ -151,6 +151,7 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def _summarise(results: list[Result], quiet: bool) -> int:
+    from quotaledger.client.printable import printable
     from quotaledger.monitor.messages import balance_text
 
     undelivered = [
@@ -158,7 +159,7 @@ def _summarise(results: list[Result], quiet: bool) -> int:
     ]
     for result in results if not quiet else []:
         poll = result.outcome.poll
-        detail = balance_text(poll) if poll.ok else f"poll failed: {poll.error}"
+        detail = balance_text(poll) if poll.ok else f"poll failed: {printable(poll.error or '')}"
         sent = ""
         if result.delivered:
             sent = " (notified)"

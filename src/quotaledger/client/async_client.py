@@ -22,6 +22,7 @@ import certifi
 import yarl
 
 from quotaledger.client.balance import Balance
+from quotaledger.client.body import BodyReader
 from quotaledger.client.config import ClientConfig, default_headers
 from quotaledger.client.errors import BalanceError
 from quotaledger.client.exchange import Call, Reply
@@ -127,8 +128,8 @@ class AsyncBalanceClient:
         for attempt in range(1, attempts + 1):
             try:
                 get = http.get(target, headers=headers, timeout=self._timeout, proxy=self._proxy)
-                async with get as response:
-                    content = await response.read()
+                async with get as response:  # `ClientTimeout(total=)`: a deadline for all of it
+                    content = await _body(response, url)
                 reply = Reply(
                     response.status, response.headers, content, str(response.url), config.token
                 )
@@ -176,6 +177,15 @@ class AsyncBalanceClient:
 
     def __repr__(self) -> str:
         return f"AsyncBalanceClient({self._config.describe()})"
+
+
+async def _body(response: aiohttp.ClientResponse, url: str) -> bytes:
+    """The body, within `MAX_BODY_BYTES` once decompressed (aiohttp inflates in bounded
+    steps, as we read)."""
+    body = BodyReader("", url)
+    async for chunk in response.content.iter_any():
+        body.feed(chunk)
+    return body.finish()
 
 
 def http_session(max_connections: int = 100) -> aiohttp.ClientSession:

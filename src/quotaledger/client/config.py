@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from quotaledger import __version__, tokens
 from quotaledger.client import retry
-from quotaledger.client.errors import ConfigurationError
+from quotaledger.client.errors import ConfigurationError, MistypedTokenError
 from quotaledger.client.exchange import Call, Site
 from quotaledger.client.providers import Provider, provider_named
 
@@ -79,7 +79,7 @@ def checked_token(token: str | None) -> str:
         )
     if value.startswith(tokens.PREFIX) and not tokens.is_well_formed(value):
         # quotaledger tokens carry a checksum so that a typo is caught before it is sent.
-        raise ConfigurationError(
+        raise MistypedTokenError(
             "the token looks mistyped or truncated (its quotaledger checksum does not match): "
             "copy it again, or generate a new one under Account Settings, System Token"
         )
@@ -104,4 +104,10 @@ def checked_user_id(user_id: str | int | None) -> str | None:
 
 
 def default_headers() -> dict[str, str]:
-    return {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    # Only the encodings `client.body` undoes within its cap: httpx would also offer br and
+    # zstd where their packages happen to be installed.
+    return {
+        "User-Agent": USER_AGENT,
+        "Accept": "application/json",
+        "Accept-Encoding": "gzip, deflate",
+    }

@@ -3,6 +3,8 @@
     BalanceError                 the base: a message a person can act on
     ├── ConfigurationError       no token, a bad base URL, an unknown provider (also ValueError)
     ├── AuthenticationError      HTTP 401, or a one-api "HTTP 200, success: false" about the token
+    │   └── MistypedTokenError   a quotaledger token whose checksum is wrong (also a
+    │                            ConfigurationError: nothing was sent)
     ├── PermissionDeniedError    HTTP 403: valid token, but not allowed (a disabled account)
     ├── RateLimitedError         HTTP 429, with `retry_after` in seconds when the server says
     ├── ProviderError            an answer we cannot use: HTML, garbage, 404, 5xx after retries
@@ -41,6 +43,11 @@ class ConfigurationError(BalanceError, ValueError):
 
 class AuthenticationError(BalanceError):
     """The server refused the token: missing, mistyped, revoked or replaced."""
+
+
+class MistypedTokenError(AuthenticationError, ConfigurationError):
+    """A `ql_` token whose checksum does not match, caught before it is sent: the token is
+    wrong (an authentication failure), and the client refuses it as configured."""
 
 
 class PermissionDeniedError(BalanceError):

@@ -8,7 +8,6 @@ fallback from `/credits` to `/key`).
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
@@ -82,16 +81,6 @@ Plan = Generator[Call, Reply, Balance]
 """What a provider's `plan()` returns: it yields calls and is sent their replies."""
 
 
-def decode_body(content: bytes) -> bytes:
-    """Undo gzip that arrived without `Content-Encoding` (the HTTP libraries undo it with one)."""
-    if content[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(content)
-        except (OSError, EOFError):
-            return content
-    return content
-
-
 def parse_json(reply: Reply) -> Any:
     """The body as JSON, numbers with a fraction as exact `Decimal`; `None` if it is not JSON."""
     return parse_json_content(reply.content)
@@ -99,13 +88,13 @@ def parse_json(reply: Reply) -> Any:
 
 def parse_json_content(content: bytes) -> Any:
     try:
-        return json.loads(decode_body(content), parse_float=Decimal)
+        return json.loads(content, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError):
         return None
 
 
 def looks_like_html(reply: Reply) -> bool:
-    start = decode_body(reply.content)[:100].lstrip()
+    start = reply.content[:100].lstrip()
     return reply.content_type == "text/html" or start.startswith(b"<")
 
 

@@ -15,18 +15,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 from quotaledger.client.errors import NetworkError, ProviderError
-from quotaledger.client.exchange import Reply
 from quotaledger.client.redaction import without_userinfo
-
-
-def to_reply(response: httpx.Response, secret: str = "") -> Reply:  # nosec B107  # what to redact
-    return Reply(
-        status=response.status_code,
-        headers=response.headers,
-        content=response.content,
-        url=str(response.url),
-        secret=secret,
-    )
 
 
 def unusable_response(exc: httpx.RequestError, url: str) -> ProviderError:

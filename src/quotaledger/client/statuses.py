@@ -15,7 +15,8 @@ from quotaledger.client.errors import (
     ProviderError,
     RateLimitedError,
 )
-from quotaledger.client.exchange import Reply, decode_body, parse_json
+from quotaledger.client.exchange import Reply, parse_json
+from quotaledger.client.printable import printable
 from quotaledger.client.redaction import redact
 
 _MAX_MESSAGE = 200
@@ -33,9 +34,10 @@ def server_message(reply: Reply) -> str | None:
     body = parse_json(reply)
     if isinstance(body, dict):
         return message_in(body, reply.secret)
-    text = one_line(decode_body(reply.content).decode("utf-8", "replace"), reply.secret)
-    if text.isprintable() and reply.content_type in {"text/plain", ""} and text[:1] != "<":
-        return text or None
+    raw = reply.content.decode("utf-8", "replace")
+    plain = reply.content_type in {"text/plain", ""} and raw.lstrip()[:1] != "<"
+    if plain and " ".join(raw.split()).isprintable():  # text, not a binary body
+        return one_line(raw, reply.secret) or None
     return None
 
 
@@ -52,9 +54,10 @@ def message_in(body: dict[str, Any], secret: str = "") -> str | None:  # nosec B
 
 
 def one_line(text: str, secret: str = "") -> str:  # nosec B107  # what to redact
-    """`text` on one line, without `secret`, then cut to length: in this order, so that a
-    token straddling the cut cannot survive in part."""
-    text = " ".join(redact(text, secret).split())
+    """`text` on one line, without `secret`, escape sequences or control characters (see
+    `printable`), then cut to length: in this order, so that a token straddling the cut
+    cannot survive in part."""
+    text = printable(redact(text, secret))
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from quotaledger.client import Balance, BalanceError, RateLimitedError
+from quotaledger.client.printable import printable
 from quotaledger.monitor.config import AccountConfig
 from quotaledger.monitor.history import Poll
 from quotaledger.monitor.state import Failure, Observation, Reading
@@ -50,6 +51,8 @@ async def poll_account(
 
 
 def _failed(account: AccountConfig, at: datetime, error: str, retry_after: float | None) -> Outcome:
+    # Stored, printed by `status`/`history` and sent in alerts: a server's words, cleaned once.
+    error = printable(error)
     return Outcome(Poll(account.name, at, error=error), Failure(error), retry_after)
 
 

@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from quotaledger.client.printable import printable
 from quotaledger.monitor.config import AccountConfig, WatchConfig
 from quotaledger.monitor.durations import humanize
 from quotaledger.monitor.forecast import WINDOWS, Forecast, forecast, runs_out_in
@@ -167,7 +168,7 @@ def history_table(name: str, polls: Sequence[Poll]) -> Table:
         )
         table.add_row(
             f"{poll.at:%Y-%m-%d %H:%M:%S}", balance, _int(poll.quota), _int(poll.used_quota),
-            _int(poll.request_count), poll.error or "",
+            _int(poll.request_count), Text(printable(poll.error or "")),  # never markup
         )  # fmt: skip
     return table
 

@@ -6,6 +6,7 @@ paths it calls, where to get a new token, and `plan()`), then add it to `PROVIDE
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -66,23 +67,39 @@ class Provider(ABC):
 
 
 def site_root(url: str, suffixes: tuple[str, ...]) -> str:
-    """`https://relay.example.com/v1/` -> `https://relay.example.com`; a bare host gets https."""
+    """`https://relay.example.com/v1/` -> `https://relay.example.com`; a `ConfigurationError`
+    for anything that is not an http(s) URL of a host name or address."""
+    shown = without_userinfo(url)
     if "://" not in url:
-        url = "https://" + url
+        # Guessing https sent people with an http-only relay (`127.0.0.1:8000`) into three
+        # TLS failures; guessing http would send the token in clear to an https one.
+        raise ConfigurationError(
+            f"the base URL {shown!r} has no scheme: add http:// or https:// "
+            "(e.g. https://api.example.com)"
+        )
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigurationError(f"not an http(s) URL: {without_userinfo(url)!r}")
+        raise ConfigurationError(f"not an http(s) URL: {shown!r}")
     try:
         _ = parts.port  # a port out of range or not a number raises here
-        parts.hostname.encode("idna")  # so does a label longer than DNS allows
+        host = parts.hostname.encode("idna").decode("ascii")  # so does a label DNS refuses
     except (ValueError, UnicodeError) as exc:
-        raise ConfigurationError(f"not a usable URL: {without_userinfo(url)!r} ({exc})") from None
+        raise ConfigurationError(f"not a usable URL: {shown!r} ({exc})") from None
+    if not _HOST.fullmatch(host) or not url.isprintable() or any(c.isspace() for c in url):
+        raise ConfigurationError(
+            f"not a usable URL: {shown!r} (a URL has no spaces, a host name no symbols: "
+            "give the site root, e.g. https://api.example.com)"
+        )
     path = parts.path.rstrip("/")
     for suffix in sorted(suffixes, key=len, reverse=True):
         if path.endswith(suffix):
             path = path[: -len(suffix)].rstrip("/")
             break
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+_HOST = re.compile(r"[A-Za-z0-9_.-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.%A-Za-z]*")
+"""A DNS name (after IDNA) or an IPv4 address, or an IPv6 address (urlsplit drops its [])."""
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from quotaledger.client.balance import Balance
@@ -14,6 +15,7 @@ from quotaledger.client.exchange import Call, Plan, Reply, Site
 from quotaledger.client.providers.base import Provider, as_decimal, required_amount
 
 BALANCE = "/user/balance"
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
 
 
 class DeepSeek(Provider):
@@ -28,13 +30,25 @@ class DeepSeek(Provider):
         reply = yield Call(BALANCE)
         body = self.checked(reply, site)
         entry = _chosen_entry(body.get("balance_infos"), reply)
-        currency = entry.get("currency")
         return Balance(
             provider=self.name,
             amount=required_amount(entry, "total_balance", reply, "balance_infos[]."),
-            currency=currency.upper() if isinstance(currency, str) and currency else "CNY",
+            currency=_currency(entry.get("currency"), reply),
             raw=body,
         )
+
+
+def _currency(value: Any, reply: Reply) -> str:
+    """A three-letter code (it is printed, and named in `check`'s perfdata); CNY if absent."""
+    if value is None or value == "":
+        return "CNY"
+    if isinstance(value, str) and _CURRENCY.fullmatch(value):
+        return value.upper()
+    raise ProviderError(
+        f"{reply.host} answered with a currency that is not a three-letter code ({reply.url}); "
+        "is the provider right?",
+        status_code=reply.status,
+    )
 
 
 def _chosen_entry(infos: Any, reply: Reply) -> dict[str, Any]:

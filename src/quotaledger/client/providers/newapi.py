@@ -4,7 +4,7 @@ What real servers of this family do, and what we therefore accept:
 - `message: ""` (not `null`) on success, extra fields, `ModelFixedPrice` of any shape;
 - a negative `quota` (upstream debits have no floor);
 - HTTP 200 with `success: false` for a refused token (older one-api and new-api);
-- gzip whatever `Accept-Encoding` said (httpx and aiohttp, and `decode_body`, undo it);
+- gzip whatever `Accept-Encoding` said, labelled or not (`client.body` undoes it);
 - new-api wants `New-Api-User: <user id>` next to the token, and says so in its 401;
 - `quota_per_unit` published by `GET /api/status`, which we use instead of assuming 500,000.
 """
