@@ -310,7 +310,7 @@ async def charge_by_token(
         completion_tokens=usage.completion_tokens,
     )
     try:
-        result = await state.charge(request)
+        result = await ledger.charge_async(state.database, request)
     except QuotaLedgerError as exc:
         state.metrics.charges.labels(type(exc).__name__).inc()
         raise

@@ -92,7 +92,7 @@ def _lifespan(state: AppState) -> Callable[[Starlette], AbstractAsyncContextMana
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await state.batcher.close()
+        await state.database.close_group_commits()
 
     return lifespan
 

@@ -12,7 +12,7 @@ from typing import Literal
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from quotaledger import sessions, tokens
+from quotaledger import accounts, sessions, tokens
 from quotaledger.accounts import MALFORMED_REFUSAL, Account
 from quotaledger.errors import AuthenticationFailed, PermissionDenied
 from quotaledger.server import proxies
@@ -103,7 +103,7 @@ async def token_account(
     digest = tokens.hash_token(token)
     limiter = state.limiter
     if not limiter.is_enabled("balance"):
-        return await state.account_for_digest(digest), {}
+        return await accounts.account_for_token_digest_async(state.database, digest), {}
     if limit_token:
         limiter.check_known_over("balance", digest)
     key = f"bad-token:{address()}"
@@ -113,7 +113,7 @@ async def token_account(
         )
     headers = await limiter.check("balance", digest) if limit_token else {}
     try:
-        return await state.account_for_digest(digest), headers
+        return await accounts.account_for_token_digest_async(state.database, digest), headers
     except AuthenticationFailed:
         await limiter.count("balance", key)
         raise
