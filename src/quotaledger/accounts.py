@@ -23,6 +23,7 @@ from quotaledger.errors import (
     PermissionDenied,
 )
 from quotaledger.ledger import grant_in
+from quotaledger.money import format_usd
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import sessions, users
@@ -56,6 +57,28 @@ class Account:
     @property
     def is_enabled(self) -> bool:
         return self.status == "enabled"
+
+    def as_json(self, fixed_prices: dict[str, str] | None = None) -> dict[str, Any]:
+        """The account as the API and `--json` show it: never a password hash, never a
+        token. `fixed_prices` (the balance answer's `ModelFixedPrice`) when given."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "username": self.username,
+            "display_name": self.display_name,
+            "group": self.group,
+            "role": self.role,
+            "status": self.status,
+            "quota": self.quota,
+            "used_quota": self.used_quota,
+            "request_count": self.request_count,
+            "quota_usd": format_usd(self.quota),
+            "used_quota_usd": format_usd(self.used_quota),
+            "token_hint": self.token_hint,
+            "token_created_at": self.token_created_at,
+        }
+        if fixed_prices is not None:
+            data["ModelFixedPrice"] = fixed_prices
+        return data
 
 
 ACCOUNT_COLUMNS = tuple(users.c[name] for name in Account.__dataclass_fields__)

@@ -1,4 +1,5 @@
-"""What the running app holds: settings, the database, the rate limiter, and small caches."""
+"""`Services`: what every endpoint is given (through its `Call`): settings, the database, the
+rate limiter, the metrics, and the price list shown with every balance."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ FixedPrices = tuple[tuple[str, str], ...]
 
 
 @dataclass
-class AppState:
+class Services:
     settings: Settings
     database: Database
     limiter: RateLimiter
