@@ -113,16 +113,16 @@ sessions = Table(
 # Added by migration 0002. Relay columns of existing tables are nullable or defaulted, so the
 # admin charge path (`ledger.charge_in`) and the rows it wrote keep working unchanged.
 
-for _column in (
+for _price_column in (
     # Cache prices (SPEC §8a), USD per million tokens as exact decimal strings; NULL means
     # the default ratio of the input price (`pricing.TokenPrices`).
     Column("cache_read_usd_per_mtok", String(40), nullable=True),
     Column("cache_write_usd_per_mtok", String(40), nullable=True),
     Column("cache_write_1h_usd_per_mtok", String(40), nullable=True),
 ):
-    prices.append_column(_column)
+    prices.append_column(_price_column)
 
-for _column in (
+for _usage_column in (
     # The relay's log row (SPEC §8 "Logs and metrics"). `prompt_tokens` counts every input
     # token, cached ones included; the cache classes are broken out here.
     Column("key_id", BigInteger, nullable=True),
@@ -144,7 +144,7 @@ for _column in (
     Column("ttft_ms", BigInteger, nullable=True),
     Column("session_id", String(128), nullable=True),
 ):
-    usage.append_column(_column)
+    usage.append_column(_usage_column)
 Index("usage_key_newest", usage.c.key_id, usage.c.id)
 
 api_keys = Table(
