@@ -69,6 +69,13 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     session_max_age: int = 7 * 24 * 3600
     log_level: str = "INFO"
+    # The relay (SPEC §8). The secret key encrypts upstream channel keys at rest.
+    secret_key: Secret | None = None
+    relay_default_max_tokens: int = 4096
+    relay_retries: int = 2
+    relay_reservation_ttl: int = 900
+    relay_stream_idle_timeout: int = 300
+    relay_sweep_interval: int = 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -102,6 +109,7 @@ class Settings:
             raise SettingsError("QUOTALEDGER_WORKERS must be at least 1")
         for name in ("rate_limit_balance", "rate_limit_login", "rate_limit_login_address"):
             _check_rate(name, getattr(self, name))
+        _check_relay(self)
 
     @property
     def is_sqlite(self) -> bool:
@@ -122,6 +130,10 @@ def _convert(name: str, raw: str) -> Any:
             "sqlite_busy_timeout_ms",
         }:
             return int(raw)
+        if name in _RELAY_MINIMUMS:
+            return int(raw)
+        if name == "secret_key":
+            return Secret(raw)
         if name == "always_gzip":
             return _parse_bool(raw)
         if name in {"redis_url", "admin_password"}:
@@ -137,6 +149,22 @@ def _convert(name: str, raw: str) -> Any:
     except ValueError as exc:
         raise SettingsError(f"{var}: {exc}") from None
     return raw
+
+
+# The relay's integer settings and their smallest sensible value.
+_RELAY_MINIMUMS = {
+    "relay_default_max_tokens": 1,
+    "relay_retries": 0,
+    "relay_reservation_ttl": 1,
+    "relay_stream_idle_timeout": 1,
+    "relay_sweep_interval": 1,
+}
+
+
+def _check_relay(settings: Settings) -> None:
+    for name, minimum in _RELAY_MINIMUMS.items():
+        if getattr(settings, name) < minimum:
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least {minimum}")
 
 
 def _parse_bool(raw: str) -> bool:
