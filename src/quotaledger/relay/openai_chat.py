@@ -1,0 +1,280 @@
+"""OpenAI chat completions and embeddings on the wire: the body sent upstream, the usage of
+an answer, and a stream tracker that decides what each upstream event becomes for the client.
+
+Streams: the relay always asks upstream for usage (`stream_options.include_usage`). The final
+usage chunk (`choices: []`) is dropped when the client did not ask for it; when the client
+asked and upstream sent none (or an unbelievable one), the tracker writes one of its own, in
+OpenAI's shape, before `data: [DONE]`. A usage that rides on a chunk with choices (some
+OpenAI-compatible servers do that) is passed through untouched: the chunk carries content.
+
+Usage is believed when its counts are non-negative integers, cached ≤ prompt, reasoning ≤
+completion, and it does not claim 0 output for an answer that delivered text; otherwise the
+relay counts locally over what it delivered (content, reasoning, tool-call arguments; never
+error text) and the prompt it estimated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from quotaledger.relay.counting import local_usage
+from quotaledger.relay.errors import DONE, InvalidRequest, openai_stream_error
+from quotaledger.relay.sse import SSEEvent
+from quotaledger.relay.usage import TokenUsage, count, optional_count
+
+CapField = Literal["max_tokens", "max_completion_tokens"]
+_REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek / vLLM, OpenRouter
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChat:
+    body: dict[str, Any]  # what goes upstream (a copy: the client's dict is left as it was)
+    stream: bool
+    client_wants_usage: bool  # the client itself set stream_options.include_usage
+    output_cap: int  # output tokens per choice: the client's cap, else the relay's default
+    choices: int  # n
+    cap_set_by_relay: bool
+
+    @property
+    def reserved_output_tokens(self) -> int:
+        return self.output_cap * self.choices
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.body)
+
+
+def _positive_int(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if count(value) is None or value == 0:
+        raise InvalidRequest(f"{name} must be a positive integer", name)
+    return int(value)
+
+
+def _check_chat(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise InvalidRequest("model is required (a string)", "model")
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise InvalidRequest("messages must be a non-empty array", "messages")
+    if body.get("stream") not in (None, True, False):
+        raise InvalidRequest("stream must be a boolean", "stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest("stream_options must be an object", "stream_options")
+    return body
+
+
+def prepare_chat(
+    body: Any,
+    *,
+    default_max_tokens: int,
+    upstream_model: str | None = None,
+    cap_field: CapField = "max_tokens",
+) -> PreparedChat:
+    """Check a chat request and build the upstream body.
+
+    The output cap is the client's `max_completion_tokens` or `max_tokens`; when it set
+    neither, `default_max_tokens` (already lowered to what the balance covers) is sent as
+    `cap_field` (`max_tokens` is what OpenAI-compatible servers read; OpenAI's o-series
+    models accept only `max_completion_tokens`). Streams get `include_usage` forced on.
+    Raises `InvalidRequest` for a body that cannot be forwarded."""
+    checked = _check_chat(body)
+    upstream = dict(checked)
+    if upstream_model:
+        upstream["model"] = upstream_model
+    choices = _positive_int(checked, "n") or 1
+    client_cap = _positive_int(checked, "max_completion_tokens") or _positive_int(
+        checked, "max_tokens"
+    )
+    if client_cap is None:
+        upstream[cap_field] = default_max_tokens
+    stream = checked.get("stream") is True
+    wants_usage = False
+    if stream:
+        options = checked.get("stream_options") or {}
+        wants_usage = options.get("include_usage") is True
+        upstream["stream_options"] = {**options, "include_usage": True}
+    return PreparedChat(
+        upstream, stream, wants_usage, client_cap or default_max_tokens, choices, client_cap is None
+    )
+
+
+def parse_usage(usage: Any) -> TokenUsage | None:
+    """OpenAI's chat `usage` object, or None when absent or not believable."""
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))
+    prompt_details = usage.get("prompt_tokens_details")
+    prompt_details = prompt_details if isinstance(prompt_details, dict) else {}
+    cached = optional_count(
+        prompt_details.get("cached_tokens", usage.get("prompt_cache_hit_tokens"))
+    )
+    written = optional_count(prompt_details.get("cache_write_tokens"))  # OpenRouter's
+    completion_details = usage.get("completion_tokens_details")
+    completion_details = completion_details if isinstance(completion_details, dict) else {}
+    reasoning = optional_count(completion_details.get("reasoning_tokens"))
+    if (
+        prompt is None
+        or completion is None
+        or cached is None
+        or written is None
+        or reasoning is None
+    ):
+        return None
+    if cached + written > prompt or reasoning > completion:
+        return None
+    return TokenUsage(
+        input=prompt - cached - written,
+        cache_read=cached,
+        cache_write_5m=written,
+        output=completion,
+        reasoning=reasoning,
+    )
+
+
+def completion_texts(answer: Any) -> tuple[list[str], list[str]]:
+    """A chat completion's delivered text: (every output piece, the reasoning pieces)."""
+    output: list[str] = []
+    reasoning: list[str] = []
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    for choice in choices if isinstance(choices, list) else []:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            _message_texts(message, output, reasoning)
+    return output, reasoning
+
+
+def _message_texts(message: dict[str, Any], output: list[str], reasoning: list[str]) -> None:
+    """Content, refusal, reasoning and tool-call arguments of a message or a delta."""
+    for name in ("content", "refusal"):
+        if isinstance(message.get(name), str):
+            output.append(message[name])
+    for name in _REASONING_FIELDS:
+        if isinstance(message.get(name), str):
+            output.append(message[name])
+            reasoning.append(message[name])
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            for name in ("name", "arguments"):
+                if isinstance(function.get(name), str):
+                    output.append(function[name])
+
+
+def completion_usage(answer: Any, *, prompt_tokens: int) -> TokenUsage:
+    """A non-stream chat answer's usage: upstream's when believable, else counted here."""
+    output, reasoning = completion_texts(answer)
+    reported = parse_usage(answer.get("usage")) if isinstance(answer, dict) else None
+    if reported is not None and _believable(reported, output):
+        return reported
+    return local_usage(prompt_tokens, output, reasoning)
+
+
+def _believable(usage: TokenUsage, delivered: list[str]) -> bool:
+    return usage.output > 0 or not any(delivered)
+
+
+def embeddings_usage(answer: Any, *, input_tokens: int) -> TokenUsage:
+    """An embeddings answer's usage (`prompt_tokens`), else the input counted here."""
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    prompt = count(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
+    if prompt is not None:
+        return TokenUsage(input=prompt)
+    return local_usage(input_tokens, ())
+
+
+class ChatStream:
+    """Follows one streamed chat answer, event by event.
+
+    `relay(event)` returns the bytes to send the client for that upstream event (usually
+    `event.raw` unchanged; b"" for a usage chunk the client did not ask for; a usage chunk of
+    ours before `[DONE]`). When upstream's body ends, `finish()` returns what the client still
+    needs to see a well-ended stream; `fail(message)` ends it after a failure of ours (idle
+    timeout). `usage()` is what to settle."""
+
+    def __init__(self, *, client_wants_usage: bool, prompt_tokens: int) -> None:
+        self.client_wants_usage = client_wants_usage
+        self.prompt_tokens = prompt_tokens
+        self.reported: TokenUsage | None = None
+        self.upstream_error: dict[str, Any] | None = None
+        self.done = False
+        self._output: list[str] = []
+        self._reasoning: list[str] = []
+        self._head: dict[str, Any] = {}
+
+    @property
+    def delivered(self) -> bool:
+        """Whether any content, reasoning or tool call reached the client."""
+        return any(self._output)
+
+    def relay(self, event: SSEEvent) -> bytes:
+        if not event.has_data:
+            return event.raw  # a keep-alive comment
+        if event.data == "[DONE]":
+            self.done = True
+            return self._usage_chunk() + event.raw
+        try:
+            chunk = event.json()
+        except ValueError:
+            return event.raw  # not ours to judge: passed on as it came
+        if not isinstance(chunk, dict):
+            return event.raw
+        if "error" in chunk:
+            self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            return event.raw
+        return self._chunk(chunk, event.raw)
+
+    def _chunk(self, chunk: dict[str, Any], raw: bytes) -> bytes:
+        if not self._head:
+            self._head = {
+                k: chunk[k] for k in ("id", "created", "model", "system_fingerprint") if k in chunk
+            }
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict):
+                _message_texts(delta, self._output, self._reasoning)
+        if chunk.get("usage") is None:
+            return raw
+        usage = parse_usage(chunk["usage"])
+        if usage is not None:
+            self.reported = usage
+        if choices:
+            return raw  # usage riding on a content chunk: the chunk is passed on whole
+        return raw if self.client_wants_usage and usage is not None else b""
+
+    def _usage_chunk(self) -> bytes:
+        """Our usage chunk, when the client asked for one and upstream gave none believable."""
+        if not self.client_wants_usage or self._believed() is not None:
+            return b""
+        usage = self.usage().as_openai_usage()
+        chunk = {**self._head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def _believed(self) -> TokenUsage | None:
+        reported = self.reported
+        return reported if reported is not None and _believable(reported, self._output) else None
+
+    def usage(self) -> TokenUsage:
+        """Upstream's believable usage when the stream reported one, else counted here."""
+        return self._believed() or local_usage(self.prompt_tokens, self._output, self._reasoning)
+
+    def finish(self) -> bytes:
+        """What the client still needs once upstream's body has ended (cleanly or not)."""
+        if self.done:
+            return b""
+        if self.upstream_error is not None:
+            return DONE  # upstream's own error event was relayed
+        return self.fail("The upstream stream ended before the answer was complete.")
+
+    def fail(self, message: str, *, status: int = 502) -> bytes:
+        """Our error event, then `[DONE]`: the end of a stream that failed mid-way."""
+        self.done = True
+        return openai_stream_error(message, status=status)

@@ -1,0 +1,251 @@
+"""OpenAI Responses on the wire (SPEC §8a): the body sent upstream, the usage of an answer,
+and a stream tracker that ends a stream cut short with a terminal event of ours.
+
+Usage: `input_tokens` *includes* `input_tokens_details.cached_tokens` (uncached input =
+input - cached); `output_tokens` includes `output_tokens_details.reasoning_tokens`. A stream's
+usage comes from its terminal event: `response.completed`, `response.incomplete` or
+`response.failed`. A stream that ends without one is settled on what was relayed (the
+relay's prompt estimate and the tokens of the text delivered) and the client gets a
+`response.failed` of ours, shaped as OpenAI's (the `response.created` object with status
+`failed`, an `error`, the output items finished so far and the usage settled), numbered after
+the last event relayed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from quotaledger.relay.counting import local_usage
+from quotaledger.relay.errors import InvalidRequest
+from quotaledger.relay.sse import SSEEvent
+from quotaledger.relay.usage import TokenUsage, count, optional_count
+
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_OUTPUT_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+    }
+)
+_REASONING_DELTAS = frozenset(
+    {"response.reasoning_summary_text.delta", "response.reasoning_text.delta"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedResponses:
+    body: dict[str, Any]  # what goes upstream (a copy)
+    stream: bool
+    output_cap: int  # max_output_tokens: the client's, else the relay's default
+    cap_set_by_relay: bool
+
+    @property
+    def reserved_output_tokens(self) -> int:
+        return self.output_cap
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.body)
+
+
+def prepare_responses(
+    body: Any, *, default_max_tokens: int, upstream_model: str | None = None
+) -> PreparedResponses:
+    """Check a Responses request and build the upstream body: `model` mapped, and
+    `max_output_tokens` set to `default_max_tokens` when the client set none."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise InvalidRequest("model is required (a string)", "model")
+    given = body.get("input")
+    if given is not None and not isinstance(given, str | list):
+        raise InvalidRequest("input must be a string or an array of items", "input")
+    if body.get("stream") not in (None, True, False):
+        raise InvalidRequest("stream must be a boolean", "stream")
+    cap = body.get("max_output_tokens")
+    if cap is not None and (count(cap) is None or cap == 0):
+        raise InvalidRequest("max_output_tokens must be a positive integer", "max_output_tokens")
+    upstream = dict(body)
+    if upstream_model:
+        upstream["model"] = upstream_model
+    if cap is None:
+        upstream["max_output_tokens"] = default_max_tokens
+    return PreparedResponses(
+        upstream, body.get("stream") is True, cap or default_max_tokens, cap is None
+    )
+
+
+def parse_usage(usage: Any) -> TokenUsage | None:
+    """A Responses `usage` object, or None when absent or not believable."""
+    if not isinstance(usage, dict):
+        return None
+    given, output = count(usage.get("input_tokens")), count(usage.get("output_tokens"))
+    input_details = usage.get("input_tokens_details")
+    output_details = usage.get("output_tokens_details")
+    cached = optional_count(
+        input_details.get("cached_tokens") if isinstance(input_details, dict) else None
+    )
+    reasoning = optional_count(
+        output_details.get("reasoning_tokens") if isinstance(output_details, dict) else None
+    )
+    if given is None or output is None or cached is None or reasoning is None:
+        return None
+    if cached > given or reasoning > output:
+        return None
+    return TokenUsage(input=given - cached, cache_read=cached, output=output, reasoning=reasoning)
+
+
+def as_responses_usage(usage: TokenUsage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cache_read},
+        "output_tokens": usage.output,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning},
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _item_texts(item: Any, output: list[str], reasoning: list[str]) -> None:
+    if not isinstance(item, dict):
+        return
+    kind = item.get("type")
+    if kind == "message":
+        for part in item.get("content") or []:
+            if isinstance(part, dict):
+                text = part.get("text", part.get("refusal"))
+                if isinstance(text, str):
+                    output.append(text)
+    elif kind == "reasoning":
+        for part in (item.get("summary") or []) + (item.get("content") or []):
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                output.append(part["text"])
+                reasoning.append(part["text"])
+    else:
+        for name in ("name", "arguments", "input"):  # function and custom tool calls
+            if isinstance(item.get(name), str):
+                output.append(item[name])
+
+
+def response_texts(answer: Any) -> tuple[list[str], list[str]]:
+    """A response's delivered text: (every output piece, the reasoning pieces)."""
+    output: list[str] = []
+    reasoning: list[str] = []
+    items = answer.get("output") if isinstance(answer, dict) else None
+    for item in items if isinstance(items, list) else []:
+        _item_texts(item, output, reasoning)
+    return output, reasoning
+
+
+def response_usage(answer: Any, *, prompt_tokens: int) -> TokenUsage:
+    """A non-stream response's usage: upstream's when believable, else counted here."""
+    output, reasoning = response_texts(answer)
+    reported = parse_usage(answer.get("usage")) if isinstance(answer, dict) else None
+    if reported is None or (reported.output == 0 and any(output)):
+        return local_usage(prompt_tokens, output, reasoning)
+    return reported
+
+
+class ResponsesStream:
+    """Follows one streamed response; every upstream event is relayed unchanged."""
+
+    def __init__(self, *, prompt_tokens: int) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.terminal: str | None = None  # the terminal event's type, once seen
+        self.upstream_error: dict[str, Any] | None = None
+        self.reported: TokenUsage | None = None
+        self.sequence_number = -1  # the last one relayed
+        self._response: dict[str, Any] = {}
+        self._items: list[Any] = []
+        self._output: list[str] = []
+        self._reasoning: list[str] = []
+
+    @property
+    def delivered(self) -> bool:
+        return any(self._output)
+
+    @property
+    def done(self) -> bool:
+        return self.terminal is not None
+
+    def relay(self, event: SSEEvent) -> bytes:
+        if event.has_data:
+            try:
+                data = event.json()
+            except ValueError:
+                return event.raw
+            if isinstance(data, dict):
+                self._learn(data.get("type") or event.event, data)
+        return event.raw
+
+    def _learn(self, kind: Any, data: dict[str, Any]) -> None:
+        number = data.get("sequence_number")
+        if isinstance(number, int) and number > self.sequence_number:
+            self.sequence_number = number
+        if kind in _OUTPUT_DELTAS or kind in _REASONING_DELTAS:
+            delta = data.get("delta")
+            if isinstance(delta, str):
+                self._output.append(delta)
+                if kind in _REASONING_DELTAS:
+                    self._reasoning.append(delta)
+        elif kind == "response.output_item.done":
+            self._items.append(data.get("item"))
+        elif kind == "response.created" and isinstance(data.get("response"), dict):
+            self._response = data["response"]
+        elif kind in TERMINAL_EVENTS:
+            self.terminal = str(kind)
+            response = data.get("response")
+            self.reported = (
+                parse_usage(response.get("usage")) if isinstance(response, dict) else None
+            )
+        elif kind == "error":
+            self.upstream_error = data
+
+    def usage(self) -> TokenUsage:
+        """The terminal event's usage when believable, else counted over what was relayed."""
+        reported = self.reported
+        if reported is not None and (reported.output > 0 or not self.delivered):
+            return reported
+        return local_usage(self.prompt_tokens, self._output, self._reasoning)
+
+    def finish(self) -> bytes:
+        """Nothing after a terminal event; else our `response.failed`."""
+        if self.terminal is not None:
+            return b""
+        return self.fail("The upstream stream ended before the response was complete.")
+
+    def fail(
+        self,
+        message: str,
+        *,
+        status: Literal["failed", "incomplete"] = "failed",
+        code: str = "server_error",
+    ) -> bytes:
+        """Our terminal event, `response.failed` (or `response.incomplete`, whose reason is
+        then `max_output_tokens`), with the usage that will be settled."""
+        self.terminal = f"response.{status}"
+        response = {
+            "id": "resp_" + uuid.uuid4().hex,
+            "object": "response",
+            "created_at": int(time.time()),
+            **self._response,
+            "status": status,
+            "error": {"code": code, "message": message} if status == "failed" else None,
+            "incomplete_details": {"reason": "max_output_tokens"}
+            if status == "incomplete"
+            else None,
+            "output": [item for item in self._items if item is not None],
+            "usage": as_responses_usage(self.usage()),
+        }
+        self.sequence_number += 1
+        event = {
+            "type": self.terminal,
+            "sequence_number": self.sequence_number,
+            "response": response,
+        }
+        return b"event: " + self.terminal.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
