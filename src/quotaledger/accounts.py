@@ -8,8 +8,7 @@ on purpose: async callers run these functions in a worker thread.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -33,9 +32,9 @@ USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ROLES = ("user", "admin")
 
 
-@dataclass(frozen=True)
-class Account:
-    """A user as every adapter sees it: no password hash, no token hash."""
+class Account(NamedTuple):
+    """A user as every adapter sees it: no password hash, no token hash. (A named tuple: made
+    straight from a row, hashed and compared in C; balance answers are cached by account.)"""
 
     id: int
     username: str
@@ -81,7 +80,7 @@ class Account:
         return data
 
 
-ACCOUNT_COLUMNS = tuple(users.c[name] for name in Account.__dataclass_fields__)
+ACCOUNT_COLUMNS = tuple(users.c[name] for name in Account._fields)
 
 
 def account_from_row(row: Any) -> Account:
@@ -254,12 +253,18 @@ def account_for_token_digest(database: Database, digest: str) -> Account:
 
 async def account_for_token_digest_async(database: Database, digest: str) -> Account:
     """`account_for_token_digest` for code on the event loop (a request's hot path)."""
-    return _token_owner(await database.fetch_one_async(_TOKEN_LOOKUP, {"digest": digest}))
+    row = await database.fetch_one_async(_TOKEN_LOOKUP, {"digest": digest})
+    if row is None:
+        raise AuthenticationFailed(UNKNOWN_REFUSAL)
+    return account_from_row(row)
+
+
+UNKNOWN_REFUSAL = "unknown or replaced token"
 
 
 def _token_owner(row: Any) -> Account:
     if row is None:
-        raise AuthenticationFailed("unknown or replaced token")
+        raise AuthenticationFailed(UNKNOWN_REFUSAL)
     return account_from_row(row)
 
 

@@ -222,3 +222,61 @@ def test_the_example_runs_from_the_command_line(tmp_path: Any) -> None:
         process.wait(10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_a_slow_first_byte_delays_the_status_line(fake_upstream: Any) -> None:
+    started = time.monotonic()
+    answer = httpx.post(
+        fake_upstream.base_url + "/v1/chat/completions",
+        json=CHAT,
+        headers=_scenario(first_byte_delay=0.3),
+    )
+    assert answer.status_code == 200 and time.monotonic() - started >= 0.3
+
+
+def test_a_client_that_gives_up_during_a_slow_first_byte_is_a_cancellation(
+    fake_upstream: Any,
+) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            fake_upstream.base_url + "/v1/messages",
+            json=MESSAGES,
+            headers=_scenario(first_byte_delay=5),
+            timeout=0.2,
+        )
+    deadline = time.monotonic() + 5
+    while fake_upstream.upstream.cancellations == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fake_upstream.upstream.cancellations == 1
+
+
+def test_an_error_after_n_events_is_the_formats_error_event(fake_upstream: Any) -> None:
+    url = fake_upstream.base_url
+    chat = _events(
+        httpx.post(
+            url + "/v1/chat/completions",
+            json={**CHAT, "stream": True},
+            headers=_scenario(error_after=2),
+        ).content
+    )
+    assert len(chat) == 3 and _data(chat[-1])["error"]["type"] == "server_error"
+    messages = _events(
+        httpx.post(
+            url + "/v1/messages",
+            json={**MESSAGES, "stream": True},
+            headers=_scenario(error_after=2),
+        ).content
+    )
+    assert (
+        messages[-1].startswith("event: error")
+        and _data(messages[-1])["error"]["type"] == "overloaded_error"
+    )
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses", "/v1/messages"])
+def test_no_usage_means_no_usage_anywhere_in_the_answer(fake_upstream: Any, path: str) -> None:
+    body = {**MESSAGES, "input": "Hi", "stream": True, "stream_options": {"include_usage": True}}
+    raw = httpx.post(
+        fake_upstream.base_url + path, json=body, headers=_scenario(usage="none")
+    ).content
+    assert b'"usage":{' not in raw and b"input_tokens" not in raw and b"prompt_tokens" not in raw

@@ -80,3 +80,17 @@ def test_a_leading_byte_order_mark_is_dropped() -> None:
 
 def test_stray_blank_lines_make_no_event() -> None:
     assert [e.data for e in _parse(b"\n\ndata: 1\n\n\n\n")] == ["1"]
+
+
+CRLF_STREAM = ANTHROPIC_STREAM.replace(b"\n", b"\r\n")
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(CRLF_STREAM)), max_size=12))
+def test_a_crlf_stream_cut_anywhere_gives_the_events_of_the_lf_stream(cuts: list[int]) -> None:
+    points = sorted(set(cuts))
+    bounds = zip([0, *points], [*points, len(CRLF_STREAM)], strict=True)
+    events = _parse(*(CRLF_STREAM[a:b] for a, b in bounds))
+    assert [(e.event, e.data) for e in events] == [
+        (e.event, e.data) for e in _parse(ANTHROPIC_STREAM)
+    ]
+    assert b"".join(e.raw for e in events) == CRLF_STREAM

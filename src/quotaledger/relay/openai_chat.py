@@ -248,7 +248,8 @@ class ChatStream:
             self.reported = usage
         if choices:
             return raw  # usage riding on a content chunk: the chunk is passed on whole
-        return raw if self.client_wants_usage and usage is not None else b""
+        # Dropped unless asked for and believed (then ours replaces it at [DONE]).
+        return raw if self.client_wants_usage and self._believed() is not None else b""
 
     def _usage_chunk(self) -> bytes:
         """Our usage chunk, when the client asked for one and upstream gave none believable."""

@@ -46,7 +46,7 @@ def status_for(error: errors.QuotaLedgerError) -> int:
 class Refusal(NamedTuple):
     status: int
     message: str
-    headers: dict[str, str]
+    headers: tuple[tuple[str, str], ...]  # besides the message (a tuple: refusals are cached)
 
 
 _FRAMEWORK_MESSAGES = {404: "not found", 405: "method not allowed"}
@@ -57,26 +57,23 @@ def refusal(exc: BaseException) -> Refusal | None:
     headers; None for an unexpected one (a 500). The one translation, for every route."""
     if isinstance(exc, errors.QuotaLedgerError):
         status = status_for(exc)
-        return Refusal(status, str(exc), headers_for(status))
+        return Refusal(status, str(exc), _SAID.get(status, ()))
     if isinstance(exc, HTTPError):
-        return Refusal(
-            exc.status_code, exc.message, {**headers_for(exc.status_code), **exc.headers}
-        )
+        said = {**dict(_SAID.get(exc.status_code, ())), **exc.headers}
+        return Refusal(exc.status_code, exc.message, tuple(said.items()))
     if isinstance(exc, HTTPException):
         message = _FRAMEWORK_MESSAGES.get(exc.status_code) or str(exc.detail)
-        return Refusal(exc.status_code, message, dict(exc.headers or {}))
+        return Refusal(exc.status_code, message, tuple((exc.headers or {}).items()))
     if isinstance(exc, RequestValidationError):
-        return Refusal(422, describe_validation_errors(exc.errors()), {})
+        return Refusal(422, describe_validation_errors(exc.errors()), ())
     return None
 
 
-def headers_for(status: int) -> dict[str, str]:
-    """What every refusal with this status says besides its message."""
-    if status == 401:
-        return dict(WWW_AUTHENTICATE)
-    if status == 503:
-        return {"Retry-After": "1"}
-    return {}
+# What every refusal with this status says besides its message.
+_SAID: dict[int, tuple[tuple[str, str], ...]] = {
+    401: tuple(WWW_AUTHENTICATE.items()),
+    503: (("Retry-After", "1"),),
+}
 
 
 async def to_the_front_door(request: Request, exc: Exception) -> Response:
@@ -84,7 +81,7 @@ async def to_the_front_door(request: Request, exc: Exception) -> Response:
     says otherwise: this one hands them on, so that the front door answers every refusal."""
     found = refusal(exc)
     assert found is not None
-    raise HTTPError(found.status, found.message, found.headers) from None
+    raise HTTPError(found.status, found.message, dict(found.headers)) from None
 
 
 def describe_validation_errors(items: object) -> str:

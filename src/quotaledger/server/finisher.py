@@ -148,7 +148,7 @@ class Finish:
     )  # fmt: skip
 
     def __init__(
-        self, send: Send, method: str, path: str, *, gzip: bool, https: bool, metrics: Metrics
+        self, send: Send, method: str, path: str, gzip: bool, https: bool, metrics: Metrics
     ) -> None:
         self.raw_send, self.method, self.path = send, method, path
         self.gzip, self.https, self.metrics = gzip, https, metrics
@@ -161,7 +161,7 @@ class Finish:
         await self._send(answer.status, headers, body)
 
     async def refuse(self, refusal: Refusal, write: WriteRefusal) -> None:
-        status, message, said = refusal.status, refusal.message, tuple(refusal.headers.items())
+        status, message, said = refusal
         headers, body = _finished_refusal(status, message, said, write, self.gzip, self.https)
         await self._send(status, headers, body)
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from quotaledger.server.bodies import read_body, replay
+from quotaledger.server.bodies import BODY_METHODS, read_body, replay
 from quotaledger.server.calls import Call, Endpoint, Stream, read_head
 from quotaledger.server.errors import Refusal, refusal
 from quotaledger.server.finisher import Finish, WriteRefusal, accepts_gzip
@@ -32,7 +32,7 @@ from quotaledger.server.services import Services
 
 log = logging.getLogger("quotaledger.server")
 
-_INTERNAL_ERROR = Refusal(500, "internal server error", {})
+_INTERNAL_ERROR = Refusal(500, "internal server error", ())
 
 
 class Route(NamedTuple):
@@ -62,10 +62,12 @@ class FrontDoor:
             settings.always_gzip and path.startswith("/api/")
         )
         https = is_https(scope, settings.trusted_proxies)
-        finish = Finish(send, method, path, gzip=gzip, https=https, metrics=services.metrics)
+        finish = Finish(send, method, path, gzip, https, services.metrics)
         route = self.routes.get((method, path))
         try:
-            body = await read_body(method, path, head, receive, settings.max_body_bytes)
+            body = b""
+            if method in BODY_METHODS:
+                body = await read_body(method, path, head, receive, settings.max_body_bytes)
             if route is None:
                 await self.framework(scope, replay(body, receive) if body else receive, finish.send)
                 return

@@ -41,9 +41,11 @@ class CompiledStatement:
     def bind(self, dialect: Dialect, params: dict[str, Any]) -> tuple[str, Any]:
         """The SQL for `dialect` and the driver's arguments for `params`."""
         form = self._forms.get(dialect.name) or self._compile(dialect)
-        values = {**form.defaults, **params}
-        args: Any = values if form.names is None else tuple(values[n] for n in form.names)
-        return form.sql, args
+        if form.defaults:
+            params = {**form.defaults, **params}
+        if form.names is None:
+            return form.sql, params
+        return form.sql, tuple([params[name] for name in form.names])
 
     def _compile(self, dialect: Dialect) -> _Form:
         compiled = self._statement.compile(dialect=dialect, **self._options)

@@ -100,7 +100,7 @@ class Database:
         """`fetch_one` for code on the event loop, for one-row indexed reads. SQLite: read
         right on the loop (`InlineReader`), or in a worker thread while the database is
         busy; PostgreSQL, where every read is a network round trip: in a worker thread."""
-        reader = self.inline_reader()
+        reader = self._inline or self.inline_reader()
         if reader is not None:
             try:
                 return reader.fetch_one(*statement.bind(self.engine.dialect, params))
