@@ -58,6 +58,8 @@ class Settings:
     rate_limit_balance: str = "60/minute"
     rate_limit_login: str = "5/minute"
     rate_limit_login_address: str = "20/minute"
+    # Relay requests per API key (SPEC §8's 429), or "off".
+    rate_limit_relay: str = "off"
     trusted_proxies: tuple[Network, ...] = ()
     always_gzip: bool = False
     # "public", "admin" (admin token required) or "off".
@@ -76,6 +78,8 @@ class Settings:
     relay_reservation_ttl: int = 900
     relay_stream_idle_timeout: int = 300
     relay_sweep_interval: int = 60
+    # Relay request bodies (chat histories, images) are larger than the API's.
+    relay_max_body_bytes: int = 32 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -107,7 +111,7 @@ class Settings:
             raise SettingsError("QUOTALEDGER_SQLITE_BUSY_TIMEOUT_MS must be 0 or more")
         if self.workers < 1:
             raise SettingsError("QUOTALEDGER_WORKERS must be at least 1")
-        for name in ("rate_limit_balance", "rate_limit_login", "rate_limit_login_address"):
+        for name in _RATE_LIMITS:
             _check_rate(name, getattr(self, name))
         _check_relay(self)
 
@@ -158,7 +162,14 @@ _RELAY_MINIMUMS = {
     "relay_reservation_ttl": 1,
     "relay_stream_idle_timeout": 1,
     "relay_sweep_interval": 1,
+    "relay_max_body_bytes": 1024,
 }
+_RATE_LIMITS = (
+    "rate_limit_balance",
+    "rate_limit_login",
+    "rate_limit_login_address",
+    "rate_limit_relay",
+)
 
 
 def _check_relay(settings: Settings) -> None:

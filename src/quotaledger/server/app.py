@@ -13,6 +13,7 @@ hands the rest to the framework, and finishes, counts and refuses for both.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -22,18 +23,53 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp
 
 from quotaledger import __version__
-from quotaledger.server import api, balance, charges, errors, openapi, pages
+from quotaledger.relay.errors import WireFormat, error_body
+from quotaledger.server import api, balance, charges, errors, openapi, pages, relay
+from quotaledger.server.calls import Endpoint
 from quotaledger.server.charges import UsageBody
 from quotaledger.server.front_door import FrontDoor, Route
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.server.services import Services
+from quotaledger.server.sweeper import sweep_forever
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
+
+
+def _openai_refusal(status: int, message: str) -> bytes:
+    return error_body(WireFormat.OPENAI, status, message)
+
+
+def _anthropic_refusal(status: int, message: str) -> bytes:
+    return error_body(WireFormat.ANTHROPIC, status, message)
+
+
+def _relay_route(endpoint: Endpoint, wire: WireFormat, summary: str) -> Route:
+    refuse = _openai_refusal if wire is WireFormat.OPENAI else _anthropic_refusal
+    return Route(endpoint, openapi.relay(summary), refuse, relay_body=True)
+
+
+_OPENAI, _ANTHROPIC = WireFormat.OPENAI, WireFormat.ANTHROPIC
 
 # The front door's own routes: (method, path) -> endpoint, description, refusal format.
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/user/self"): Route(balance.user_self, openapi.USER_SELF),
     ("POST", "/api/usage"): Route(charges.charge_usage, openapi.usage(UsageBody)),
+    ("POST", "/v1/chat/completions"): _relay_route(
+        relay.chat_completions, _OPENAI, "OpenAI chat completions, streamed or not"
+    ),
+    ("POST", "/v1/embeddings"): _relay_route(relay.embeddings, _OPENAI, "OpenAI embeddings"),
+    ("POST", "/v1/responses"): _relay_route(
+        relay.responses, _OPENAI, "OpenAI Responses, streamed or not"
+    ),
+    ("POST", "/v1/messages"): _relay_route(
+        relay.messages, _ANTHROPIC, "Anthropic Messages, streamed or not"
+    ),
+    ("POST", "/v1/messages/count_tokens"): _relay_route(
+        relay.count_tokens, _ANTHROPIC, "Anthropic token counting (never billed)"
+    ),
+    ("GET", "/v1/models"): _relay_route(
+        relay.models, _OPENAI, "The models offered and allowed to this API key"
+    ),
 }
 
 
@@ -47,6 +83,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FrontDoo
             "balance": settings.rate_limit_balance,
             "login": settings.rate_limit_login,
             "login_address": settings.rate_limit_login_address,
+            "relay": settings.rate_limit_relay,
         },
         redis_url,
     )
@@ -93,7 +130,11 @@ class _Framework(FastAPI):
 def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        sweeper = asyncio.ensure_future(sweep_forever(services.database, services.settings))
         yield
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
+        await services.relay.close()
         await services.database.close_group_commits()
 
     return lifespan

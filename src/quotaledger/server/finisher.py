@@ -15,11 +15,12 @@ wrapping `send` costs a few microseconds per message, a real share of a balance 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import zlib
 from collections.abc import Callable
 
-from starlette.types import Message, Send
+from starlette.types import Message, Receive, Send
 
 from quotaledger.server.calls import Answer, Headers, Stream
 from quotaledger.server.errors import Refusal
@@ -165,16 +166,27 @@ class Finish:
         headers, body = _finished_refusal(status, message, said, write, self.gzip, self.https)
         await self._send(status, headers, body)
 
-    async def stream(self, stream: Stream) -> None:
+    async def stream(self, stream: Stream, receive: Receive) -> None:
+        """Send `stream` as its chunks come. A client that leaves stops it: the chunks'
+        generator is cancelled where it waits (the relay then cancels its upstream and
+        settles), rather than running on for no one."""
         headers = [(b"content-type", stream.media_type), *stream.headers, *_API_HEADERS]
         if self.https:
             headers += _HSTS
         self._count(stream.status)
         send = self.raw_send
         await send({"type": "http.response.start", "status": stream.status, "headers": headers})
-        async for chunk in stream.chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        pump = asyncio.ensure_future(_pump(stream, send))
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, gone):
+                task.cancel()
+            await asyncio.gather(pump, gone, return_exceptions=True)
+        failed = pump.exception() if pump.done() and not pump.cancelled() else None
+        if failed is not None:
+            raise failed
 
     async def _send(self, status: int, headers: Headers, body: bytes) -> None:
         self._count(status)
@@ -224,3 +236,22 @@ class Finish:
         start["headers"] = headers
         await self.raw_send(start)
         await self.raw_send({"type": "http.response.body", "body": body})
+
+
+async def _pump(stream: Stream, send: Send) -> None:
+    chunks = stream.chunks
+    try:
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone (the body was read before: only the disconnect is
+    left to receive)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -39,6 +39,8 @@ class Route(NamedTuple):
     endpoint: Endpoint
     openapi: dict[str, Any]  # its description in /openapi.json (FastAPI's route options)
     write_refusal: WriteRefusal = envelope_refusal
+    # The relay's bodies (chat histories, images) are bounded by their own setting.
+    relay_body: bool = False
 
 
 class FrontDoor:
@@ -67,13 +69,15 @@ class FrontDoor:
         try:
             body = b""
             if method in BODY_METHODS:
-                body = await read_body(method, path, head, receive, settings.max_body_bytes)
+                relay_body = route is not None and route.relay_body
+                limit = settings.relay_max_body_bytes if relay_body else settings.max_body_bytes
+                body = await read_body(method, path, head, receive, limit)
             if route is None:
                 await self.framework(scope, replay(body, receive) if body else receive, finish.send)
                 return
             answer = await route.endpoint(Call(scope, head, body, services))
             if isinstance(answer, Stream):
-                await finish.stream(answer)
+                await finish.stream(answer, receive)
             else:
                 await finish.answer(answer)
         except Exception as exc:

@@ -139,3 +139,15 @@ HEALTHZ: dict[str, Any] = {
     "summary": "Liveness and database check",
     "responses": {**_ok({"type": "object"}), 503: _error("database unavailable")},
 }
+
+
+def relay(summary: str) -> dict[str, Any]:
+    """A relay route (`/v1/...`): OpenAI's or Anthropic's wire format, described by them."""
+    return {
+        "summary": summary,
+        "description": "Authorization: an API key (`Bearer sk-ql-...`, or `x-api-key` on the "
+        "Anthropic routes). Bodies and answers are the provider's own format; errors are "
+        "OpenAI's error object (Anthropic's under /v1/messages). SPEC §8.",
+        "tags": ["relay"],
+        "responses": {200: {"description": "the upstream's answer, or its event stream"}},
+    }

@@ -1,5 +1,6 @@
 """`Services`: what every endpoint is given (through its `Call`): settings, the database, the
-rate limiter, the metrics, and the price list shown with every balance."""
+rate limiter, the metrics, the price list shown with every balance, and the relay's runtime
+(its offers, upstream connection pools and channel cool-downs)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quotaledger import pricing
 from quotaledger.server.metrics import Metrics
+from quotaledger.server.offers import RelayRuntime
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
@@ -25,8 +27,12 @@ class Services:
     database: Database
     limiter: RateLimiter
     metrics: Metrics = field(default_factory=Metrics)
+    relay: RelayRuntime = field(init=False)
     _fixed_prices: FixedPrices = ()
     _fixed_prices_until: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.relay = RelayRuntime.start(self.database, self.settings)
 
     async def fixed_prices(self) -> FixedPrices:
         """`ModelFixedPrice`, read at most every few seconds: every balance query shows it,
