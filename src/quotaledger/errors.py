@@ -43,12 +43,16 @@ class PermissionDenied(QuotaLedgerError):
 
 
 class InsufficientQuota(QuotaLedgerError):
-    def __init__(self, cost: int, available: int) -> None:
+    def __init__(self, cost: int, available: int, funding: str | None = None) -> None:
+        # `funding` names what could not cover it on the relay: "the account",
+        # "this API key", "this API key's daily limit"...
+        where = f" in {funding}" if funding else ""
         super().__init__(
-            f"insufficient quota: this request costs {cost:,} quota, {available:,} remain"
+            f"insufficient quota: this request costs {cost:,} quota, {available:,} remain{where}"
         )
         self.cost = cost
         self.available = available
+        self.funding = funding
 
 
 class IdempotencyConflict(QuotaLedgerError):
