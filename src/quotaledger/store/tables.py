@@ -228,7 +228,10 @@ reservations = Table(
     Column("output_tokens", BigInteger, nullable=False, server_default="0"),
     Column("progress_status", Integer, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # Created, or last reported progress: the sweeper settles rows idle past the TTL, so a
+    # long stream that keeps reporting progress is never swept from under its request.
+    Column("active_at", BigInteger, nullable=False),
     CheckConstraint("amount >= 0", name="reservation_not_negative"),
-    Index("reservations_created", "created_at"),
+    Index("reservations_active", "active_at"),
     Index("reservations_user", "user_id"),
 )

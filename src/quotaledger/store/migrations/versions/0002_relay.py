@@ -89,12 +89,13 @@ def upgrade() -> None:
         sa.Column("output_tokens", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("progress_status", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Column("active_at", sa.BigInteger(), nullable=False),
         sa.CheckConstraint("amount >= 0", name="reservation_not_negative"),
         sa.ForeignKeyConstraint(["key_id"], ["api_keys.id"]),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"]),
         sa.PrimaryKeyConstraint("request_id"),
     )
-    op.create_index("reservations_created", "reservations", ["created_at"], unique=False)
+    op.create_index("reservations_active", "reservations", ["active_at"], unique=False)
     op.create_index("reservations_user", "reservations", ["user_id"], unique=False)
     for name in ("cache_read", "cache_write", "cache_write_1h"):
         op.add_column("prices", sa.Column(f"{name}_usd_per_mtok", sa.String(40), nullable=True))
@@ -132,7 +133,7 @@ def downgrade() -> None:
         for name in ("cache_write_1h", "cache_write", "cache_read"):
             batch_op.drop_column(f"{name}_usd_per_mtok")
     op.drop_index("reservations_user", table_name="reservations")
-    op.drop_index("reservations_created", table_name="reservations")
+    op.drop_index("reservations_active", table_name="reservations")
     op.drop_table("reservations")
     op.drop_index("api_keys_user", table_name="api_keys")
     op.drop_table("api_keys")
