@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+# Re-exported: settings hold secrets, but Secret has a module of its own (the monitor's too).
+from quotaledger.secret import Secret as Secret
+
 ENV_PREFIX = "QUOTALEDGER_"
 DEFAULT_DATABASE_URL = "sqlite:///quotaledger.db"
 """The embedded default: `quotaledger.db` in the current directory."""
@@ -16,29 +19,6 @@ DEFAULT_DATABASE_URL = "sqlite:///quotaledger.db"
 
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names the variable."""
-
-
-class Secret:
-    """A string that never shows itself in `repr()`, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -29,7 +29,7 @@ from quotaledger.server.auth import (
     session_only,
 )
 from quotaledger.server.calls import Call
-from quotaledger.server.errors import HTTPError
+from quotaledger.server.errors import HTTPError, within_limit
 from quotaledger.server.responses import EnvelopeResponse, ok
 from quotaledger.server.services import Services
 
@@ -81,8 +81,8 @@ async def _throttle_password_attempt(call: Call, username: str) -> None:
     services = call.services
     address = call.client_address()
     try:
-        await services.limiter.check("login", username.lower())
-        await services.limiter.check("login_address", address)
+        within_limit(await services.limiter.hit("login", username.lower()))
+        within_limit(await services.limiter.hit("login_address", address))
     except HTTPError:
         services.metrics.security_events.labels("lockout").inc()
         security_log.warning("lockout user=%r address=%s", username, address)

@@ -14,11 +14,12 @@ from quotaledger import accounts, sessions, tokens
 from quotaledger.accounts import MALFORMED_REFUSAL, Account
 from quotaledger.errors import AuthenticationFailed, PermissionDenied
 from quotaledger.server.calls import Call
-from quotaledger.server.errors import HTTPError
+from quotaledger.server.errors import within_limit
 
 SESSION_COOKIE = "ql_session"
 CSRF_COOKIE = "ql_csrf"
 MISSING_CREDENTIALS = "missing credentials: send Authorization: <system token>"
+ADDRESS_REFUSAL = "too many refused tokens from this address: try again later"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -84,13 +85,10 @@ async def token_account(
     if not limiter.is_enabled("balance"):
         return await accounts.account_for_token_digest_async(services.database, digest), {}
     if limit_token:
-        limiter.check_known_over("balance", digest)
+        within_limit(limiter.known_over("balance", digest))
     key = f"bad-token:{call.client_address()}"
-    if not await limiter.allows("balance", key):
-        raise HTTPError(
-            429, "too many refused tokens from this address: try again later", {"Retry-After": "60"}
-        )
-    headers = await limiter.check("balance", digest) if limit_token else {}
+    within_limit(await limiter.over("balance", key), ADDRESS_REFUSAL)
+    headers = within_limit(await limiter.hit("balance", digest)) if limit_token else {}
     try:
         return await accounts.account_for_token_digest_async(services.database, digest), headers
     except AuthenticationFailed:

@@ -8,6 +8,7 @@ import functools
 from quotaledger.accounts import Account
 from quotaledger.server.auth import authenticate, check_caller, token_account
 from quotaledger.server.calls import Answer, Call, Headers
+from quotaledger.server.errors import within_limit
 from quotaledger.server.responses import envelope
 from quotaledger.server.services import FixedPrices
 
@@ -22,9 +23,7 @@ async def user_self(call: Call) -> Answer:
         check_caller(account, call.head.new_api_user)
     else:
         account = (await authenticate(call)).account
-        said = {}
-        if services.limiter.is_enabled("balance"):
-            said = await services.limiter.check("balance", f"user:{account.id}")
+        said = within_limit(await services.limiter.hit("balance", f"user:{account.id}"))
     body = balance_body(account, await services.fixed_prices())
     return Answer(200, body, _raw(said) if said else ())
 

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from quotaledger import errors
+from quotaledger.server.ratelimit import Decision
 
 STATUS_BY_ERROR: dict[type[errors.QuotaLedgerError], int] = {
     errors.InvalidInput: 422,
@@ -34,6 +35,17 @@ class HTTPError(Exception):
         self.status_code = status_code
         self.message = message
         self.headers = headers or {}
+
+
+def within_limit(decision: Decision | None, message: str | None = None) -> dict[str, str]:
+    """The rate-limit headers to answer with while under a limit (none when it is off);
+    the 429 (`message`, or how long to wait) when over it."""
+    if decision is None:
+        return {}
+    if not decision.allowed:
+        wait = f"too many requests: try again in {max(decision.reset_after, 1)} s"
+        raise HTTPError(429, message or wait, decision.headers())
+    return decision.headers()
 
 
 def status_for(error: errors.QuotaLedgerError) -> int:
