@@ -168,16 +168,18 @@ def test_a_responses_stream_can_end_without_its_terminal_event(fake_upstream: An
     assert len(cut) == len(whole) - 1 and cut[-1].startswith("event: response.output_item.done")
 
 
-def test_a_trickled_stream_arrives_in_many_small_pieces_but_whole(fake_upstream: Any) -> None:
+def test_a_trickled_stream_arrives_one_byte_at_a_time(fake_upstream: Any) -> None:
     url = fake_upstream.base_url + "/v1/chat/completions"
     whole = httpx.post(url, json={**CHAT, "stream": True}).content
     pieces: list[bytes] = []
-    with httpx.stream(
-        "POST", url, json={**CHAT, "stream": True}, headers=_scenario(trickle=0.0005)
-    ) as response:
-        pieces.extend(response.iter_raw())
-    assert len(pieces) > 50
-    assert b"".join(pieces).count(b"data: ") == whole.count(b"data: ")
+    headers = _scenario(trickle=0.0005)
+    with httpx.stream("POST", url, json={**CHAT, "stream": True}, headers=headers) as response:
+        for piece in response.iter_raw():
+            pieces.append(piece)
+            if len(pieces) == 40:
+                break
+    assert all(len(piece) == 1 for piece in pieces)
+    assert b"".join(pieces)[:22] == whole[:22] == b'data: {"id":"chatcmpl-'
 
 
 @pytest.mark.slow
