@@ -7,21 +7,21 @@ in memory only). A model is *offered* when it has a price and an enabled channel
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 
 from quotaledger import channels, pricing
+from quotaledger.errors import NotConfigured
 from quotaledger.server.upstream import Target, Upstream
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 
-if TYPE_CHECKING:
-    pass
+log = logging.getLogger("quotaledger.relay")
 
 OFFERS_SECONDS = 5.0
 
@@ -55,22 +55,25 @@ class Offers:
         channels in cool-down last)."""
         if model not in self.models:
             return []
-        serving = [c for c in self.channels if c.format == channel_format and c.serves(model)]
-        ordered = channels.choose_channels(serving, runtime.cooldown)
+        ordered = channels.choose_channels(
+            model, self.channels, price_format=channel_format, cooldown=runtime.cooldown
+        )
         return [self.callable_as[c.name] for c in ordered]
 
 
-def read_offers(database: Database, secret_key: str | None) -> Offers:
+def read_offers(database: Database, cipher: channels.ChannelCipher | None) -> Offers:
     prices = {p.model: p for p in pricing.list_prices(database)}
     ratios = pricing.list_group_ratios(database)
     enabled = tuple(c for c in channels.list_channels(database) if c.status == "enabled")
-    callable_as = {c.name: _candidate(c, secret_key) for c in enabled}
+    if cipher is None:  # no secret key: no channel can be called (`serve` said why)
+        enabled = ()
+    callable_as = {c.name: _candidate(c, cipher) for c in enabled} if cipher else {}
     served = {model for c in enabled for model in c.models}
     return Offers(prices, ratios, enabled, callable_as, frozenset(served & set(prices)))
 
 
-def _candidate(channel: channels.Channel, secret_key: str | None) -> Candidate:
-    api_key = channels.upstream_key(channel, secret_key)
+def _candidate(channel: channels.Channel, cipher: channels.ChannelCipher) -> Candidate:
+    api_key = channel.api_key(cipher)
     if channel.format == "anthropic":
         auth = (("x-api-key", api_key),)
     else:
@@ -82,7 +85,7 @@ def _candidate(channel: channels.Channel, secret_key: str | None) -> Candidate:
 class OfferCache:
     def __init__(self, database: Database, settings: Settings) -> None:
         self.database = database
-        self.secret_key = settings.secret_key.reveal() if settings.secret_key else None
+        self.cipher = _cipher(settings)
         self._offers: Offers | None = None
         self._until = 0.0
         self._lock = asyncio.Lock()
@@ -92,9 +95,17 @@ class OfferCache:
             return self._offers
         async with self._lock:  # one read for every request waiting on a stale cache
             if self._offers is None or time.monotonic() >= self._until:
-                self._offers = await run_in_threadpool(read_offers, self.database, self.secret_key)
+                self._offers = await run_in_threadpool(read_offers, self.database, self.cipher)
                 self._until = time.monotonic() + OFFERS_SECONDS
         return self._offers
+
+
+def _cipher(settings: Settings) -> channels.ChannelCipher | None:
+    try:
+        return channels.ChannelCipher(settings.secret_key)
+    except NotConfigured as exc:
+        log.warning("the relay has no channels to call: %s", exc)
+        return None
 
 
 @dataclass

@@ -49,19 +49,18 @@ _NOT_FORWARDED = frozenset(
 
 @dataclass(frozen=True)
 class Target:
-    """Where one attempt goes: a channel's root URL and its own credential headers."""
+    """Where one attempt goes: a channel's API root and its own credential headers."""
 
     channel: str
-    base_url: str
+    base_url: str  # the channel's API root, e.g. https://api.openai.com/v1 (`channels`)
     auth_headers: tuple[tuple[str, str], ...]
 
     def url(self, path: str, query: str = "") -> str:
-        """`base_url` + `path` (e.g. `/v1/chat/completions`); a base URL that already ends
-        in `/v1` (as many providers document it) is not given a second one."""
-        root = self.base_url.rstrip("/")
-        if root.endswith("/v1") and path.startswith("/v1/"):
-            root = root[: -len("/v1")]
-        return f"{root}{path}" + (f"?{query}" if query else "")
+        """The upstream URL of our `path` (`/v1/chat/completions`): the part after `/v1`
+        appended to the channel's root, so that a root such as `https://host/openai/v1`
+        or `https://host/api` works as the provider documents it."""
+        tail = path.removeprefix("/v1")
+        return f"{self.base_url}{tail}" + (f"?{query}" if query else "")
 
 
 class UpstreamFailure(Exception):
