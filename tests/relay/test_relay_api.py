@@ -7,125 +7,53 @@ the model costs 2 USD in and 8 USD out per million tokens, so a request costs ex
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
-from wire_support import load_fake_upstream
+from relay_live import (
+    ANSWER,
+    CLAUDE,
+    MODEL,
+    UPSTREAM_KEY,
+    Customer,
+    Relay,
+    balance,
+    consistent,
+    customer,
+    log_rows,
+    relay_server,
+    settled,
+)
 
-from quotaledger import accounts, audit, channels, keys, ledger
-from quotaledger.keys import KeyLimits
-from quotaledger.secret import Secret
-from quotaledger.store.database import Database
-from quotaledger.store.tables import usage
-from support import LiveServer, run_cli, start_server, stop_server
-
-MODEL = "gpt-test"
-SECRET_KEY = "relay-tests-secret-key-of-enough-length"
-UPSTREAM_KEY = "sk-upstream-never-shown-0123456789"
-ANSWER = "Hello from the fake upstream! How can I help?"
-_names = itertools.count()
+from quotaledger import keys
 
 
-@dataclass
-class Relay:
-    server: LiveServer
-    upstream: Any  # the fake upstream's state: script(), requests, cancellations
-    database: Database
+_clients: list[openai.OpenAI] = []
 
-    @property
-    def v1(self) -> str:
-        return self.server.base_url + "/v1"
+
+def sdk(relay: Relay, who: Customer, max_retries: int = 0) -> openai.OpenAI:
+    """The official SDK with `who`'s key (closed after the test)."""
+    client = openai.OpenAI(api_key=who.key, base_url=relay.v1, max_retries=max_retries)
+    _clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _clients:
+        _clients.pop().close()
 
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
-    """One relay server for the module: two channels (primary first, secondary for
-    failover) on one fake upstream, and the model priced."""
-    tmp = tmp_path_factory.mktemp("relay")
-    url = f"sqlite:///{tmp / 'relay.db'}"
-    env = {"QUOTALEDGER_SECRET_KEY": SECRET_KEY, "UPSTREAM_KEY": UPSTREAM_KEY}
-    assert run_cli("db", "upgrade", database_url=url).returncode == 0
-    with load_fake_upstream().serve_in_thread() as running:
-        _cli(url, env, "price", "set", MODEL, "--input-usd-per-mtok", "2",
-             "--output-usd-per-mtok", "8")  # fmt: skip
-        _cli(url, env, "price", "set", "embed-test", "--input-usd-per-mtok", "1",
-             "--output-usd-per-mtok", "0")  # fmt: skip
-        database = Database(url)
-        cipher = channels.ChannelCipher(Secret(SECRET_KEY))
-        for name, priority in (("primary", 10), ("secondary", 0)):
-            spec = channels.ChannelSpec(
-                name, running.base_url, (MODEL, "embed-test"), Secret(UPSTREAM_KEY),
-                priority=priority,
-            )  # fmt: skip
-            channels.add_channel(database, cipher, spec)
-        server = start_server(url, tmp, {**env, "QUOTALEDGER_RATE_LIMIT_RELAY": "off"})
-        try:
-            yield Relay(server, running.upstream, database)
-        finally:
-            database.dispose()
-            stop_server(server)
-
-
-def _cli(url: str, env: dict[str, str], *args: str) -> str:
-    done = run_cli(*args, database_url=url, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-@dataclass
-class Customer:
-    user_id: int
-    key_id: int
-    key: str
-
-
-def customer(relay: Relay, quota: int = 5_000_000, **limits: Any) -> Customer:
-    name = f"relay-user-{next(_names)}"
-    account = accounts.create_account(relay.database, name, "password-123")
-    if quota:
-        ledger.top_up(relay.database, name, quota)
-    key, raw = keys.create_key(relay.database, account.id, "laptop", KeyLimits(**limits))
-    return Customer(account.id, key.id, raw)
-
-
-def sdk(relay: Relay, who: Customer, **options: Any) -> openai.OpenAI:
-    return openai.OpenAI(api_key=who.key, base_url=relay.v1, max_retries=0, **options)
-
-
-def balance(relay: Relay, who: Customer) -> accounts.Account:
-    with relay.database.read() as connection:
-        return accounts.get_account_in(connection, who.user_id)
-
-
-def log_rows(relay: Relay, who: Customer) -> list[Any]:
-    with relay.database.read() as connection:
-        return list(
-            connection.execute(usage.select().where(usage.c.user_id == who.user_id)).mappings()
-        )
-
-
-def settled(relay: Relay, who: Customer, rows: int, timeout: float = 10.0) -> list[Any]:
-    """The user's log rows once there are `rows` of them (a stream settles as it ends)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = log_rows(relay, who)
-        if len(found) >= rows:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"expected {rows} log rows, found {len(log_rows(relay, who))}")
-
-
-def consistent(relay: Relay) -> None:
-    assert audit.check_invariant(relay.database) == []
+    yield from relay_server(tmp_path_factory)
 
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
@@ -217,7 +145,7 @@ def test_embeddings_are_relayed_and_charged(relay: Relay) -> None:
 def test_models_lists_what_is_offered_and_allowed_to_the_key(relay: Relay) -> None:
     everything = customer(relay)
     limited = customer(relay, models=(MODEL,))
-    assert {m.id for m in sdk(relay, everything).models.list()} == {MODEL, "embed-test"}
+    assert {m.id for m in sdk(relay, everything).models.list()} == {MODEL, "embed-test", CLAUDE}
     assert [m.id for m in sdk(relay, limited).models.list()] == [MODEL]
 
 
@@ -229,7 +157,7 @@ def test_refusals_raise_the_sdks_matching_exceptions(relay: Relay) -> None:
     seen = len(relay.upstream.requests)
     client = sdk(relay, who)
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(api_key="sk-ql-wrong", base_url=relay.v1, max_retries=0).models.list()
+        sdk(relay, Customer(0, 0, "sk-ql-wrong")).models.list()
     with pytest.raises(openai.PermissionDeniedError):
         client.embeddings.create(model="embed-test", input="x")
     with pytest.raises(openai.NotFoundError):
@@ -245,7 +173,7 @@ def test_refusals_raise_the_sdks_matching_exceptions(relay: Relay) -> None:
 def test_a_balance_too_small_is_402_not_retried_and_nothing_goes_upstream(relay: Relay) -> None:
     who = customer(relay, quota=10)
     seen = len(relay.upstream.requests)
-    client = openai.OpenAI(api_key=who.key, base_url=relay.v1, max_retries=3)
+    client = sdk(relay, who, max_retries=3)
     with pytest.raises(openai.APIStatusError) as refused:
         client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1000)  # type: ignore[arg-type]
     assert refused.value.status_code == 402
