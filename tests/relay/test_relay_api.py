@@ -33,7 +33,6 @@ from relay_live import (
 
 from quotaledger import keys
 
-
 _clients: list[openai.OpenAI] = []
 
 
