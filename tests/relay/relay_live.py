@@ -14,6 +14,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,25 +32,51 @@ CLAUDE = "claude-test"
 SECRET_KEY = "relay-tests-secret-key-of-enough-length"
 UPSTREAM_KEY = "sk-upstream-never-shown-0123456789"
 ANSWER = "Hello from the fake upstream! How can I help?"
+MESSAGES: Any = [{"role": "user", "content": "Say hello."}]
 _names = itertools.count()
 
 
 @dataclass
 class Relay:
-    server: LiveServer
+    servers: list[LiveServer]  # one or more instances on one database
     upstream: Any  # the fake upstream's state: script(), requests, cancellations
     database: Database
+    tmp: Path
+    env: dict[str, str]
+
+    @property
+    def server(self) -> LiveServer:
+        return self.servers[0]
 
     @property
     def v1(self) -> str:
         return self.server.base_url + "/v1"
 
+    def start_instance(self) -> LiveServer:
+        """One more `serve` process on the same database."""
+        server = start_server(self.database.url, self.tmp, self.env)
+        self.servers.append(server)
+        return server
 
-def relay_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
-    """Start a relay (see the module's docstring); a module-scoped fixture yields it."""
+
+def relay_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    database_url: str | None = None,
+    *,
+    instances: int = 1,
+    env: dict[str, str] | None = None,
+) -> Iterator[Relay]:
+    """Start a relay (see the module's docstring) on `database_url` (a new SQLite file by
+    default; an empty PostgreSQL database otherwise), with `instances` serve processes; a
+    module-scoped fixture yields it."""
     tmp = tmp_path_factory.mktemp("relay")
-    url = f"sqlite:///{tmp / 'relay.db'}"
-    env = {"QUOTALEDGER_SECRET_KEY": SECRET_KEY, "UPSTREAM_KEY": UPSTREAM_KEY}
+    url = database_url or f"sqlite:///{tmp / 'relay.db'}"
+    env = {
+        "QUOTALEDGER_SECRET_KEY": SECRET_KEY,
+        "UPSTREAM_KEY": UPSTREAM_KEY,
+        "QUOTALEDGER_RATE_LIMIT_RELAY": "off",
+        **(env or {}),
+    }
     assert run_cli("db", "upgrade", database_url=url).returncode == 0
     with load_fake_upstream().serve_in_thread() as running:
         _cli(url, env, "price", "set", MODEL, "--input-usd-per-mtok", "2",
@@ -70,12 +97,15 @@ def relay_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
             "claude", running.base_url, (CLAUDE,), Secret(UPSTREAM_KEY), format="anthropic"
         )
         channels.add_channel(database, cipher, claude)
-        server = start_server(url, tmp, {**env, "QUOTALEDGER_RATE_LIMIT_RELAY": "off"})
+        relay = Relay([], running.upstream, database, tmp, env)
         try:
-            yield Relay(server, running.upstream, database)
+            for _ in range(instances):
+                relay.start_instance()
+            yield relay
         finally:
+            for server in relay.servers:
+                stop_server(server)
             database.dispose()
-            stop_server(server)
 
 
 def _cli(url: str, env: dict[str, str], *args: str) -> str:

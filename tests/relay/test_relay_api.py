@@ -19,6 +19,7 @@ import pytest
 from relay_live import (
     ANSWER,
     CLAUDE,
+    MESSAGES,
     MODEL,
     UPSTREAM_KEY,
     Customer,
@@ -53,9 +54,6 @@ def _close_clients() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
     yield from relay_server(tmp_path_factory)
-
-
-MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 
 # ---------------------------------------------------------------- answers and charges

@@ -57,8 +57,9 @@ log = logging.getLogger("quotaledger.relay")
 
 # The smallest output cap the relay lowers its default to before refusing with 402.
 MIN_OUTPUT_TOKENS = 16
-# A long stream records its usage so far this often, so that a sweeper can settle it if
-# its instance dies (and so that it is not swept while alive).
+# A long stream records its usage so far this often (and at least three times per
+# reservation TTL), so that a sweeper can settle it if its instance dies, and never sweeps
+# it while it is alive.
 PROGRESS_SECONDS = 15.0
 # Whole (non-streamed) answers larger than this are refused: no model answer is near it.
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
@@ -366,14 +367,16 @@ class _Progress:
 
     def __init__(self, request: _Request, tracker: Tracker) -> None:
         self.request, self.tracker = request, tracker
-        self.next_at = time.monotonic() + PROGRESS_SECONDS
+        ttl = request.call.services.settings.relay_reservation_ttl
+        self.every = min(PROGRESS_SECONDS, ttl / 3)
+        self.next_at = time.monotonic() + self.every
         self.task: asyncio.Task[bool] | None = None
 
     def maybe_record(self) -> None:
         now = time.monotonic()
         if now < self.next_at or (self.task is not None and not self.task.done()):
             return
-        self.next_at = now + PROGRESS_SECONDS
+        self.next_at = now + self.every
         database = self.request.call.services.database
         usage = _ledger_usage(self.tracker.usage())
         self.task = asyncio.ensure_future(
