@@ -49,13 +49,17 @@ def measure(label: str, database: Database, requests: int) -> None:
     run = uuid.uuid4().hex[:8]
     offered = frozenset({"m"})
     admit_us = _time(requests, lambda i: keys.admit(database, digest, "127.0.0.1", "m", offered))
+    inline_us = _time(requests, lambda i: keys.admit(database, digest, "127.0.0.1", "m", offered,
+                                                    inline=True))  # fmt: skip
     reserve_us = _time(requests, lambda i: reserve(
         database, f"{run}-{i}", user_id=user_id, key_id=key_id, model="m", group="default",
         amount=40_000, minimum=1_000))  # fmt: skip
     outcome = Outcome(200, TokenUsage(input_tokens=1000, output_tokens=300), "upstream", "stop")
     settle_us = _time(requests, lambda i: settle(database, f"{run}-{i}", user_id, outcome))
-    print(f"{label:<22} admit {admit_us:7.0f} µs   reserve {reserve_us:7.0f} µs   "
-          f"settle {settle_us:7.0f} µs   (medians of {requests})")  # fmt: skip
+    print(
+        f"{label:<22} admit {admit_us:5.0f} µs (inline {inline_us:3.0f})   "
+        f"reserve {reserve_us:5.0f} µs   settle {settle_us:5.0f} µs   (medians of {requests})"
+    )
 
 
 def main() -> None:
