@@ -151,8 +151,10 @@ def reserve(
     `IdempotencyConflict` if `request_id` is already reserved.
     """
     minimum = amount if minimum is None else minimum
-    if not 0 <= minimum <= amount <= MAX_QUOTA or not 1 <= len(request_id) <= 128:
-        raise InvalidInput("amount", "need 0 <= minimum <= amount and a 1-128 character id")
+    if not 0 <= minimum <= amount <= MAX_QUOTA:
+        raise InvalidInput("amount", "need 0 <= minimum <= amount <= the largest quota")
+    if not 1 <= len(request_id) <= 128:
+        raise InvalidInput("request_id", "must be 1-128 characters")
     now = int(clock())
     with database.write() as connection:
         row = _RESERVE_CONTEXT.execute(

@@ -22,6 +22,7 @@ from quotaledger import keys, pricing
 from quotaledger.errors import AuthenticationFailed, IdempotencyConflict, InsufficientQuota
 from quotaledger.keys import KeyLimits
 from quotaledger.pricing import TokenUsage
+from quotaledger.reservations import reserve
 from quotaledger.settlement import Outcome, settle
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
@@ -196,8 +197,6 @@ def test_a_per_call_price_is_charged_only_for_an_answer(database: Database) -> N
 
     for request_id, status in (("ok", 200), ("failed", 500)):
         keys_ = {"user_id": who.user_id, "key_id": who.key.id}
-        from quotaledger.reservations import reserve
-
         reserve(database, request_id, model="img", group="vip", amount=40_000, **keys_)
         settle(database, request_id, who.user_id, Outcome(status))
 
@@ -264,3 +263,21 @@ def test_an_unlimited_key_spends_only_the_account(database: Database) -> None:
     key = key_now(database, who)
     assert key.unlimited and key.remain_quota == 0 and key.used_quota == OK_COST
     assert_consistent(database)
+
+
+@pytest.mark.parametrize(
+    ("amount", "minimum", "request_id", "field"),
+    [(100, 101, "r", "amount"), (-1, 0, "r", "amount"), (1, 1, "", "request_id"),
+     (1, 1, "x" * 129, "request_id")],
+)  # fmt: skip
+def test_a_nonsensical_reservation_is_refused_before_any_write(
+    database: Database, amount: int, minimum: int, request_id: str, field: str
+) -> None:
+    from quotaledger.errors import InvalidInput
+
+    who = funded(database, 10_000)
+
+    with pytest.raises(InvalidInput, match=field):
+        reserve(database, request_id, user_id=who.user_id, key_id=who.key.id, model=MODEL,
+                group="default", amount=amount, minimum=minimum)  # fmt: skip
+    assert balance(database, who) == 10_000
