@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from quotaledger import tokens
 from quotaledger.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
@@ -294,14 +293,11 @@ def key_digest(raw_key: str) -> str:
     return tokens.hash_token(raw_key)
 
 
-_ADMIT_QUERY = (
+_ADMIT = CompiledStatement(
     _select_keys()
     .add_columns(users.c.status, users.c.quota, users.c.group)
     .where(api_keys.c.key_hash == bindparam("digest"))
 )
-_ADMIT = CompiledStatement(_ADMIT_QUERY)
-# The same query as SQLite SQL, for the inline reader (see `Database.inline_reader`).
-_ADMIT_SQLITE = str(_ADMIT_QUERY.compile(dialect=sqlite_dialect.dialect()))
 
 
 def admit(
@@ -312,7 +308,6 @@ def admit(
     offered: frozenset[str] | set[str],
     *,
     clock: Clock = time.time,
-    inline: bool = False,
 ) -> Admission:
     """Apply SPEC §8's admission rules, in its table's order, to one request by the key
     with SHA-256 `digest` from `client_address` for `model` (None: no model, as for
@@ -322,22 +317,34 @@ def admit(
     `PermissionDenied` (403: address not allowed, owner disabled, model not allowed for
     this key) or `NotFound` (404: model not offered). Quota is not checked here: the
     reservation refuses what the account, the key or its period cannot cover (402).
-
-    With `inline`, on SQLite, the lookup runs on the inline reader, right on the event
-    loop; it then raises `sqlite3.OperationalError` rather than wait on a busy database
-    (retry without `inline` in a worker thread).
     """
-    reader = database.inline_reader() if inline else None
-    if reader is not None:
-        row = reader.execute(_ADMIT_SQLITE, (digest,)).fetchone()
-    else:
-        with database.read() as connection:
-            row = _ADMIT.execute(connection, {"digest": digest}).fetchone()
+    row = database.fetch_one(_ADMIT, {"digest": digest})
+    return _admission(row, client_address, model, offered, clock())
+
+
+async def admit_async(
+    database: Database,
+    digest: str,
+    client_address: str,
+    model: str | None,
+    offered: frozenset[str] | set[str],
+    *,
+    clock: Clock = time.time,
+) -> Admission:
+    """`admit` for code on the event loop: one indexed read (`Database.fetch_one_async`)."""
+    row = await database.fetch_one_async(_ADMIT, {"digest": digest})
+    return _admission(row, client_address, model, offered, clock())
+
+
+def _admission(
+    row: Any, client_address: str, model: str | None, offered: frozenset[str] | set[str],
+    now: float,
+) -> Admission:  # fmt: skip
     if row is None:
         raise AuthenticationFailed("unknown API key")
     key = _key_from_row(row)
     user_status, user_quota, user_group = row[len(_KEY_COLUMNS) :]
-    _check_key(key, clock())
+    _check_key(key, now)
     _check_address(key, client_address)
     if user_status != "enabled":
         raise PermissionDenied("the account of this API key is disabled")

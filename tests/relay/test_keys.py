@@ -3,6 +3,7 @@ table, each raising the error its HTTP status comes from."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -206,16 +207,17 @@ def test_a_key_is_exhausted_when_its_own_budget_is_spent(
     assert keys.create_key(database, alice.id, "u")[0].state(T0) == "enabled"
 
 
-def test_the_inline_lookup_admits_and_refuses_like_the_pooled_one(
+async def test_the_event_loop_lookup_admits_and_refuses_like_the_pooled_one(
     database: Database, alice: accounts.Account
 ) -> None:
     key, raw = keys.create_key(database, alice.id, "laptop", KeyLimits(networks=("10.0.0.0/8",)))
     digest = keys.key_digest(raw)
 
-    admitted = keys.admit(database, digest, "10.0.0.1", "gpt-4o-mini", OFFERED, inline=True)
+    admitted = await keys.admit_async(database, digest, "10.0.0.1", "gpt-4o-mini", OFFERED)
     assert admitted == keys.admit(database, digest, "10.0.0.1", "gpt-4o-mini", OFFERED)
     with pytest.raises(PermissionDenied):
-        keys.admit(database, digest, "192.168.0.1", "gpt-4o-mini", OFFERED, inline=True)
+        await keys.admit_async(database, digest, "192.168.0.1", "gpt-4o-mini", OFFERED)
     keys.set_key_status(database, key.id, "disabled")
+    await asyncio.sleep(0)  # a request arriving after the change: the next pass of the loop
     with pytest.raises(AuthenticationFailed, match="disabled"):
-        keys.admit(database, digest, "10.0.0.1", "gpt-4o-mini", OFFERED, inline=True)
+        await keys.admit_async(database, digest, "10.0.0.1", "gpt-4o-mini", OFFERED)

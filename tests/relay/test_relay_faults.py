@@ -35,7 +35,8 @@ def _wait_for(predicate: Any, timeout: float = 20.0) -> None:
 
 @pytest.fixture
 def short_ttl_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
-    env = {"QUOTALEDGER_RELAY_RESERVATION_TTL": "2", "QUOTALEDGER_RELAY_SWEEP_INTERVAL": "1"}
+    # Short, but long enough that the stream below is not swept before its instance dies.
+    env = {"QUOTALEDGER_RELAY_RESERVATION_TTL": "4", "QUOTALEDGER_RELAY_SWEEP_INTERVAL": "1"}
     yield from relay_server(tmp_path_factory, env=env)
 
 
@@ -45,7 +46,7 @@ def test_a_reservation_left_by_a_killed_instance_is_settled_by_the_sweeper(
     relay = short_ttl_relay
     who = customer(relay)
     granted = balance(relay, who).quota
-    relay.upstream.script(duration=60.0, path="/v1/chat/completions")
+    relay.upstream.script(stall_after=2, path="/v1/chat/completions")
     with (
         httpx.Client(timeout=30) as client,
         client.stream(

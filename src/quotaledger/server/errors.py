@@ -22,6 +22,7 @@ STATUS_BY_ERROR: dict[type[errors.QuotaLedgerError], int] = {
     errors.InsufficientQuota: 402,
     errors.IdempotencyConflict: 409,
     errors.DatabaseBusy: 503,
+    errors.NotConfigured: 503,
 }
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="quotaledger"'}

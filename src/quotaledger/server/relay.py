@@ -205,8 +205,8 @@ async def _relay_admitted(request: _Request) -> Answer | Stream:
 
 async def _admit(call: Call, offers: Offers, model: str | None) -> keys.Admission:
     digest = keys.key_digest(_api_key(call))
-    return await run_in_threadpool(
-        keys.admit, call.services.database, digest, call.client_address(), model, offers.models
+    return await keys.admit_async(
+        call.services.database, digest, call.client_address(), model, offers.models
     )
 
 
