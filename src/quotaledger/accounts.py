@@ -8,11 +8,9 @@ on purpose: async callers run these functions in a worker thread.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
 from quotaledger import passwords, tokens
@@ -24,6 +22,8 @@ from quotaledger.errors import (
     PermissionDenied,
 )
 from quotaledger.ledger import grant_in
+from quotaledger.money import format_usd
+from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import sessions, users
 
@@ -32,9 +32,9 @@ USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ROLES = ("user", "admin")
 
 
-@dataclass(frozen=True)
-class Account:
-    """A user as every adapter sees it: no password hash, no token hash."""
+class Account(NamedTuple):
+    """A user as every adapter sees it: no password hash, no token hash. (A named tuple: made
+    straight from a row, hashed and compared in C; balance answers are cached by account.)"""
 
     id: int
     username: str
@@ -57,8 +57,30 @@ class Account:
     def is_enabled(self) -> bool:
         return self.status == "enabled"
 
+    def as_json(self, fixed_prices: dict[str, str] | None = None) -> dict[str, Any]:
+        """The account as the API and `--json` show it: never a password hash, never a
+        token. `fixed_prices` (the balance answer's `ModelFixedPrice`) when given."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "username": self.username,
+            "display_name": self.display_name,
+            "group": self.group,
+            "role": self.role,
+            "status": self.status,
+            "quota": self.quota,
+            "used_quota": self.used_quota,
+            "request_count": self.request_count,
+            "quota_usd": format_usd(self.quota),
+            "used_quota_usd": format_usd(self.used_quota),
+            "token_hint": self.token_hint,
+            "token_created_at": self.token_created_at,
+        }
+        if fixed_prices is not None:
+            data["ModelFixedPrice"] = fixed_prices
+        return data
 
-ACCOUNT_COLUMNS = tuple(users.c[name] for name in Account.__dataclass_fields__)
+
+ACCOUNT_COLUMNS = tuple(users.c[name] for name in Account._fields)
 
 
 def account_from_row(row: Any) -> Account:
@@ -218,32 +240,35 @@ def replace_token(database: Database, user_id: int) -> str:
     return token
 
 
-# The hot path's query, compiled once to SQLite's SQL for the inline reader (see `Database`).
-_TOKEN_LOOKUP_SQL = str(
-    select(*ACCOUNT_COLUMNS)
-    .where(users.c.token_hash == bindparam("digest"))
-    .compile(dialect=sqlite_dialect.dialect())
+_TOKEN_LOOKUP = CompiledStatement(
+    select(*ACCOUNT_COLUMNS).where(users.c.token_hash == bindparam("digest"))
 )
 
 
-def account_for_token_digest(database: Database, digest: str, *, inline: bool = False) -> Account:
+def account_for_token_digest(database: Database, digest: str) -> Account:
     """The account whose token has this SHA-256 digest (`AuthenticationFailed` if none):
-    one indexed lookup, through the inline SQLite reader when `inline` (which raises
-    `sqlite3.OperationalError` rather than wait when the database is busy)."""
-    reader = database.inline_reader() if inline else None
-    if reader is not None:
-        row = reader.execute(_TOKEN_LOOKUP_SQL, (digest,)).fetchone()
-    else:
-        with database.read() as connection:
-            row = connection.execute(
-                select(*ACCOUNT_COLUMNS).where(users.c.token_hash == digest)
-            ).first()
+    one indexed lookup."""
+    return _token_owner(database.fetch_one(_TOKEN_LOOKUP, {"digest": digest}))
+
+
+async def account_for_token_digest_async(database: Database, digest: str) -> Account:
+    """`account_for_token_digest` for code on the event loop (a request's hot path)."""
+    row = await database.fetch_one_async(_TOKEN_LOOKUP, {"digest": digest})
     if row is None:
-        raise AuthenticationFailed("unknown or replaced token")
+        raise AuthenticationFailed(UNKNOWN_REFUSAL)
     return account_from_row(row)
 
 
-def account_for_token(database: Database, token: str, *, inline: bool = False) -> Account:
+UNKNOWN_REFUSAL = "unknown or replaced token"
+
+
+def _token_owner(row: Any) -> Account:
+    if row is None:
+        raise AuthenticationFailed(UNKNOWN_REFUSAL)
+    return account_from_row(row)
+
+
+def account_for_token(database: Database, token: str) -> Account:
     """The account a system token belongs to; `AuthenticationFailed` otherwise.
 
     A malformed token (bad prefix, length or checksum) is refused without a database read.
@@ -252,4 +277,4 @@ def account_for_token(database: Database, token: str, *, inline: bool = False) -
     """
     if not tokens.is_well_formed(token):
         raise AuthenticationFailed(MALFORMED_REFUSAL)
-    return account_for_token_digest(database, tokens.hash_token(token), inline=inline)
+    return account_for_token_digest(database, tokens.hash_token(token))

@@ -9,7 +9,9 @@ in one place (`server/errors.py`, `cli/common.py`).
     ├── PermissionDenied        disabled, not admin            (HTTP 403, exit 4)
     ├── InsufficientQuota       charge above the balance       (HTTP 402, exit 1)
     ├── IdempotencyConflict     request_id reused, new payload (HTTP 409, exit 1)
-    └── DatabaseBusy            the write lock stayed taken    (HTTP 503, exit 1)
+    ├── DatabaseBusy            the write lock stayed taken    (HTTP 503, exit 1)
+    └── NotConfigured           a needed setting is missing or wrong, e.g. no
+                                QUOTALEDGER_SECRET_KEY for channel keys (HTTP 503, exit 2)
 """
 
 from __future__ import annotations
@@ -43,12 +45,16 @@ class PermissionDenied(QuotaLedgerError):
 
 
 class InsufficientQuota(QuotaLedgerError):
-    def __init__(self, cost: int, available: int) -> None:
+    def __init__(self, cost: int, available: int, funding: str | None = None) -> None:
+        # `funding` names what could not cover it on the relay: "the account",
+        # "this API key", "this API key's daily limit"...
+        where = f" in {funding}" if funding else ""
         super().__init__(
-            f"insufficient quota: this request costs {cost:,} quota, {available:,} remain"
+            f"insufficient quota: this request costs {cost:,} quota, {available:,} remain{where}"
         )
         self.cost = cost
         self.available = available
+        self.funding = funding
 
 
 class IdempotencyConflict(QuotaLedgerError):
@@ -57,3 +63,7 @@ class IdempotencyConflict(QuotaLedgerError):
 
 class DatabaseBusy(QuotaLedgerError):
     """SQLite's write lock was not free within the busy timeout: nothing was written."""
+
+
+class NotConfigured(QuotaLedgerError):
+    """The server lacks a setting this needs (the message names it); nothing was changed."""

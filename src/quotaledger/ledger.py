@@ -118,6 +118,16 @@ def charge(database: Database, request: UsageRequest) -> Charge:
 ChargeOutcome = Charge | QuotaLedgerError
 
 
+async def charge_async(database: Database, request: UsageRequest) -> Charge:
+    """`charge` for code on the event loop: requests that arrive while a batch commits
+    share the next transaction (`Database.group_commit`); each is answered after the
+    commit that holds it. Raises as `charge` does, or `DatabaseBusy`."""
+    outcome = await database.group_commit(charge_batch, request)
+    if isinstance(outcome, QuotaLedgerError):
+        raise outcome
+    return outcome
+
+
 def charge_batch(database: Database, requests: list[UsageRequest]) -> list[ChargeOutcome]:
     """Charge several requests in ONE transaction (group commit): one fsync for the batch
     instead of one per charge. A refused charge (insufficient quota, conflict, unknown

@@ -3,13 +3,20 @@
 A model is priced either per call (`ModelFixedPrice`, USD per call) or per million input
 and output tokens; a user's group may carry a multiplier. The cost is computed exactly in
 `Decimal` and rounded up to whole quota once, at the end.
+
+A per-token price may also price prompt caching (SPEC §8a): cache reads, 5-minute and
+1-hour cache writes. Unset, they default to Anthropic's ratios of the input price (0.1x,
+1.25x, 2x) on `anthropic` channels and to the input price elsewhere. `relay_cost` charges
+the relay's token classes (`TokenUsage`) with exact rational arithmetic.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import Connection, Table, delete, select
@@ -17,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from quotaledger.errors import InvalidInput, NotFound
-from quotaledger.money import parse_usd, usd_to_quota
+from quotaledger.money import MAX_QUOTA, QUOTA_PER_USD, parse_usd, usd_to_quota
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import groups, prices
 
@@ -30,15 +37,21 @@ class Price:
     per_call_usd: Decimal | None = None
     input_usd_per_mtok: Decimal | None = None
     output_usd_per_mtok: Decimal | None = None
+    cache_read_usd_per_mtok: Decimal | None = None
+    cache_write_usd_per_mtok: Decimal | None = None
+    cache_write_1h_usd_per_mtok: Decimal | None = None
 
     def as_row(self) -> dict[str, str | None]:
-        """The price with exact decimal strings: as stored, listed and published."""
-        return {
+        """The price with exact decimal strings: as listed and published (cache prices
+        only where set, so a price without them reads as it always did)."""
+        row = {
             "model": self.model,
             "per_call_usd": _text(self.per_call_usd),
             "input_usd_per_mtok": _text(self.input_usd_per_mtok),
             "output_usd_per_mtok": _text(self.output_usd_per_mtok),
         }
+        cache = {column: _text(getattr(self, column)) for column in CACHE_COLUMNS}
+        return row | {column: value for column, value in cache.items() if value is not None}
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         if self.per_call_usd is not None:
@@ -62,12 +75,19 @@ def make_price(
     per_call_usd: str | Decimal | None = None,
     input_usd_per_mtok: str | Decimal | None = None,
     output_usd_per_mtok: str | Decimal | None = None,
+    **cache_usd_per_mtok: str | Decimal | None,
 ) -> Price:
-    """A validated price: per call, or per token (input and output both given)."""
+    """A validated price: per call, or per token (input and output both given, and
+    optionally `cache_read_usd_per_mtok`, `cache_write_usd_per_mtok`,
+    `cache_write_1h_usd_per_mtok`)."""
     if not model or len(model) > 128:
         raise InvalidInput("model", "must be 1-128 characters")
+    unknown = set(cache_usd_per_mtok) - set(CACHE_COLUMNS)
+    if unknown:
+        raise TypeError(f"unknown price fields: {', '.join(sorted(unknown))}")
+    cache = {k: v for k, v in cache_usd_per_mtok.items() if v is not None}
     per_token = (input_usd_per_mtok, output_usd_per_mtok)
-    if per_call_usd is not None and any(v is not None for v in per_token):
+    if per_call_usd is not None and any(v is not None for v in (*per_token, *cache.values())):
         raise InvalidInput("price", "give a per-call price or per-token prices, not both")
     if per_call_usd is None and None in per_token:
         raise InvalidInput("price", "give a per-call price, or both input and output prices")
@@ -76,6 +96,7 @@ def make_price(
         _usd("per_call_usd", per_call_usd),
         _usd("input_usd_per_mtok", input_usd_per_mtok),
         _usd("output_usd_per_mtok", output_usd_per_mtok),
+        **{column: _usd(column, value) for column, value in cache.items()},
     )
 
 
@@ -102,7 +123,8 @@ def _upsert(connection: Connection, table: Table, values: Mapping[str, Any], key
 
 
 def set_price(database: Database, price: Price) -> None:
-    values = {**price.as_row(), "updated_at": now()}
+    cache = {column: _text(getattr(price, column)) for column in CACHE_COLUMNS}
+    values = {**price.as_row(), **cache, "updated_at": now()}  # unset cache prices cleared
     with database.write() as connection:
         _upsert(connection, prices, values, "model")
 
@@ -114,14 +136,22 @@ def _text(value: Decimal | None) -> str | None:
 def price_from_columns(row: Any) -> Price:
     """A `Price` from a row with the `prices` table's columns."""
     values = (row.per_call_usd, row.input_usd_per_mtok, row.output_usd_per_mtok)
+    # Rows read by queries that predate cache prices (the admin charge) lack their columns.
+    values += tuple(getattr(row, column, None) for column in CACHE_COLUMNS)
     return Price(str(row.model), *(None if v is None else Decimal(v) for v in values))
 
 
+CACHE_COLUMNS = (
+    "cache_read_usd_per_mtok",
+    "cache_write_usd_per_mtok",
+    "cache_write_1h_usd_per_mtok",
+)
 _PRICE_COLUMNS = (
     prices.c.model,
     prices.c.per_call_usd,
     prices.c.input_usd_per_mtok,
     prices.c.output_usd_per_mtok,
+    *(prices.c[column] for column in CACHE_COLUMNS),
 )
 
 
@@ -160,3 +190,133 @@ def list_group_ratios(database: Database) -> dict[str, Decimal]:
     with database.read() as connection:
         rows = connection.execute(select(groups.c.name, groups.c.ratio).order_by(groups.c.name))
         return {name: Decimal(ratio) for name, ratio in rows}
+
+
+# ------------------------------------------------------------------ the relay's cost (SPEC §8, §8a)
+
+# Anthropic's published ratios of the input price: cache read, 5-minute write, 1-hour write.
+ANTHROPIC_CACHE_RATIOS = (Fraction(1, 10), Fraction(5, 4), Fraction(2))
+PRICE_FORMATS = ("openai", "anthropic")
+_QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK = Fraction(QUOTA_PER_USD, 1_000_000)
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """The token classes of one relayed request. `input_tokens` is the *uncached* input
+    (OpenAI's `prompt_tokens` minus `cached_tokens`; Anthropic's `input_tokens` as sent);
+    `cached_tokens` are cache reads; the two cache-write classes are Anthropic's."""
+
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token, cached or not (the log row's `prompt_tokens`)."""
+        return (
+            self.input_tokens
+            + self.cached_tokens
+            + self.cache_write_tokens
+            + self.cache_write_1h_tokens
+        )
+
+    def classes(self) -> tuple[int, int, int, int, int]:
+        """The counts in the order of `TokenRates`."""
+        return (
+            self.input_tokens,
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
+            self.output_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class TokenRates:
+    """USD per million tokens of each class, defaults resolved, as exact fractions."""
+
+    input: Fraction
+    cache_read: Fraction
+    cache_write: Fraction
+    cache_write_1h: Fraction
+    output: Fraction
+
+    @property
+    def highest_input(self) -> Fraction:
+        """The dearest input-side rate: what a prompt estimate is reserved at."""
+        return max(self.input, self.cache_read, self.cache_write, self.cache_write_1h)
+
+
+def token_rates(price: Price, price_format: str = "openai") -> TokenRates:
+    """The five rates of a per-token `price`; unset cache rates take the defaults of
+    `price_format` (`anthropic`: 0.1x, 1.25x, 2x the input rate; otherwise the input rate)."""
+    if price.per_call_usd is not None:
+        raise ValueError(f"{price.model} is priced per call")
+    base = Fraction(price.input_usd_per_mtok or 0)
+    ratios = ANTHROPIC_CACHE_RATIOS if price_format == "anthropic" else (Fraction(1),) * 3
+    given = (getattr(price, column) for column in CACHE_COLUMNS)
+    read, write, write_1h = (
+        base * ratio if value is None else Fraction(value)
+        for value, ratio in zip(given, ratios, strict=True)
+    )
+    return TokenRates(base, read, write, write_1h, Fraction(price.output_usd_per_mtok or 0))
+
+
+def relay_cost(
+    price: Price, usage: TokenUsage, ratio: Decimal, price_format: str = "openai"
+) -> int:
+    """Whole quota for one relayed request answered 2xx (SPEC §8a):
+    `ceil((uncached*in + cache_read*cr + write_5m*w5 + write_1h*w1 + out*o) / 1e6 x
+    500,000 x ratio)`, or a per-call price x 500,000 x ratio. Exact (rationals), rounded up
+    once, so any non-zero price charges at least 1; `InvalidInput` past the largest amount."""
+    if price.per_call_usd is not None:
+        return _ceil_quota(Fraction(price.per_call_usd) * QUOTA_PER_USD * Fraction(ratio))
+    rates = token_rates(price, price_format)
+    usd_mtok = sum(
+        (count * rate for count, rate in zip(usage.classes(), _rate_tuple(rates), strict=True)),
+        Fraction(0),
+    )
+    return _ceil_quota(usd_mtok * _QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK * Fraction(ratio))
+
+
+def reservation_cost(
+    price: Price, prompt_tokens: int, output_tokens: int, ratio: Decimal,
+    price_format: str = "openai",
+) -> int:  # fmt: skip
+    """What to reserve for a prompt estimate and an output cap: the prompt at the dearest
+    input-side rate (it may all turn out to be cache writes), the cap at the output rate."""
+    if price.per_call_usd is not None:
+        return relay_cost(price, TokenUsage(), ratio)
+    rates = token_rates(price, price_format)
+    usd_mtok = prompt_tokens * rates.highest_input + output_tokens * rates.output
+    return _ceil_quota(usd_mtok * _QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK * Fraction(ratio))
+
+
+def affordable_output_tokens(
+    price: Price, prompt_tokens: int, amount: int, ratio: Decimal, price_format: str = "openai"
+) -> int | None:
+    """The largest output cap whose `reservation_cost` with this prompt fits in `amount`
+    quota; None when output costs nothing (per-call price, zero output rate or ratio), and
+    a negative number when the prompt alone does not fit."""
+    if price.per_call_usd is not None:
+        return None
+    rates = token_rates(price, price_format)
+    per_output = rates.output * _QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK * Fraction(ratio)
+    if per_output == 0:
+        return None
+    prompt = prompt_tokens * rates.highest_input * _QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK
+    # ceil(x) <= amount  <=>  x <= amount, for a whole `amount`.
+    return math.floor((amount - prompt * Fraction(ratio)) / per_output)
+
+
+def _rate_tuple(rates: TokenRates) -> tuple[Fraction, ...]:
+    return (rates.input, rates.cache_read, rates.cache_write, rates.cache_write_1h, rates.output)
+
+
+def _ceil_quota(quota: Fraction) -> int:
+    whole = math.ceil(quota)
+    if whole > MAX_QUOTA:
+        raise InvalidInput("tokens", "this request would cost more than any balance")
+    return whole

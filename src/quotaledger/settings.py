@@ -12,6 +12,9 @@ from typing import Any
 
 import platformdirs
 
+# Re-exported: settings hold secrets, but Secret has a module of its own (the monitor's too).
+from quotaledger.secret import Secret as Secret
+
 ENV_PREFIX = "QUOTALEDGER_"
 
 
@@ -28,29 +31,6 @@ def default_database_url() -> str:
 
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names the variable."""
-
-
-class Secret:
-    """A string that never shows itself in `repr()`, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -70,6 +50,8 @@ class Settings:
     rate_limit_balance: str = "60/minute"
     rate_limit_login: str = "5/minute"
     rate_limit_login_address: str = "20/minute"
+    # Relay requests per API key (SPEC §8's 429), or "off".
+    rate_limit_relay: str = "off"
     trusted_proxies: tuple[Network, ...] = ()
     always_gzip: bool = False
     # "public", "admin" (admin token required) or "off".
@@ -81,6 +63,15 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     session_max_age: int = 7 * 24 * 3600
     log_level: str = "INFO"
+    # The relay (SPEC §8). The secret key encrypts upstream channel keys at rest.
+    secret_key: Secret | None = None
+    relay_default_max_tokens: int = 4096
+    relay_retries: int = 2
+    relay_reservation_ttl: int = 900
+    relay_stream_idle_timeout: int = 300
+    relay_sweep_interval: int = 60
+    # Relay request bodies (chat histories, images) are larger than the API's.
+    relay_max_body_bytes: int = 32 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -112,8 +103,9 @@ class Settings:
             raise SettingsError("QUOTALEDGER_SQLITE_BUSY_TIMEOUT_MS must be 0 or more")
         if self.workers < 1:
             raise SettingsError("QUOTALEDGER_WORKERS must be at least 1")
-        for name in ("rate_limit_balance", "rate_limit_login", "rate_limit_login_address"):
+        for name in _RATE_LIMITS:
             _check_rate(name, getattr(self, name))
+        _check_relay(self)
 
     @property
     def is_sqlite(self) -> bool:
@@ -134,6 +126,10 @@ def _convert(name: str, raw: str) -> Any:
             "sqlite_busy_timeout_ms",
         }:
             return int(raw)
+        if name in _RELAY_MINIMUMS:
+            return int(raw)
+        if name == "secret_key":
+            return Secret(raw)
         if name == "always_gzip":
             return _parse_bool(raw)
         if name in {"redis_url", "admin_password"}:
@@ -149,6 +145,29 @@ def _convert(name: str, raw: str) -> Any:
     except ValueError as exc:
         raise SettingsError(f"{var}: {exc}") from None
     return raw
+
+
+# The relay's integer settings and their smallest sensible value.
+_RELAY_MINIMUMS = {
+    "relay_default_max_tokens": 1,
+    "relay_retries": 0,
+    "relay_reservation_ttl": 1,
+    "relay_stream_idle_timeout": 1,
+    "relay_sweep_interval": 1,
+    "relay_max_body_bytes": 1024,
+}
+_RATE_LIMITS = (
+    "rate_limit_balance",
+    "rate_limit_login",
+    "rate_limit_login_address",
+    "rate_limit_relay",
+)
+
+
+def _check_relay(settings: Settings) -> None:
+    for name, minimum in _RELAY_MINIMUMS.items():
+        if getattr(settings, name) < minimum:
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least {minimum}")
 
 
 def _parse_bool(raw: str) -> bool:

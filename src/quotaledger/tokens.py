@@ -1,4 +1,5 @@
-"""System tokens (AccessTokens).
+"""System tokens (AccessTokens), and the same format under another prefix for API keys
+(`sk-ql-`, `keys.py`).
 
 Format: ``ql_`` + 32 random base62 characters (190 bits) + 6 base62 characters of the CRC32
 of the random part. The checksum lets a client or a secret scanner tell a mistyped or
@@ -10,6 +11,7 @@ keeps the balance query cheap (a slow password hash on this path would be a DoS 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -36,17 +38,23 @@ def _checksum(body: str) -> str:
     return _PAIRS[high] + _PAIRS[middle] + _PAIRS[low]
 
 
-def generate_token() -> str:
-    """A new random token in the `ql_` format."""
+@functools.cache
+def _shape(prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"{re.escape(prefix)}[0-9A-Za-z]{{{_RANDOM_LENGTH + _CHECKSUM_LENGTH}}}")
+
+
+def generate_token(prefix: str = PREFIX) -> str:
+    """A new random token: `prefix` (default `ql_`), the random body, its checksum."""
     body = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_LENGTH))
-    return PREFIX + body + _checksum(body)
+    return prefix + body + _checksum(body)
 
 
-def is_well_formed(token: str) -> bool:
-    """True if `token` has our prefix, length, alphabet and a matching checksum."""
-    if len(token) != TOKEN_LENGTH or not _SHAPE.fullmatch(token):
+def is_well_formed(token: str, prefix: str = PREFIX) -> bool:
+    """True if `token` has `prefix`, our length, alphabet and a matching checksum."""
+    shape = _SHAPE if prefix == PREFIX else _shape(prefix)
+    if len(token) != TOKEN_LENGTH - len(PREFIX) + len(prefix) or not shape.fullmatch(token):
         return False
-    rest = token[len(PREFIX) :]
+    rest = token[len(prefix) :]
     body, checksum = rest[:_RANDOM_LENGTH], rest[_RANDOM_LENGTH:]
     return secrets.compare_digest(_checksum(body), checksum)
 

@@ -62,7 +62,7 @@ def test_an_unexpected_error_is_500_without_a_stack_trace(
 ) -> None:
     app = create_app(settings, database)
 
-    @app.state.api.get("/api/boom")
+    @app.framework.get("/api/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals")
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from quotaledger.server.app import create_app
-from quotaledger.server.auth import client_address
+from quotaledger.server.calls import Call
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 from quotaledger.tokens import generate_token
@@ -160,6 +160,10 @@ def test_rate_limits_can_be_switched_off(settings: Settings, database: Database,
         }
 
     assert codes == {200}
+
+
+def client_address(request: Request) -> str:
+    return Call.of(request).client_address()
 
 
 def _request(peer: str, forwarded: str | None, settings: Settings) -> Request:

@@ -88,7 +88,7 @@ def test_an_unexpected_error_on_a_hot_route_is_a_500_envelope_with_headers(
 
     with TestClient(app, raise_server_exceptions=False) as client:
         token = issue_token(client, "alice", user.password)
-        monkeypatch.setattr(app.state.ql, "fixed_prices", broken)
+        monkeypatch.setattr(app.services, "fixed_prices", broken)
         response = client.get("/api/user/self", headers={"Authorization": token})
 
     assert response.status_code == 500

@@ -22,6 +22,7 @@ EXIT_BY_ERROR: dict[type[errors.QuotaLedgerError], Exit] = {
     errors.InvalidInput: Exit.USAGE,
     errors.AuthenticationFailed: Exit.AUTHENTICATION,
     errors.PermissionDenied: Exit.PERMISSION,
+    errors.NotConfigured: Exit.USAGE,
 }
 
 database_url_option = click.option(

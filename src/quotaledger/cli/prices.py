@@ -23,6 +23,24 @@ def price() -> None:
 @click.option("--per-call-usd", metavar="X", help="Fixed USD price per call (ModelFixedPrice).")
 @click.option("--input-usd-per-mtok", metavar="X", help="USD per million input tokens.")
 @click.option("--output-usd-per-mtok", metavar="Y", help="USD per million output tokens.")
+@click.option(
+    "--cache-read-usd-per-mtok",
+    metavar="X",
+    help="USD per million cached input tokens read [default: input x 0.1 on anthropic "
+    "channels, else the input price].",
+)
+@click.option(
+    "--cache-write-usd-per-mtok",
+    metavar="X",
+    help="USD per million tokens written to a 5-minute cache [default: input x 1.25 on "
+    "anthropic channels, else the input price].",
+)
+@click.option(
+    "--cache-write-1h-usd-per-mtok",
+    metavar="X",
+    help="USD per million tokens written to a 1-hour cache [default: input x 2 on "
+    "anthropic channels, else the input price].",
+)
 @database_url_option
 @handles_errors
 def set_price(
@@ -30,6 +48,9 @@ def set_price(
     per_call_usd: str | None,
     input_usd_per_mtok: str | None,
     output_usd_per_mtok: str | None,
+    cache_read_usd_per_mtok: str | None,
+    cache_write_usd_per_mtok: str | None,
+    cache_write_1h_usd_per_mtok: str | None,
     database_url: str | None,
 ) -> None:
     """Price MODEL per call, or per million input and output tokens.
@@ -38,6 +59,8 @@ def set_price(
     Examples:
       quotaledger price set dall-e-3 --per-call-usd 0.04
       quotaledger price set gpt-4o-mini --input-usd-per-mtok 0.15 --output-usd-per-mtok 0.60
+      quotaledger price set claude-sonnet-4 --input-usd-per-mtok 3 --output-usd-per-mtok 15 \\
+          --cache-read-usd-per-mtok 0.3
     """
     from quotaledger import pricing
 
@@ -46,6 +69,9 @@ def set_price(
         per_call_usd=per_call_usd,
         input_usd_per_mtok=input_usd_per_mtok,
         output_usd_per_mtok=output_usd_per_mtok,
+        cache_read_usd_per_mtok=cache_read_usd_per_mtok,
+        cache_write_usd_per_mtok=cache_write_usd_per_mtok,
+        cache_write_1h_usd_per_mtok=cache_write_1h_usd_per_mtok,
     )
     pricing.set_price(open_database(database_url), new)
     click.echo(f"{model}: {_describe(new)}")
@@ -87,7 +113,17 @@ def _describe(p: object) -> str:
     assert isinstance(p, Price)
     if p.per_call_usd is not None:
         return f"${p.per_call_usd} per call"
-    return f"${p.input_usd_per_mtok} / ${p.output_usd_per_mtok} per million input / output tokens"
+    text = f"${p.input_usd_per_mtok} / ${p.output_usd_per_mtok} per million input / output tokens"
+    cache = [
+        f"{label} ${value}"
+        for label, value in (
+            ("cache read", p.cache_read_usd_per_mtok),
+            ("cache write", p.cache_write_usd_per_mtok),
+            ("1h cache write", p.cache_write_1h_usd_per_mtok),
+        )
+        if value is not None
+    ]
+    return text + (f" ({', '.join(cache)})" if cache else "")
 
 
 @click.group()

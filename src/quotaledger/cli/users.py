@@ -118,11 +118,10 @@ def enable(name: str, database_url: str | None) -> None:
 def list_users(as_json: bool, database_url: str | None) -> None:
     """List every account with its balance."""
     from quotaledger import accounts
-    from quotaledger.server.api import account_json
 
     found = accounts.list_accounts(open_database(database_url))
     if as_json:
-        print_json([account_json(a) for a in found])
+        print_json([a.as_json() for a in found])
         return
     from rich.console import Console
     from rich.table import Table
@@ -150,11 +149,10 @@ def list_users(as_json: bool, database_url: str | None) -> None:
 def show(name: str, as_json: bool, database_url: str | None) -> None:
     """Show one account."""
     from quotaledger import accounts
-    from quotaledger.server.api import account_json
 
     account = accounts.find_account(open_database(database_url), name)
     if as_json:
-        print_json(account_json(account))
+        print_json(account.as_json())
         return
     token = f"ends {account.token_hint}" if account.token_hint else "none"
     click.echo(

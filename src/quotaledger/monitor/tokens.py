@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from quotaledger.client.redaction import redact as redact_one
 from quotaledger.monitor.config import AccountConfig, WatchConfig
 from quotaledger.monitor.tomlsource import TomlSource
-from quotaledger.settings import Secret
+from quotaledger.secret import Secret
 
 
 def resolve_tokens(

@@ -37,7 +37,7 @@ from quotaledger.monitor.state import Decision, Failure, Record, decide
 from quotaledger.monitor.state import delivered as announce
 from quotaledger.monitor.tokens import redact
 from quotaledger.monitor.tomlsource import ConfigError
-from quotaledger.settings import Secret
+from quotaledger.secret import Secret
 
 log = logging.getLogger("quotaledger.monitor")
 ClientFactory = Callable[[AccountConfig, Secret, aiohttp.ClientSession], Any]

@@ -1,37 +1,81 @@
-"""`create_app(settings)`: the ASGI application, built from settings passed in."""
+"""`create_app(settings)`: the ASGI application, built from settings passed in.
+
+Which module answers what:
+
+    GET  /api/user/self          balance.py   (through the front door)
+    POST /api/usage              charges.py   (through the front door)
+    everything else              the framework (FastAPI): api.py (/api/...), pages.py
+                                 (/login, /account, /static), /docs and /openapi.json
+
+Every request enters `front_door.FrontDoor`, which answers its own routes (`ROUTES`) and
+hands the rest to the framework, and finishes, counts and refuses for both.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.routing import Mount
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp
 
 from quotaledger import __version__
-from quotaledger.server import api, errors, pages
-from quotaledger.server.finisher import ResponseFinisher
-from quotaledger.server.hot_routes import HotRoutes
-from quotaledger.server.middleware import BodyGuard
+from quotaledger.relay.errors import WireFormat, error_body
+from quotaledger.server import api, balance, charges, errors, openapi, pages, relay
+from quotaledger.server.calls import Endpoint
+from quotaledger.server.charges import UsageBody
+from quotaledger.server.front_door import FrontDoor, Route
 from quotaledger.server.ratelimit import RateLimiter
-from quotaledger.server.state import AppState
+from quotaledger.server.services import Services
+from quotaledger.server.sweeper import sweep_forever
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 
 
-def create_app(settings: Settings, database: Database | None = None) -> Starlette:
-    """The app, on `database` (or one opened from `settings.database_url`). The schema must
-    already be migrated: `quotaledger serve` does that before it starts any worker.
+def _openai_refusal(status: int, message: str) -> bytes:
+    return error_body(WireFormat.OPENAI, status, message)
 
-    The balance query by token and usage charges are answered in plain ASGI (`HotRoutes`);
-    everything else goes to the FastAPI app, which validates bodies and publishes the
-    OpenAPI description of every route, the hot ones included. FastAPI's per-request
-    machinery would cost the balance query about half its throughput.
-    """
+
+def _anthropic_refusal(status: int, message: str) -> bytes:
+    return error_body(WireFormat.ANTHROPIC, status, message)
+
+
+def _relay_route(endpoint: Endpoint, wire: WireFormat, summary: str) -> Route:
+    refuse = _openai_refusal if wire is WireFormat.OPENAI else _anthropic_refusal
+    return Route(endpoint, openapi.relay(summary), refuse, relay_body=True)
+
+
+_OPENAI, _ANTHROPIC = WireFormat.OPENAI, WireFormat.ANTHROPIC
+
+# The front door's own routes: (method, path) -> endpoint, description, refusal format.
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/api/user/self"): Route(balance.user_self, openapi.USER_SELF),
+    ("POST", "/api/usage"): Route(charges.charge_usage, openapi.usage(UsageBody)),
+    ("POST", "/v1/chat/completions"): _relay_route(
+        relay.chat_completions, _OPENAI, "OpenAI chat completions, streamed or not"
+    ),
+    ("POST", "/v1/embeddings"): _relay_route(relay.embeddings, _OPENAI, "OpenAI embeddings"),
+    ("POST", "/v1/responses"): _relay_route(
+        relay.responses, _OPENAI, "OpenAI Responses, streamed or not"
+    ),
+    ("POST", "/v1/messages"): _relay_route(
+        relay.messages, _ANTHROPIC, "Anthropic Messages, streamed or not"
+    ),
+    ("POST", "/v1/messages/count_tokens"): _relay_route(
+        relay.count_tokens, _ANTHROPIC, "Anthropic token counting (never billed)"
+    ),
+    ("GET", "/v1/models"): _relay_route(
+        relay.models, _OPENAI, "The models offered and allowed to this API key"
+    ),
+}
+
+
+def create_app(settings: Settings, database: Database | None = None) -> FrontDoor:
+    """The app, on `database` (or one opened from `settings.database_url`). The schema must
+    already be migrated: `quotaledger serve` does that before it starts any worker."""
     database = database or Database.from_settings(settings)
     redis_url = settings.redis_url.reveal() if settings.redis_url else None
     limiter = RateLimiter(
@@ -39,65 +83,64 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
             "balance": settings.rate_limit_balance,
             "login": settings.rate_limit_login,
             "login_address": settings.rate_limit_login_address,
+            "relay": settings.rate_limit_relay,
         },
         redis_url,
     )
-    state = AppState(settings, database, limiter)
-    handlers: dict[Any, Any] = dict(errors.HANDLERS)
+    services = Services(settings, database, limiter)
+    return FrontDoor(ROUTES, _framework(services, ROUTES), services)
 
-    api_app = FastAPI(
+
+def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> FastAPI:
+    framework = _Framework(
         title="quotaledger",
         version=__version__,
         summary="Prepaid LLM API quota: balance API and ledger (500,000 quota = 1.00 USD).",
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
-        exception_handlers=handlers,
+        exception_handlers=dict(errors.FRAMEWORK_HANDLERS),
+        lifespan=_lifespan(services),
     )
-    api_app.state.ql = state
-    api_app.include_router(api.router)
-    pages.install(api_app)
-
-    app = _App(
-        routes=[Mount("", app=api_app)],
-        exception_handlers=handlers,
-        # Outermost first (after `HotRoutes`, see `_App`): finish every answer (count,
-        # headers, gzip, 500s); guard bodies.
-        middleware=[
-            Middleware(
-                ResponseFinisher,
-                metrics=state.metrics,
-                trusted_proxies=settings.trusted_proxies,
-                always_gzip_api=settings.always_gzip,
-            ),
-            Middleware(BodyGuard, max_body_bytes=settings.max_body_bytes),
-        ],
-        lifespan=_lifespan(state),
-    )
-    app.state.ql = state
-    app.state.api = api_app
-    return app
+    framework.state.ql = services
+    framework.include_router(api.router)
+    # The front door's routes, for /openapi.json (and a 405 for their other methods).
+    for (method, path), route in routes.items():
+        framework.add_api_route(path, _front_door_only, methods=[method], **route.openapi)
+    pages.install(framework)
+    return framework
 
 
-class _App(Starlette):
-    """Starlette with `HotRoutes` in front of everything, Starlette's own error
-    middleware included: it answers its own errors, and each layer wrapping `send`
-    costs the hottest route a few percent."""
+async def _front_door_only() -> None:
+    """Never called: the front door answers this route before the framework sees it."""
+    raise RuntimeError("this route is answered by the front door")
+
+
+class _Framework(FastAPI):
+    """FastAPI without its outermost error layer, which would answer and log a 500 of its
+    own: unexpected errors climb to the front door, which owns the only one."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return HotRoutes(super().build_middleware_stack(), self.state.ql)
+        stack = super().build_middleware_stack()
+        assert isinstance(stack, ServerErrorMiddleware), "FastAPI's stack changed"
+        inner: ASGIApp = stack.app
+        return inner
 
 
-def _lifespan(state: AppState) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        sweeper = asyncio.ensure_future(sweep_forever(services.database, services.settings))
         yield
-        await state.batcher.close()
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
+        await services.relay.close()
+        await services.database.close_group_commits()
 
     return lifespan
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> FrontDoor:
     """Factory for `uvicorn --factory` workers: settings from `QUOTALEDGER_*`."""
     from quotaledger.logging import configure_logging
 

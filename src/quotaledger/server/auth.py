@@ -4,25 +4,22 @@ browser session cookie, and the checks that go with each (CSRF for sessions,
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from quotaledger import sessions, tokens
+from quotaledger import accounts, sessions, tokens
 from quotaledger.accounts import MALFORMED_REFUSAL, Account
 from quotaledger.errors import AuthenticationFailed, PermissionDenied
-from quotaledger.server import proxies
-from quotaledger.server.errors import HTTPError
-from quotaledger.server.state import AppState
+from quotaledger.server.calls import Call
+from quotaledger.server.errors import within_limit
 
 SESSION_COOKIE = "ql_session"
 CSRF_COOKIE = "ql_csrf"
-CSRF_HEADER = "x-csrf-token"
 MISSING_CREDENTIALS = "missing credentials: send Authorization: <system token>"
+ADDRESS_REFUSAL = "too many refused tokens from this address: try again later"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -33,47 +30,29 @@ class Caller:
     session_id: str | None = None
 
 
-def bearer_token(request: Request) -> str | None:
-    """The token from `Authorization`, raw (as the reference page sends it) or `Bearer`."""
-    header = request.headers.get("authorization")
-    return None if header is None else token_from_header(header)
-
-
-def token_from_header(authorization: str) -> str:
-    header = authorization.strip()
-    scheme, _, rest = header.partition(" ")
-    if rest and scheme.lower() == "bearer":
-        return rest.strip()
-    return header
-
-
 async def authenticate(
-    request: Request, *, allow_session: bool = True, allow_token: bool = True
+    call: Call, *, allow_session: bool = True, allow_token: bool = True
 ) -> Caller:
     """The caller, or `AuthenticationFailed` (401) / `PermissionDenied` (403)."""
-    state: AppState = request.app.state.ql
-    token = bearer_token(request) if allow_token else None
-    claimed = request.headers.get("new-api-user")
+    token = call.head.token if allow_token else None
     if token is not None:
-        address = functools.partial(client_address, request)
-        return Caller(await account_by_token(state, token, address, claimed), "token")
-    if allow_session and (session_id := request.cookies.get(SESSION_COOKIE)):
-        caller = await _session_caller(request, state, session_id)
-        check_caller(caller.account, claimed)
+        return Caller(await account_by_token(call), "token")
+    if allow_session and (session_id := call.cookie(SESSION_COOKIE)):
+        caller = await session_caller(call, session_id)
+        check_caller(caller.account, call.head.new_api_user)
         return caller
     if allow_token:
         raise AuthenticationFailed(MISSING_CREDENTIALS)
     raise AuthenticationFailed("not logged in: this needs a browser session")
 
 
-async def account_by_token(
-    state: AppState, token: str | None, address: Callable[[], str], claimed: str | None
-) -> Account:
-    """The caller a token names (401/403 otherwise), for routes that take tokens only."""
+async def account_by_token(call: Call) -> Account:
+    """The caller the token names (401/403 otherwise), for routes that take tokens only."""
+    token = call.head.token
     if token is None:
         raise AuthenticationFailed(MISSING_CREDENTIALS)
-    account, _ = await token_account(state, token, address)
-    check_caller(account, claimed)
+    account, _ = await token_account(call, token)
+    check_caller(account, call.head.new_api_user)
     return account
 
 
@@ -84,7 +63,7 @@ def require_admin(account: Account) -> Account:
 
 
 async def token_account(
-    state: AppState, token: str, address: Callable[[], str], *, limit_token: bool = False
+    call: Call, token: str, *, limit_token: bool = False
 ) -> tuple[Account, dict[str, str]]:
     """The token's account, and the rate-limit headers to answer with when `limit_token`
     (the balance query counts each token's requests).
@@ -95,37 +74,36 @@ async def token_account(
     too many tokens refused gets 429 (forged well-formed tokens are free to make, so a
     per-token limit alone would never stop someone trying them); then the token's own
     limit is counted; then the one database read. A refused token counts against its
-    address. (`address` is a function: most requests never need it.)
+    address.
     """
     if not tokens.is_well_formed(token):
         raise AuthenticationFailed(MALFORMED_REFUSAL)
     # The digest is the lookup key and the rate-limit key: a raw token never sits in Redis.
     digest = tokens.hash_token(token)
-    limiter = state.limiter
+    services = call.services
+    limiter = services.limiter
     if not limiter.is_enabled("balance"):
-        return await state.account_for_digest(digest), {}
+        return await accounts.account_for_token_digest_async(services.database, digest), {}
     if limit_token:
-        limiter.check_known_over("balance", digest)
-    key = f"bad-token:{address()}"
-    if not await limiter.allows("balance", key):
-        raise HTTPError(
-            429, "too many refused tokens from this address: try again later", {"Retry-After": "60"}
-        )
-    headers = await limiter.check("balance", digest) if limit_token else {}
+        within_limit(limiter.known_over("balance", digest))
+    key = f"bad-token:{call.client_address()}"
+    within_limit(await limiter.over("balance", key), ADDRESS_REFUSAL)
+    headers = within_limit(await limiter.hit("balance", digest)) if limit_token else {}
     try:
-        return await state.account_for_digest(digest), headers
+        return await accounts.account_for_token_digest_async(services.database, digest), headers
     except AuthenticationFailed:
         await limiter.count("balance", key)
         raise
 
 
-async def _session_caller(request: Request, state: AppState, session_id: str) -> Caller:
-    found = await run_in_threadpool(sessions.account_for_session, state.database, session_id)
+async def session_caller(call: Call, session_id: str) -> Caller:
+    database = call.services.database
+    found = await run_in_threadpool(sessions.account_for_session, database, session_id)
     if found is None:
         raise AuthenticationFailed("session expired: log in again")
     account, csrf_hash = found
-    if request.method not in _SAFE_METHODS and not sessions.csrf_matches(
-        csrf_hash, request.headers.get(CSRF_HEADER)
+    if call.method not in _SAFE_METHODS and not sessions.csrf_matches(
+        csrf_hash, call.head.csrf_token
     ):
         raise PermissionDenied("missing or wrong X-CSRF-Token header")
     return Caller(account, "session", session_id)
@@ -140,24 +118,19 @@ def check_caller(account: Account, claimed: str | None) -> None:
         raise PermissionDenied("New-Api-User does not match the token's user")
 
 
-async def authenticate_session(request: Request) -> Caller:
+# Dependencies for the framework's routes.
+
+
+async def any_caller(request: Request) -> Caller:
+    return await authenticate(Call.of(request))
+
+
+async def session_only(request: Request) -> Caller:
     """A logged-in browser session (a token does not count here)."""
-    return await authenticate(request, allow_token=False)
+    return await authenticate(Call.of(request), allow_token=False)
 
 
-async def authenticate_admin(request: Request) -> Caller:
-    caller = await authenticate(request, allow_session=False)
+async def admin_only(request: Request) -> Caller:
+    caller = await authenticate(Call.of(request), allow_session=False)
     require_admin(caller.account)
     return caller
-
-
-def client_address(request: Request) -> str:
-    """The real client address (see `proxies.client_address`)."""
-    state: AppState = request.app.state.ql
-    return proxies.client_address(request.scope, state.settings.trusted_proxies)
-
-
-def is_https(request: Request) -> bool:
-    """Whether the client reached us over TLS (cookies then get `Secure`)."""
-    state: AppState = request.app.state.ql
-    return proxies.is_https(request.scope, state.settings.trusted_proxies)

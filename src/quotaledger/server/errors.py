@@ -1,9 +1,9 @@
-"""One table from every error to its HTTP status, and the handlers that answer with the
-envelope (never a stack trace)."""
+"""One table from every error to its HTTP status, and the one function that turns any known
+error into its answer (`refusal`); the front door writes it, in the envelope under `/api`."""
 
 from __future__ import annotations
 
-import logging
+from typing import Any, NamedTuple
 
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -11,9 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from quotaledger import errors
-from quotaledger.server.responses import fail
-
-log = logging.getLogger("quotaledger.server")
+from quotaledger.server.ratelimit import Decision
 
 STATUS_BY_ERROR: dict[type[errors.QuotaLedgerError], int] = {
     errors.InvalidInput: 422,
@@ -24,6 +22,7 @@ STATUS_BY_ERROR: dict[type[errors.QuotaLedgerError], int] = {
     errors.InsufficientQuota: 402,
     errors.IdempotencyConflict: 409,
     errors.DatabaseBusy: 503,
+    errors.NotConfigured: 503,
 }
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="quotaledger"'}
@@ -39,6 +38,17 @@ class HTTPError(Exception):
         self.headers = headers or {}
 
 
+def within_limit(decision: Decision | None, message: str | None = None) -> dict[str, str]:
+    """The rate-limit headers to answer with while under a limit (none when it is off);
+    the 429 (`message`, or how long to wait) when over it."""
+    if decision is None:
+        return {}
+    if not decision.allowed:
+        wait = f"too many requests: try again in {max(decision.reset_after, 1)} s"
+        raise HTTPError(429, message or wait, decision.headers())
+    return decision.headers()
+
+
 def status_for(error: errors.QuotaLedgerError) -> int:
     for kind in type(error).__mro__:
         if kind in STATUS_BY_ERROR:
@@ -46,50 +56,45 @@ def status_for(error: errors.QuotaLedgerError) -> int:
     return 400
 
 
-def refusal(exc: errors.QuotaLedgerError | HTTPError) -> tuple[int, str, dict[str, str]]:
-    """Status, message and headers of the answer to a refusal."""
+class Refusal(NamedTuple):
+    status: int
+    message: str
+    headers: tuple[tuple[str, str], ...]  # besides the message (a tuple: refusals are cached)
+
+
+_FRAMEWORK_MESSAGES = {404: "not found", 405: "method not allowed"}
+
+
+def refusal(exc: BaseException) -> Refusal | None:
+    """The answer to a known error (the domain's, ours, the framework's): status, message and
+    headers; None for an unexpected one (a 500). The one translation, for every route."""
+    if isinstance(exc, errors.QuotaLedgerError):
+        status = status_for(exc)
+        return Refusal(status, str(exc), _SAID.get(status, ()))
     if isinstance(exc, HTTPError):
-        return exc.status_code, exc.message, {**headers_for(exc.status_code), **exc.headers}
-    status = status_for(exc)
-    return status, str(exc), headers_for(status)
+        said = {**dict(_SAID.get(exc.status_code, ())), **exc.headers}
+        return Refusal(exc.status_code, exc.message, tuple(said.items()))
+    if isinstance(exc, HTTPException):
+        message = _FRAMEWORK_MESSAGES.get(exc.status_code) or str(exc.detail)
+        return Refusal(exc.status_code, message, tuple((exc.headers or {}).items()))
+    if isinstance(exc, RequestValidationError):
+        return Refusal(422, describe_validation_errors(exc.errors()), ())
+    return None
 
 
-def headers_for(status: int) -> dict[str, str]:
-    """What every refusal with this status says besides its message."""
-    if status == 401:
-        return dict(WWW_AUTHENTICATE)
-    if status == 503:
-        return {"Retry-After": "1"}
-    return {}
+# What every refusal with this status says besides its message.
+_SAID: dict[int, tuple[tuple[str, str], ...]] = {
+    401: tuple(WWW_AUTHENTICATE.items()),
+    503: (("Retry-After", "1"),),
+}
 
 
-def response_for(exc: errors.QuotaLedgerError | HTTPError) -> Response:
-    """The envelope for a refusal. The hot routes call this directly (cheaper than letting
-    the exception climb the middleware); the handlers below do the same for the rest."""
-    status, message, headers = refusal(exc)
-    return fail(status, message, headers=headers)
-
-
-async def domain_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, errors.QuotaLedgerError)
-    return response_for(exc)
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPError)
-    return response_for(exc)
-
-
-async def starlette_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    messages = {404: "not found", 405: "method not allowed"}
-    message = messages.get(exc.status_code) or str(exc.detail)
-    return fail(exc.status_code, message, headers=exc.headers)
-
-
-async def validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    return fail(422, describe_validation_errors(exc.errors()))
+async def to_the_front_door(request: Request, exc: Exception) -> Response:
+    """FastAPI answers its own exceptions (404, 405, invalid parameters) unless a handler
+    says otherwise: this one hands them on, so that the front door answers every refusal."""
+    found = refusal(exc)
+    assert found is not None
+    raise HTTPError(found.status, found.message, dict(found.headers)) from None
 
 
 def describe_validation_errors(items: object) -> str:
@@ -107,16 +112,10 @@ def describe_validation_errors(items: object) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-async def unexpected_error(request: Request, exc: Exception) -> Response:
-    # Logged with its traceback for the operator; the client sees a plain envelope.
-    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return fail(500, "internal server error")
-
-
-HANDLERS = {
-    errors.QuotaLedgerError: domain_error,
-    HTTPError: http_error,
-    HTTPException: starlette_http_error,
-    RequestValidationError: validation_error,
-    Exception: unexpected_error,
+# The framework's own exceptions, handed to the front door (`to_the_front_door`). Domain
+# errors and ours are not handled in the framework at all: they reach the front door as
+# they are, as do unexpected errors, which the front door alone logs and answers with 500.
+FRAMEWORK_HANDLERS: dict[int | type[Exception], Any] = {
+    HTTPException: to_the_front_door,
+    RequestValidationError: to_the_front_door,
 }

@@ -1,30 +1,30 @@
-"""`ResponseFinisher`: everything done to every answer, in one ASGI layer.
-
-One pass instead of four middlewares (each layer wraps `send` again and costs a few
-microseconds per message, a real share of a balance query's budget):
+"""`Finish`: everything done to every answer, in one place, whoever made the answer.
 
 - counts the answer for `/metrics`;
 - adds the security headers (and HSTS when the client came over TLS);
 - gzips the body whenever the client accepts gzip, whatever its size, and always for the
-  API when `always_gzip` is set (what the reference page's provider does);
-- turns an unexpected exception into a 500 envelope that still gets all of the above,
-  with the traceback in the operator's log, never in the answer.
+  API when `always_gzip` is set (what the reference page's provider does); streams never
+  (each event must reach the client when it is made);
+- writes refusals (in the envelope, or the route's own error format), each distinct one
+  encoded, gzipped and given its headers once.
+
+The front door makes one `Finish` per request: the endpoints it routes hand it an `Answer`
+or a `Stream`, and framework routes send through `Finish.send` (one layer: each layer
+wrapping `send` costs a few microseconds per message, a real share of a balance query).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import logging
 import zlib
+from collections.abc import Callable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Send
 
+from quotaledger.server.calls import Answer, Headers, Stream
+from quotaledger.server.errors import Refusal
 from quotaledger.server.metrics import Metrics
-from quotaledger.server.middleware import send_envelope
-from quotaledger.server.proxies import is_https
-from quotaledger.settings import Network
-
-log = logging.getLogger("quotaledger.server")
 
 # Pages and the API serve only their own scripts and styles; /docs (Swagger UI) loads
 # its assets from a CDN, so it gets a CSP that allows exactly that.
@@ -104,93 +104,108 @@ def accepts_gzip(accept_encoding: str) -> bool:
 
 
 def security_headers(path: str) -> tuple[tuple[bytes, bytes], ...]:
-    if path.startswith("/api/"):
+    if path.startswith(("/api/", "/v1/")):
         return _API_HEADERS
     return _DOCS_HEADERS if path in ("/docs", "/redoc") else _PAGE_HEADERS
 
 
-class ResponseFinisher:
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        metrics: Metrics,
-        trusted_proxies: tuple[Network, ...] = (),
-        always_gzip_api: bool = False,
-    ) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.trusted_proxies = trusted_proxies
-        self.always_gzip_api = always_gzip_api
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        headers = security_headers(path)
-        if is_https(scope, self.trusted_proxies):
-            headers = (*headers, *_HSTS)
-        gzip = accepts_gzip(_header(scope, b"accept-encoding")) or (
-            self.always_gzip_api and path.startswith("/api/")
-        )
-        answer = _Answer(send, headers, gzip, self.metrics, scope["method"])
-        try:
-            await self.app(scope, receive, answer.send)
-        except Exception:
-            if answer.started:
-                raise
-            log.exception("unexpected error on %s %s", scope["method"], path)
-            await send_envelope(answer.send, 500, "internal server error")
-
-
 def finish_json(
-    body: bytes, headers: list[tuple[bytes, bytes]], *, gzip: bool, https: bool
-) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """The headers and body of a complete JSON answer from the API, finished as `_Answer`
-    finishes any other: for handlers that answer in plain ASGI (`HotRoutes`)."""
-    headers = [(b"content-type", b"application/json"), *headers, *_API_HEADERS]
+    body: bytes, headers: Headers | tuple[()], *, gzip: bool, https: bool
+) -> tuple[Headers, bytes]:
+    """The headers and body of a complete JSON answer."""
+    finished = [(b"content-type", b"application/json"), *headers, *_API_HEADERS]
     if https:
-        headers += _HSTS
+        finished += _HSTS
     if gzip:
         body = gzip_body(body)
-        headers += _GZIPPED
-    headers.append((b"content-length", b"%d" % len(body)))
-    return headers, body
+        finished += _GZIPPED
+    finished.append((b"content-length", b"%d" % len(body)))
+    return finished, body
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
+WriteRefusal = Callable[[int, str], bytes]  # status, message -> the body, in a route's format
 
 
-class _Answer:
-    """One answer on its way out: headers added, body gzipped, status counted."""
+@functools.lru_cache(maxsize=256)
+def _finished_refusal(
+    status: int,
+    message: str,
+    said: tuple[tuple[str, str], ...],
+    write: WriteRefusal,
+    gzip: bool,
+    https: bool,
+) -> tuple[Headers, bytes]:
+    # Refusals repeat word for word (junk tokens above all): each is finished once. (ASGI
+    # servers copy the header list they are sent.)
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in said]
+    return finish_json(write(status, message), raw, gzip=gzip, https=https)
 
-    __slots__ = ("chunks", "extra", "gzip", "method", "metrics", "raw_send", "start", "started")
+
+class Finish:
+    """One request's answer on its way out."""
+
+    __slots__ = (
+        "chunks", "gzip", "https", "method", "metrics", "path", "raw_send", "start", "started"
+    )  # fmt: skip
 
     def __init__(
-        self,
-        send: Send,
-        extra: tuple[tuple[bytes, bytes], ...],
-        gzip: bool,
-        metrics: Metrics,
-        method: str,
+        self, send: Send, method: str, path: str, gzip: bool, https: bool, metrics: Metrics
     ) -> None:
-        self.raw_send, self.extra, self.gzip = send, extra, gzip
-        self.metrics, self.method = metrics, method
-        self.start: Message | None = None
+        self.raw_send, self.method, self.path = send, method, path
+        self.gzip, self.https, self.metrics = gzip, https, metrics
+        self.start: Message | None = None  # a framework answer's start, held for gzip
         self.chunks: list[bytes] = []
         self.started = False
 
+    async def answer(self, answer: Answer) -> None:
+        headers, body = finish_json(answer.body, answer.headers, gzip=self.gzip, https=self.https)
+        await self._send(answer.status, headers, body)
+
+    async def refuse(self, refusal: Refusal, write: WriteRefusal) -> None:
+        status, message, said = refusal
+        headers, body = _finished_refusal(status, message, said, write, self.gzip, self.https)
+        await self._send(status, headers, body)
+
+    async def stream(self, stream: Stream, receive: Receive) -> None:
+        """Send `stream` as its chunks come. A client that leaves stops it: the chunks'
+        generator is cancelled where it waits (the relay then cancels its upstream and
+        settles), rather than running on for no one."""
+        headers = [(b"content-type", stream.media_type), *stream.headers, *_API_HEADERS]
+        if self.https:
+            headers += _HSTS
+        self._count(stream.status)
+        send = self.raw_send
+        await send({"type": "http.response.start", "status": stream.status, "headers": headers})
+        pump = asyncio.ensure_future(_pump(stream, send))
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, gone):
+                task.cancel()
+            await asyncio.gather(pump, gone, return_exceptions=True)
+        failed = pump.exception() if pump.done() and not pump.cancelled() else None
+        if failed is not None:
+            raise failed
+
+    async def _send(self, status: int, headers: Headers, body: bytes) -> None:
+        self._count(status)
+        await self.raw_send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.raw_send({"type": "http.response.body", "body": body})
+
+    def _count(self, status: int) -> None:
+        self.started = True
+        self.metrics.count_response(self.method, status)
+
     async def send(self, message: Message) -> None:
+        """`send` for the answers the framework makes: the same headers, gzip and count."""
         kind = message["type"]
         if kind == "http.response.start":
-            self.started = True
-            self.metrics.count_response(self.method, message["status"])
-            message["headers"] = [*message.get("headers", ()), *self.extra]
+            self._count(message["status"])
+            extra = security_headers(self.path)
+            if self.https:
+                extra = (*extra, *_HSTS)
+            message["headers"] = [*message.get("headers", ()), *extra]
             if not self.gzip:
                 await self.raw_send(message)
                 return
@@ -221,3 +236,22 @@ class _Answer:
         start["headers"] = headers
         await self.raw_send(start)
         await self.raw_send({"type": "http.response.body", "body": body})
+
+
+async def _pump(stream: Stream, send: Send) -> None:
+    chunks = stream.chunks
+    try:
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone (the body was read before: only the disconnect is
+    left to receive)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from quotaledger.settlement import Outcome, Settlement
 
 
 class Metrics:
@@ -28,11 +32,63 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._relay_metrics()
+
+    def _relay_metrics(self) -> None:
+        """SPEC §8: requests by model and status, latency and time to first token,
+        tokens, quota charged, open reservations, written-off quota."""
+        registry = self.registry
+        self.relay_requests = Counter(
+            "quotaledger_relay_requests", "Relayed requests", ["model", "status"],
+            registry=registry,
+        )  # fmt: skip
+        self.relay_latency = Histogram(
+            "quotaledger_relay_latency_seconds", "Relayed request duration", ["model"],
+            buckets=_SECONDS, registry=registry,
+        )  # fmt: skip
+        self.relay_ttft = Histogram(
+            "quotaledger_relay_time_to_first_token_seconds",
+            "Time until the upstream's answer began", ["model"], buckets=_SECONDS,
+            registry=registry,
+        )  # fmt: skip
+        self.relay_tokens = Counter(
+            "quotaledger_relay_tokens", "Tokens relayed", ["model", "kind"], registry=registry
+        )
+        self.relay_quota_charged = Counter(
+            "quotaledger_relay_quota_charged", "Quota charged for relayed requests", ["model"],
+            registry=registry,
+        )  # fmt: skip
+        self.relay_written_off = Counter(
+            "quotaledger_relay_quota_written_off",
+            "Quota a request cost beyond what its funding rows covered", ["model"],
+            registry=registry,
+        )  # fmt: skip
+        self.open_reservations = Gauge(
+            "quotaledger_relay_open_reservations",
+            "Reservations held by requests in flight in this process", registry=registry,
+        )  # fmt: skip
+
+    def relay_settled(self, model: str, outcome: Outcome, settled: Settlement) -> None:
+        self.relay_requests.labels(model, str(outcome.status)).inc()
+        if outcome.latency_ms is not None:
+            self.relay_latency.labels(model).observe(outcome.latency_ms / 1000)
+        if outcome.ttft_ms is not None:
+            self.relay_ttft.labels(model).observe(outcome.ttft_ms / 1000)
+        used = outcome.usage
+        self.relay_tokens.labels(model, "prompt").inc(used.prompt_tokens)
+        self.relay_tokens.labels(model, "completion").inc(used.output_tokens)
+        self.relay_quota_charged.labels(model).inc(settled.charged)
+        if settled.written_off:
+            self.relay_written_off.labels(model).inc(settled.written_off)
+
     def count_response(self, method: str, status: int) -> None:
         self._responses.tally[method, status] += 1
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
 class _ResponseCounter(Collector):

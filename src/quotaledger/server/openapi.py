@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from quotaledger.server.responses import envelope_schema
 
 _ERROR = {"application/json": {"schema": envelope_schema({"type": "null"})}}
@@ -90,10 +92,14 @@ ISSUE_TOKEN: dict[str, Any] = {
 }
 
 
-def usage(body_schema: dict[str, Any]) -> dict[str, Any]:
-    """`POST /api/usage` reads its own body (it is on the hot path): document it here."""
-    request_body = {"required": True, "content": {"application/json": {"schema": body_schema}}}
-    return {**USAGE, "openapi_extra": {"requestBody": request_body}}
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The `requestBody` of a route that reads its JSON body itself (`bodies.parse_json`)."""
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def usage(body: type[BaseModel]) -> dict[str, Any]:
+    return {**USAGE, "openapi_extra": json_body(body)}
 
 
 USAGE: dict[str, Any] = {
@@ -133,3 +139,15 @@ HEALTHZ: dict[str, Any] = {
     "summary": "Liveness and database check",
     "responses": {**_ok({"type": "object"}), 503: _error("database unavailable")},
 }
+
+
+def relay(summary: str) -> dict[str, Any]:
+    """A relay route (`/v1/...`): OpenAI's or Anthropic's wire format, described by them."""
+    return {
+        "summary": summary,
+        "description": "Authorization: an API key (`Bearer sk-ql-...`, or `x-api-key` on the "
+        "Anthropic routes). Bodies and answers are the provider's own format; errors are "
+        "OpenAI's error object (Anthropic's under /v1/messages). SPEC §8.",
+        "tags": ["relay"],
+        "responses": {200: {"description": "the upstream's answer, or its event stream"}},
+    }

@@ -24,7 +24,7 @@ from quotaledger import sessions
 from quotaledger.accounts import Account
 from quotaledger.money import format_usd
 from quotaledger.server.auth import SESSION_COOKIE
-from quotaledger.server.state import AppState
+from quotaledger.server.services import Services
 
 _HERE = Path(__file__).parent
 NO_STORE = {"Cache-Control": "no-store"}
@@ -93,8 +93,8 @@ async def _session_account(request: Request) -> Account | None:
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
         return None
-    state: AppState = request.app.state.ql
-    found = await run_in_threadpool(sessions.account_for_session, state.database, session_id)
+    services: Services = request.app.state.ql
+    found = await run_in_threadpool(sessions.account_for_session, services.database, session_id)
     return None if found is None else found[0]
 
 

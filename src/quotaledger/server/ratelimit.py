@@ -1,5 +1,6 @@
 """Rate limits with the `limits` library: in memory by default, in Redis when
-`QUOTALEDGER_REDIS_URL` is set so that several instances share one budget.
+`QUOTALEDGER_REDIS_URL` is set so that several instances share one budget. The limiter
+decides (`Decision`); the server turns a refusal into its 429 (`errors.within_limit`).
 
 If Redis stops answering, each instance falls back to its own in-memory counters (and
 logs it once) rather than failing open or refusing everyone: the limits stay, scoped to
@@ -18,8 +19,6 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
-
-from quotaledger.server.errors import HTTPError
 
 log = logging.getLogger("quotaledger.ratelimit")
 
@@ -102,23 +101,17 @@ class RateLimiter:
             self._blocked = {k: t for k, t in self._blocked.items() if t > now}
         self._blocked[(name, key)] = until
 
-    async def check(self, name: str, key: str) -> dict[str, str]:
-        """Hit the limit; raise a 429 `HTTPError` when over it; return the headers to send."""
-        decision = await self.hit(name, key)
-        if decision is None:
-            return {}
-        if not decision.allowed:
-            raise _too_many(decision)
-        return decision.headers()
-
-    def check_known_over(self, name: str, key: str) -> None:
-        """Raise the 429 at once if `key` is already known to be over limit `name`, without
+    def known_over(self, name: str, key: str) -> Decision | None:
+        """The refusal at once if `key` is already known to be over limit `name`, without
         asking the storage (nor counting): a client hammering past its limit costs least."""
         item = self.items.get(name)
+        if item is None:
+            return None
         now = time.time()
-        blocked_until = self._blocked_until(name, key, now) if item is not None else None
-        if item is not None and blocked_until is not None:
-            raise _too_many(Decision(False, item.amount, 0, math.ceil(blocked_until - now)))
+        blocked_until = self._blocked_until(name, key, now)
+        if blocked_until is None:
+            return None
+        return Decision(False, item.amount, 0, math.ceil(blocked_until - now))
 
     async def _limiter(self) -> FixedWindowRateLimiter:
         if self._shared is None:
@@ -145,18 +138,19 @@ class RateLimiter:
             )
         self._degraded = True
 
-    async def allows(self, name: str, key: str) -> bool:
-        """Whether `key` is still under limit `name`, without counting a request."""
+    async def over(self, name: str, key: str) -> Decision | None:
+        """The refusal if `key` is over limit `name`, without counting a request; None while
+        it is under (or the limit is off)."""
         item = self.items.get(name)
         if item is None:
-            return True
-        if self._blocked_until(name, key, time.time()) is not None:
-            return False
+            return None
+        if known := self.known_over(name, key):
+            return known
         if await self._call("test", item, name, key):
-            return True
+            return None
         stats = await self._call("get_window_stats", item, name, key)
         self._block(name, key, stats.reset_time)
-        return False
+        return Decision(False, item.amount, 0, max(1, math.ceil(stats.reset_time - time.time())))
 
     async def count(self, name: str, key: str) -> None:
         """Count one event against `key` (say, a failed token) without deciding anything."""
@@ -185,11 +179,6 @@ class RateLimiter:
                 raise
             self._degrade(exc)
             return await getattr(self._local, method)(*args)
-
-
-def _too_many(decision: Decision) -> HTTPError:
-    message = f"too many requests: try again in {max(decision.reset_after, 1)} s"
-    return HTTPError(429, message, decision.headers())
 
 
 def _async_uri(url: str) -> str:

@@ -36,10 +36,9 @@ def ok(data: Any = None, *, headers: Mapping[str, str] | None = None) -> Envelop
     return EnvelopeResponse(data, headers=headers)
 
 
-def fail(
-    status_code: int, message: str, *, headers: Mapping[str, str] | None = None
-) -> EnvelopeResponse:
-    return EnvelopeResponse(None, message=message, status_code=status_code, headers=headers)
+def envelope_refusal(status_code: int, message: str) -> bytes:
+    """A refusal in the envelope (how the front door writes them under `/api`)."""
+    return envelope(message=message, status_code=status_code)
 
 
 def envelope_schema(data_schema: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -32,15 +33,22 @@ class CompiledStatement:
 
     def execute(self, connection: Connection, params: dict[str, Any]) -> Any:
         """Run with `params` on `connection`'s DBAPI cursor; returns that cursor."""
-        form = self._forms.get(connection.dialect.name) or self._compile(connection)
-        values = {**form.defaults, **params}
-        args: Any = values if form.names is None else tuple(values[n] for n in form.names)
+        sql, args = self.bind(connection.dialect, params)
         cursor = connection.connection.cursor()
-        cursor.execute(form.sql, args)
+        cursor.execute(sql, args)
         return cursor
 
-    def _compile(self, connection: Connection) -> _Form:
-        compiled = self._statement.compile(dialect=connection.dialect, **self._options)
+    def bind(self, dialect: Dialect, params: dict[str, Any]) -> tuple[str, Any]:
+        """The SQL for `dialect` and the driver's arguments for `params`."""
+        form = self._forms.get(dialect.name) or self._compile(dialect)
+        if form.defaults:
+            params = {**form.defaults, **params}
+        if form.names is None:
+            return form.sql, params
+        return form.sql, tuple([params[name] for name in form.names])
+
+    def _compile(self, dialect: Dialect) -> _Form:
+        compiled = self._statement.compile(dialect=dialect, **self._options)
         assert isinstance(compiled, SQLCompiler)
         defaults = {
             name: value
@@ -49,7 +57,7 @@ class CompiledStatement:
         }
         names = tuple(compiled.positiontup or ()) if compiled.positional else None
         form = _Form(compiled.string, names, defaults)
-        self._forms[connection.dialect.name] = form
+        self._forms[dialect.name] = form
         return form
 
 

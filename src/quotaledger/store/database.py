@@ -5,6 +5,11 @@ a busy timeout, and `BEGIN IMMEDIATE` for write transactions so that two writers
 the lock instead of failing with "database is locked" when one upgrades a read lock.
 PostgreSQL: psycopg 3, READ COMMITTED; correctness comes from guarded UPDATEs and unique
 constraints, not from the isolation level.
+
+Two calls serve requests on the event loop, the same on both engines; how each engine is
+best used stays here: `fetch_one_async` (a one-row indexed read: inline on SQLite, in the
+pass snapshot of `inline_reads`; in a worker thread on PostgreSQL) and `group_commit`
+(writes that arrive together share one transaction: `group_commit`).
 """
 
 from __future__ import annotations
@@ -13,15 +18,21 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from quotaledger.settings import Settings
+from quotaledger.store.compiled import CompiledStatement
+from quotaledger.store.group_commit import BatchFunction, GroupCommit
+from quotaledger.store.inline_reads import InlineReader
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-INLINE_MMAP_BYTES = 256 * 1024 * 1024
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 
 
 def is_busy(error: BaseException) -> bool:
@@ -49,7 +60,8 @@ class Database:
     ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self._inline: sqlite3.Connection | None = None
+        self._inline: InlineReader | None = None
+        self._group_commits: dict[Any, GroupCommit[Any, Any]] = {}
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_ms, pool_size)
         else:
@@ -79,23 +91,44 @@ class Database:
             sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         )
 
-    def inline_reader(self) -> sqlite3.Connection | None:
-        """On SQLite, a raw connection for one-row indexed reads made right on the event
-        loop: such a read takes microseconds (WAL readers never wait for writers), less
-        than a hop to a worker thread. None on PostgreSQL, where every read is a network
-        round trip and belongs in a worker thread."""
+    def fetch_one(self, statement: CompiledStatement, params: dict[str, Any]) -> Any:
+        """The first row of `statement` (a driver tuple, or None), in a read transaction."""
+        with self.read() as connection:
+            return statement.execute(connection, params).fetchone()
+
+    async def fetch_one_async(self, statement: CompiledStatement, params: dict[str, Any]) -> Any:
+        """`fetch_one` for code on the event loop, for one-row indexed reads. SQLite: read
+        right on the loop (`InlineReader`), or in a worker thread while the database is
+        busy; PostgreSQL, where every read is a network round trip: in a worker thread."""
+        reader = self._inline or self.inline_reader()
+        if reader is not None:
+            try:
+                return reader.fetch_one(*statement.bind(self.engine.dialect, params))
+            except sqlite3.OperationalError:
+                pass  # busy: wait for it in a worker thread instead
+        return await anyio.to_thread.run_sync(self.fetch_one, statement, params)
+
+    async def group_commit(self, apply: BatchFunction[Item, Outcome], item: Item) -> Outcome:
+        """`apply(self, [item, ...])`'s outcome for `item`, where `item` shares a batch (one
+        transaction) with the others submitted while the previous batch committed; answered
+        after the commit. Raises `DatabaseBusy` if SQLite's lock stayed taken."""
+        queue = self._group_commits.get(apply)
+        if queue is None:
+            queue = self._group_commits[apply] = GroupCommit(self, apply, is_busy)
+        outcome: Outcome = await queue.submit(item)
+        return outcome
+
+    async def close_group_commits(self) -> None:
+        """Stop the group-commit workers (a later write starts them again)."""
+        for queue in self._group_commits.values():
+            await queue.close()
+
+    def inline_reader(self) -> InlineReader | None:
+        """On SQLite, the connection for reads made on the event loop; None on PostgreSQL."""
         if not self.is_sqlite:
             return None
         if self._inline is None:
-            path = self.engine.url.database or ":memory:"
-            self._inline = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            # Never wait on the event loop: a busy database raises at once, and the caller
-            # retries in a worker thread, where waiting blocks nobody.
-            self._inline.execute("PRAGMA busy_timeout = 0")
-            self._inline.execute("PRAGMA query_only = ON")
-            # Token lookups land anywhere in the index: read it through a memory map
-            # (no read() call per page) so a million accounts cost what a thousand do.
-            self._inline.execute(f"PRAGMA mmap_size = {INLINE_MMAP_BYTES}")
+            self._inline = InlineReader(self.engine.url.database or ":memory:")
         return self._inline
 
     def dispose(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -104,4 +106,132 @@ sessions = Table(
     Column("csrf_hash", String(64), nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Index("sessions_user", "user_id"),
+)
+
+
+# ------------------------------------------------------------------ the relay (SPEC §8)
+# Added by migration 0002. Relay columns of existing tables are nullable or defaulted, so the
+# admin charge path (`ledger.charge_in`) and the rows it wrote keep working unchanged.
+
+for _price_column in (
+    # Cache prices (SPEC §8a), USD per million tokens as exact decimal strings; NULL means
+    # the default ratio of the input price (`pricing.TokenPrices`).
+    Column("cache_read_usd_per_mtok", String(40), nullable=True),
+    Column("cache_write_usd_per_mtok", String(40), nullable=True),
+    Column("cache_write_1h_usd_per_mtok", String(40), nullable=True),
+):
+    prices.append_column(_price_column)
+
+for _usage_column in (
+    # The relay's log row (SPEC §8 "Logs and metrics"). `prompt_tokens` counts every input
+    # token, cached ones included; the cache classes are broken out here.
+    Column("key_id", BigInteger, nullable=True),
+    Column("key_name", String(64), nullable=True),
+    Column("upstream_model", String(128), nullable=True),
+    Column("channel", String(64), nullable=True),
+    Column("is_stream", Boolean, nullable=True),
+    Column("cached_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_1h_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("quota_reserved", BigInteger, nullable=False, server_default="0"),
+    Column("written_off", BigInteger, nullable=False, server_default="0"),
+    Column("usage_source", String(16), nullable=True),
+    Column("end_reason", String(32), nullable=True),
+    # The HTTP status the client got; the admin charge path leaves the default (a charge
+    # is a 200). A row counts as a request (`request_count`) only when this is 2xx.
+    Column("status", Integer, nullable=True, server_default="200"),
+    Column("latency_ms", BigInteger, nullable=True),
+    Column("ttft_ms", BigInteger, nullable=True),
+    Column("session_id", String(128), nullable=True),
+):
+    usage.append_column(_usage_column)
+Index("usage_key_newest", usage.c.key_id, usage.c.id)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", ForeignKey("users.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    # SHA-256 hex of the key (`sk-ql-...`), and a display hint; the key itself is never kept.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_hint", String(16), nullable=False),
+    Column("status", String(16), nullable=False, server_default="enabled"),
+    Column("expires_at", BigInteger, nullable=True),  # NULL: never
+    # Soft delete: the row stays so that log rows keep its name; a deleted key never admits.
+    Column("deleted_at", BigInteger, nullable=True),
+    Column("unlimited", Boolean, nullable=False, server_default=false()),
+    # A limited key's own budget: granted_quota - used - open reservations == remain_quota.
+    Column("remain_quota", BigInteger, nullable=False, server_default="0"),
+    Column("granted_quota", BigInteger, nullable=False, server_default="0"),
+    Column("used_quota", BigInteger, nullable=False, server_default="0"),
+    Column("request_count", BigInteger, nullable=False, server_default="0"),
+    Column("models", Text, nullable=True),  # comma-separated; NULL: every offered model
+    Column("networks", Text, nullable=True),  # comma-separated CIDRs; NULL: any address
+    Column("group", String(64), nullable=True),  # NULL: the user's group
+    # Periodic limit: `period_used` counts charges and open reservations since `period_start`
+    # (a UTC day or month start); the first reservation of a new period resets it.
+    Column("period", String(8), nullable=True),
+    Column("period_quota", BigInteger, nullable=True),
+    Column("period_used", BigInteger, nullable=False, server_default="0"),
+    Column("period_start", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_used_at", BigInteger, nullable=True),
+    CheckConstraint("status IN ('enabled', 'disabled')", name="key_status_known"),
+    CheckConstraint("remain_quota >= 0", name="key_remain_not_negative"),
+    CheckConstraint("period_used >= 0", name="key_period_not_negative"),
+    CheckConstraint("period IS NULL OR period IN ('day', 'month')", name="key_period_known"),
+    Index("api_keys_user", "user_id"),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("base_url", String(512), nullable=False),
+    Column("format", String(16), nullable=False, server_default="openai"),
+    Column("models", Text, nullable=False),  # comma-separated
+    Column("model_map", Text, nullable=False, server_default="{}"),  # JSON: model -> upstream
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("weight", Integer, nullable=False, server_default="1"),
+    Column("status", String(16), nullable=False, server_default="enabled"),
+    # The upstream key, Fernet-encrypted with QUOTALEDGER_SECRET_KEY; never stored in clear.
+    Column("api_key_encrypted", Text, nullable=False),
+    Column("api_key_hint", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    CheckConstraint("format IN ('openai', 'anthropic')", name="channel_format_known"),
+    CheckConstraint("status IN ('enabled', 'disabled')", name="channel_status_known"),
+    CheckConstraint("weight >= 1", name="channel_weight_positive"),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    # One open reservation per client request; settling deletes it (exactly once).
+    Column("request_id", String(128), primary_key=True),
+    Column("user_id", ForeignKey("users.id"), nullable=False),
+    Column("key_id", ForeignKey("api_keys.id"), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("price_format", String(16), nullable=False),  # cache price defaults (SPEC §8a)
+    Column("group", String(64), nullable=False),  # the pricing group at reservation time
+    # `amount` was taken from users.quota, and from the key's remain_quota when
+    # `key_funded`, and from its period_used when `period_start` is set.
+    Column("amount", BigInteger, nullable=False),
+    Column("key_funded", Boolean, nullable=False),
+    Column("period_start", BigInteger, nullable=True),
+    # Usage counted so far (record_progress), for the sweeper.
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cached_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_1h_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("progress_status", Integer, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    # Created, or last reported progress: the sweeper settles rows idle past the TTL, so a
+    # long stream that keeps reporting progress is never swept from under its request.
+    Column("active_at", BigInteger, nullable=False),
+    CheckConstraint("amount >= 0", name="reservation_not_negative"),
+    Index("reservations_active", "active_at"),
+    Index("reservations_user", "user_id"),
 )

@@ -1,6 +1,6 @@
-"""`PassSnapshot`: token lookups made in one pass of the event loop share one SQLite read
-transaction, which ends as soon as the loop turns, so that any later request reads what was
-committed before it arrived (a replaced token is refused at once)."""
+"""The pass snapshot (`store.inline_reads`): token lookups made in one pass of the event loop
+share one SQLite read transaction, which ends as soon as the loop turns, so that any later
+request reads what was committed before it arrived (a replaced token is refused at once)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from quotaledger import accounts
+from quotaledger.accounts import account_for_token_digest_async as lookup
 from quotaledger.bootstrap import prepare_database
 from quotaledger.errors import AuthenticationFailed
-from quotaledger.server.app import create_app
-from quotaledger.server.state import AppState
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 from quotaledger.tokens import hash_token
@@ -24,7 +23,6 @@ from quotaledger.tokens import hash_token
 @dataclass
 class Rig:
     database: Database
-    state: AppState
     alice: accounts.Account
     token: str
 
@@ -33,9 +31,8 @@ class Rig:
 def rig(tmp_path: Path) -> Iterator[Rig]:
     settings = Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'q.db'}")
     database = prepare_database(settings)
-    state = create_app(settings, database).state.ql
     alice = accounts.create_account(database, "alice", "alice-password-123", quota=1)
-    yield Rig(database, state, alice, accounts.replace_token(database, alice.id))
+    yield Rig(database, alice, accounts.replace_token(database, alice.id))
     database.dispose()
 
 
@@ -45,7 +42,7 @@ async def test_lookups_share_a_pass_snapshot_and_the_next_pass_sees_new_commits(
     reader = rig.database.inline_reader()
     assert reader is not None
 
-    assert (await rig.state.account_for_digest(hash_token(rig.token))).username == "alice"
+    assert (await lookup(rig.database, hash_token(rig.token))).username == "alice"
     assert reader.in_transaction  # this pass's snapshot, shared by its other lookups
 
     await asyncio.sleep(0)  # the loop turns: the pass is over, and so is its snapshot
@@ -53,22 +50,22 @@ async def test_lookups_share_a_pass_snapshot_and_the_next_pass_sees_new_commits(
 
     new = accounts.replace_token(rig.database, rig.alice.id)  # committed on another connection
     with pytest.raises(AuthenticationFailed, match="unknown or replaced"):
-        await rig.state.account_for_digest(hash_token(rig.token))
-    assert (await rig.state.account_for_digest(hash_token(new))).username == "alice"
+        await lookup(rig.database, hash_token(rig.token))
+    assert (await lookup(rig.database, hash_token(new))).username == "alice"
 
 
 async def test_each_pass_opens_and_ends_its_own_snapshot(rig: Rig) -> None:
     for _ in range(3):
-        assert (await rig.state.account_for_digest(hash_token(rig.token))).id == rig.alice.id
+        assert (await lookup(rig.database, hash_token(rig.token))).id == rig.alice.id
         await asyncio.sleep(0)
     reader = rig.database.inline_reader()
     assert reader is not None and not reader.in_transaction
 
 
 async def test_a_reopened_database_gets_a_snapshot_of_its_own(rig: Rig) -> None:
-    assert (await rig.state.account_for_digest(hash_token(rig.token))).id == rig.alice.id
+    assert (await lookup(rig.database, hash_token(rig.token))).id == rig.alice.id
     await asyncio.sleep(0)
 
     rig.database.dispose()  # closes the inline reader; the next lookup opens another
 
-    assert (await rig.state.account_for_digest(hash_token(rig.token))).id == rig.alice.id
+    assert (await lookup(rig.database, hash_token(rig.token))).id == rig.alice.id

@@ -1,0 +1,342 @@
+"""Channels (SPEC §8, §8a): the upstreams the relay forwards to, and the choice among them.
+
+A channel has a name, a base URL, a wire format (`openai` or `anthropic`), the models it
+serves (each possibly renamed upstream: `--map gpt-4o=gpt-4o-2024-08-06`), a priority, a
+weight and a status. Its upstream API key is stored encrypted (`ChannelCipher`: Fernet,
+keyed from QUOTALEDGER_SECRET_KEY) and shown only as a hint; it is in no `repr`, log line
+or error message.
+
+The base URL is what the client's path after `/v1` is appended to: give an upstream's
+OpenAI-SDK base URL (`https://api.openai.com/v1`, `https://host/api/paas/v4`); a URL with
+no path at all gets `/v1` (`https://api.anthropic.com` becomes
+`https://api.anthropic.com/v1`, so `/v1/messages` goes to `.../v1/messages`).
+
+`choose_channels` orders the candidates for one request: higher priority first, weighted
+random within a priority, channels in cool-down (`CoolDown`) left out unless every
+candidate is cooling down, in which case they are all tried rather than none.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from quotaledger.errors import AlreadyExists, InvalidInput, NotConfigured, NotFound
+from quotaledger.pricing import PRICE_FORMATS
+from quotaledger.settings import Secret
+from quotaledger.store.database import Database, now
+from quotaledger.store.tables import channels, prices
+
+log = logging.getLogger("quotaledger.channels")
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MIN_SECRET_LENGTH = 32
+_HKDF_INFO = b"quotaledger channel keys v1"
+
+
+# ------------------------------------------------------------------ the key at rest
+
+
+class ChannelCipher:
+    """Encrypts and decrypts upstream keys with a Fernet key (AES-128-CBC + HMAC-SHA256)
+    derived by HKDF-SHA256 from QUOTALEDGER_SECRET_KEY: any secret of 32 characters or
+    more works, and the same secret always gives the same key."""
+
+    def __init__(self, secret: Secret | None) -> None:
+        from cryptography.fernet import Fernet  # imported when channels are used
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        if secret is None or not secret.reveal():
+            raise NotConfigured(
+                "QUOTALEDGER_SECRET_KEY is not set: upstream keys are stored encrypted with it. "
+                "Set it to a random string of 32 characters or more, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))', and keep it."
+            )
+        if len(secret.reveal()) < MIN_SECRET_LENGTH:
+            raise NotConfigured(
+                f"QUOTALEDGER_SECRET_KEY is too short: use {MIN_SECRET_LENGTH} characters or more"
+            )
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
+            secret.reveal().encode("utf-8")
+        )
+        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+
+    def __repr__(self) -> str:
+        return "ChannelCipher(<secret>)"
+
+    def encrypt(self, api_key: str) -> str:
+        return self._fernet.encrypt(api_key.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str, channel_name: str = "?") -> str:
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+        except InvalidToken:
+            raise NotConfigured(
+                f"the key of channel {channel_name!r} cannot be decrypted with "
+                "QUOTALEDGER_SECRET_KEY: was the secret key changed? Add the channel again."
+            ) from None
+
+
+# ------------------------------------------------------------------ the model
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: int
+    name: str
+    base_url: str
+    format: str  # openai | anthropic
+    models: tuple[str, ...]
+    model_map: dict[str, str] = field(hash=False)
+    priority: int
+    weight: int
+    status: str
+    api_key_hint: str
+    created_at: int
+    api_key_encrypted: str = field(repr=False)
+
+    def serves(self, model: str) -> bool:
+        return model in self.models
+
+    def upstream_model(self, model: str) -> str:
+        """The name upstream knows `model` by."""
+        return self.model_map.get(model, model)
+
+    def url(self, endpoint: str) -> str:
+        """The upstream URL of `endpoint`, the client's path after `/v1` (`chat/completions`,
+        `messages`, `embeddings`, `responses`, `models`)."""
+        return self.base_url + "/" + endpoint.lstrip("/")
+
+    def api_key(self, cipher: ChannelCipher) -> str:
+        """The upstream key, in clear: only for the request that sends it."""
+        return cipher.decrypt(self.api_key_encrypted, self.name)
+
+
+_COLUMNS = (
+    channels.c.id, channels.c.name, channels.c.base_url, channels.c.format, channels.c.models,
+    channels.c.model_map, channels.c.priority, channels.c.weight, channels.c.status,
+    channels.c.api_key_hint, channels.c.created_at, channels.c.api_key_encrypted,
+)  # fmt: skip
+
+
+def _from_row(row: Any) -> Channel:
+    values = list(row)
+    values[4] = tuple(m for m in values[4].split(",") if m)
+    values[5] = json.loads(values[5])
+    return Channel(*values)
+
+
+# ------------------------------------------------------------------ managing
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """What `add_channel` needs; validated there."""
+
+    name: str
+    base_url: str
+    models: tuple[str, ...]
+    api_key: Secret
+    model_map: dict[str, str] = field(default_factory=dict)
+    format: str = "openai"
+    priority: int = 0
+    weight: int = 1
+
+
+def add_channel(database: Database, cipher: ChannelCipher, spec: ChannelSpec) -> Channel:
+    """Store a new channel, its key encrypted. `AlreadyExists` for a taken name."""
+    values = _validated(spec)
+    key = spec.api_key.reveal()
+    values["api_key_encrypted"] = cipher.encrypt(key)
+    values["api_key_hint"] = "…" + key[-4:] if len(key) >= 12 else "…"
+    try:
+        with database.write() as connection:
+            channel_id = connection.execute(
+                insert(channels).values(created_at=now(), **values).returning(channels.c.id)
+            ).scalar_one()
+            row = connection.execute(select(*_COLUMNS).where(channels.c.id == channel_id)).one()
+    except IntegrityError:
+        raise AlreadyExists(f"a channel named {spec.name!r} already exists") from None
+    log.info("channel %s added (%s, %s)", spec.name, values["format"], values["base_url"])
+    return _from_row(row)
+
+
+def _validated(spec: ChannelSpec) -> dict[str, Any]:
+    if not NAME_PATTERN.fullmatch(spec.name):
+        raise InvalidInput(
+            "name", "1-64 letters, digits, '_', '.', '-', starting with one of the first two"
+        )
+    models = _models(spec.models)
+    unknown = sorted(set(spec.model_map) - set(models))
+    if unknown:
+        raise InvalidInput("map", f"maps models the channel does not serve: {', '.join(unknown)}")
+    if any(not v or len(v) > 128 for v in spec.model_map.values()):
+        raise InvalidInput("map", "upstream model names must be 1-128 characters")
+    if spec.format not in PRICE_FORMATS:
+        raise InvalidInput("format", "must be openai or anthropic")
+    if not -1_000_000 <= spec.priority <= 1_000_000:
+        raise InvalidInput("priority", "must be between -1000000 and 1000000")
+    if not 1 <= spec.weight <= 1_000_000:
+        raise InvalidInput("weight", "must be between 1 and 1000000")
+    key = spec.api_key.reveal()
+    if not key or len(key) > 4096 or any(c.isspace() for c in key):
+        raise InvalidInput("api_key", "must be 1-4096 characters without spaces or newlines")
+    return {
+        "name": spec.name, "base_url": normalise_base_url(spec.base_url),
+        "format": spec.format, "models": ",".join(models),
+        "model_map": json.dumps(spec.model_map, sort_keys=True),
+        "priority": spec.priority, "weight": spec.weight,
+    }  # fmt: skip
+
+
+def _models(models: Iterable[str]) -> list[str]:
+    cleaned = list(dict.fromkeys(m.strip() for m in models if m.strip()))
+    if not cleaned or any(len(m) > 128 or "," in m for m in cleaned):
+        raise InvalidInput("models", "give 1-128 character model names, without commas")
+    return cleaned
+
+
+def normalise_base_url(url: str) -> str:
+    """An http(s) URL without credentials, query or fragment; no trailing slash; `/v1`
+    when it has no path at all."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput("base_url", "must be an http:// or https:// URL with a host")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise InvalidInput("base_url", "must not carry credentials, a query or a fragment")
+    path = parts.path.rstrip("/") or "/v1"
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def list_channels(database: Database) -> list[Channel]:
+    """Every channel: by priority (highest first), then name."""
+    with database.read() as connection:
+        rows = connection.execute(
+            select(*_COLUMNS).order_by(channels.c.priority.desc(), channels.c.name)
+        ).all()
+    return [_from_row(row) for row in rows]
+
+
+def get_channel(database: Database, name: str) -> Channel:
+    with database.read() as connection:
+        row = connection.execute(select(*_COLUMNS).where(channels.c.name == name)).first()
+    if row is None:
+        raise NotFound(f"no channel named {name!r}")
+    return _from_row(row)
+
+
+def set_channel_status(database: Database, name: str, status: str) -> None:
+    if status not in ("enabled", "disabled"):
+        raise InvalidInput("status", "must be enabled or disabled")
+    with database.write() as connection:
+        changed = connection.execute(
+            update(channels).where(channels.c.name == name).values(status=status)
+        ).rowcount
+    if changed != 1:
+        raise NotFound(f"no channel named {name!r}")
+    log.info("channel %s %s", name, status)
+
+
+def delete_channel(database: Database, name: str) -> None:
+    """Delete a channel (log rows keep its name as text)."""
+    with database.write() as connection:
+        if connection.execute(delete(channels).where(channels.c.name == name)).rowcount != 1:
+            raise NotFound(f"no channel named {name!r}")
+    log.info("channel %s deleted", name)
+
+
+def offered_models(database: Database) -> frozenset[str]:
+    """The models the relay offers: priced, and served by an enabled channel (SPEC §8)."""
+    with database.read() as connection:
+        priced = set(connection.execute(select(prices.c.model)).scalars())
+        served = connection.execute(
+            select(channels.c.models).where(channels.c.status == "enabled")
+        ).scalars()
+        return frozenset(m for text in served for m in text.split(",") if m in priced)
+
+
+# ------------------------------------------------------------------ choosing
+
+
+class CoolDown:
+    """Channels that failed `failures` times in a row are skipped for `seconds`. In memory,
+    per process; the clock is injectable. Logged once when a cool-down starts."""
+
+    def __init__(
+        self, failures: int = 3, seconds: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.failures, self.seconds, self._clock = failures, seconds, clock
+        self._streaks: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def failed(self, name: str) -> None:
+        streak = self._streaks.get(name, 0) + 1
+        if streak < self.failures:
+            self._streaks[name] = streak
+            return
+        self._streaks[name] = 0
+        self._until[name] = self._clock() + self.seconds
+        log.warning(
+            "channel %s failed %d times in a row: skipped for %g s", name, streak, self.seconds
+        )
+
+    def succeeded(self, name: str) -> None:
+        self._streaks.pop(name, None)
+        self._until.pop(name, None)
+
+    def cooling(self, name: str) -> bool:
+        until = self._until.get(name)
+        if until is None:
+            return False
+        if self._clock() < until:
+            return True
+        del self._until[name]
+        return False
+
+
+def choose_channels(
+    model: str,
+    candidates: Iterable[Channel],
+    *,
+    price_format: str | None = None,
+    cooldown: CoolDown | None = None,
+    rng: random.Random | None = None,
+) -> list[Channel]:
+    """The enabled channels serving `model` (of `price_format`, when given), in the order to
+    try them: priority descending, weighted random within a priority (a channel of weight 3
+    comes first three times as often as one of weight 1). Channels cooling down are left
+    out, unless all are: then all are returned, in the same order, rather than none."""
+    rng = rng or random.Random()  # noqa: S311 - load balancing, not cryptography
+    serving = [
+        c for c in candidates
+        if c.status == "enabled" and c.serves(model)
+        and (price_format is None or c.format == price_format)
+    ]  # fmt: skip
+    if cooldown is not None:
+        warm = [c for c in serving if not cooldown.cooling(c.name)]
+        serving = warm or serving
+    serving.sort(key=lambda c: -c.priority)
+    ordered: list[Channel] = []
+    for _, tier in groupby(serving, key=lambda c: c.priority):
+        ordered += _weighted_shuffle(list(tier), rng)
+    return ordered
+
+
+def _weighted_shuffle(tier: list[Channel], rng: random.Random) -> list[Channel]:
+    # Efraimidis-Spirakis: sort by u ** (1 / weight), descending; one pass, exact weights.
+    return sorted(tier, key=lambda c: rng.random() ** (1.0 / c.weight), reverse=True)

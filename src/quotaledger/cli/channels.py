@@ -1,0 +1,221 @@
+"""`quotaledger channel ...`: the relay's upstreams (SPEC §8, §8a)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from quotaledger.cli.common import (
+    database_url_option,
+    fail,
+    handles_errors,
+    json_option,
+    open_database,
+    print_json,
+)
+from quotaledger.cli.exits import Exit
+
+
+@click.group()
+def channel() -> None:
+    """Add, list, test, disable and delete the relay's upstream channels."""
+
+
+@channel.command()
+@click.argument("name")
+@click.option(
+    "--base-url",
+    required=True,
+    metavar="URL",
+    help="The upstream's base URL, as its OpenAI SDK takes it (https://host/v1).",
+)
+@click.option("--models", required=True, metavar="A,B", help="The models this channel serves.")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="A=UPSTREAM-A",
+    help="Call model A by another name upstream (repeat for several).",
+)
+@click.option("--api-key-stdin", is_flag=True, help="Read the upstream key from standard input.")
+@click.option("--api-key-env", metavar="VAR", help="Read the upstream key from variable VAR.")
+@click.option(
+    "--priority", type=int, default=0, show_default=True, help="Higher priorities are tried first."
+)
+@click.option(
+    "--weight",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Share of requests among channels of one priority.",
+)
+@click.option(
+    "--format",
+    "wire_format",
+    type=click.Choice(["openai", "anthropic"]),
+    default="openai",
+    show_default=True,
+    help="openai: chat, embeddings, responses; anthropic: messages.",
+)
+@database_url_option
+@handles_errors
+def add(
+    name: str, base_url: str, models: str, mappings: tuple[str, ...], api_key_stdin: bool,
+    api_key_env: str | None, priority: int, weight: int, wire_format: str,
+    database_url: str | None,
+) -> None:  # fmt: skip
+    """Add channel NAME. Its key is stored encrypted with QUOTALEDGER_SECRET_KEY (which must
+    be set) and never shown again; never give it as a flag.
+
+    \b
+    Examples:
+      printf '%s' "$OPENAI_API_KEY" | quotaledger channel add openai \\
+          --base-url https://api.openai.com/v1 --models gpt-4o-mini,gpt-4o --api-key-stdin
+      quotaledger channel add claude --format anthropic --base-url https://api.anthropic.com \\
+          --models claude-sonnet-4 --map claude-sonnet-4=claude-sonnet-4-20250514 \\
+          --api-key-env ANTHROPIC_API_KEY
+    """
+    from quotaledger import channels
+    from quotaledger.settings import Secret, Settings
+
+    cipher = channels.ChannelCipher(Settings.from_env(database_url=database_url).secret_key)
+    spec = channels.ChannelSpec(
+        name=name, base_url=base_url, models=tuple(models.split(",")),
+        api_key=Secret(_api_key(api_key_stdin, api_key_env)), model_map=_mapping(mappings),
+        format=wire_format, priority=priority, weight=weight,
+    )  # fmt: skip
+    added = channels.add_channel(open_database(database_url), cipher, spec)
+    click.echo(f"Added channel {added.name} ({added.format}, {added.base_url}, key "
+               f"{added.api_key_hint}) serving {', '.join(added.models)}.")  # fmt: skip
+
+
+def _api_key(from_stdin: bool, variable: str | None) -> str:
+    if from_stdin == (variable is not None):
+        raise click.UsageError("give the upstream key with --api-key-stdin or --api-key-env VAR")
+    if from_stdin:
+        return sys.stdin.readline().strip()
+    assert variable is not None
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise click.UsageError(f"--api-key-env: the variable {variable} is not set or empty")
+    return value
+
+
+def _mapping(mappings: tuple[str, ...]) -> dict[str, str]:
+    result = {}
+    for item in mappings:
+        model, sep, upstream = item.partition("=")
+        if not sep or not model.strip() or not upstream.strip():
+            raise click.BadParameter(f"expected MODEL=UPSTREAM-MODEL, got {item!r}",
+                                     param_hint="--map")  # fmt: skip
+        result[model.strip()] = upstream.strip()
+    return result
+
+
+@channel.command(name="list")
+@json_option
+@database_url_option
+@handles_errors
+def list_channels(as_json: bool, database_url: str | None) -> None:
+    """List the channels (highest priority first); keys only as hints."""
+    from quotaledger import channels
+
+    found = channels.list_channels(open_database(database_url))
+    if as_json:
+        print_json([channel_json(c) for c in found])
+        return
+    if not found:
+        click.echo("No channels. Add one with: quotaledger channel add NAME --base-url URL ...")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "format", "base URL", "models", "priority", "weight", "status", "key")
+    for c in found:
+        served = ", ".join(f"{m}→{c.model_map[m]}" if m in c.model_map else m for m in c.models)
+        table.add_row(c.name, c.format, c.base_url, served, str(c.priority), str(c.weight),
+                      c.status, c.api_key_hint)  # fmt: skip
+    Console().print(table)
+
+
+def channel_json(c: Any) -> dict[str, Any]:
+    return {
+        "name": c.name, "format": c.format, "base_url": c.base_url, "models": list(c.models),
+        "model_map": c.model_map, "priority": c.priority, "weight": c.weight,
+        "status": c.status, "api_key_hint": c.api_key_hint, "created_at": c.created_at,
+    }  # fmt: skip
+
+
+def _simple(verb: str) -> Any:
+    @channel.command(name=verb, help=f"{verb.capitalize()} channel NAME.")
+    @click.argument("name")
+    @database_url_option
+    @handles_errors
+    def command(name: str, database_url: str | None) -> None:
+        from quotaledger import channels
+
+        database = open_database(database_url)
+        if verb == "delete":
+            channels.delete_channel(database, name)
+        else:
+            channels.set_channel_status(database, name, f"{verb}d")
+        click.echo(f"{verb.capitalize()}d channel {name}.")
+
+    return command
+
+
+disable = _simple("disable")
+enable = _simple("enable")
+delete = _simple("delete")
+
+
+@channel.command(name="test")
+@click.argument("name")
+@click.option("--model", metavar="M", help="The model to ask [default: the channel's first].")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds.")
+@database_url_option
+@handles_errors
+def test_channel(name: str, model: str | None, timeout: float, database_url: str | None) -> None:
+    """Send channel NAME one tiny request (at most 1 output token); print the status and
+    the latency. Exit 0 on a 2xx answer, 1 on another status, 5 when unreachable."""
+    from quotaledger import channels
+    from quotaledger.settings import Settings
+
+    cipher = channels.ChannelCipher(Settings.from_env(database_url=database_url).secret_key)
+    found = channels.get_channel(open_database(database_url), name)
+    model = model or found.models[0]
+    status, elapsed, detail = _probe(found, found.api_key(cipher), model, timeout)
+    line = (
+        f"channel {name}: HTTP {status} in {elapsed * 1000:.0f} ms ({found.upstream_model(model)})"
+    )
+    if 200 <= status < 300:
+        click.echo(line)
+        return
+    fail(f"{line}: {detail}", Exit.ERROR)
+
+
+def _probe(found: Any, api_key: str, model: str, timeout: float) -> tuple[int, float, str]:
+    """(status, seconds, a short reason) of one minimal request in the channel's format."""
+    import httpx
+
+    body = {"model": found.upstream_model(model), "max_tokens": 1,
+            "messages": [{"role": "user", "content": "ping"}]}  # fmt: skip
+    if found.format == "anthropic":
+        url, headers = found.url("messages"), {"x-api-key": api_key,
+                                               "anthropic-version": "2023-06-01"}  # fmt: skip
+    else:
+        url, headers = found.url("chat/completions"), {"Authorization": f"Bearer {api_key}"}
+    started = time.perf_counter()
+    try:
+        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        reason = (str(exc) or type(exc).__name__).replace(api_key, "…")
+        fail(f"channel {found.name}: {url} unreachable: {reason}", Exit.NETWORK)
+        raise  # not reached: fail() exits
+    elapsed = time.perf_counter() - started
+    detail = response.text[:300].replace(api_key, "…").replace("\n", " ")
+    return response.status_code, elapsed, detail

@@ -1,0 +1,133 @@
+"""The relayed endpoints, each as one `Format`: how its request is checked and estimated,
+which channels serve it, how its answer's usage is read and how its stream is followed.
+
+The server's relay (`server/relay.py`) runs every endpoint through the same steps and asks
+the endpoint's `Format` for what differs; adding an endpoint is adding a row here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from quotaledger.relay import anthropic_messages, counting, openai_chat, openai_responses
+from quotaledger.relay.errors import InvalidRequest, WireFormat
+from quotaledger.relay.sse import SSEEvent
+from quotaledger.relay.usage import TokenUsage
+
+
+class Prepared(Protocol):
+    """A checked request, ready to go upstream."""
+
+    @property
+    def body(self) -> dict[str, Any]: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def reserved_output_tokens(self) -> int: ...
+
+
+class Tracker(Protocol):
+    """Follows one streamed answer (see `quotaledger.relay`'s docstring)."""
+
+    @property
+    def delivered(self) -> bool: ...
+    def relay(self, event: SSEEvent) -> bytes: ...
+    def finish(self) -> bytes: ...
+    def fail(self, message: str) -> bytes: ...
+    def usage(self) -> TokenUsage: ...
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # for logs and metrics: chat, embeddings, responses, messages
+    path: str  # the upstream path (the same as ours)
+    wire: WireFormat  # the envelope of our own errors
+    channel_format: str  # the channels that serve it: openai | anthropic
+    prompt_tokens: Callable[[dict[str, Any]], int]  # estimated locally, no margin
+    margin_percent: int  # added to the estimate for the reservation
+    prepare: Callable[[Any, int], Prepared]  # (client body, default output cap)
+    answer_usage: Callable[[Any, int], TokenUsage]  # (answer, prompt estimate)
+    tracker: Callable[[Prepared, int], Tracker] | None  # (prepared, prompt estimate)
+
+    def reserved_prompt_tokens(self, prompt_tokens: int) -> int:
+        return counting.with_margin(prompt_tokens, self.margin_percent)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEmbeddings:
+    body: dict[str, Any]
+    stream: bool = False
+    reserved_output_tokens: int = 0
+
+
+def _prepare_embeddings(body: Any, _default_cap: int) -> PreparedEmbeddings:
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise InvalidRequest("model is required (a string)", "model")
+    if not isinstance(body.get("input"), str | list) or not body["input"]:
+        raise InvalidRequest("input must be a string or a non-empty array", "input")
+    return PreparedEmbeddings(dict(body))
+
+
+def _chat_tracker(prepared: Prepared, prompt_tokens: int) -> Tracker:
+    assert isinstance(prepared, openai_chat.PreparedChat)
+    return openai_chat.ChatStream(
+        client_wants_usage=prepared.client_wants_usage, prompt_tokens=prompt_tokens
+    )
+
+
+CHAT = Format(
+    name="chat",
+    path="/v1/chat/completions",
+    wire=WireFormat.OPENAI,
+    channel_format="openai",
+    prompt_tokens=counting.chat_prompt_tokens,
+    margin_percent=counting.OPENAI_MARGIN_PERCENT,
+    prepare=lambda body, cap: openai_chat.prepare_chat(body, default_max_tokens=cap),
+    answer_usage=lambda answer, prompt: openai_chat.completion_usage(answer, prompt_tokens=prompt),
+    tracker=_chat_tracker,
+)
+
+EMBEDDINGS = Format(
+    name="embeddings",
+    path="/v1/embeddings",
+    wire=WireFormat.OPENAI,
+    channel_format="openai",
+    prompt_tokens=counting.embeddings_input_tokens,
+    margin_percent=counting.OPENAI_MARGIN_PERCENT,
+    prepare=_prepare_embeddings,
+    answer_usage=lambda answer, prompt: openai_chat.embeddings_usage(answer, input_tokens=prompt),
+    tracker=None,
+)
+
+RESPONSES = Format(
+    name="responses",
+    path="/v1/responses",
+    wire=WireFormat.OPENAI,
+    channel_format="openai",
+    prompt_tokens=counting.responses_prompt_tokens,
+    margin_percent=counting.OPENAI_MARGIN_PERCENT,
+    prepare=lambda body, cap: openai_responses.prepare_responses(body, default_max_tokens=cap),
+    answer_usage=lambda answer, prompt: openai_responses.response_usage(
+        answer, prompt_tokens=prompt
+    ),
+    tracker=lambda _prepared, prompt: openai_responses.ResponsesStream(prompt_tokens=prompt),
+)
+
+MESSAGES = Format(
+    name="messages",
+    path="/v1/messages",
+    wire=WireFormat.ANTHROPIC,
+    channel_format="anthropic",
+    prompt_tokens=counting.messages_prompt_tokens,
+    margin_percent=counting.ANTHROPIC_MARGIN_PERCENT,
+    # max_tokens is required by this API: the client's cap is the cap.
+    prepare=lambda body, _cap: anthropic_messages.prepare_messages(body),
+    answer_usage=lambda answer, prompt: anthropic_messages.message_usage(
+        answer, prompt_tokens=prompt
+    ),
+    tracker=lambda _prepared, prompt: anthropic_messages.MessagesStream(prompt_tokens=prompt),
+)

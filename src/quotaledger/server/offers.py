@@ -1,0 +1,126 @@
+"""What the relay offers, read from the database at most every few seconds per process:
+prices, group ratios and enabled channels (with their upstream credentials decrypted once,
+in memory only). A model is *offered* when it has a price and an enabled channel serves it
+(SPEC §8). A change made through any instance shows up within `OFFERS_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from starlette.concurrency import run_in_threadpool
+
+from quotaledger import channels, pricing
+from quotaledger.errors import NotConfigured
+from quotaledger.server.upstream import Target, Upstream
+from quotaledger.settings import Settings
+from quotaledger.store.database import Database
+
+log = logging.getLogger("quotaledger.relay")
+
+OFFERS_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A channel as the relay calls it."""
+
+    name: str
+    format: str  # openai | anthropic
+    target: Target
+    model_map: Mapping[str, str]
+
+    def upstream_model(self, model: str) -> str:
+        return self.model_map.get(model, model)
+
+
+@dataclass(frozen=True)
+class Offers:
+    prices: Mapping[str, pricing.Price]
+    ratios: Mapping[str, Decimal]
+    channels: tuple[channels.Channel, ...]  # the enabled ones
+    callable_as: Mapping[str, Candidate]  # by channel name
+    models: frozenset[str]
+
+    def ratio(self, group: str) -> Decimal:
+        return self.ratios.get(group, Decimal(1))
+
+    def candidates(self, model: str, channel_format: str, runtime: RelayRuntime) -> list[Candidate]:
+        """The channels to try for `model`, in order (priority, then weighted random;
+        channels in cool-down last)."""
+        if model not in self.models:
+            return []
+        ordered = channels.choose_channels(
+            model, self.channels, price_format=channel_format, cooldown=runtime.cooldown
+        )
+        return [self.callable_as[c.name] for c in ordered]
+
+
+def read_offers(database: Database, cipher: channels.ChannelCipher | None) -> Offers:
+    prices = {p.model: p for p in pricing.list_prices(database)}
+    ratios = pricing.list_group_ratios(database)
+    enabled = tuple(c for c in channels.list_channels(database) if c.status == "enabled")
+    if cipher is None:  # no secret key: no channel can be called (`serve` said why)
+        enabled = ()
+    callable_as = {c.name: _candidate(c, cipher) for c in enabled} if cipher else {}
+    served = {model for c in enabled for model in c.models}
+    return Offers(prices, ratios, enabled, callable_as, frozenset(served & set(prices)))
+
+
+def _candidate(channel: channels.Channel, cipher: channels.ChannelCipher) -> Candidate:
+    api_key = channel.api_key(cipher)
+    if channel.format == "anthropic":
+        auth = (("x-api-key", api_key),)
+    else:
+        auth = (("authorization", f"Bearer {api_key}"),)
+    target = Target(channel.name, channel.base_url, auth)
+    return Candidate(channel.name, channel.format, target, dict(channel.model_map))
+
+
+class OfferCache:
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self.database = database
+        self.cipher = _cipher(settings)
+        self._offers: Offers | None = None
+        self._until = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Offers:
+        if self._offers is not None and time.monotonic() < self._until:
+            return self._offers
+        async with self._lock:  # one read for every request waiting on a stale cache
+            if self._offers is None or time.monotonic() >= self._until:
+                self._offers = await run_in_threadpool(read_offers, self.database, self.cipher)
+                self._until = time.monotonic() + OFFERS_SECONDS
+        return self._offers
+
+
+def _cipher(settings: Settings) -> channels.ChannelCipher | None:
+    try:
+        return channels.ChannelCipher(settings.secret_key)
+    except NotConfigured as exc:
+        log.warning("the relay has no channels to call: %s", exc)
+        return None
+
+
+@dataclass
+class RelayRuntime:
+    """What the relay keeps per process: the offers, the upstream connection pools and the
+    channels' cool-downs."""
+
+    offers: OfferCache
+    upstream: Upstream
+    cooldown: channels.CoolDown = field(default_factory=channels.CoolDown)
+
+    @classmethod
+    def start(cls, database: Database, settings: Settings) -> RelayRuntime:
+        upstream = Upstream(idle_timeout=float(settings.relay_stream_idle_timeout))
+        return cls(OfferCache(database, settings), upstream)
+
+    async def close(self) -> None:
+        await self.upstream.close()

@@ -1,0 +1,547 @@
+"""The relay's endpoints (SPEC §8, §8a): `POST /v1/chat/completions`, `/v1/embeddings`,
+`/v1/responses`, `/v1/messages`, and `/v1/messages/count_tokens`, `GET /v1/models`.
+
+Every relayed request takes the same steps, whatever its wire format (`relay.formats`):
+
+1. the key is admitted (`keys.admit`: unknown, disabled, expired, network, model...);
+2. the prompt is estimated locally and the request's most expensive outcome is reserved
+   (`reservations.reserve`): the prompt estimate with a margin plus the output cap, the
+   client's or ours (`QUOTALEDGER_RELAY_DEFAULT_MAX_TOKENS`, lowered to what the balance
+   covers); nothing goes upstream unless that reservation holds;
+3. the channels serving the model are tried in order (priority, then weighted random) until
+   one answers 2xx; a failure before the first byte moves on to the next;
+4. the answer is passed on (a stream event by event, as it arrives) while its usage is read;
+5. the reservation is settled exactly once with the actual usage (`settlement.settle`),
+   whatever happened: answered, failed mid-way, client gone, idle upstream. A request whose
+   instance died is settled by the sweeper instead.
+
+Refusals of our own are written in the format the client's SDK reads (OpenAI's error object,
+Anthropic's under `/v1/messages`); every answer carries `X-Request-Id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from quotaledger import keys, pricing, reservations, settlement
+from quotaledger.errors import AuthenticationFailed, InvalidInput, NotFound
+from quotaledger.relay import anthropic_messages
+from quotaledger.relay.errors import InvalidRequest, WireFormat, error_body
+from quotaledger.relay.formats import (
+    CHAT,
+    EMBEDDINGS,
+    MESSAGES,
+    RESPONSES,
+    Format,
+    Prepared,
+    Tracker,
+)
+from quotaledger.relay.sse import SSEParser
+from quotaledger.relay.usage import TokenUsage
+from quotaledger.server.calls import Answer, Call, Headers, Stream
+from quotaledger.server.errors import HTTPError, refusal
+from quotaledger.server.offers import Candidate, Offers
+from quotaledger.server.upstream import Reply, UpstreamFailure
+
+log = logging.getLogger("quotaledger.relay")
+
+# The smallest output cap the relay lowers its default to before refusing with 402.
+MIN_OUTPUT_TOKENS = 16
+# A long stream records its usage so far this often (and at least three times per
+# reservation TTL), so that a sweeper can settle it if its instance dies, and never sweeps
+# it while it is alive.
+PROGRESS_SECONDS = 15.0
+# Whole (non-streamed) answers larger than this are refused: no model answer is near it.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# Headers of the client's that go upstream (everything else stays here: its credential
+# above all). The channel adds its own credential.
+FORWARDED_HEADERS = frozenset({"anthropic-version", "anthropic-beta", "openai-beta"})
+ANTHROPIC_VERSION = "2023-06-01"  # sent when the client named none
+
+
+# ---------------------------------------------------------------- the endpoints
+
+
+async def chat_completions(call: Call) -> Answer | Stream:
+    return await _relay(call, CHAT)
+
+
+async def embeddings(call: Call) -> Answer | Stream:
+    return await _relay(call, EMBEDDINGS)
+
+
+async def responses(call: Call) -> Answer | Stream:
+    return await _relay(call, RESPONSES)
+
+
+async def messages(call: Call) -> Answer | Stream:
+    return await _relay(call, MESSAGES)
+
+
+async def count_tokens(call: Call) -> Answer | Stream:
+    """`{"input_tokens": N}`: never billed, no reservation, no log row. Forwarded to an
+    anthropic channel serving the model, else counted here."""
+    request_id = _new_request_id()
+    try:
+        body = _json(call.body)
+        model = body.get("model") if isinstance(body, dict) else None
+        offers = await call.services.relay.offers.get()
+        await _admit(call, offers, model if isinstance(model, str) else None)
+        for candidate in offers.candidates(str(model), "anthropic", call.services.relay):
+            try:
+                reply = await _open(call, candidate, "/v1/messages/count_tokens", body)
+            except UpstreamFailure:
+                continue
+            answer = await reply.read(MAX_ANSWER_BYTES)
+            reply.release()
+            return Answer(200, answer, _id_header(request_id))
+        return Answer(200, anthropic_messages.count_tokens_answer(body), _id_header(request_id))
+    except Exception as exc:
+        return _refused(exc, WireFormat.ANTHROPIC, request_id)
+
+
+async def models(call: Call) -> Answer | Stream:
+    """The models offered and allowed to this key: OpenAI's list, or Anthropic's when the
+    request carries `anthropic-version`."""
+    request_id = _new_request_id()
+    anthropic = _header(call, b"anthropic-version") is not None
+    wire = WireFormat.ANTHROPIC if anthropic else WireFormat.OPENAI
+    try:
+        offers = await call.services.relay.offers.get()
+        admission = await _admit(call, offers, None)
+        names = keys.allowed_models(admission.key, offers.models)
+        return Answer(200, _model_list(names, anthropic), _id_header(request_id))
+    except Exception as exc:
+        return _refused(exc, wire, request_id)
+
+
+def _model_list(names: list[str], anthropic: bool) -> bytes:
+    if anthropic:
+        data = [
+            {
+                "type": "model",
+                "id": name,
+                "display_name": name,
+                "created_at": "1970-01-01T00:00:00Z",
+            }
+            for name in names
+        ]
+        first, last = (names[0], names[-1]) if names else (None, None)
+        page = {"data": data, "has_more": False, "first_id": first, "last_id": last}
+        return orjson.dumps(page)
+    listed = [{"id": n, "object": "model", "created": 0, "owned_by": "quotaledger"} for n in names]
+    return orjson.dumps({"object": "list", "data": listed})
+
+
+# ---------------------------------------------------------------- one relayed request
+
+
+@dataclass
+class _Request:
+    """One relayed request on its way: what the steps learn and the settlement needs."""
+
+    call: Call
+    format: Format
+    request_id: str
+    started: float = field(default_factory=time.monotonic)
+    user_id: int = 0
+    model: str = ""
+    prompt_tokens: int = 0
+    candidate: Candidate | None = None
+    first_byte: float | None = None
+    settled: bool = False
+
+    @property
+    def headers(self) -> Headers:
+        return _id_header(self.request_id)
+
+    def elapsed_ms(self, since: float | None = None) -> int:
+        return int(((since or time.monotonic()) - self.started) * 1000)
+
+
+async def _relay(call: Call, fmt: Format) -> Answer | Stream:
+    request = _Request(call, fmt, _new_request_id())
+    try:
+        return await _relay_admitted(request)
+    except Exception as exc:
+        return _refused(exc, fmt.wire, request.request_id)
+
+
+async def _relay_admitted(request: _Request) -> Answer | Stream:
+    call, fmt = request.call, request.format
+    body = _json(call.body)
+    model = body.get("model") if isinstance(body, dict) else None
+    prepared = fmt.prepare(body, call.services.settings.relay_default_max_tokens)
+    request.model = str(model)
+    offers = await call.services.relay.offers.get()
+    admission = await _admit(call, offers, request.model)
+    candidates = offers.candidates(request.model, fmt.channel_format, call.services.relay)
+    if not candidates:
+        raise NotFound(f"model {request.model!r} is not offered on {fmt.path}")
+    await _limit(call, admission.key.id)
+    request.user_id = admission.key.user_id
+    request.prompt_tokens = fmt.prompt_tokens(body)
+    prepared = await _reserve(request, offers, admission, body, prepared)
+    try:
+        reply = await _first_answer(request, candidates, prepared)
+    except BaseException as exc:
+        await _settle(request, _refused_outcome(exc, prepared))
+        raise
+    if prepared.stream and fmt.tracker is not None:
+        tracker = fmt.tracker(prepared, request.prompt_tokens)
+        return Stream(reply.status, _stream(request, reply, tracker), headers=request.headers)
+    return await _whole_answer(request, reply, prepared)
+
+
+async def _admit(call: Call, offers: Offers, model: str | None) -> keys.Admission:
+    digest = keys.key_digest(_api_key(call))
+    return await keys.admit_async(
+        call.services.database, digest, call.client_address(), model, offers.models
+    )
+
+
+async def _limit(call: Call, key_id: int) -> None:
+    decision = await call.services.limiter.hit("relay", f"key:{key_id}")
+    if decision is not None and not decision.allowed:
+        message = f"rate limit reached for this API key: retry in {max(decision.reset_after, 1)} s"
+        raise HTTPError(429, message, decision.headers())
+
+
+async def _reserve(
+    request: _Request,
+    offers: Offers,
+    admission: keys.Admission,
+    body: Any,
+    prepared: Prepared,
+) -> Prepared:
+    """Reserve the request's most expensive outcome. When the relay chose the output cap
+    (the client set none) and the balance covers less, the cap is lowered to what it
+    covers, down to `MIN_OUTPUT_TOKENS`; the client's own cap is never lowered."""
+    fmt = request.format
+    price = offers.prices[request.model]
+    ratio = offers.ratio(admission.group)
+    prompt = fmt.reserved_prompt_tokens(request.prompt_tokens)
+    output = prepared.reserved_output_tokens
+    amount = pricing.reservation_cost(price, prompt, output, ratio, fmt.channel_format)
+    lowerable = bool(getattr(prepared, "cap_set_by_relay", False))
+    floor = amount
+    if lowerable:
+        choices = max(1, output // max(1, _cap(prepared)))
+        least = MIN_OUTPUT_TOKENS * choices
+        floor = pricing.reservation_cost(price, prompt, least, ratio, fmt.channel_format)
+    reserved = await run_in_threadpool(
+        reservations.reserve,
+        request.call.services.database,
+        request.request_id,
+        user_id=admission.key.user_id,
+        key_id=admission.key.id,
+        model=request.model,
+        group=admission.group,
+        amount=amount,
+        minimum=floor,
+        price_format=fmt.channel_format,
+    )
+    request.call.services.metrics.open_reservations.inc()
+    if reserved.amount >= amount:
+        return prepared
+    covered = pricing.affordable_output_tokens(
+        price, prompt, reserved.amount, ratio, fmt.channel_format
+    )
+    choices = max(1, output // max(1, _cap(prepared)))
+    cap = max(MIN_OUTPUT_TOKENS, (covered or 0) // choices)
+    return fmt.prepare(body, cap)
+
+
+def _cap(prepared: Prepared) -> int:
+    return int(getattr(prepared, "output_cap", prepared.reserved_output_tokens) or 1)
+
+
+async def _first_answer(
+    request: _Request, candidates: list[Candidate], prepared: Prepared
+) -> Reply:
+    """The first 2xx answer of the candidate channels, tried in order, at most
+    `QUOTALEDGER_RELAY_RETRIES` + 1 of them; the last failure when none answers."""
+    relay = request.call.services.relay
+    attempts = candidates[: request.call.services.settings.relay_retries + 1]
+    failure: UpstreamFailure | None = None
+    for candidate in attempts:
+        body = {**prepared.body, "model": candidate.upstream_model(request.model)}
+        try:
+            reply = await _open(request.call, candidate, request.format.path, body)
+        except UpstreamFailure as exc:
+            failure = exc
+            relay.cooldown.failed(candidate.name)
+            log.warning(
+                "relay %s: channel %s failed before the first byte (%s)",
+                request.request_id,
+                candidate.name,
+                exc.reason,
+            )
+            if not exc.retryable:
+                break
+            continue
+        relay.cooldown.succeeded(candidate.name)
+        request.candidate = candidate
+        request.first_byte = time.monotonic()
+        return reply
+    assert failure is not None
+    raise failure
+
+
+async def _open(call: Call, candidate: Candidate, path: str, body: Any) -> Reply:
+    headers = _forwarded_headers(call)
+    if candidate.format == "anthropic" and not any(k == "anthropic-version" for k, _ in headers):
+        headers.append(("anthropic-version", ANTHROPIC_VERSION))
+    headers.append(("content-type", "application/json"))
+    query = call.scope.get("query_string", b"").decode("latin-1")
+    return await call.services.relay.upstream.open(
+        candidate.target, path, query, headers, orjson.dumps(body)
+    )
+
+
+async def _whole_answer(request: _Request, reply: Reply, prepared: Prepared) -> Answer:
+    try:
+        raw = await reply.read(MAX_ANSWER_BYTES)
+    except (aiohttp.ClientError, TimeoutError, UpstreamFailure) as exc:
+        reply.close()
+        await _settle(request, _outcome(request, 502, TokenUsage(), "upstream_failed"))
+        raise UpstreamFailure(f"upstream failed while answering ({type(exc).__name__})") from None
+    reply.release()
+    try:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        answer = None
+    usage = request.format.answer_usage(answer, request.prompt_tokens)
+    await _settle(request, _outcome(request, reply.status, usage, "completed", stream=False))
+    return Answer(reply.status, raw, request.headers)
+
+
+async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIterator[bytes]:
+    """The upstream's events, passed on as they come; settled once the stream ends, how
+    ever it ends (the client leaving cancels this generator: the upstream is closed)."""
+    end = "completed"
+    parser = SSEParser()
+    progress = _Progress(request, tracker)
+    try:
+        try:
+            async for chunk in reply.chunks():
+                for event in parser.feed(chunk):
+                    out = tracker.relay(event)
+                    if out:
+                        yield out
+                progress.maybe_record()
+            tail = tracker.finish()
+            if tail:
+                end = "upstream_ended_early"
+        except TimeoutError:
+            end = "idle_timeout"
+            idle = request.call.services.settings.relay_stream_idle_timeout
+            tail = tracker.fail(f"the upstream sent nothing for {idle} s")
+        except aiohttp.ClientError:
+            end = "upstream_failed"
+            tail = tracker.fail("the upstream connection failed mid-stream")
+        if tail:
+            yield tail
+    except (GeneratorExit, asyncio.CancelledError):
+        end = "client_disconnected"
+        raise
+    finally:
+        reply.close()  # the upstream sees the request cancelled if it was still going
+        await progress.close()
+        await asyncio.shield(_settle_stream(request, tracker, end))
+
+
+class _Progress:
+    """Records a long stream's usage so far every `PROGRESS_SECONDS` (in the background:
+    never holding an event back)."""
+
+    def __init__(self, request: _Request, tracker: Tracker) -> None:
+        self.request, self.tracker = request, tracker
+        ttl = request.call.services.settings.relay_reservation_ttl
+        self.every = min(PROGRESS_SECONDS, ttl / 3)
+        self.next_at = time.monotonic() + self.every
+        self.task: asyncio.Task[bool] | None = None
+
+    def maybe_record(self) -> None:
+        now = time.monotonic()
+        if now < self.next_at or (self.task is not None and not self.task.done()):
+            return
+        self.next_at = now + self.every
+        database = self.request.call.services.database
+        usage = _ledger_usage(self.tracker.usage())
+        self.task = asyncio.ensure_future(
+            run_in_threadpool(
+                reservations.record_progress, database, self.request.request_id, usage, 200
+            )
+        )
+
+    async def close(self) -> None:
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def _settle_stream(request: _Request, tracker: Tracker, end: str) -> None:
+    delivered = tracker.delivered
+    if end in ("upstream_failed", "idle_timeout", "upstream_ended_early") and not delivered:
+        # Nothing reached the client: nothing is charged (SPEC §8, failures).
+        await _settle(request, _outcome(request, 502, TokenUsage(), end))
+        return
+    await _settle(request, _outcome(request, 200, tracker.usage(), end))
+
+
+def _outcome(
+    request: _Request, status: int, usage: TokenUsage, end: str, *, stream: bool = True
+) -> settlement.Outcome:
+    candidate = request.candidate
+    ttft = None if request.first_byte is None else request.elapsed_ms(request.first_byte)
+    return settlement.Outcome(
+        status=status,
+        usage=_ledger_usage(usage),
+        usage_source=str(usage.source),
+        end_reason=end,
+        upstream_model=candidate.upstream_model(request.model) if candidate else None,
+        channel=candidate.name if candidate else None,
+        is_stream=stream,
+        latency_ms=request.elapsed_ms(),
+        ttft_ms=ttft,
+        session_id=_header(request.call, b"x-claude-code-session-id"),
+    )
+
+
+def _refused_outcome(exc: BaseException, prepared: Prepared) -> settlement.Outcome:
+    status = exc.status if isinstance(exc, UpstreamFailure) and exc.status else 502
+    return settlement.Outcome(
+        status=status, end_reason="upstream_refused", is_stream=prepared.stream
+    )
+
+
+async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
+    if request.settled:
+        return
+    request.settled = True
+    services = request.call.services
+    try:
+        settled = await run_in_threadpool(
+            settlement.settle, services.database, request.request_id, request.user_id, outcome
+        )
+    except Exception:
+        # The reservation stays open: the sweeper settles it after the TTL.
+        log.exception("relay %s: settling failed; the sweeper will", request.request_id)
+        return
+    services.metrics.open_reservations.dec()
+    services.metrics.relay_settled(request.model, outcome, settled)
+
+
+def _ledger_usage(usage: TokenUsage) -> pricing.TokenUsage:
+    return pricing.TokenUsage(
+        input_tokens=usage.input,
+        cached_tokens=usage.cache_read,
+        cache_write_tokens=usage.cache_write_5m,
+        cache_write_1h_tokens=usage.cache_write_1h,
+        output_tokens=usage.output,
+    )
+
+
+# ---------------------------------------------------------------- requests and refusals
+
+
+def _new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def _id_header(request_id: str) -> Headers:
+    return [(b"x-request-id", request_id.encode())]
+
+
+def _header(call: Call, name: bytes) -> str | None:
+    for key, value in call.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _api_key(call: Call) -> str:
+    """The key from `x-api-key` (Anthropic's SDK) or `Authorization: Bearer` (x-api-key
+    wins, as SPEC §8a says)."""
+    key = _header(call, b"x-api-key") or call.head.token
+    if not key:
+        raise AuthenticationFailed("missing API key: send Authorization: Bearer sk-ql-...")
+    return key.strip()
+
+
+def _forwarded_headers(call: Call) -> list[tuple[str, str]]:
+    forwarded = []
+    for key, value in call.scope["headers"]:
+        name = key.decode("latin-1")
+        if name in FORWARDED_HEADERS:
+            forwarded.append((name, value.decode("latin-1")))
+    return forwarded
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the body is not valid JSON") from None
+
+
+def _refused(exc: BaseException, wire: WireFormat, request_id: str) -> Answer:
+    """Our refusal in the client's format, or the upstream's own error passed through."""
+    headers = _id_header(request_id)
+    if isinstance(exc, UpstreamFailure):
+        return _upstream_refusal(exc, wire, headers)
+    if isinstance(exc, InvalidRequest):
+        return Answer(400, error_body(wire, 400, str(exc), param=exc.param), headers)
+    if isinstance(exc, InvalidInput):
+        return Answer(400, error_body(wire, 400, str(exc), param=exc.field), headers)
+    found = refusal(exc) if isinstance(exc, Exception) else None
+    if found is None:
+        raise exc
+    said = [(k.lower().encode(), v.encode()) for k, v in found.headers]
+    body = error_body(wire, found.status, found.message)
+    return Answer(found.status, body, [*headers, *said])
+
+
+def _upstream_refusal(exc: UpstreamFailure, wire: WireFormat, headers: Headers) -> Answer:
+    """Before any byte: an upstream's own error that no other channel could replace is passed
+    on unmodified where the client's tools match on its wording (Anthropic's, and any
+    non-retryable 4xx about the request itself); otherwise 502/504 of ours naming it."""
+    if _passes_through(exc, wire):
+        assert exc.status is not None
+        kept = [(k.lower().encode(), v.encode()) for k, v in exc.headers if k.lower() in _KEPT]
+        return Answer(exc.status, exc.body, [*headers, *kept])
+    ours = 504 if exc.timed_out else 502
+    named = f" (last upstream status {exc.status})" if exc.status else ""
+    message = f"every channel failed: {exc.reason}{named}"
+    return Answer(ours, error_body(wire, ours, message), headers)
+
+
+def _passes_through(exc: UpstreamFailure, wire: WireFormat) -> bool:
+    # A channel's own credentials refused (401/403) are ours to hide: the client's key is fine.
+    status = exc.status
+    if status is None or status in (401, 403) or not exc.body:
+        return False
+    return wire is WireFormat.ANTHROPIC or (status < 500 and not exc.retryable)
+
+
+_KEPT = frozenset({"retry-after", "content-type"})
+
+
+__all__ = [
+    "chat_completions",
+    "count_tokens",
+    "embeddings",
+    "messages",
+    "models",
+    "responses",
+]

@@ -1,0 +1,45 @@
+"""`Services`: what every endpoint is given (through its `Call`): settings, the database, the
+rate limiter, the metrics, the price list shown with every balance, and the relay's runtime
+(its offers, upstream connection pools and channel cool-downs)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from starlette.concurrency import run_in_threadpool
+
+from quotaledger import pricing
+from quotaledger.server.metrics import Metrics
+from quotaledger.server.offers import RelayRuntime
+from quotaledger.server.ratelimit import RateLimiter
+from quotaledger.settings import Settings
+from quotaledger.store.database import Database
+
+PRICE_CACHE_SECONDS = 5.0
+
+FixedPrices = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    limiter: RateLimiter
+    metrics: Metrics = field(default_factory=Metrics)
+    relay: RelayRuntime = field(init=False)
+    _fixed_prices: FixedPrices = ()
+    _fixed_prices_until: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.relay = RelayRuntime.start(self.database, self.settings)
+
+    async def fixed_prices(self) -> FixedPrices:
+        """`ModelFixedPrice`, read at most every few seconds: every balance query shows it,
+        and a price change made on any instance shows up within that delay. A tuple, so
+        that a balance answer can be remembered by (account, prices)."""
+        if time.monotonic() >= self._fixed_prices_until:
+            listed = await run_in_threadpool(pricing.list_prices, self.database)
+            self._fixed_prices = tuple(pricing.fixed_prices(listed).items())
+            self._fixed_prices_until = time.monotonic() + PRICE_CACHE_SECONDS
+        return self._fixed_prices

@@ -1,0 +1,228 @@
+"""Calls to upstream channels: one pooled aiohttp session per channel.
+
+aiohttp rather than httpx: with many requests and streams in flight, httpx's async client
+spends several times the CPU per request (its pool and anyio locks: encode/httpx#3215;
+`benchmarks/relay_client.py` measures both on streams). A channel keeps its own session
+(connection pool, TLS context) for the life of the server: a relay that reconnected per
+request would add a TCP (and TLS) handshake to every model call.
+
+What a caller gets back is an open 2xx `Reply` whose body it reads as it arrives, or an
+`UpstreamFailure` raised before anything reached the client, which says whether another
+channel may be tried (connect errors, timeouts, 429 and 5xx) and carries the upstream's own
+status and body so that the last one can be passed through unmodified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+log = logging.getLogger("quotaledger.relay")
+
+# An upstream error body is read to pass it through; a hostile or broken upstream must not
+# make us hold more than this of it.
+MAX_ERROR_BODY = 64 * 1024
+# Statuses after which another channel is tried (SPEC §8: 429 and 5xx before the first
+# byte; 529 is Anthropic's "overloaded").
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
+# Hop-by-hop headers and what aiohttp sets itself: never copied to or from an upstream.
+_NOT_FORWARDED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "content-encoding",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one attempt goes: a channel's API root and its own credential headers."""
+
+    channel: str
+    base_url: str  # the channel's API root, e.g. https://api.openai.com/v1 (`channels`)
+    auth_headers: tuple[tuple[str, str], ...]
+
+    def url(self, path: str, query: str = "") -> str:
+        """The upstream URL of our `path` (`/v1/chat/completions`): the part after `/v1`
+        appended to the channel's root, so that a root such as `https://host/openai/v1`
+        or `https://host/api` works as the provider documents it."""
+        tail = path.removeprefix("/v1")
+        return f"{self.base_url}{tail}" + (f"?{query}" if query else "")
+
+
+class UpstreamFailure(Exception):
+    """An attempt failed before any byte reached the client."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        body: bytes = b"",
+        headers: tuple[tuple[str, str], ...] = (),
+        retryable: bool = True,
+        timed_out: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.body = body
+        self.headers = headers
+        self.retryable = retryable
+        self.timed_out = timed_out
+
+
+@dataclass
+class Reply:
+    """A 2xx answer whose head has arrived; the body is read with `chunks()` or `read()`."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    response: aiohttp.ClientResponse = field(repr=False)
+
+    @property
+    def content_type(self) -> str:
+        return self.response.headers.get("content-type", "")
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (a stream's events are not held back). A silence longer
+        than the idle timeout raises `asyncio.TimeoutError`."""
+        async for chunk in self.response.content.iter_any():
+            yield chunk
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body (non-streamed answers), refusing one over `limit` bytes."""
+        body = bytearray()
+        async for chunk in self.response.content.iter_chunked(65536):
+            body += chunk
+            if len(body) > limit:
+                raise UpstreamFailure("upstream answer too large", retryable=False)
+        return bytes(body)
+
+    def close(self) -> None:
+        """Drop the connection: the upstream sees the request cancelled."""
+        self.response.close()
+
+    def release(self) -> None:
+        """Give a fully read connection back to the pool."""
+        self.response.release()
+
+
+class Upstream:
+    """The pooled sessions of every channel, and one attempt at a time on them."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 10.0,
+        first_byte_timeout: float = 300.0,
+        idle_timeout: float = 300.0,
+        connections_per_channel: int = 1000,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.first_byte_timeout = first_byte_timeout
+        self.idle_timeout = idle_timeout
+        self.connections_per_channel = connections_per_channel
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+
+    def _session(self, target: Target) -> aiohttp.ClientSession:
+        session = self._sessions.get(target.base_url)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.connections_per_channel, ttl_dns_cache=300, enable_cleanup_closed=True
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                # No total: a stream may last many minutes. `sock_read` is the silence allowed
+                # between two reads, i.e. the stream's idle timeout.
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.connect_timeout, sock_read=self.idle_timeout
+                ),
+                auto_decompress=True,
+                # No cookies between users of one channel; no proxy variables read per call.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent",),
+            )
+            self._sessions[target.base_url] = session
+        return session
+
+    async def open(
+        self,
+        target: Target,
+        path: str,
+        query: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+    ) -> Reply:
+        """POST `body` to `target` and wait for the answer's head (at most
+        `first_byte_timeout`). A 2xx comes back as a `Reply`; anything else raises
+        `UpstreamFailure` with the upstream's own status and (bounded) body."""
+        return await self._request("POST", target, target.url(path, query), headers, body)
+
+    async def get(self, target: Target, path: str, headers: Iterable[tuple[str, str]]) -> Reply:
+        """A GET (listing models, `channel test`)."""
+        return await self._request("GET", target, target.url(path), headers, None)
+
+    async def _request(
+        self,
+        method: str,
+        target: Target,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes | None,
+    ) -> Reply:
+        session = self._session(target)
+        sent = [*forwardable(headers), *target.auth_headers]
+        try:
+            async with asyncio.timeout(self.first_byte_timeout):
+                response = await session.request(method, url, data=body, headers=sent)
+        except TimeoutError:
+            raise UpstreamFailure("upstream timed out", timed_out=True) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure(f"upstream unreachable ({type(exc).__name__})") from None
+        if 200 <= response.status < 300:
+            return Reply(response.status, _answer_headers(response), response)
+        raise await _failure(response)
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
+def forwardable(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers that may cross the relay (hop-by-hop ones and framing dropped)."""
+    return [(k, v) for k, v in headers if k.lower() not in _NOT_FORWARDED]
+
+
+def _answer_headers(response: aiohttp.ClientResponse) -> tuple[tuple[str, str], ...]:
+    return tuple(forwardable(response.headers.items()))
+
+
+async def _failure(response: aiohttp.ClientResponse) -> UpstreamFailure:
+    try:
+        body = await response.content.read(MAX_ERROR_BODY)
+    except (aiohttp.ClientError, TimeoutError):
+        body = b""
+    finally:
+        response.close()
+    return UpstreamFailure(
+        f"upstream answered {response.status}",
+        status=response.status,
+        body=body,
+        headers=_answer_headers(response),
+        retryable=response.status in RETRYABLE_STATUSES,
+    )

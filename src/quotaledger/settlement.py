@@ -1,0 +1,326 @@
+"""Settling a reservation (SPEC §8): once, idempotent by request id, in one transaction.
+
+`settle` deletes the reservation row first: that DELETE is the gate that makes settling
+happen exactly once, whether the request itself, a retry of it or a sweeper on another
+instance gets there first. It then locks the user (as `reserve` does), charges the actual
+cost, gives back the rest of the reservation (or charges the excess, only as far as every
+funding row covers it, writing off the remainder), counts the request when the client got
+a 2xx, updates the key's counters and writes the log row. `sweep` settles reservations
+whose request died with its instance.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+
+from quotaledger.errors import InvalidInput, NotFound
+from quotaledger.money import MAX_QUOTA
+from quotaledger.pricing import CACHE_COLUMNS, TokenUsage, price_from_columns, relay_cost
+from quotaledger.reservations import Clock
+from quotaledger.store.compiled import CompiledStatement
+from quotaledger.store.database import Database
+from quotaledger.store.tables import api_keys, groups, prices, reservations, usage, users
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a relayed request ended: what to charge and what the log row says."""
+
+    status: int | None  # the HTTP status the client got; None: unknown (swept)
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    usage_source: str | None = None  # upstream | local
+    end_reason: str | None = None  # e.g. stop, upstream_error, client_disconnect, swept
+    upstream_model: str | None = None
+    channel: str | None = None
+    is_stream: bool = False
+    latency_ms: int | None = None
+    ttft_ms: int | None = None
+    session_id: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        """A 2xx answer: the request counts (`request_count`) and a per-call price applies."""
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class Settlement:
+    request_id: str
+    reserved: int
+    charged: int
+    written_off: int
+    quota_remaining: int  # the account's balance right after this settlement
+    replayed: bool = False  # settled before (by the request itself or by a sweeper)
+
+
+# ------------------------------------------------------------------ settle
+
+_CLOSE = CompiledStatement(
+    delete(reservations)
+    .where(reservations.c.request_id == bindparam("rid"))
+    .returning(
+        reservations.c.user_id,
+        reservations.c.key_id,
+        reservations.c.model,
+        reservations.c.price_format,
+        reservations.c.group,
+        reservations.c.amount,
+        reservations.c.key_funded,
+        reservations.c.period_start,
+    )
+)
+
+
+class _Closed(NamedTuple):
+    """A row returned by `_CLOSE`."""
+
+    user_id: int
+    key_id: int
+    model: str
+    price_format: str
+    group: str
+    amount: int
+    key_funded: bool
+    period_start: int | None
+
+
+_SETTLE_CONTEXT = CompiledStatement(
+    select(
+        users.c.quota,
+        api_keys.c.name,
+        api_keys.c.remain_quota,
+        api_keys.c.period_quota,
+        api_keys.c.period_used,
+        api_keys.c.period_start,
+        groups.c.ratio,
+        prices.c.model,
+        prices.c.per_call_usd,
+        prices.c.input_usd_per_mtok,
+        prices.c.output_usd_per_mtok,
+        *(prices.c[column] for column in CACHE_COLUMNS),
+    )
+    .select_from(
+        users.join(api_keys, api_keys.c.user_id == users.c.id)
+        .outerjoin(groups, groups.c.name == bindparam("group"))
+        .outerjoin(prices, prices.c.model == bindparam("model"))
+    )
+    .where(users.c.id == bindparam("user_id"), api_keys.c.id == bindparam("key_id"))
+    .with_for_update(of=[users, api_keys])
+)
+
+
+class _Context(NamedTuple):
+    """A row of `_SETTLE_CONTEXT`."""
+
+    quota: int
+    key_name: str
+    remain_quota: int
+    period_quota: int | None
+    period_used: int
+    period_start: int
+    ratio: str | None
+    model: str | None
+    per_call_usd: str | None
+    input_usd_per_mtok: str | None
+    output_usd_per_mtok: str | None
+    cache_read_usd_per_mtok: str | None
+    cache_write_usd_per_mtok: str | None
+    cache_write_1h_usd_per_mtok: str | None
+
+
+_SETTLE_ACCOUNT = CompiledStatement(
+    update(users)
+    .where(users.c.id == bindparam("user_id"), users.c.quota + bindparam("refund") >= 0)
+    .values(
+        quota=users.c.quota + bindparam("refund"),
+        used_quota=users.c.used_quota + bindparam("charged"),
+        request_count=users.c.request_count + bindparam("counted"),
+    )
+)
+_SETTLE_KEY = CompiledStatement(
+    update(api_keys)
+    .where(
+        api_keys.c.id == bindparam("key_id"),
+        api_keys.c.remain_quota + bindparam("key_refund") >= 0,
+        api_keys.c.period_used + bindparam("period_delta") >= 0,
+    )
+    .values(
+        remain_quota=api_keys.c.remain_quota + bindparam("key_refund"),
+        used_quota=api_keys.c.used_quota + bindparam("charged"),
+        request_count=api_keys.c.request_count + bindparam("counted"),
+        period_used=api_keys.c.period_used + bindparam("period_delta"),
+        last_used_at=bindparam("used_at"),
+    )
+)
+_LOG_COLUMNS = [
+    "user_id", "request_id", "model", "prompt_tokens", "completion_tokens", "quota",
+    "quota_after", "created_at", "key_id", "key_name", "upstream_model", "channel",
+    "is_stream", "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+    "quota_reserved", "written_off", "usage_source", "end_reason", "status", "latency_ms",
+    "ttft_ms", "session_id",
+]  # fmt: skip
+_LOG = CompiledStatement(insert(usage), column_keys=_LOG_COLUMNS)
+
+
+def settle(
+    database: Database,
+    request_id: str,
+    user_id: int,
+    outcome: Outcome,
+    *,
+    clock: Clock = time.time,
+) -> Settlement:
+    """Settle the reservation of `request_id` (made for `user_id`) once: charge what
+    `outcome` cost (SPEC §8a prices, the reservation's group ratio; nothing for a
+    per-call price unless answered 2xx; the reserved amount if the price was deleted
+    meanwhile), give back the rest, count the request if answered 2xx, write the log row.
+    Settling again, or after a sweeper did, changes nothing and returns the first
+    settlement with `replayed=True`. `NotFound` if `request_id` was never reserved."""
+    now = int(clock())
+    with database.write() as connection:
+        closed_row = _CLOSE.execute(connection, {"rid": request_id}).fetchone()
+        if closed_row is None:
+            return _settled_before(connection, request_id, user_id)
+        closed = _Closed(*closed_row)
+        context = _Context(
+            *_SETTLE_CONTEXT.execute(
+                connection,
+                {"user_id": closed.user_id, "key_id": closed.key_id,
+                 "group": closed.group, "model": closed.model},
+            ).fetchone()
+        )  # fmt: skip
+        charged, written_off = _charge(closed, context, outcome)
+        _apply(connection, closed, context, charged, outcome.answered, now)
+        quota_after = int(context.quota) + int(closed.amount) - charged
+        _LOG.execute(connection, _log_row(request_id, closed, context, outcome, charged,
+                                          written_off, quota_after, now))  # fmt: skip
+    return Settlement(request_id, int(closed.amount), charged, written_off, quota_after)
+
+
+def _cost(closed: _Closed, context: _Context, outcome: Outcome) -> int:
+    if context.model is None:  # the price was deleted while the request ran
+        return int(closed.amount) if outcome.answered else 0
+    price = price_from_columns(context)
+    if price.per_call_usd is not None and not outcome.answered:
+        return 0
+    ratio = Decimal(context.ratio) if context.ratio is not None else Decimal(1)
+    try:
+        return relay_cost(price, outcome.usage, ratio, closed.price_format)
+    except InvalidInput:  # past the largest amount: whatever the funding rows cover
+        return MAX_QUOTA
+
+
+def _charge(closed: _Closed, context: _Context, outcome: Outcome) -> tuple[int, int]:
+    """(charged, written off): the cost, with any excess over the reservation charged only
+    as far as every funding row still covers it."""
+    cost, reserved = _cost(closed, context, outcome), int(closed.amount)
+    if cost <= reserved:
+        return cost, 0
+    rooms = [int(context.quota)]
+    if closed.key_funded:
+        rooms.append(int(context.remain_quota))
+    if _same_period(closed, context) and context.period_quota is not None:
+        rooms.append(int(context.period_quota) - int(context.period_used))
+    extra = max(0, min(cost - reserved, *rooms))
+    return reserved + extra, cost - reserved - extra
+
+
+def _same_period(closed: _Closed, context: _Context) -> bool:
+    # A reservation from a period that has since ended leaves the new period's count alone.
+    return closed.period_start is not None and closed.period_start == context.period_start
+
+
+def _apply(
+    connection: Connection, closed: _Closed, context: _Context, charged: int, answered: bool,
+    now: int,
+) -> None:  # fmt: skip
+    refund = int(closed.amount) - charged  # negative when an excess is charged
+    counted = 1 if answered else 0
+    params: dict[str, Any] = {"user_id": closed.user_id, "refund": refund,
+                              "charged": charged, "counted": counted}  # fmt: skip
+    if _SETTLE_ACCOUNT.execute(connection, params).rowcount != 1:
+        raise RuntimeError("the balance changed under a held lock: settlement abandoned")
+    key_params = {
+        "key_id": closed.key_id, "key_refund": refund if closed.key_funded else 0,
+        "charged": charged, "counted": counted, "used_at": now,
+        "period_delta": -refund if _same_period(closed, context) else 0,
+    }  # fmt: skip
+    if _SETTLE_KEY.execute(connection, key_params).rowcount != 1:
+        raise RuntimeError("the key's budget changed under a held lock: settlement abandoned")
+
+
+def _log_row(
+    request_id: str, closed: _Closed, context: _Context, outcome: Outcome, charged: int,
+    written_off: int, quota_after: int, now: int,
+) -> dict[str, Any]:  # fmt: skip
+    u = outcome.usage
+    return {
+        "user_id": closed.user_id, "request_id": request_id, "model": closed.model,
+        "prompt_tokens": u.prompt_tokens, "completion_tokens": u.output_tokens,
+        "quota": charged, "quota_after": quota_after, "created_at": now,
+        "key_id": closed.key_id, "key_name": context.key_name,
+        "upstream_model": outcome.upstream_model, "channel": outcome.channel,
+        "is_stream": outcome.is_stream, "cached_tokens": u.cached_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+        "cache_write_1h_tokens": u.cache_write_1h_tokens, "quota_reserved": closed.amount,
+        "written_off": written_off, "usage_source": outcome.usage_source,
+        "end_reason": outcome.end_reason, "status": outcome.status,
+        "latency_ms": outcome.latency_ms, "ttft_ms": outcome.ttft_ms,
+        "session_id": outcome.session_id,
+    }  # fmt: skip
+
+
+def _settled_before(connection: Connection, request_id: str, user_id: int) -> Settlement:
+    row = connection.execute(
+        select(
+            usage.c.quota_reserved, usage.c.quota, usage.c.written_off, usage.c.quota_after
+        ).where(usage.c.user_id == user_id, usage.c.request_id == request_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no reservation for request_id {request_id!r}")
+    reserved, charged, written_off, quota_after = (int(v) for v in row)
+    return Settlement(request_id, reserved, charged, written_off, quota_after, replayed=True)
+
+
+# ------------------------------------------------------------------ sweep
+
+
+def sweep(
+    database: Database, older_than: int, *, clock: Clock = time.time, limit: int = 100
+) -> list[Settlement]:
+    """Settle up to `limit` reservations idle for `older_than` seconds or more (their
+    instance died, or lost the database): to the progress recorded, else released.
+    Several instances may sweep at once: each reservation is settled exactly once, and
+    only the settlements made by this call are returned."""
+    cutoff = int(clock()) - older_than
+    with database.read() as connection:
+        stale = connection.execute(
+            select(
+                reservations.c.request_id,
+                reservations.c.user_id,
+                reservations.c.input_tokens,
+                reservations.c.cached_tokens,
+                reservations.c.cache_write_tokens,
+                reservations.c.cache_write_1h_tokens,
+                reservations.c.output_tokens,
+                reservations.c.progress_status,
+            )
+            .where(reservations.c.active_at <= cutoff)
+            .order_by(reservations.c.active_at)
+            .limit(limit)
+        ).all()
+    done = []
+    for request_id, user_id, *counts, status in stale:
+        outcome = Outcome(
+            status, TokenUsage(*counts), usage_source="local" if status else None,
+            end_reason="swept",
+        )  # fmt: skip
+        settled = settle(database, request_id, user_id, outcome, clock=clock)
+        if not settled.replayed:
+            done.append(settled)
+    return done

@@ -1,0 +1,130 @@
+"""`GroupCommit`: writes that arrive while a batch is being committed wait in a queue and go
+together into the next transaction: one durable commit for many writes.
+
+Each caller is answered only after the transaction holding its write has committed, so an
+acknowledged write is as durable as with one transaction per write (`synchronous=FULL` on
+SQLite). Under no load a batch holds one item and nothing waits. The batch function runs
+in a worker thread and returns one outcome per item, in order; a refusal is an outcome (it
+writes nothing and the others still commit), an exception fails the whole batch, which is
+then retried one item at a time (unless SQLite's lock stayed taken: `DatabaseBusy`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import anyio.to_thread
+
+from quotaledger.errors import DatabaseBusy
+
+if TYPE_CHECKING:
+    from quotaledger.store.database import Database
+
+log = logging.getLogger("quotaledger.store")
+
+MAX_BATCH = 256
+BUSY = "the database is busy: retry in a moment"
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
+BatchFunction = Callable[["Database", list[Item]], list[Outcome]]
+
+
+@dataclass
+class _Pending(Generic[Item, Outcome]):
+    item: Item
+    future: asyncio.Future[Outcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class GroupCommit(Generic[Item, Outcome]):
+    def __init__(
+        self,
+        database: Database,
+        apply: BatchFunction[Item, Outcome],
+        is_busy: Callable[[BaseException], bool],
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.database = database
+        self.apply = apply
+        self.is_busy = is_busy
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending[Item, Outcome]] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def submit(self, item: Item) -> Outcome:
+        """`item`'s outcome, once the transaction that holds it has committed; raises
+        `DatabaseBusy` when SQLite's lock stayed taken (nothing was written)."""
+        pending: _Pending[Item, Outcome] = _Pending(item)
+        self._ensure_worker().put_nowait(pending)
+        return await pending.future
+
+    def _ensure_worker(self) -> asyncio.Queue[_Pending[Item, Outcome]]:
+        # Started lazily, in the loop that serves requests (a new loop gets a new worker).
+        loop = asyncio.get_running_loop()
+        if (
+            self._queue is None
+            or self._worker is None
+            or self._worker.done()
+            or (self._loop is not loop)
+        ):
+            self._queue, self._loop = asyncio.Queue(), loop
+            self._worker = loop.create_task(self._run(self._queue))
+        return self._queue
+
+    async def _run(self, queue: asyncio.Queue[_Pending[Item, Outcome]]) -> None:
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < self.max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending[Item, Outcome]]) -> None:
+        try:
+            items = [p.item for p in batch]
+            outcomes = await anyio.to_thread.run_sync(self.apply, self.database, items)
+        except Exception as exc:
+            # The batch's transaction failed as a whole: nothing of it committed.
+            if self.is_busy(exc):  # the lock stays taken: retrying each alone would wait again
+                for pending in batch:
+                    _fail(pending, DatabaseBusy(BUSY))
+                return
+            # A deadlock, a lost connection: retry each alone.
+            log.warning(
+                "batch of %d failed (%s); retrying one by one", len(batch), type(exc).__name__
+            )
+            for pending in batch:
+                await self._alone(pending)
+            return
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            _answer(pending, outcome)
+
+    async def _alone(self, pending: _Pending[Item, Outcome]) -> None:
+        try:
+            outcome = await anyio.to_thread.run_sync(self.apply, self.database, [pending.item])
+        except Exception as exc:
+            _fail(pending, DatabaseBusy(BUSY) if self.is_busy(exc) else exc)
+        else:
+            _answer(pending, outcome[0])
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+
+def _answer(pending: _Pending[Item, Outcome], outcome: Outcome) -> None:
+    if not pending.future.done():  # else its caller went away
+        pending.future.set_result(outcome)
+
+
+def _fail(pending: _Pending[Item, Outcome], error: BaseException) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(error)

@@ -1,0 +1,157 @@
+"""A live relay for the relay's end-to-end tests: `quotaledger serve` on a SQLite file in
+front of the example fake upstream, with OpenAI channels (primary, and secondary for
+failover) and an Anthropic one, and priced models:
+
+    gpt-test     2 USD in, 8 USD out per million tokens: input + 4 x output quota
+                 (cache reads 0.2 USD: 0.1 quota each)
+    embed-test   1 USD in: half a quota per token
+    claude-test  3 USD in, 15 USD out, Anthropic's cache ratios (0.1x, 1.25x, 2x)
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wire_support import load_fake_upstream
+
+from quotaledger import accounts, audit, channels, keys, ledger
+from quotaledger.keys import KeyLimits
+from quotaledger.secret import Secret
+from quotaledger.store.database import Database
+from quotaledger.store.tables import usage
+from support import LiveServer, run_cli, start_server, stop_server
+
+MODEL = "gpt-test"
+CLAUDE = "claude-test"
+SECRET_KEY = "relay-tests-secret-key-of-enough-length"
+UPSTREAM_KEY = "sk-upstream-never-shown-0123456789"
+ANSWER = "Hello from the fake upstream! How can I help?"
+MESSAGES: Any = [{"role": "user", "content": "Say hello."}]
+_names = itertools.count()
+
+
+@dataclass
+class Relay:
+    servers: list[LiveServer]  # one or more instances on one database
+    upstream: Any  # the fake upstream's state: script(), requests, cancellations
+    database: Database
+    tmp: Path
+    env: dict[str, str]
+
+    @property
+    def server(self) -> LiveServer:
+        return self.servers[0]
+
+    @property
+    def v1(self) -> str:
+        return self.server.base_url + "/v1"
+
+    def start_instance(self) -> LiveServer:
+        """One more `serve` process on the same database."""
+        server = start_server(self.database.url, self.tmp, self.env)
+        self.servers.append(server)
+        return server
+
+
+def relay_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    database_url: str | None = None,
+    *,
+    instances: int = 1,
+    env: dict[str, str] | None = None,
+) -> Iterator[Relay]:
+    """Start a relay (see the module's docstring) on `database_url` (a new SQLite file by
+    default; an empty PostgreSQL database otherwise), with `instances` serve processes; a
+    module-scoped fixture yields it."""
+    tmp = tmp_path_factory.mktemp("relay")
+    url = database_url or f"sqlite:///{tmp / 'relay.db'}"
+    env = {
+        "QUOTALEDGER_SECRET_KEY": SECRET_KEY,
+        "UPSTREAM_KEY": UPSTREAM_KEY,
+        "QUOTALEDGER_RATE_LIMIT_RELAY": "off",
+        **(env or {}),
+    }
+    assert run_cli("db", "upgrade", database_url=url).returncode == 0
+    with load_fake_upstream().serve_in_thread() as running:
+        _cli(url, env, "price", "set", MODEL, "--input-usd-per-mtok", "2",
+             "--output-usd-per-mtok", "8", "--cache-read-usd-per-mtok", "0.2")  # fmt: skip
+        _cli(url, env, "price", "set", CLAUDE, "--input-usd-per-mtok", "3",
+             "--output-usd-per-mtok", "15")  # fmt: skip
+        _cli(url, env, "price", "set", "embed-test", "--input-usd-per-mtok", "1",
+             "--output-usd-per-mtok", "0")  # fmt: skip
+        database = Database(url)
+        cipher = channels.ChannelCipher(Secret(SECRET_KEY))
+        for name, priority in (("primary", 10), ("secondary", 0)):
+            spec = channels.ChannelSpec(
+                name, running.base_url, (MODEL, "embed-test"), Secret(UPSTREAM_KEY),
+                priority=priority,
+            )  # fmt: skip
+            channels.add_channel(database, cipher, spec)
+        claude = channels.ChannelSpec(
+            "claude", running.base_url, (CLAUDE,), Secret(UPSTREAM_KEY), format="anthropic"
+        )
+        channels.add_channel(database, cipher, claude)
+        relay = Relay([], running.upstream, database, tmp, env)
+        try:
+            for _ in range(instances):
+                relay.start_instance()
+            yield relay
+        finally:
+            for server in relay.servers:
+                stop_server(server)
+            database.dispose()
+
+
+def _cli(url: str, env: dict[str, str], *args: str) -> str:
+    done = run_cli(*args, database_url=url, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@dataclass
+class Customer:
+    user_id: int
+    key_id: int
+    key: str
+
+
+def customer(relay: Relay, quota: int = 5_000_000, **limits: Any) -> Customer:
+    name = f"relay-user-{next(_names)}"
+    account = accounts.create_account(relay.database, name, "password-123")
+    if quota:
+        ledger.top_up(relay.database, name, quota)
+    key, raw = keys.create_key(relay.database, account.id, "laptop", KeyLimits(**limits))
+    return Customer(account.id, key.id, raw)
+
+
+def balance(relay: Relay, who: Customer) -> accounts.Account:
+    with relay.database.read() as connection:
+        return accounts.get_account_in(connection, who.user_id)
+
+
+def log_rows(relay: Relay, who: Customer) -> list[Any]:
+    with relay.database.read() as connection:
+        return list(
+            connection.execute(usage.select().where(usage.c.user_id == who.user_id)).mappings()
+        )
+
+
+def settled(relay: Relay, who: Customer, rows: int, timeout: float = 10.0) -> list[Any]:
+    """The user's log rows once there are `rows` of them (a stream settles as it ends)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = log_rows(relay, who)
+        if len(found) >= rows:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"expected {rows} log rows, found {len(log_rows(relay, who))}")
+
+
+def consistent(relay: Relay) -> None:
+    assert audit.check_invariant(relay.database) == []

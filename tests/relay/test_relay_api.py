@@ -1,0 +1,320 @@
+"""The relay end to end (SPEC §8): the official `openai` SDK against a real `quotaledger
+serve` process, in front of the example fake upstream (which speaks OpenAI's real wire
+format and lets each test script its faults). Charges are checked against the formula:
+the model costs 2 USD in and 8 USD out per million tokens, so a request costs exactly
+`input + 4 x output` quota."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from relay_live import (
+    ANSWER,
+    CLAUDE,
+    MESSAGES,
+    MODEL,
+    UPSTREAM_KEY,
+    Customer,
+    Relay,
+    balance,
+    consistent,
+    customer,
+    log_rows,
+    relay_server,
+    settled,
+)
+
+from quotaledger import keys
+
+_clients: list[openai.OpenAI] = []
+
+
+def sdk(relay: Relay, who: Customer, max_retries: int = 0) -> openai.OpenAI:
+    """The official SDK with `who`'s key (closed after the test)."""
+    client = openai.OpenAI(api_key=who.key, base_url=relay.v1, max_retries=max_retries)
+    _clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    yield from relay_server(tmp_path_factory)
+
+
+# ---------------------------------------------------------------- answers and charges
+
+
+def test_a_chat_completion_is_relayed_and_charged_by_upstream_usage(relay: Relay) -> None:
+    who = customer(relay)
+    before = balance(relay, who)
+    relay.upstream.script(input_tokens=100, output_tokens=20, path="/v1/chat/completions")
+    completion = sdk(relay, who).chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    assert completion.choices[0].message.content == ANSWER
+    assert completion.usage is not None and completion.usage.prompt_tokens == 100
+    [row] = settled(relay, who, 1)
+    after = balance(relay, who)
+    assert row["quota"] == 100 + 4 * 20
+    assert before.quota - after.quota == 180
+    assert after.used_quota == 180 and after.request_count == 1
+    assert row["usage_source"] == "upstream" and row["key_name"] == "laptop"
+    assert row["channel"] == "primary" and row["status"] == 200
+    assert keys.get_key(relay.database, who.key_id).used_quota == 180
+    consistent(relay)
+
+
+def test_every_answer_carries_a_request_id(relay: Relay) -> None:
+    who = customer(relay)
+    answered = httpx.post(
+        relay.v1 + "/chat/completions",
+        json={"model": MODEL, "messages": MESSAGES},
+        headers={"Authorization": f"Bearer {who.key}"},
+        timeout=30,
+    )
+    refused = httpx.get(relay.v1 + "/models", headers={"Authorization": "Bearer sk-ql-nope"})
+    assert answered.status_code == 200 and refused.status_code == 401
+    assert answered.headers["x-request-id"].startswith("req_")
+    assert refused.headers["x-request-id"] != answered.headers["x-request-id"]
+    [row] = settled(relay, who, 1)
+    assert row["request_id"] == answered.headers["x-request-id"]
+
+
+def test_a_stream_is_relayed_event_by_event_without_usage_unless_asked(relay: Relay) -> None:
+    who = customer(relay)
+    relay.upstream.script(input_tokens=50, output_tokens=9, path="/v1/chat/completions")
+    chunks = list(
+        sdk(relay, who).chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == ANSWER
+    assert all(c.usage is None for c in chunks)  # upstream's usage chunk was dropped
+    [row] = settled(relay, who, 1)
+    assert row["quota"] == 50 + 4 * 9 and row["is_stream"]
+    sent = relay.upstream.requests_to("/v1/chat/completions")[-1].json()
+    assert sent["stream_options"] == {"include_usage": True}  # forced upstream
+    consistent(relay)
+
+
+def test_a_usage_chunk_is_synthesized_when_asked_and_upstream_sent_none(relay: Relay) -> None:
+    who = customer(relay)
+    relay.upstream.script(usage="none", path="/v1/chat/completions")
+    chunks = list(
+        sdk(relay, who).chat.completions.create(
+            model=MODEL,
+            messages=MESSAGES,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    with_usage = [c for c in chunks if c.usage is not None]
+    assert len(with_usage) == 1 and with_usage[0].choices == []
+    counted = with_usage[0].usage
+    assert counted is not None and counted.completion_tokens > 0
+    [row] = settled(relay, who, 1)
+    assert row["usage_source"] == "local"
+    assert row["quota"] == counted.prompt_tokens + 4 * counted.completion_tokens
+
+
+def test_embeddings_are_relayed_and_charged(relay: Relay) -> None:
+    who = customer(relay)
+    relay.upstream.script(input_tokens=1000, path="/v1/embeddings")
+    answer = sdk(relay, who).embeddings.create(model="embed-test", input=["a", "b"])
+    assert len(answer.data) == 2
+    [row] = settled(relay, who, 1)
+    assert row["quota"] == 500  # 1,000 tokens at 1 USD per million
+    consistent(relay)
+
+
+def test_models_lists_what_is_offered_and_allowed_to_the_key(relay: Relay) -> None:
+    everything = customer(relay)
+    limited = customer(relay, models=(MODEL,))
+    assert {m.id for m in sdk(relay, everything).models.list()} == {MODEL, "embed-test", CLAUDE}
+    assert [m.id for m in sdk(relay, limited).models.list()] == [MODEL]
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_refusals_raise_the_sdks_matching_exceptions(relay: Relay) -> None:
+    who = customer(relay, models=(MODEL,))
+    seen = len(relay.upstream.requests)
+    client = sdk(relay, who)
+    with pytest.raises(openai.AuthenticationError):
+        sdk(relay, Customer(0, 0, "sk-ql-wrong")).models.list()
+    with pytest.raises(openai.PermissionDeniedError):
+        client.embeddings.create(model="embed-test", input="x")
+    with pytest.raises(openai.NotFoundError):
+        sdk(relay, customer(relay)).chat.completions.create(
+            model="no-such-model", messages=MESSAGES
+        )  # type: ignore[arg-type]
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=[])
+    assert len(relay.upstream.requests) == seen  # none of them went upstream
+    assert log_rows(relay, who) == []
+
+
+def test_a_balance_too_small_is_402_not_retried_and_nothing_goes_upstream(relay: Relay) -> None:
+    who = customer(relay, quota=10)
+    seen = len(relay.upstream.requests)
+    client = sdk(relay, who, max_retries=3)
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1000)  # type: ignore[arg-type]
+    assert refused.value.status_code == 402
+    assert refused.value.code == "insufficient_quota"
+    assert len(relay.upstream.requests) == seen
+    assert balance(relay, who).quota == 10
+    consistent(relay)
+
+
+def test_without_max_tokens_the_default_cap_is_lowered_to_what_the_balance_covers(
+    relay: Relay,
+) -> None:
+    who = customer(relay, quota=1_000)  # far less than 4,096 output tokens at 4 quota each
+    sdk(relay, who).chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    sent = relay.upstream.requests_to("/v1/chat/completions")[-1].json()
+    assert 16 <= sent["max_tokens"] < 250
+    settled(relay, who, 1)
+    assert balance(relay, who).quota >= 0
+    consistent(relay)
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_a_500_before_the_first_byte_fails_over_to_the_next_channel(relay: Relay) -> None:
+    who = customer(relay)
+    relay.upstream.script(status=500, path="/v1/chat/completions")
+    completion = sdk(relay, who).chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    assert completion.choices[0].message.content == ANSWER
+    [row] = settled(relay, who, 1)
+    assert row["channel"] == "secondary"
+    assert balance(relay, who).request_count == 1  # once per client request, not per try
+
+
+def test_when_every_channel_fails_the_client_gets_502_and_nothing_is_charged(
+    relay: Relay,
+) -> None:
+    who = customer(relay)
+    before = balance(relay, who)
+    relay.upstream.script(status=503, path="/v1/chat/completions", times=3)
+    with pytest.raises(openai.APIStatusError) as failed:
+        sdk(relay, who).chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    assert failed.value.status_code == 502
+    assert "503" in failed.value.message
+    after = balance(relay, who)
+    assert (after.quota, after.used_quota, after.request_count) == (before.quota, 0, 0)
+    consistent(relay)
+
+
+def test_a_stream_cut_after_content_ends_with_an_error_and_charges_what_was_delivered(
+    relay: Relay,
+) -> None:
+    who = customer(relay)
+    relay.upstream.script(reset_after=4, usage="none", path="/v1/chat/completions")
+    received = []
+    with pytest.raises(openai.APIError):
+        for chunk in sdk(relay, who).chat.completions.create(
+            model=MODEL,
+            messages=MESSAGES,
+            stream=True,  # type: ignore[arg-type]
+        ):
+            received.append(chunk)
+    assert received  # content came before the failure
+    [row] = settled(relay, who, 1)
+    assert row["quota"] > 0 and row["usage_source"] == "local"
+    assert row["end_reason"] == "upstream_failed"
+    consistent(relay)
+
+
+def test_a_client_that_leaves_cancels_upstream_and_pays_for_what_it_received(
+    relay: Relay,
+) -> None:
+    who = customer(relay)
+    relay.upstream.script(duration=20.0, usage="none", path="/v1/chat/completions")
+    cancelled = relay.upstream.cancellations
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "POST",
+            relay.v1 + "/chat/completions",
+            json={"model": MODEL, "messages": MESSAGES, "stream": True},
+            headers={"Authorization": f"Bearer {who.key}"},
+        ) as answer,
+    ):
+        assert answer.status_code == 200
+        next(answer.iter_raw())  # the first event arrived; then the client goes away
+    [row] = settled(relay, who, 1)
+    assert row["end_reason"] == "client_disconnected"
+    assert row["quota"] > 0  # the prompt, at least
+    deadline = time.monotonic() + 5
+    while relay.upstream.cancellations == cancelled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert relay.upstream.cancellations == cancelled + 1
+    consistent(relay)
+
+
+# ---------------------------------------------------------------- the balance never below zero
+
+
+def test_concurrent_requests_beyond_the_balance_get_402_and_quota_never_goes_negative(
+    relay: Relay,
+) -> None:
+    probe = customer(relay)
+    sdk(relay, probe).chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=100)  # type: ignore[arg-type]
+    [first] = settled(relay, probe, 1)
+    reservation = first["quota_reserved"]
+    who = customer(relay, quota=20 * reservation)
+    # Each answer costs exactly its reservation: no early release lets a 21st through.
+    prompt = reservation - 4 * 100
+    relay.upstream.script(input_tokens=prompt, output_tokens=100, times=100)
+
+    def one(_: int) -> int:
+        try:
+            sdk(relay, who).chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=100)  # type: ignore[arg-type]
+            return 200
+        except openai.APIStatusError as exc:
+            return exc.status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=100) as pool:
+        statuses = list(pool.map(one, range(100)))
+    relay.upstream.reset()
+    assert statuses.count(200) == 20
+    assert statuses.count(402) == 80
+    settled(relay, who, 20)
+    after = balance(relay, who)
+    assert after.quota == 0 and after.request_count == 20
+    consistent(relay)
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def test_the_upstream_key_appears_in_no_log_no_answer_and_no_database_column(
+    relay: Relay,
+) -> None:
+    who = customer(relay)
+    sdk(relay, who).chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    models = httpx.get(relay.v1 + "/models", headers={"Authorization": f"Bearer {who.key}"})
+    path = Path(relay.server.database_url.removeprefix("sqlite:///"))
+    with sqlite3.connect(path) as connection:
+        dump = "\n".join(connection.iterdump())
+    sent = relay.upstream.requests_to("/v1/chat/completions")[-1]
+    assert sent.header("authorization") == f"Bearer {UPSTREAM_KEY}"  # it did go upstream
+    for place in (relay.server.log(), models.text, dump):
+        assert UPSTREAM_KEY not in place
+    assert who.key not in relay.server.log()
+    assert not re.search(r"sk-ql-[0-9A-Za-z]{20}", sent.header("authorization") or "")

@@ -1,0 +1,112 @@
+"""The relay when instances die and share a database (SPEC §8): a reservation left open by
+a killed instance is settled by the sweeper of another; two instances on one PostgreSQL
+never let a balance go below zero."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from relay_live import MESSAGES, MODEL, Relay, balance, consistent, customer, relay_server
+
+from quotaledger.store.tables import reservations, usage
+from support import _empty_postgres
+
+pytestmark = pytest.mark.slow
+
+
+def _open_reservations(relay: Relay) -> int:
+    with relay.database.read() as connection:
+        return len(connection.execute(reservations.select()).all())
+
+
+def _wait_for(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def short_ttl_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    # Short, but long enough that the stream below is not swept before its instance dies.
+    env = {"QUOTALEDGER_RELAY_RESERVATION_TTL": "4", "QUOTALEDGER_RELAY_SWEEP_INTERVAL": "1"}
+    yield from relay_server(tmp_path_factory, env=env)
+
+
+def test_a_reservation_left_by_a_killed_instance_is_settled_by_the_sweeper(
+    short_ttl_relay: Relay,
+) -> None:
+    relay = short_ttl_relay
+    who = customer(relay)
+    granted = balance(relay, who).quota
+    relay.upstream.script(stall_after=2, path="/v1/chat/completions")
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "POST",
+            relay.v1 + "/chat/completions",
+            json={"model": MODEL, "messages": MESSAGES, "stream": True},
+            headers={"Authorization": f"Bearer {who.key}"},
+        ) as answer,
+    ):
+        next(answer.iter_raw())  # the stream is running: its reservation is held
+        assert _open_reservations(relay) == 1
+        relay.server.process.kill()  # kill -9: nothing settles it
+        relay.server.process.wait()
+    assert balance(relay, who).quota < granted
+    relay.start_instance()  # another instance; its sweeper finds the reservation
+    _wait_for(lambda: _open_reservations(relay) == 0)
+    after = balance(relay, who)
+    with relay.database.read() as connection:
+        [row] = connection.execute(usage.select().where(usage.c.user_id == who.user_id)).all()
+    assert row.end_reason == "swept"
+    assert after.quota == granted - row.quota  # released, less what was recorded as used
+    consistent(relay)
+
+
+@pytest.fixture(scope="module")
+def two_instances_on_postgres(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server_url: str
+) -> Iterator[Relay]:
+    _empty_postgres(postgres_server_url)
+    yield from relay_server(tmp_path_factory, postgres_server_url, instances=2)
+
+
+@pytest.mark.postgres
+def test_two_instances_on_postgresql_answer_only_what_the_balance_covers(
+    two_instances_on_postgres: Relay,
+) -> None:
+    relay = two_instances_on_postgres
+    probe = customer(relay)
+    with openai.OpenAI(api_key=probe.key, base_url=relay.v1, max_retries=0) as client:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=100)  # type: ignore[arg-type]
+    with relay.database.read() as connection:
+        [first] = connection.execute(usage.select().where(usage.c.user_id == probe.user_id)).all()
+    who = customer(relay, quota=20 * first.quota_reserved)
+    # Each answer costs exactly its reservation, so exactly twenty fit, in any order.
+    relay.upstream.script(input_tokens=first.quota_reserved - 400, output_tokens=100, times=100)
+    urls = [server.base_url + "/v1" for server in relay.servers]
+
+    def one(index: int) -> int:
+        with openai.OpenAI(api_key=who.key, base_url=urls[index % 2], max_retries=0) as client:
+            try:
+                client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=100)  # type: ignore[arg-type]
+                return 200
+            except openai.APIStatusError as exc:
+                return exc.status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=100) as pool:
+        statuses = list(pool.map(one, range(100)))
+    relay.upstream.reset()
+    assert statuses.count(200) == 20 and statuses.count(402) == 80
+    after = balance(relay, who)
+    assert after.quota == 0 and after.request_count == 20
+    assert _open_reservations(relay) == 0
+    consistent(relay)

@@ -1,0 +1,46 @@
+"""The relay's settings: read from QUOTALEDGER_*, defaults as the SPEC says, the secret key
+hidden, nonsense refused with the variable named."""
+
+from __future__ import annotations
+
+import pytest
+
+from quotaledger.settings import Settings, SettingsError
+
+
+def test_relay_defaults_follow_the_spec() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.secret_key is None
+    assert settings.relay_default_max_tokens == 4096
+    assert settings.relay_retries == 2
+    assert settings.relay_reservation_ttl == 900
+    assert settings.relay_stream_idle_timeout == 300
+    assert settings.relay_sweep_interval == 60
+
+
+def test_relay_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "QUOTALEDGER_SECRET_KEY": "s" * 40,
+            "QUOTALEDGER_RELAY_RETRIES": "0",
+            "QUOTALEDGER_RELAY_RESERVATION_TTL": "2",
+        }
+    )
+
+    assert settings.secret_key is not None and settings.secret_key.reveal() == "s" * 40
+    assert "s" * 40 not in repr(settings)
+    assert (settings.relay_retries, settings.relay_reservation_ttl) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("QUOTALEDGER_RELAY_RESERVATION_TTL", "0"),
+        ("QUOTALEDGER_RELAY_RETRIES", "-1"),
+        ("QUOTALEDGER_RELAY_DEFAULT_MAX_TOKENS", "lots"),
+    ],
+)
+def test_a_bad_relay_setting_is_refused_with_its_name(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: value})
