@@ -3,16 +3,21 @@ live server answering as new-api and as quotaledger do (the recorded answers in 
 
 from __future__ import annotations
 
-import json
-import secrets
-import string
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
 import pytest
-from client_payloads import NEWAPI_STATUS, TOKEN, Answer, json_answer
+from client_payloads import (
+    NEWAPI_KEY,
+    NEWAPI_STATUS,
+    NEWAPI_USAGE,
+    QL_KEY,
+    QUOTALEDGER_USAGE,
+    TOKEN,
+    Answer,
+    json_answer,
+)
+from client_payloads import key_usage as usage
 from client_server import FakeProvider
 
 from quotaledger.client import (
@@ -24,20 +29,8 @@ from quotaledger.client import (
     MistypedTokenError,
     ProviderError,
 )
-from quotaledger.tokens import generate_token
 
 USAGE = "/api/usage/token"
-FIXTURES = Path(__file__).parent / "fixtures"
-NEWAPI_USAGE: dict[str, Any] = json.loads((FIXTURES / "newapi_token_usage.json").read_text())
-QUOTALEDGER_USAGE: dict[str, Any] = json.loads(
-    (FIXTURES / "quotaledger_token_usage.json").read_text()
-)
-QL_KEY = generate_token("sk-ql-")
-NEWAPI_KEY = "sk-" + "".join(secrets.choice(string.ascii_letters) for _ in range(48))
-
-
-def usage(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    return {**base, "data": {**base["data"], **changes}}
 
 
 def key_balance(server: FakeProvider, key: str = NEWAPI_KEY) -> KeyBalance:
