@@ -136,7 +136,7 @@ def test_a_token_file_is_read_and_stripped(tmp_path: Path) -> None:
 
 def test_token_env_and_token_file_together_are_refused(tmp_path: Path) -> None:
     error = refusal(tmp_path, GOOD + 'token_file = "/tmp/x"\n')
-    assert error.reason == "set exactly one of token_env or token_file"
+    assert error.reason == "set one of token_env or token_file, not both"
 
 
 def test_cny_thresholds_need_a_currency_and_do_not_mix_with_usd(tmp_path: Path) -> None:
