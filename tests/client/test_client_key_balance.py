@@ -168,3 +168,22 @@ async def test_the_async_client_refuses_key_balance_for_an_account_provider(
     async with AsyncBalanceClient(server.url, TOKEN) as client:
         with pytest.raises(ConfigurationError):
             await client.key_balance()
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [
+        (0, None),
+        (-1, None),
+        (None, None),
+        ("garbage", None),
+        ("2027-01-01T08:00:00+08:00", datetime(2027, 1, 1, tzinfo=UTC)),
+        ("2027-01-01T00:00:00", None),  # no offset: which zone would it be?
+        (10**30, None),
+    ],
+)
+def test_an_expiry_is_a_utc_time_or_never(
+    server: FakeProvider, sent: object, read: datetime | None
+) -> None:
+    server.route(USAGE, json_answer(usage(QUOTALEDGER_USAGE, expires_at=sent)))
+    assert key_balance(server, QL_KEY).expires_at == read

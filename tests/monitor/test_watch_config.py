@@ -47,7 +47,9 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     example = re.search(r"```toml\n(.*?)```", DOCS.read_text(), re.S)
     assert example is not None
     config = load(tmp_path, example.group(1))
-    prod, openrouter, deepseek = config.accounts
+    prod, openrouter, deepseek, laptop = config.accounts
+    assert laptop.key_env == "LAPTOP_KEY" and laptop.token_env == "PROD_TOKEN"
+    assert laptop.thresholds.warn == Decimal(2)
     assert prod.user_id == 42 and prod.thresholds.warn == Decimal(20)
     assert openrouter.interval == timedelta(minutes=15) and openrouter.base_url is None
     assert openrouter.notify == ("slack://T000/B000/XXXX/#billing",)

@@ -9,7 +9,7 @@ unlimited_quota, model_limits, expires_at}`. What differs, and what we therefore
 - new-api registers the route as `/api/usage/token/` and redirects the bare path there (same
   origin: the key goes along);
 - new-api's `model_limits` is a map `{model: true}`; a list of names is read too;
-- `expires_at`: Unix seconds, 0 (new-api) or null for never.
+- `expires_at`: Unix seconds, 0 (new-api) or null for never; an ISO 8601 time is read too.
 `quota_per_unit` comes from `/api/status` as for accounts (`newapi`).
 """
 
@@ -96,7 +96,14 @@ def _required_quota(data: Mapping[str, Any], key: str, reply: Reply) -> int:
 
 
 def _expiry(value: Any) -> datetime | None:
-    """Unix seconds; 0, -1, null or anything unusable: never (we do not invent a date)."""
+    """Unix seconds (or an ISO 8601 time with its offset); 0, -1, null or anything unusable:
+    never (we do not invent a date)."""
+    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+        return moment.astimezone(UTC) if moment.tzinfo is not None else None
     seconds = as_int(value)
     if seconds is None or not 0 < seconds <= _LAST_SECOND:
         return None
