@@ -173,3 +173,24 @@ def test_check_with_a_missing_key_variable_is_unknown(server: FakeProvider) -> N
     result = run(server, "check", "--key-env", "NOPE", "--warn-usd", "2", "--critical-usd", "1")
     assert result.exit_code == 3
     assert result.stdout.startswith("BALANCE UNKNOWN - the environment variable NOPE")
+
+
+def test_a_key_answer_slower_than_the_timeout_exits_5(server: FakeProvider) -> None:
+    server.route(USAGE, json_answer(NEWAPI_USAGE, delay=2.0))
+    result = run(server, "balance", "--key-env", "LAPTOP_KEY", "--timeout", "0.3")
+    assert result.exit_code == Exit.NETWORK
+
+
+def test_a_server_error_is_retried_for_a_key_too(server: FakeProvider) -> None:
+    server.route(USAGE, json_answer({"success": False}, 503), json_answer(NEWAPI_USAGE))
+    base = ["balance", "--base-url", server.url, "--key-env", "LAPTOP_KEY", "--retries", "1"]
+    result = CliRunner().invoke(cli, base, env={"LAPTOP_KEY": NEWAPI_KEY})
+    assert result.exit_code == Exit.OK
+    assert server.count(USAGE) == 2
+
+
+def test_a_key_name_with_escape_sequences_is_printed_harmless(server: FakeProvider) -> None:
+    server.route(USAGE, json_answer(key_usage(NEWAPI_USAGE, name="lap\x1b[2Jtop\nfake line")))
+    result = run(server, "balance", "--key-env", "LAPTOP_KEY")
+    assert result.exit_code == Exit.OK
+    assert "\x1b" not in result.stdout and result.stdout.count("\n") == 1

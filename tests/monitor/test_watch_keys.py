@@ -27,8 +27,10 @@ from quotaledger.monitor.forecast import forecast
 from quotaledger.monitor.history import History
 from quotaledger.monitor.notify import check_url
 from quotaledger.monitor.report import collect, history_table, status_table
-from quotaledger.monitor.tokens import resolve_keys
+from quotaledger.monitor.tokens import resolve_keys, resolve_tokens
 from quotaledger.monitor.tomlsource import ConfigError
+from quotaledger.monitor.watcher import check_accounts
+from quotaledger.tokens import generate_token
 
 HOUR = {"hours": 1}
 
@@ -212,3 +214,15 @@ def test_a_missing_key_variable_is_refused_at_its_line_without_the_value(tmp_pat
     assert caught.value.reason == "environment variable LAPTOP_KEY is not set or empty"
     assert caught.value.line == 7
     assert resolve_keys(config, ENVIRONMENT)["laptop"].reveal() == KEY
+
+
+def test_a_system_token_given_as_the_key_is_refused_at_start_at_the_account(
+    tmp_path: Path,
+) -> None:
+    config = load(tmp_path, URL + 'key_env = "LAPTOP_KEY"\n')
+    system_token = generate_token()
+    keys = resolve_keys(config, {"LAPTOP_KEY": system_token})
+    with pytest.raises(ConfigError) as caught:
+        check_accounts(config, resolve_tokens(config, {}), keys)
+    assert "system token" in caught.value.reason
+    assert system_token not in str(caught.value)
