@@ -26,6 +26,7 @@ from quotaledger.errors import (
 from quotaledger.ledger import grant_in
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import sessions, users
+from quotaledger.text import check_text
 
 MALFORMED_REFUSAL = "malformed token: expected a ql_ system token"
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -167,6 +168,7 @@ def authenticate(database: Database, username: str, password: str) -> Account:
     same work: a dummy hash is verified for unknown users) and `PermissionDenied` for a
     disabled account (only after the password proved who is asking).
     """
+    check_text("username", username)
     with database.read() as connection:
         row = connection.execute(
             select(*ACCOUNT_COLUMNS, users.c.password_hash).where(users.c.username == username)
