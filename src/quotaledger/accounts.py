@@ -152,11 +152,14 @@ def count_accounts(database: Database) -> int:
 
 
 def set_status(database: Database, username: str, status: str) -> Account:
-    """Enable or disable an account. Disabling also ends its browser sessions."""
+    """Enable or disable an account. Disabling also ends its browser sessions: while the
+    account is disabled they are kept, so that they are refused with 403 "this account is
+    disabled" rather than a puzzling "session expired"; enabling it again deletes them, so
+    they never come back."""
     with database.write() as connection:
         account = find_account_in(connection, username)
         connection.execute(update(users).where(users.c.id == account.id).values(status=status))
-        if status == "disabled":
+        if status == "enabled" and not account.is_enabled:
             connection.execute(delete(sessions).where(sessions.c.user_id == account.id))
         return get_account_in(connection, account.id)
 
