@@ -165,9 +165,46 @@ def normalise_database_url(url: str) -> str:
     """Accept the URLs people write (`postgresql://`, `postgres://`, a bare file path) and
     return the SQLAlchemy URL for the driver we ship (psycopg 3)."""
     if url.startswith(("postgres://", "postgresql://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    if url.startswith(("sqlite:", "postgresql+")):
-        return url
-    if "://" not in url:
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    elif "://" not in url and not url.startswith("sqlite:"):
         return "sqlite:///" + url
-    raise ValueError(f"unsupported database URL scheme in {url.split('://', 1)[0]!r}://")
+    elif not url.startswith(("sqlite:", "postgresql+")):
+        raise ValueError(f"unsupported database URL scheme in {url.split('://', 1)[0]!r}://")
+    _check_parts(url)
+    return url
+
+
+def _check_parts(url: str) -> None:
+    """Refuse a URL that would be misread, in words that never repeat it (it may hold a
+    password): an unencoded `@` in the password makes the rest of the password the host
+    name, which a connection error would then print."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError("not a database URL (expected postgresql://user@host/db)") from None
+    if parsed.host and "@" in parsed.host:
+        raise ValueError("the password holds an unencoded '@': write it as %40")
+
+
+_SECRET_QUERY_KEYS = ("pass", "secret", "token")
+
+
+def redact_database_url(url: str) -> str:
+    """`url` fit for a log line, a console or an error: the password and any password-like
+    query parameter (`?password=`, `?sslpassword=`) shown as `***`."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return url.split("://", 1)[0] + "://***"  # unreadable: show nothing of the rest
+    query = {
+        key: "***" if any(word in key.lower() for word in _SECRET_QUERY_KEYS) else value
+        for key, value in parsed.query.items()
+    }
+    shown = parsed.set(query=query).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")  # the query's `***`, percent-encoded

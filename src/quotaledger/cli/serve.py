@@ -7,6 +7,7 @@ import os
 import click
 
 from quotaledger.cli.common import database_url_option, handles_errors
+from quotaledger.settings import redact_database_url
 
 
 @click.command()
@@ -64,4 +65,4 @@ def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
 def _describe(url: str) -> str:
     if url.startswith("sqlite:///"):
         return os.path.abspath(url.removeprefix("sqlite:///"))
-    return url.split("@")[-1]  # never print a password that sits in the URL
+    return redact_database_url(url)  # never print a password that sits in the URL
