@@ -67,6 +67,9 @@ class Settings:
     # How long a write waits for SQLite's lock before giving up (503 to the client).
     sqlite_busy_timeout_ms: int = 30_000
     max_body_bytes: int = 64 * 1024
+    # A request's head (request line and headers): larger gets 431; slower gets 408.
+    max_header_bytes: int = 16 * 1024
+    header_timeout: float = 10.0
     session_max_age: int = 7 * 24 * 3600
     log_level: str = "INFO"
 
@@ -100,6 +103,10 @@ class Settings:
             raise SettingsError("QUOTALEDGER_SQLITE_BUSY_TIMEOUT_MS must be 0 or more")
         if self.workers < 1:
             raise SettingsError("QUOTALEDGER_WORKERS must be at least 1")
+        if self.max_header_bytes < 1024:
+            raise SettingsError("QUOTALEDGER_MAX_HEADER_BYTES must be at least 1024")
+        if not 0 < self.header_timeout <= 3600:
+            raise SettingsError("QUOTALEDGER_HEADER_TIMEOUT must be between 0 and 3600 seconds")
         for name in ("rate_limit_balance", "rate_limit_login", "rate_limit_login_address"):
             _check_rate(name, getattr(self, name))
 
@@ -108,7 +115,14 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
-_INTEGERS = {"port", "workers", "max_body_bytes", "session_max_age", "sqlite_busy_timeout_ms"}
+_INTEGERS = {
+    "port",
+    "workers",
+    "max_body_bytes",
+    "max_header_bytes",
+    "session_max_age",
+    "sqlite_busy_timeout_ms",
+}
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -118,10 +132,13 @@ def _convert(name: str, raw: str) -> Any:
             "port",
             "workers",
             "max_body_bytes",
+            "max_header_bytes",
             "session_max_age",
             "sqlite_busy_timeout_ms",
         }:
             return int(raw)
+        if name == "header_timeout":
+            return float(raw)
         if name == "always_gzip":
             return _parse_bool(raw)
         if name in {"redis_url", "admin_password"}:
