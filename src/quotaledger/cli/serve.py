@@ -7,6 +7,7 @@ import os
 import click
 
 from quotaledger.cli.common import database_url_option, handles_errors
+from quotaledger.settings import redact_database_url
 
 
 @click.command()
@@ -38,6 +39,7 @@ def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
 
     from quotaledger.bootstrap import prepare_database
     from quotaledger.logging import configure_logging
+    from quotaledger.server.connections import protocol_class
     from quotaledger.settings import Settings
 
     settings = Settings.from_env(host=host, port=port, workers=workers, database_url=database_url)
@@ -58,10 +60,13 @@ def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
         log_level=settings.log_level.lower(),
         proxy_headers=False,  # X-Forwarded-* are read only from QUOTALEDGER_TRUSTED_PROXIES
         server_header=False,
+        # Bounded request heads: size (431) and time to arrive (408); see `connections`.
+        http=protocol_class(),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 
 def _describe(url: str) -> str:
     if url.startswith("sqlite:///"):
         return os.path.abspath(url.removeprefix("sqlite:///"))
-    return url.split("@")[-1]  # never print a password that sits in the URL
+    return redact_database_url(url)  # never print a password that sits in the URL

@@ -21,7 +21,7 @@ STATUS_BY_ERROR: dict[type[errors.QuotaLedgerError], int] = {
     errors.PermissionDenied: 403,
     errors.InsufficientQuota: 402,
     errors.IdempotencyConflict: 409,
-    errors.DatabaseBusy: 503,
+    errors.Busy: 503,
     errors.NotConfigured: 503,
 }
 
