@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from starlette.testclient import TestClient
 
 from quotaledger.server.app import create_app
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
+from support import login
 
 
 def test_an_unknown_path_is_404_in_the_envelope(client: TestClient) -> None:
@@ -72,3 +76,66 @@ def test_an_unexpected_error_is_500_without_a_stack_trace(
     assert response.status_code == 500
     assert response.json() == {"success": False, "message": "internal server error", "data": None}
     assert "secret internals" not in response.text
+
+
+_NOT_UTF8 = b'{"username": "al\xffice", "password": "x\xfe"}'
+_TOO_DEEP = b'{"password": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+
+
+@pytest.mark.parametrize("body", [_NOT_UTF8, _TOO_DEEP], ids=["not-utf8", "too-deep"])
+@pytest.mark.parametrize("path", ["/api/user/login", "/api/user/token", "/api/user/alice/topup"])
+def test_a_body_that_is_not_utf8_or_too_deep_is_422_in_the_envelope_as_documented(
+    client: TestClient, admin_token: str, make_user, path: str, body: bytes
+) -> None:
+    make_user("alice")
+    csrf = login(client, "alice", "alice-password-123")
+    headers = {"Content-Type": "application/json", "X-CSRF-Token": csrf}
+    if path.endswith("/topup"):
+        client.cookies.clear()
+        headers["Authorization"] = admin_token
+
+    response = client.post(path, content=body, headers=headers)
+    described = path.replace("/alice/", "/{username}/")
+    documented = client.get("/openapi.json").json()["paths"][described]["post"]["responses"]
+
+    assert response.status_code == 422
+    assert response.json()["success"] is False
+    assert response.json()["message"].startswith("body: invalid JSON")
+    assert "422" in documented
+
+
+def test_a_top_up_with_both_amounts_says_so_in_the_apis_words(
+    client: TestClient, admin_token: str, make_user
+) -> None:
+    make_user("alice")
+
+    response = client.post(
+        "/api/user/alice/topup",
+        json={"usd": "1", "quota": 5},
+        headers={"Authorization": admin_token},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["message"] == "body: send either usd or quota, not both"
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/api/user/alice/topup", {"usd": "1", "extra": 1}),
+        ("/api/user/alice/topup", {}),
+        ("/api/user/alice/topup", []),
+        ("/api/user/login", []),
+        ("/api/usage", "a string"),
+    ],
+)
+def test_a_422_never_names_an_internal_class(
+    client: TestClient, admin_token: str, make_user, path: str, body: object
+) -> None:
+    make_user("alice")
+
+    response = client.post(path, json=body, headers={"Authorization": admin_token})
+
+    assert response.status_code == 422
+    message = response.json()["message"]
+    assert not re.search(r"TopUp|Body|Usage|instance of", message), message

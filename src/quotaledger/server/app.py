@@ -33,7 +33,9 @@ from quotaledger.store.database import Database
 # The front door's own routes: (method, path) -> endpoint, description, refusal format.
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/user/self"): Route(balance.user_self, openapi.USER_SELF),
-    ("POST", "/api/usage"): Route(charges.charge_usage, openapi.usage(UsageBody)),
+    ("POST", "/api/usage"): Route(
+        charges.charge_usage, openapi.with_body(openapi.USAGE, UsageBody)
+    ),
 }
 
 
