@@ -55,8 +55,12 @@ async def log_self(
     request: Request,
     caller: AnyCaller,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    p: Annotated[int | None, Query(ge=1, le=1_000_000, description="new-api's `page`")] = None,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
+    """Pages count from 1, as `p` (new-api's name, which its clients send) or `page`; `p`
+    wins when both are sent. A page past the end has no items."""
+    page = p or page
     records, total = await run_in_threadpool(
         ledger.usage_page, _services(request).database, caller.account.id, page, page_size
     )
