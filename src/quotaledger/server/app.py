@@ -22,7 +22,7 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp
 
 from quotaledger import __version__
-from quotaledger.server import api, balance, charges, errors, openapi, pages
+from quotaledger.server import api, balance, charges, docs, errors, openapi, pages
 from quotaledger.server.charges import UsageBody
 from quotaledger.server.front_door import FrontDoor, Route
 from quotaledger.server.ratelimit import RateLimiter
@@ -62,7 +62,7 @@ def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> Fast
         version=__version__,
         summary="Prepaid LLM API quota: balance API and ledger (500,000 quota = 1.00 USD).",
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # docs.py serves /docs from our own files
         redoc_url=None,
         exception_handlers=dict(errors.FRAMEWORK_HANDLERS),
         lifespan=_lifespan(services),
@@ -73,6 +73,7 @@ def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> Fast
     for (method, path), route in routes.items():
         framework.add_api_route(path, _front_door_only, methods=[method], **route.openapi)
     pages.install(framework)
+    docs.install(framework)
     return framework
 
 

@@ -25,17 +25,17 @@ from quotaledger.server.calls import Answer, Headers, Stream
 from quotaledger.server.errors import Refusal
 from quotaledger.server.metrics import Metrics
 
-# Pages and the API serve only their own scripts and styles; /docs (Swagger UI) loads
-# its assets from a CDN, so it gets a CSP that allows exactly that.
+# Pages and the API serve only their own scripts and styles, and so does /docs (Swagger UI,
+# served from this server: docs.py).
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
     "object-src 'none'"
 )
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'; object-src 'none'"
 )
 _COMMON = (
     (b"x-content-type-options", b"nosniff"),
