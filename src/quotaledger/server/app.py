@@ -53,7 +53,8 @@ def create_app(settings: Settings, database: Database | None = None) -> FrontDoo
         redis_url,
     )
     services = Services(settings, database, limiter)
-    return FrontDoor(ROUTES, _framework(services, ROUTES), services)
+    routes = dict(ROUTES)
+    return FrontDoor(routes, _framework(services, routes), services)
 
 
 def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> FastAPI:

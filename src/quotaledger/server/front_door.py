@@ -17,7 +17,6 @@ errors under `/v1`). An endpoint returns an `Answer`, or a `Stream` sent as it i
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -43,7 +42,7 @@ class Route(NamedTuple):
 
 class FrontDoor:
     def __init__(
-        self, routes: Mapping[tuple[str, str], Route], framework: ASGIApp, services: Services
+        self, routes: dict[tuple[str, str], Route], framework: ASGIApp, services: Services
     ) -> None:
         self.routes = routes
         self.framework = framework
