@@ -169,7 +169,8 @@ class Finish:
         headers = [(b"content-type", stream.media_type), *stream.headers, *_API_HEADERS]
         if self.https:
             headers += _HSTS
-        self._count(stream.status)
+        self.started = True
+        self.metrics.count_response(self.method, stream.status)
         send = self.raw_send
         await send({"type": "http.response.start", "status": stream.status, "headers": headers})
         async for chunk in stream.chunks:
@@ -177,19 +178,17 @@ class Finish:
         await send({"type": "http.response.body", "body": b""})
 
     async def _send(self, status: int, headers: Headers, body: bytes) -> None:
-        self._count(status)
-        await self.raw_send({"type": "http.response.start", "status": status, "headers": headers})
-        await self.raw_send({"type": "http.response.body", "body": body})
-
-    def _count(self, status: int) -> None:
         self.started = True
         self.metrics.count_response(self.method, status)
+        await self.raw_send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.raw_send({"type": "http.response.body", "body": body})
 
     async def send(self, message: Message) -> None:
         """`send` for the answers the framework makes: the same headers, gzip and count."""
         kind = message["type"]
         if kind == "http.response.start":
-            self._count(message["status"])
+            self.started = True
+            self.metrics.count_response(self.method, message["status"])
             extra = security_headers(self.path)
             if self.https:
                 extra = (*extra, *_HSTS)
