@@ -139,3 +139,40 @@ def test_a_422_never_names_an_internal_class(
     assert response.status_code == 422
     message = response.json()["message"]
     assert not re.search(r"TopUp|Body|Usage|instance of", message), message
+
+
+def test_an_empty_body_is_422_not_a_request_left_waiting(
+    settings: Settings, database: Database
+) -> None:
+    """The front door reads a body before the framework; an empty one is handed on too, so a
+    route that reads it gets it at once (a server would otherwise wait for the client)."""
+    import asyncio
+
+    app = create_app(settings, database)
+    sent: list[dict] = []  # type: ignore[type-arg]
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict:  # type: ignore[type-arg]
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(3600)  # as a server does until the client goes away
+        raise AssertionError("unreachable")
+
+    async def send(message: dict) -> None:  # type: ignore[type-arg]
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/user/login",
+        "raw_path": b"/api/user/login",
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 1),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"0")],
+    }
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=5))
+
+    assert sent[0]["status"] == 422

@@ -65,10 +65,11 @@ class FrontDoor:
         route = self.routes.get((method, path))
         try:
             body = b""
-            if method in BODY_METHODS:
+            if method in BODY_METHODS:  # read whole, and handed on as read (even when empty)
                 body = await read_body(method, path, head, receive, settings.max_body_bytes)
+                receive = replay(body, receive)
             if route is None:
-                await self.framework(scope, replay(body, receive) if body else receive, finish.send)
+                await self.framework(scope, receive, finish.send)
                 return
             answer = await route.endpoint(Call(scope, head, body, services))
             if isinstance(answer, Stream):
