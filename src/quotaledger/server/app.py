@@ -4,8 +4,9 @@ Which module answers what:
 
     GET  /api/user/self          balance.py   (through the front door)
     POST /api/usage              charges.py   (through the front door)
-    everything else              the framework (FastAPI): api.py (/api/...), pages.py
-                                 (/login, /account, /static), /docs and /openapi.json
+    everything else              the framework (FastAPI): api.py (the other /api/... and
+                                 /healthz, /metrics), pages.py (/, /login, /account,
+                                 /static), docs.py (/docs), FastAPI itself (/openapi.json)
 
 Every request enters `front_door.FrontDoor`, which answers its own routes (`ROUTES`) and
 hands the rest to the framework, and finishes, counts and refuses for both.
