@@ -93,10 +93,11 @@ async def count_tokens(call: Call) -> Answer | Stream:
     anthropic channel serving the model, else counted here."""
     request_id = _new_request_id()
     try:
+        digest = _digest(call)
         body = _json(call.body)
         model = body.get("model") if isinstance(body, dict) else None
         offers = await call.services.relay.offers.get()
-        await _admit(call, offers, model if isinstance(model, str) else None)
+        await _admit(call, digest, offers, model if isinstance(model, str) else None)
         for candidate in offers.candidates(str(model), "anthropic", call.services.relay):
             try:
                 reply = await _open(call, candidate, "/v1/messages/count_tokens", body)
@@ -117,8 +118,9 @@ async def models(call: Call) -> Answer | Stream:
     anthropic = _header(call, b"anthropic-version") is not None
     wire = WireFormat.ANTHROPIC if anthropic else WireFormat.OPENAI
     try:
+        digest = _digest(call)
         offers = await call.services.relay.offers.get()
-        admission = await _admit(call, offers, None)
+        admission = await _admit(call, digest, offers, None)
         names = keys.allowed_models(admission.key, offers.models)
         return Answer(200, _model_list(names, anthropic), _id_header(request_id))
     except Exception as exc:
@@ -179,12 +181,13 @@ async def _relay(call: Call, fmt: Format) -> Answer | Stream:
 
 async def _relay_admitted(request: _Request) -> Answer | Stream:
     call, fmt = request.call, request.format
+    digest = _digest(call)  # a missing or malformed key: 401 before anything else
     body = _json(call.body)
     model = body.get("model") if isinstance(body, dict) else None
     prepared = fmt.prepare(body, call.services.settings.relay_default_max_tokens)
     request.model = str(model)
     offers = await call.services.relay.offers.get()
-    admission = await _admit(call, offers, request.model)
+    admission = await _admit(call, digest, offers, request.model)
     candidates = offers.candidates(request.model, fmt.channel_format, call.services.relay)
     if not candidates:
         raise NotFound(f"model {request.model!r} is not offered on {fmt.path}")
@@ -203,8 +206,11 @@ async def _relay_admitted(request: _Request) -> Answer | Stream:
     return await _whole_answer(request, reply, prepared)
 
 
-async def _admit(call: Call, offers: Offers, model: str | None) -> keys.Admission:
-    digest = keys.key_digest(_api_key(call))
+def _digest(call: Call) -> str:
+    return keys.key_digest(_api_key(call))
+
+
+async def _admit(call: Call, digest: str, offers: Offers, model: str | None) -> keys.Admission:
     return await keys.admit_async(
         call.services.database, digest, call.client_address(), model, offers.models
     )
