@@ -47,11 +47,11 @@ from quotaledger.relay.formats import (
     Tracker,
 )
 from quotaledger.relay.sse import SSEParser
-from quotaledger.relay.usage import TokenUsage
 from quotaledger.server.calls import Answer, Call, Headers, Stream
 from quotaledger.server.errors import HTTPError, refusal
 from quotaledger.server.offers import Candidate, Offers
 from quotaledger.server.upstream import Reply, UpstreamFailure
+from quotaledger.token_usage import TokenUsage
 
 log = logging.getLogger("quotaledger.relay")
 
@@ -320,7 +320,7 @@ async def _whole_answer(request: _Request, reply: Reply, prepared: Prepared) -> 
         raw = await reply.read(MAX_ANSWER_BYTES)
     except (aiohttp.ClientError, TimeoutError, UpstreamFailure) as exc:
         reply.close()
-        await _settle(request, _outcome(request, 502, TokenUsage(), "upstream_failed"))
+        await _settle(request, _outcome(request, 502, None, "upstream_failed"))
         raise UpstreamFailure(f"upstream failed while answering ({type(exc).__name__})") from None
     reply.release()
     try:
@@ -384,7 +384,7 @@ class _Progress:
             return
         self.next_at = now + self.every
         database = self.request.call.services.database
-        usage = _ledger_usage(self.tracker.usage())
+        usage = self.tracker.usage()
         self.task = asyncio.ensure_future(
             run_in_threadpool(
                 reservations.record_progress, database, self.request.request_id, usage, 200
@@ -400,20 +400,19 @@ async def _settle_stream(request: _Request, tracker: Tracker, end: str) -> None:
     delivered = tracker.delivered
     if end in ("upstream_failed", "idle_timeout", "upstream_ended_early") and not delivered:
         # Nothing reached the client: nothing is charged (SPEC §8, failures).
-        await _settle(request, _outcome(request, 502, TokenUsage(), end))
+        await _settle(request, _outcome(request, 502, None, end))
         return
     await _settle(request, _outcome(request, 200, tracker.usage(), end))
 
 
 def _outcome(
-    request: _Request, status: int, usage: TokenUsage, end: str, *, stream: bool = True
+    request: _Request, status: int, usage: TokenUsage | None, end: str, *, stream: bool = True
 ) -> settlement.Outcome:
     candidate = request.candidate
     ttft = None if request.first_byte is None else request.elapsed_ms(request.first_byte)
     return settlement.Outcome(
         status=status,
-        usage=_ledger_usage(usage),
-        usage_source=str(usage.source),
+        usage=usage,
         end_reason=end,
         upstream_model=candidate.upstream_model(request.model) if candidate else None,
         channel=candidate.name if candidate else None,
@@ -446,16 +445,6 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
         return
     services.metrics.open_reservations.dec()
     services.metrics.relay_settled(request.model, outcome, settled)
-
-
-def _ledger_usage(usage: TokenUsage) -> pricing.TokenUsage:
-    return pricing.TokenUsage(
-        input_tokens=usage.input,
-        cached_tokens=usage.cache_read,
-        cache_write_tokens=usage.cache_write_5m,
-        cache_write_1h_tokens=usage.cache_write_1h,
-        output_tokens=usage.output,
-    )
 
 
 # ---------------------------------------------------------------- requests and refusals
