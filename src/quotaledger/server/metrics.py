@@ -68,9 +68,9 @@ class Metrics:
             self.relay_latency.labels(model).observe(outcome.latency_ms / 1000)
         if outcome.ttft_ms is not None:
             self.relay_ttft.labels(model).observe(outcome.ttft_ms / 1000)
-        used = outcome.usage
-        self.relay_tokens.labels(model, "prompt").inc(used.prompt_tokens)
-        self.relay_tokens.labels(model, "completion").inc(used.output_tokens)
+        if (used := outcome.usage) is not None:
+            self.relay_tokens.labels(model, "prompt").inc(used.prompt_tokens)
+            self.relay_tokens.labels(model, "completion").inc(used.completion_tokens)
         self.relay_quota_charged.labels(model).inc(settled.charged)
         if settled.written_off:
             self.relay_written_off.labels(model).inc(settled.written_off)
