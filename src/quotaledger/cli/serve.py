@@ -39,7 +39,6 @@ def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
 
     from quotaledger.bootstrap import prepare_database
     from quotaledger.logging import configure_logging
-    from quotaledger.server.connections import protocol_class
     from quotaledger.settings import Settings
 
     settings = Settings.from_env(host=host, port=port, workers=workers, database_url=database_url)
@@ -61,9 +60,20 @@ def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
         proxy_headers=False,  # X-Forwarded-* are read only from QUOTALEDGER_TRUSTED_PROXIES
         server_header=False,
         # Bounded request heads: size (431) and time to arrive (408); see `connections`.
-        http=protocol_class(),
+        http=_bounded_protocol(),
         h11_max_incomplete_event_size=settings.max_header_bytes,
     )
+
+
+def _bounded_protocol() -> str:
+    """The bounded variant (`server/connections.py`) of the protocol uvicorn's `auto` would
+    pick, named as an import string as the app is: worker processes import it, and the CLI
+    never imports the server."""
+    import importlib.util
+
+    found = importlib.util.find_spec("httptools") is not None
+    name = "BoundedHttpToolsProtocol" if found else "BoundedH11Protocol"
+    return f"quotaledger.server.connections:{name}"
 
 
 def _describe(url: str) -> str:

@@ -14,9 +14,9 @@ set them:
 
 The deadline costs a request one clock read: a sweep per server, every second or so, drops
 the connections past it (one timer per request would cost more on the hot routes).
-`quotaledger serve` passes `protocol_class()` to uvicorn as `http=...`; without httptools,
-uvicorn's h11 protocol bounds the head itself (`h11_max_incomplete_event_size`, answered
-400) and gets the same deadline.
+`quotaledger serve` names one of them to uvicorn as `http=...` (an import string);
+without httptools, uvicorn's h11 protocol bounds the head itself
+(`h11_max_incomplete_event_size`, answered 400) and gets the same deadline.
 """
 
 from __future__ import annotations
@@ -41,14 +41,6 @@ def limits() -> tuple[int, float]:
     uvicorn worker reads them from the environment, as it reads every other setting)."""
     settings = Settings.from_env()
     return settings.max_header_bytes, settings.header_timeout
-
-
-def protocol_class() -> str:
-    """What `uvicorn.run(http=...)` takes: the bounded variant of the protocol uvicorn's
-    `auto` would pick (an import path, so that worker processes can import it)."""
-    if importlib.util.find_spec("httptools") is not None:
-        return f"{__name__}:BoundedHttpToolsProtocol"
-    return f"{__name__}:BoundedH11Protocol"
 
 
 def _refusal(status: int, phrase: str, message: str) -> bytes:
