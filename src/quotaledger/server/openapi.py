@@ -150,5 +150,32 @@ def relay(summary: str) -> dict[str, Any]:
         "Anthropic routes). Bodies and answers are the provider's own format; errors are "
         "OpenAI's error object (Anthropic's under /v1/messages). SPEC §8.",
         "tags": ["relay"],
-        "responses": {200: {"description": "the upstream's answer, or its event stream"}},
+        "responses": {
+            200: {"description": "the upstream's answer, or its event stream"},
+            **{status: _relay_error(reason) for status, reason in _RELAY_ERRORS.items()},
+            "default": _relay_error(
+                "an upstream's own error before the first byte, passed through unmodified "
+                "(Anthropic's routes, and a 4xx about the request itself)"
+            ),
+        },
     }
+
+
+_RELAY_ERRORS = {
+    400: "invalid_request_error: bad JSON or fields, named",
+    401: "invalid_api_key: missing, malformed, unknown, deleted, disabled or expired key",
+    402: "insufficient_quota: the account, the key or its period cannot cover the reservation",
+    403: "permission_denied: client address, disabled user, or a model this key may not use",
+    404: "model_not_found: the model is not offered",
+    413: "request_too_large: over QUOTALEDGER_RELAY_MAX_BODY_BYTES",
+    415: "the body is not application/json",
+    429: "rate_limit_exceeded: over the per-key limit (Retry-After)",
+    502: "upstream_error: every channel failed (the last upstream status is named)",
+    503: "upstream_error, or the relay is not configured (no secret key)",
+    504: "upstream_error: the upstream timed out",
+}
+
+
+def _relay_error(description: str) -> dict[str, Any]:
+    error = {"type": "object", "description": "OpenAI's error object, Anthropic's on /v1/messages"}
+    return {"description": description, "content": {"application/json": {"schema": error}}}
