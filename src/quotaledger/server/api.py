@@ -11,7 +11,7 @@ import logging
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -45,20 +45,6 @@ AdminCaller = Annotated[Caller, Depends(admin_only)]
 def _services(request: Request) -> Services:
     services: Services = request.app.state.ql
     return services
-
-
-@router.get("/api/log/self", **openapi.LOG_SELF)
-async def log_self(
-    request: Request,
-    caller: AnyCaller,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> Response:
-    records, total = await run_in_threadpool(
-        ledger.usage_page, _services(request).database, caller.account.id, page, page_size
-    )
-    items = [{**record.__dict__, "quota_usd": format_usd(record.quota)} for record in records]
-    return ok({"items": items, "total": total, "page": page, "page_size": page_size})
 
 
 # ---------------------------------------------------------------- login and token
