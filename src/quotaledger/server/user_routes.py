@@ -18,7 +18,7 @@ from quotaledger.server.services import Services
 
 router = APIRouter()
 AnyCaller = Annotated[Caller, Depends(any_caller)]
-TOKEN_BY_GET = (
+ISSUED_BY_POST_ONLY = (
     "GET /api/user/token does not issue tokens here: a system token is issued only after the "
     'password is checked again, by POST /api/user/token with {"password": ...} from a '
     "logged-in session (or the Account Settings page)"
@@ -67,4 +67,4 @@ async def self_models(request: Request, caller: AnyCaller) -> Response:
 
 @router.get("/api/user/token", include_in_schema=False)
 async def token_by_get() -> Response:
-    raise HTTPError(405, TOKEN_BY_GET, {"Allow": "POST"})
+    raise HTTPError(405, ISSUED_BY_POST_ONLY, {"Allow": "POST"})
