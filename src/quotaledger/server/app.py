@@ -24,20 +24,11 @@ from starlette.types import ASGIApp
 
 from quotaledger import __version__
 from quotaledger.relay.errors import WireFormat, error_body
-from quotaledger.server import (
-    api,
-    balance,
-    charges,
-    errors,
-    openapi,
-    pages,
-    relay,
-    usage_routes,
-    user_routes,
-)
+from quotaledger.server import api, balance, charges, errors, openapi, pages, relay
 from quotaledger.server.calls import Endpoint
 from quotaledger.server.charges import UsageBody
 from quotaledger.server.front_door import FrontDoor, Route
+from quotaledger.server.newapi_routes import router as newapi_router
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.server.services import Services
 from quotaledger.server.sweeper import sweep_forever
@@ -114,8 +105,7 @@ def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> Fast
     )
     framework.state.ql = services
     framework.include_router(api.router)
-    framework.include_router(usage_routes.router)
-    framework.include_router(user_routes.router)
+    framework.include_router(newapi_router)
     # The front door's routes, for /openapi.json (and a 405 for their other methods).
     for (method, path), route in routes.items():
         framework.add_api_route(path, _front_door_only, methods=[method], **route.openapi)
