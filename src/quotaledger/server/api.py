@@ -101,7 +101,7 @@ async def login(request: Request, body: LoginBody) -> Response:
     max_age = services.settings.session_max_age
     new = await run_in_threadpool(sessions.start_session, services.database, account, max_age)
     security_log.info("login user=%r address=%s", account.username, call.client_address())
-    response = ok(account.as_json())
+    response = ok(account.as_api_json())
     _set_session_cookies(response, new, max_age, secure=call.is_https())
     return response
 
