@@ -430,6 +430,22 @@ async def admit_async(
     return _admission(row, client_address, model, offered, clock())
 
 
+async def lookup_async(database: Database, digest: str) -> Admission:
+    """The key with SHA-256 `digest` and its owner's balance, for reading its own balance
+    (`GET /api/usage/token`): a disabled, expired or exhausted key may still see it; an
+    unknown or deleted one gets `AuthenticationFailed`, a disabled owner `PermissionDenied`."""
+    row = await database.fetch_one_async(_ADMIT, {"digest": digest})
+    if row is None:
+        raise AuthenticationFailed("unknown API key")
+    key = _key_from_row(row)
+    user_status, user_quota, user_group = row[len(_KEY_COLUMNS) :]
+    if key.deleted_at is not None:
+        raise AuthenticationFailed("this API key is deleted")
+    if user_status != "enabled":
+        raise PermissionDenied("the account of this API key is disabled")
+    return Admission(key, int(user_quota), str(user_group))
+
+
 def _admission(
     row: Any, client_address: str, model: str | None, offered: frozenset[str] | set[str],
     now: float,
