@@ -99,6 +99,8 @@ def create_app(settings: Settings, database: Database | None = None) -> FrontDoo
             "login": settings.rate_limit_login,
             "login_address": settings.rate_limit_login_address,
             "relay": settings.rate_limit_relay,
+            "redeem": settings.rate_limit_redeem,
+            "redeem_address": settings.rate_limit_redeem_address,
         },
         redis_url,
     )

@@ -1,22 +1,27 @@
 """new-api's user routes besides the balance (SPEC §9): the caller's groups and the models
-they may call; and `GET /api/user/token`, new-api's way to make a system token, answered 405
-with the reason (here the password is checked again: `POST` with the password)."""
+they may call; redeeming a code (`POST /api/user/topup`); and `GET /api/user/token`,
+new-api's way to make a system token, answered 405 with the reason (here the password is
+checked again: `POST` with the password)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from quotaledger import pricing
+from quotaledger import pricing, redemptions
 from quotaledger.server.auth import Caller, any_caller
-from quotaledger.server.errors import HTTPError
+from quotaledger.server.calls import Call
+from quotaledger.server.errors import HTTPError, within_limit
 from quotaledger.server.responses import ok
 from quotaledger.server.services import Services
 
 router = APIRouter()
+security_log = logging.getLogger("quotaledger.security")
 AnyCaller = Annotated[Caller, Depends(any_caller)]
 ISSUED_BY_POST_ONLY = (
     "GET /api/user/token does not issue tokens here: a system token is issued only after the "
@@ -68,3 +73,30 @@ async def self_models(request: Request, caller: AnyCaller) -> Response:
 @router.get("/api/user/token", include_in_schema=False)
 async def token_by_get() -> Response:
     raise HTTPError(405, ISSUED_BY_POST_ONLY, {"Allow": "POST"})
+
+
+class RedeemBody(BaseModel):
+    """new-api's top-up body: the code as `key`."""
+
+    model_config = ConfigDict(extra="ignore")
+    key: str = Field(min_length=1, max_length=128)
+
+
+@router.post("/api/user/topup", summary="Redeem a redemption code; data: the quota added")
+async def redeem(request: Request, body: RedeemBody, caller: AnyCaller) -> Response:
+    """Every attempt counts against the account's and the address's limits (defaults 10/min
+    and 30/min), so that guessing codes is slow whichever accounts or addresses it uses."""
+    call = Call.of(request)
+    limiter, address = call.services.limiter, call.client_address()
+    account = caller.account
+    within_limit(await limiter.hit("redeem", f"user:{account.id}"))
+    within_limit(await limiter.hit("redeem_address", address))
+    try:
+        quota = await run_in_threadpool(
+            redemptions.redeem, call.services.database, account.id, body.key
+        )
+    except Exception:
+        security_log.warning("redeem_failed user=%r address=%s", account.username, address)
+        raise
+    security_log.info("redeemed user=%r quota=%d", account.username, quota)
+    return ok(quota)
