@@ -26,7 +26,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from quotaledger import tokens
 from quotaledger.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
 from quotaledger.money import MAX_QUOTA
-from quotaledger.periods import PERIODS, period_start
+from quotaledger.periods import PERIODS, next_period_start, period_start
 from quotaledger.settings import Network
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
@@ -81,6 +81,16 @@ class ApiKey:
         if self.period is None or self.period_start != period_start(now, self.period):
             return 0
         return self.period_used
+
+    def period_remaining(self, now: float) -> int | None:
+        """What the periodic limit still allows in the current period; None without one."""
+        if self.period_quota is None:
+            return None
+        return max(self.period_quota - self.period_used_now(now), 0)
+
+    def period_resets_at(self, now: float) -> int | None:
+        """When the current period ends and its count starts again from zero."""
+        return next_period_start(now, self.period) if self.period else None
 
 
 _KEY_COLUMNS = (

@@ -123,8 +123,8 @@ def test_expired_and_exhausted_keys_show_new_apis_statuses(
     client: TestClient, alice: dict[str, str], database: Database
 ) -> None:
     exhausted = _create(client, alice, remain_quota=0)
-    expiring = _create(client, alice, expired_time=int(time.time()) + 1)
-    time.sleep(1.1)
+    expiring = _create(client, alice, expired_time=int(time.time()) + 2)
+    time.sleep(2.1)
 
     listed = client.get("/api/token/", headers=alice).json()["data"]["items"]
     statuses = {item["id"]: item["status"] for item in listed}
@@ -155,8 +155,11 @@ def test_search_finds_a_key_by_name_or_by_the_whole_key(
     by_name = client.get("/api/token/search?keyword=lap%25", headers=alice).json()["data"]
     by_key = client.get(f"/api/token/search?token={laptop['key']}", headers=alice).json()["data"]
 
+    partial = client.get(f"/api/token/search?token={laptop['key'][:12]}", headers=alice)
+
     assert [item["id"] for item in by_name["items"]] == [laptop["id"]]
     assert [item["id"] for item in by_key["items"]] == [laptop["id"]]
+    assert partial.status_code == 200 and partial.json()["data"]["items"] == []
 
 
 def test_another_users_key_is_not_found(

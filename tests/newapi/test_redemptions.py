@@ -62,13 +62,13 @@ def test_codes_are_stored_only_as_hashes_with_a_hint(database: Database) -> None
 
 def test_unusable_codes_are_refused_with_the_reason(make_user, database: Database) -> None:
     user_id = make_user("alice").account.id
-    expired = _code(database, expires_at=int(time.time()) + 1)
+    expired = _code(database, expires_at=int(time.time()) + 2)
     disabled = _code(database)
     redemptions.disable_code(database, 2)
     unknown = redemptions.create_codes(database, 5)[0][1]
     with database.write() as connection:  # forget it: a well-formed code nobody made
         connection.execute(redemption_rows.delete().where(redemption_rows.c.id == 3))
-    time.sleep(1.1)
+    time.sleep(2.1)
 
     for code, error, words in ((expired, InvalidInput, "expired"),
                                (disabled, InvalidInput, "disabled"),

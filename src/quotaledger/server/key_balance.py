@@ -22,7 +22,6 @@ import orjson
 from quotaledger import keys
 from quotaledger.keys import Admission
 from quotaledger.money import QUOTA_PER_USD, format_usd
-from quotaledger.periods import next_period_start
 from quotaledger.server.calls import Answer, Call
 from quotaledger.server.errors import within_limit
 
@@ -44,9 +43,8 @@ def spendable(admission: Admission, now: float) -> dict[str, Any]:
     limits = [admission.user_quota]
     if not key.unlimited:
         limits.append(key.remain_quota)
-    period_remaining = None
-    if key.period_quota is not None:
-        period_remaining = max(key.period_quota - key.period_used_now(now), 0)
+    period_remaining = key.period_remaining(now)
+    if period_remaining is not None:
         limits.append(period_remaining)
     available = max(min(limits), 0)
     own = available if key.unlimited else key.remain_quota
@@ -83,7 +81,7 @@ async def token_usage(call: Call) -> Answer:
         "period_quota": key.period_quota,
         "period_used": key.period_used_now(now) if key.period else None,
         "period_remaining": figures["period_remaining"],
-        "period_resets_at": next_period_start(now, key.period) if key.period else None,
+        "period_resets_at": key.period_resets_at(now),
     }
     body = {"success": True, "code": True, "message": None, "data": data}
     return Answer(200, orjson.dumps(body), _JSON)

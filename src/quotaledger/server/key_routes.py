@@ -20,11 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from quotaledger import keys
+from quotaledger import keys, tokens
 from quotaledger.errors import InvalidInput
 from quotaledger.keys import ApiKey, KeyLimits
 from quotaledger.money import MAX_QUOTA, format_usd
-from quotaledger.periods import next_period_start
 from quotaledger.server.auth import Caller, any_caller
 from quotaledger.server.errors import HTTPError
 from quotaledger.server.responses import ok
@@ -79,10 +78,8 @@ def key_item(key: ApiKey, now: float) -> dict[str, Any]:
         "period": key.period,
         "period_quota": key.period_quota,
         "period_used": period_used,
-        "period_remaining": (
-            max(key.period_quota - period_used, 0) if key.period_quota is not None else None
-        ),
-        "period_resets_at": next_period_start(now, key.period) if key.period else None,
+        "period_remaining": key.period_remaining(now),
+        "period_resets_at": key.period_resets_at(now),
     }
 
 
@@ -183,7 +180,7 @@ async def search_keys(
 ) -> Response:  # fmt: skip
     """`keyword`: a name, or a `%` pattern. `token`: a whole key (only its hash is kept,
     so a part of a key finds nothing)."""
-    digest = keys.key_digest(token) if token else None
+    digest = tokens.hash_token(token.strip()) if token else None  # a partial key: no match
     return await _page(request, caller, p, page, page_size, keyword or None, digest)
 
 
