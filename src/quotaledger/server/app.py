@@ -29,6 +29,7 @@ from quotaledger.server.calls import Endpoint
 from quotaledger.server.charges import UsageBody
 from quotaledger.server.front_door import FrontDoor, Route
 from quotaledger.server.key_balance import billing_subscription, billing_usage, token_usage
+from quotaledger.server.newapi_docs import described
 from quotaledger.server.newapi_routes import router as newapi_router
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.server.services import Services
@@ -74,12 +75,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     # What an API key may still spend, asked with the key (SPEC §9): new-api's route in the
     # envelope; OpenAI's legacy billing routes, with OpenAI's errors, with and without /v1.
-    ("GET", "/api/usage/token"): Route(token_usage, {"summary": "This API key's balance"}),
-    ("GET", "/api/usage/token/"): Route(token_usage, {"summary": "The same, as new-api spells it"}),
+    ("GET", "/api/usage/token"): Route(token_usage, described("This API key's balance")),
+    ("GET", "/api/usage/token/"): Route(token_usage, described("The same (new-api's spelling)")),
     **{
         ("GET", f"{prefix}/dashboard/billing/{name}"): Route(
             endpoint,
-            {"summary": f"OpenAI's legacy billing {name} of this API key"},
+            described(f"OpenAI's legacy billing {name} of this key", openai=True),
             _openai_refusal,
         )
         for prefix in ("/v1", "")

@@ -15,7 +15,7 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -26,6 +26,7 @@ from quotaledger.keys import ApiKey, KeyLimits
 from quotaledger.money import MAX_QUOTA, format_usd
 from quotaledger.server.auth import Caller, any_caller
 from quotaledger.server.errors import HTTPError
+from quotaledger.server.newapi_docs import API_READ, API_WRITE, described
 from quotaledger.server.responses import ok
 from quotaledger.server.services import Services
 
@@ -34,6 +35,8 @@ AnyCaller = Annotated[Caller, Depends(any_caller)]
 Page = Annotated[int | None, Query(ge=1, le=1_000_000)]
 Size = Annotated[int | None, Query(ge=1, le=100)]
 Name = Annotated[str | None, Query(max_length=64)]
+KeyId = Annotated[int, Path(ge=1, le=2**62)]
+BodyId = Annotated[int, Field(ge=1, le=2**62)]
 
 # new-api's token statuses.
 STATUS = {"enabled": 1, "disabled": 2, "expired": 3, "exhausted": 4}
@@ -87,7 +90,7 @@ class KeyBody(BaseModel):
     """new-api's token fields (and our periodic limit); anything else is ignored."""
 
     model_config = ConfigDict(extra="ignore")
-    id: int | None = None
+    id: BodyId | None = None
     name: str | None = Field(None, max_length=64)
     status: Literal[1, 2] | None = None
     expired_time: int | None = Field(None, ge=-1, le=2**40)
@@ -163,7 +166,7 @@ async def _page(
     return ok({"items": items, "total": total, "page": number, "page_size": page_size})
 
 
-@router.get("/api/token/", summary="The caller's API keys, newest first (new-api's tokens)")
+@router.get("/api/token/", **described("The caller's API keys, newest first (new-api's tokens)"))
 @router.get("/api/token", include_in_schema=False)
 async def list_keys(
     request: Request, caller: AnyCaller, p: Page = None, page: Page = None,
@@ -172,7 +175,7 @@ async def list_keys(
     return await _page(request, caller, p, page, page_size or size)
 
 
-@router.get("/api/token/search", summary="The caller's keys by name, or by the full key")
+@router.get("/api/token/search", **described("The caller's keys by name, or by the full key"))
 async def search_keys(
     request: Request, caller: AnyCaller, keyword: Name = None,
     token: Annotated[str | None, Query(max_length=128)] = None, p: Page = None,
@@ -184,8 +187,8 @@ async def search_keys(
     return await _page(request, caller, p, page, page_size, keyword or None, digest)
 
 
-@router.get("/api/token/{key_id}", summary="One of the caller's API keys")
-async def get_key(request: Request, key_id: int, caller: AnyCaller) -> Response:
+@router.get("/api/token/{key_id}", **described("One of the caller's API keys", (*API_READ, 404)))
+async def get_key(request: Request, key_id: KeyId, caller: AnyCaller) -> Response:
     key = await run_in_threadpool(
         keys.get_key, _database(request), key_id, user_id=caller.account.id
     )
@@ -197,7 +200,9 @@ async def get_key(request: Request, key_id: int, caller: AnyCaller) -> Response:
 # ------------------------------------------------------------------ writing
 
 
-@router.post("/api/token/", summary="Create an API key: the key is in this answer, only here")
+@router.post(
+    "/api/token/", **described("Create an API key: the key is in this answer, only here", API_WRITE)
+)
 @router.post("/api/token", include_in_schema=False)
 async def create_key(request: Request, body: KeyBody, caller: AnyCaller) -> Response:
     if not body.name:
@@ -208,7 +213,9 @@ async def create_key(request: Request, body: KeyBody, caller: AnyCaller) -> Resp
     return ok({**key_item(key, time.time()), "key": raw})
 
 
-@router.put("/api/token/", summary="Change an API key (status_only=true: enable or disable)")
+@router.put(
+    "/api/token/", **described("Change an API key (status_only=true: enable or disable)", API_WRITE)
+)
 @router.put("/api/token", include_in_schema=False)
 async def update_key(
     request: Request, body: KeyBody, caller: AnyCaller, status_only: str | None = None
@@ -235,18 +242,20 @@ async def update_key(
     return ok(key_item(key, time.time()))
 
 
-@router.delete("/api/token/{key_id}", summary="Delete an API key (it never works again)")
-async def delete_key(request: Request, key_id: int, caller: AnyCaller) -> Response:
+@router.delete(
+    "/api/token/{key_id}", **described("Delete an API key (it never works again)", API_WRITE)
+)
+async def delete_key(request: Request, key_id: KeyId, caller: AnyCaller) -> Response:
     await run_in_threadpool(keys.delete_key, _database(request), key_id, user_id=caller.account.id)
     return ok()
 
 
 class BatchBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    ids: list[int] = Field(min_length=1, max_length=1000)
+    ids: list[BodyId] = Field(min_length=1, max_length=1000)
 
 
-@router.post("/api/token/batch", summary="Delete several API keys; data: how many")
+@router.post("/api/token/batch", **described("Delete several API keys; data: how many", API_WRITE))
 async def delete_keys(request: Request, body: BatchBody, caller: AnyCaller) -> Response:
     count = await run_in_threadpool(
         keys.delete_keys, _database(request), body.ids, caller.account.id

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from quotaledger import usage_log
 from quotaledger.money import format_usd
 from quotaledger.server.auth import Caller, any_caller
+from quotaledger.server.newapi_docs import described
 from quotaledger.server.responses import ok
 from quotaledger.server.services import Services
 
@@ -47,7 +48,7 @@ def log_filter(
 Filter = Annotated[usage_log.LogFilter, Depends(log_filter)]
 
 
-@router.get("/api/log/self", summary="The caller's log rows, newest first (new-api's log)")
+@router.get("/api/log/self", **described("The caller's log rows, newest first (new-api's log)"))
 async def log_self(
     request: Request,
     caller: AnyCaller,
@@ -103,7 +104,7 @@ def log_item(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/api/log/self/stat", summary="Quota over the log filters; rpm and tpm")
+@router.get("/api/log/self/stat", **described("Quota over the log filters; rpm and tpm"))
 async def log_self_stat(request: Request, caller: AnyCaller, wanted: Filter) -> Response:
     stat = await run_in_threadpool(
         usage_log.log_stat, _database(request), caller.account.id, wanted, int(time.time())
@@ -111,7 +112,7 @@ async def log_self_stat(request: Request, caller: AnyCaller, wanted: Filter) -> 
     return ok({"quota": stat.quota, "rpm": stat.rpm, "tpm": stat.tpm})
 
 
-@router.get("/api/data/self", summary="Usage per hour and model (new-api's dashboard data)")
+@router.get("/api/data/self", **described("Usage per hour and model (new-api's dashboard data)"))
 async def data_self(
     request: Request,
     caller: AnyCaller,

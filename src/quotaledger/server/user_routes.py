@@ -17,6 +17,7 @@ from quotaledger import pricing, redemptions
 from quotaledger.server.auth import Caller, any_caller
 from quotaledger.server.calls import Call
 from quotaledger.server.errors import HTTPError, within_limit
+from quotaledger.server.newapi_docs import API_WRITE, described
 from quotaledger.server.responses import ok
 from quotaledger.server.services import Services
 
@@ -41,7 +42,7 @@ def usable_groups(own_group: str) -> list[str]:
     return sorted({own_group, "default"})
 
 
-@router.get("/api/user/self/groups", summary="The caller's groups: {name: {ratio, desc}}")
+@router.get("/api/user/self/groups", **described("The caller's groups: {name: {ratio, desc}}"))
 async def self_groups(request: Request, caller: AnyCaller) -> Response:
     ratios = await run_in_threadpool(pricing.list_group_ratios, _services(request).database)
     own = caller.account.group
@@ -60,12 +61,12 @@ async def _models(request: Request, caller: Caller) -> Response:
     return ok(sorted(offers.models))
 
 
-@router.get("/api/user/models", summary="The models the caller may call through the relay")
+@router.get("/api/user/models", **described("The models the caller may call through the relay"))
 async def user_models(request: Request, caller: AnyCaller) -> Response:
     return await _models(request, caller)
 
 
-@router.get("/api/user/self/models", summary="The models the caller may call (same answer)")
+@router.get("/api/user/self/models", **described("The models the caller may call (the same)"))
 async def self_models(request: Request, caller: AnyCaller) -> Response:
     return await _models(request, caller)
 
@@ -82,7 +83,10 @@ class RedeemBody(BaseModel):
     key: str = Field(min_length=1, max_length=128)
 
 
-@router.post("/api/user/topup", summary="Redeem a redemption code; data: the quota added")
+@router.post(
+    "/api/user/topup",
+    **described("Redeem a redemption code; data: the quota added", (*API_WRITE, 409)),
+)
 async def redeem(request: Request, body: RedeemBody, caller: AnyCaller) -> Response:
     """Every attempt counts against the account's and the address's limits (defaults 10/min
     and 30/min), so that guessing codes is slow whichever accounts or addresses it uses."""
