@@ -40,8 +40,8 @@ _ACCOUNT = {
         "username": {"type": "string"},
         "display_name": {"type": "string"},
         "group": {"type": "string"},
-        "role": {"type": "string", "enum": ["user", "admin"]},
-        "status": {"type": "string", "enum": ["enabled", "disabled"]},
+        "role": {"type": "integer", "enum": [1, 10], "description": "new-api's: 1 user, 10 admin"},
+        "status": {"type": "integer", "enum": [1, 2], "description": "1 enabled, 2 disabled"},
         "quota": {"type": "integer"},
         "used_quota": {"type": "integer"},
         "request_count": {"type": "integer"},
@@ -64,10 +64,6 @@ USER_SELF: dict[str, Any] = {
     "description": "Authorization: the system token, raw or as `Bearer <token>`, or a "
     "browser session. 500,000 quota = 1.00 USD.",
     "responses": {**_ok(_ACCOUNT), **E401, **E403, **E429},
-}
-LOG_SELF: dict[str, Any] = {
-    "summary": "The caller's usage records, newest first",
-    "responses": {**_ok({"type": "object"}), **E401, **E403, **E422},
 }
 LOGIN: dict[str, Any] = {
     "summary": "Log in: sets the session cookie and the ql_csrf cookie",
