@@ -7,10 +7,10 @@ import itertools
 
 from quotaledger import keys, ledger, pricing
 from quotaledger.keys import ApiKey, KeyLimits
-from quotaledger.pricing import TokenUsage
 from quotaledger.reservations import reserve
 from quotaledger.settlement import Outcome, settle
 from quotaledger.store.database import Database
+from quotaledger.token_usage import TokenUsage, UsageSource
 
 MODEL = "gpt-test"  # 2 USD in, 8 USD out per million tokens: input + 4 x output quota
 FIXED = "fixed-test"  # 0.02 USD per call: 10,000 quota
@@ -37,10 +37,11 @@ def relay_row(
     request_id = request_id or f"relay-{next(_ids)}"
     reserve(database, request_id, user_id=key.user_id, key_id=key.id, model=MODEL,
             group="default", amount=10_000)  # fmt: skip
-    # TokenUsage by position: (uncached input, cache reads, cache writes 5m and 1h, output).
-    used = TokenUsage(input_tokens, 10, 0, 0, output_tokens)
+    used = TokenUsage(
+        input=input_tokens, cache_read=10, output=output_tokens, source=UsageSource.UPSTREAM
+    )
     outcome = Outcome(
-        status, used, usage_source="upstream", end_reason="stop", upstream_model="gpt-test-2026",
+        status, used, end_reason="stop", upstream_model="gpt-test-2026",
         channel="main", is_stream=True, latency_ms=1_600, ttft_ms=250,
     )  # fmt: skip
     settle(database, request_id, key.user_id, outcome)
