@@ -60,3 +60,22 @@ def test_replaced_token_is_refused_with_exit_3(live_server: Any) -> None:
     assert result.returncode == Exit.AUTHENTICATION
     assert "refused the token" in result.stderr
     assert old not in result.stderr
+
+
+def test_a_keys_own_balance_from_a_real_server(live_server: Any) -> None:
+    """`balance --key-env` reads `GET /api/usage/token` from quotaledger itself: a key made with
+    `key create --usd 5` has $5.00 of $5.00 left and has used nothing."""
+    create_alice(live_server)
+    created = live_server.cli("key", "create", "alice", "--name", "laptop", "--usd", "5")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    done = subprocess.run(
+        [sys.executable, "-m", "quotaledger", "balance", "--base-url", live_server.base_url,
+         "--key-env", "LAPTOP_KEY"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "LAPTOP_KEY": key},
+    )  # fmt: skip
+    assert done.returncode == Exit.OK, done.stderr
+    assert "$5.00 left of $5.00 on key laptop (2,500,000 quota)" in done.stdout
+    assert "used $0.00" in done.stdout
+    assert key not in done.stdout + done.stderr
