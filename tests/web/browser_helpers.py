@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import httpx
 from playwright.sync_api import Page
 
-from quotaledger import accounts, ledger, redemptions
+from quotaledger import accounts, keys, ledger, redemptions
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
 from support import LiveServer
@@ -72,7 +72,7 @@ def log_rows(server: LiveServer, username: str, rows: list[dict[str, object]]) -
     with _database(server) as database:
         account = accounts.find_account(database, username)
         base = {"user_id": account.id, "prompt_tokens": 3, "completion_tokens": 4,
-                "quota_after": 0}  # fmt: skip
+                "quota_after": 0, "key_name": None}  # fmt: skip
         with database.write() as connection:
             connection.execute(
                 usage.insert(),
@@ -85,3 +85,11 @@ def redemption_code(server: LiveServer, quota: int) -> str:
     with _database(server) as database:
         [(_, code)] = redemptions.create_codes(database, quota)
     return code
+
+
+def api_key(server: LiveServer, username: str, name: str) -> str:
+    """A new unlimited API key for `username`; returns the key itself."""
+    with _database(server) as database:
+        account = accounts.find_account(database, username)
+        _, raw = keys.create_key(database, account.id, name, keys.KeyLimits())
+    return raw

@@ -84,10 +84,14 @@ function statusCell(key) {
   const element = cell("");
   const badge = cell(STATES[key.state] || key.state, "span", `badge badge-${key.state}`);
   element.append(badge);
-  if (key.expired_time > 0 && key.state !== "expired") {
-    element.append(cell(`until ${utcMinute(key.expired_time).slice(0, 10)}`, "span", "sub"));
-  }
+  if (key.expired_time > 0 && key.state !== "expired") element.append(cell(expiry(key.expired_time), "span", "sub"));
   return element;
+}
+
+// A key made here expires at a midnight (UTC): it works through the day before.
+function expiry(seconds) {
+  if (seconds % 86_400 === 0) return `through ${utcMinute(seconds - 86_400).slice(0, 10)}`;
+  return `until ${utcMinute(seconds)}`;
 }
 
 function lastUse(key) {

@@ -40,8 +40,7 @@ async function loadChart() {
   const data = dailyByModel(answer.data, DAYS, now);
   drawChart(chart, legend, data);
   const sum = data.totals.reduce((a, b) => a + b, 0);
-  const requests = data.grid.reduce((a, d) => a + d.count, 0);
-  total.textContent = `${dollars(sum)} · ${requests.toLocaleString("en-US")} requests`;
+  total.textContent = `${dollars(sum)} · ${requests(data.grid.reduce((a, d) => a + d.count, 0))}`;
   fillList("log-model-names", data.series.filter((name) => name !== "Other"));
 }
 
@@ -76,9 +75,16 @@ async function loadLog() {
   log.empty.hidden = items.length > 0;
   log.wrap.hidden = items.length === 0;
   const pages = Math.max(Math.ceil(count / PAGE_SIZE), 1);
-  log.page.textContent = `Page ${page} of ${pages} · ${count.toLocaleString("en-US")} requests`;
+  log.page.textContent = `Page ${page} of ${pages} · ${requests(count)}`;
   log.previous.disabled = page <= 1;
   log.next.disabled = page >= pages;
+  // A button that just turned off drops the keyboard's focus: hand it to the other one.
+  if (document.activeElement === log.next && log.next.disabled) log.previous.focus();
+  if (document.activeElement === log.previous && log.previous.disabled) log.next.focus();
+}
+
+function requests(count) {
+  return `${count.toLocaleString("en-US")} ${count === 1 ? "request" : "requests"}`;
 }
 
 function logRow(item) {
