@@ -39,6 +39,7 @@ async function loadChart() {
   }
   const data = dailyByModel(answer.data, DAYS, now);
   drawChart(chart, legend, data);
+  chart.scrollLeft = chart.scrollWidth;  // on a narrow screen the chart scrolls: show today
   const sum = data.totals.reduce((a, b) => a + b, 0);
   total.textContent = `${dollars(sum)} · ${requests(data.grid.reduce((a, d) => a + d.count, 0))}`;
   fillList("log-model-names", data.series.filter((name) => name !== "Other"));
