@@ -10,7 +10,7 @@ import re
 import time
 
 import pytest
-from browser_helpers import Person, Visit, log_rows, redemption_code
+from browser_helpers import Person, Visit, api_key, log_rows, redemption_code
 from playwright.sync_api import Page, Request, Route, expect
 
 pytestmark = pytest.mark.browser
@@ -198,3 +198,20 @@ def test_a_used_or_unknown_code_is_refused_beside_the_field_with_the_keyboard(
     page.keyboard.press("Enter")
     expect(error).not_to_have_text(re.compile("^$"))
     expect(page.locator("#balance-usd")).to_have_text("$52.00")
+
+
+def test_the_sections_fit_a_narrow_screen_in_dark_mode(visit: Visit, alice: Person) -> None:
+    log_rows(visit.server, alice.username, [
+        {"model": "a-rather-long-model-name-2026", "quota": 10_000, "created_at": days_ago(n),
+         "key_name": "laptop", "request_id": f"r{n}"}
+        for n in range(3)
+    ])  # fmt: skip
+    api_key(visit.server, alice.username, "laptop")
+    visit.log_in(alice)
+    page = visit.page
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.emulate_media(color_scheme="dark")
+    expect(page.locator("#keys-table tbody tr")).to_have_count(1)
+    expect(page.locator("#log-table tbody tr")).to_have_count(3)
+    expect(page.locator("#usage-chart rect.bar")).to_have_count(3)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
