@@ -73,7 +73,12 @@ async def csv_chunks(
         before = rows[-1]["id"]
 
 
-@router.get("/api/log/self/export.csv", summary="The caller's log as CSV, over the log filters")
+@router.get(
+    "/api/log/self/export.csv",
+    summary="The caller's log as CSV, over the log filters",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "The rows, newest first"}},
+)
 async def export_log(request: Request, caller: AnyCaller, wanted: Filter) -> StreamingResponse:
     services: Services = request.app.state.ql
     wanted.validate()  # a bad filter is a 422 before the answer starts, not a broken file
