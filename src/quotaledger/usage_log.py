@@ -118,6 +118,26 @@ def log_page(
     return [dict(row._mapping) for row in rows], int(total)
 
 
+def log_rows_before(
+    database: Database, user_id: int, wanted: LogFilter, before_id: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` of the user's log rows matching `wanted` with an id below `before_id`
+    (None: from the newest), newest first: keyset paging, so reading a long log page by
+    page costs the same per page however deep it goes (no OFFSET, no count)."""
+    conditions = _conditions(user_id, wanted.validate())
+    if before_id is not None:
+        conditions.append(usage.c.id < before_id)
+    with database.read() as connection:
+        rows = connection.execute(
+            select(*_ROW_COLUMNS)
+            .select_from(_from())
+            .where(*conditions)
+            .order_by(usage.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [dict(row._mapping) for row in rows]
+
+
 @dataclass(frozen=True)
 class LogStat:
     quota: int  # charged, over the filters

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import httpx
 from playwright.sync_api import Page
 
-from quotaledger import accounts, ledger
+from quotaledger import accounts, keys, ledger, redemptions
 from quotaledger.store.database import Database
+from quotaledger.store.tables import usage
 from support import LiveServer
 
 
@@ -63,3 +64,32 @@ def _database(server: LiveServer) -> Iterator[Database]:
         yield database
     finally:
         database.dispose()
+
+
+def log_rows(server: LiveServer, username: str, rows: list[dict[str, object]]) -> None:
+    """Log rows (model, quota, created_at, key_name...) straight into the server's usage
+    table, at the times given (the relay would stamp them with the present)."""
+    with _database(server) as database:
+        account = accounts.find_account(database, username)
+        base = {"user_id": account.id, "prompt_tokens": 3, "completion_tokens": 4,
+                "quota_after": 0, "key_name": None}  # fmt: skip
+        with database.write() as connection:
+            connection.execute(
+                usage.insert(),
+                [{**base, "request_id": f"req-{n}", **row} for n, row in enumerate(rows)],
+            )
+
+
+def redemption_code(server: LiveServer, quota: int) -> str:
+    """A new code worth `quota` (what `quotaledger redeem create` makes)."""
+    with _database(server) as database:
+        [(_, code)] = redemptions.create_codes(database, quota)
+    return code
+
+
+def api_key(server: LiveServer, username: str, name: str) -> str:
+    """A new unlimited API key for `username`; returns the key itself."""
+    with _database(server) as database:
+        account = accounts.find_account(database, username)
+        _, raw = keys.create_key(database, account.id, name, keys.KeyLimits())
+    return raw

@@ -80,6 +80,10 @@ def test_static_files_are_served_with_their_types(client: TestClient) -> None:
         "/static/account.js": "javascript",
         "/static/api.js": "javascript",
         "/static/login.js": "javascript",
+        "/static/keys.js": "javascript",
+        "/static/usage.js": "javascript",
+        "/static/usage_chart.js": "javascript",
+        "/static/redeem.js": "javascript",
         "/static/quotaledger.css": "text/css",
         "/static/favicon.svg": "image/svg+xml",
     }

@@ -205,7 +205,7 @@ class Finish:
             if self.https:
                 extra = (*extra, *_HSTS)
             message["headers"] = [*message.get("headers", ()), *extra]
-            if not self.gzip:
+            if not self.gzip or _streamed(message):
                 await self.raw_send(message)
                 return
             self.start = message  # held until the body is complete
@@ -235,6 +235,12 @@ class Finish:
         start["headers"] = headers
         await self.raw_send(start)
         await self.raw_send({"type": "http.response.body", "body": body})
+
+
+def _streamed(start: Message) -> bool:
+    """A framework answer without a length (a `StreamingResponse`, such as the CSV export)
+    goes out as it is made: holding it to gzip it whole would keep it all in memory."""
+    return all(name.lower() != b"content-length" for name, _ in start.get("headers", ()))
 
 
 async def _pump(stream: Stream, send: Send) -> None:

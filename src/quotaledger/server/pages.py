@@ -24,6 +24,7 @@ from quotaledger import sessions
 from quotaledger.accounts import Account
 from quotaledger.errors import PermissionDenied
 from quotaledger.money import format_usd
+from quotaledger.server import log_export
 from quotaledger.server.auth import SESSION_COOKIE
 from quotaledger.server.services import Services
 
@@ -47,6 +48,7 @@ router = APIRouter(include_in_schema=False)
 def install(app: FastAPI) -> None:
     """Add the pages and their static files (`/static`) to `app`."""
     app.include_router(router)
+    app.include_router(log_export.router)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
 
 

@@ -17,14 +17,25 @@ export function sentence(text) {
 }
 
 // POST `body` as JSON; resolves to {ok, status, message, data, retryAfter}, never throws.
-export async function postJSON(path, body) {
-  const headers = { Accept: "application/json", "Content-Type": "application/json" };
+export function postJSON(path, body) {
+  return sendJSON("POST", path, body);
+}
+
+// GET `path`; the same answer as postJSON.
+export function getJSON(path) {
+  return sendJSON("GET", path);
+}
+
+// Any method; state changes (all but GET) carry the CSRF header.
+export async function sendJSON(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
   const csrf = csrfToken();
-  if (csrf) headers["X-CSRF-Token"] = csrf;
+  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
   let response;
   try {
     response = await fetch(path, {
-      method: "POST",
+      method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: "same-origin",
@@ -90,4 +101,36 @@ export function wireCopyButtons(root = document) {
       }
     });
   }
+}
+
+// Quota as dollars for people, truncated to cents as the server shows them ("$49.99",
+// "$1,234.50"); amounts under a cent keep their digits ("$0.000124"), so a little use is
+// not shown as nothing. 500,000 quota = $1: six decimals are exact.
+export function dollars(quota) {
+  const sign = quota < 0 ? "-" : "";
+  const micro = Math.abs(quota) * 2;  // millionths of a dollar, exact
+  const whole = Math.floor(micro / 1_000_000);
+  let fraction = String(micro % 1_000_000).padStart(6, "0");
+  fraction = micro >= 10_000 ? fraction.slice(0, 2) : fraction.replace(/0+$/, "").padEnd(2, "0");
+  return `${sign}$${whole.toLocaleString("en-US")}.${fraction}`;
+}
+
+// "12.5" (USD, as a person types it) -> 6,250,000 quota; null when it is not an amount.
+export function quotaOfDollars(text) {
+  const match = /^\s*\$?\s*(\d{1,9})(?:\.(\d{0,6}))?\s*$/.exec(text);
+  if (!match) return null;
+  const micro = Number(match[1]) * 1_000_000 + Number((match[2] || "").padEnd(6, "0"));
+  return micro % 2 === 0 ? micro / 2 : null;  // 1 quota = $0.000002
+}
+
+// Seconds since the epoch -> "2026-11-29 14:03" (UTC).
+export function utcMinute(seconds) {
+  return new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " ");
+}
+
+// A <input type=date> value -> the first second of that UTC day, or null.
+export function utcDayStart(value) {
+  if (!value) return null;
+  const [year, month, day] = value.split("-").map(Number);
+  return Date.UTC(year, month - 1, day) / 1000;
 }
