@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from wire_support import load_fake_upstream
@@ -106,6 +106,21 @@ def relay_server(
             for server in relay.servers:
                 stop_server(server)
             database.dispose()
+
+
+_sdk_clients: list[Any] = []
+SDK = TypeVar("SDK")
+
+
+def sdk_client(client: SDK) -> SDK:
+    """`client` (an official SDK's), closed after the test (tests/relay/conftest.py)."""
+    _sdk_clients.append(client)
+    return client
+
+
+def close_sdk_clients() -> None:
+    while _sdk_clients:
+        _sdk_clients.pop().close()
 
 
 def _cli(url: str, env: dict[str, str], *args: str) -> str:

@@ -27,11 +27,11 @@ from relay_live import (
     customer,
     log_rows,
     relay_server,
+    sdk_client,
     settled,
 )
 
 QUESTION: Any = [{"role": "user", "content": "Say hello."}]
-_clients: list[anthropic.Anthropic | openai.OpenAI] = []
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +39,17 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
     yield from relay_server(tmp_path_factory)
 
 
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _clients:
-        _clients.pop().close()
-
-
 def claude(relay: Relay, who: Customer, max_retries: int = 0) -> anthropic.Anthropic:
     """The official SDK as Claude Code configures it: ANTHROPIC_BASE_URL is the relay."""
     client = anthropic.Anthropic(
         api_key=who.key, base_url=relay.server.base_url, max_retries=max_retries
     )
-    _clients.append(client)
-    return client
+    return sdk_client(client)
 
 
 def codex(relay: Relay, who: Customer) -> openai.OpenAI:
     client = openai.OpenAI(api_key=who.key, base_url=relay.v1, max_retries=0)
-    _clients.append(client)
-    return client
+    return sdk_client(client)
 
 
 def claude_cost(inp: int, read: int = 0, w5: int = 0, w1: int = 0, out: int = 0) -> int:

@@ -29,26 +29,17 @@ from relay_live import (
     customer,
     log_rows,
     relay_server,
+    sdk_client,
     settled,
 )
 
 from quotaledger import keys
 
-_clients: list[openai.OpenAI] = []
-
 
 def sdk(relay: Relay, who: Customer, max_retries: int = 0) -> openai.OpenAI:
     """The official SDK with `who`'s key (closed after the test)."""
     client = openai.OpenAI(api_key=who.key, base_url=relay.v1, max_retries=max_retries)
-    _clients.append(client)
-    return client
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _clients:
-        _clients.pop().close()
+    return sdk_client(client)
 
 
 @pytest.fixture(scope="module")
