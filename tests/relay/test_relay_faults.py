@@ -56,7 +56,8 @@ def test_a_reservation_left_by_a_killed_instance_is_settled_by_the_sweeper(
             headers={"Authorization": f"Bearer {who.key}"},
         ) as answer,
     ):
-        next(answer.iter_raw())  # the stream is running: its reservation is held
+        chunks = answer.iter_raw()  # kept: a dropped iterator would close the connection
+        next(chunks)  # the stream is running: its reservation is held
         assert _open_reservations(relay) == 1
         relay.server.process.kill()  # kill -9: nothing settles it
         relay.server.process.wait()
@@ -69,6 +70,36 @@ def test_a_reservation_left_by_a_killed_instance_is_settled_by_the_sweeper(
     assert row.end_reason == "swept"
     assert after.quota == granted - row.quota  # released, less what was recorded as used
     consistent(relay)
+
+
+def test_a_live_stream_is_never_swept_however_long_its_upstream_is_silent(
+    short_ttl_relay: Relay,
+) -> None:
+    relay = short_ttl_relay
+    who = customer(relay)
+    relay.upstream.script(stall_after=2, path="/v1/chat/completions")
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "POST",
+            relay.v1 + "/chat/completions",
+            json={"model": MODEL, "messages": MESSAGES, "stream": True},
+            headers={"Authorization": f"Bearer {who.key}"},
+        ) as answer,
+    ):
+        chunks = answer.iter_raw()  # kept: a dropped iterator would close the connection
+        next(chunks)
+        time.sleep(9)  # over twice the TTL of 4 s, with the sweeper running every second
+        assert _open_reservations(relay) == 1
+    [row] = settled_rows(relay, who)
+    assert row.end_reason == "client_disconnected" and row.quota > 0
+    consistent(relay)
+
+
+def settled_rows(relay: Relay, who: Any) -> list[Any]:
+    _wait_for(lambda: _open_reservations(relay) == 0)
+    with relay.database.read() as connection:
+        return connection.execute(usage.select().where(usage.c.user_id == who.user_id)).all()
 
 
 @pytest.fixture(scope="module")

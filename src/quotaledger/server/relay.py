@@ -57,9 +57,8 @@ log = logging.getLogger("quotaledger.relay")
 
 # The smallest output cap the relay lowers its default to before refusing with 402.
 MIN_OUTPUT_TOKENS = 16
-# A long stream records its usage so far this often (and at least three times per
-# reservation TTL), so that a sweeper can settle it if its instance dies, and never sweeps
-# it while it is alive.
+# A stream records its usage so far this often (and at least three times per reservation
+# TTL), so that a sweeper can settle it if its instance dies, and never sweeps it alive.
 PROGRESS_SECONDS = 15.0
 # Whole (non-streamed) answers larger than this are refused: no model answer is near it.
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
@@ -345,7 +344,6 @@ async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIte
                     out = tracker.relay(event)
                     if out:
                         yield out
-                progress.maybe_record()
             tail = tracker.finish()
             if tail:
                 end = "upstream_ended_early"
@@ -368,32 +366,32 @@ async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIte
 
 
 class _Progress:
-    """Records a long stream's usage so far every `PROGRESS_SECONDS` (in the background:
-    never holding an event back)."""
+    """A stream's heartbeat: every `PROGRESS_SECONDS` (at least three times per reservation
+    TTL) its usage so far is recorded, in the background, never holding an event back. The
+    sweeper then settles a dead instance's stream to what it had delivered, and never sweeps
+    a live one, however long its upstream stays silent."""
 
     def __init__(self, request: _Request, tracker: Tracker) -> None:
         self.request, self.tracker = request, tracker
         ttl = request.call.services.settings.relay_reservation_ttl
         self.every = min(PROGRESS_SECONDS, ttl / 3)
-        self.next_at = time.monotonic() + self.every
-        self.task: asyncio.Task[bool] | None = None
+        self.task = asyncio.ensure_future(self._beat())
 
-    def maybe_record(self) -> None:
-        now = time.monotonic()
-        if now < self.next_at or (self.task is not None and not self.task.done()):
-            return
-        self.next_at = now + self.every
+    async def _beat(self) -> None:
         database = self.request.call.services.database
-        usage = self.tracker.usage()
-        self.task = asyncio.ensure_future(
-            run_in_threadpool(
-                reservations.record_progress, database, self.request.request_id, usage, 200
-            )
-        )
+        while True:
+            await asyncio.sleep(self.every)
+            usage = self.tracker.usage()
+            try:
+                await run_in_threadpool(
+                    reservations.record_progress, database, self.request.request_id, usage, 200
+                )
+            except Exception:  # the next beat tries again; the settle does not depend on it
+                log.warning("relay %s: recording progress failed", self.request.request_id)
 
     async def close(self) -> None:
-        if self.task is not None:
-            await asyncio.gather(self.task, return_exceptions=True)
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
 
 
 async def _settle_stream(request: _Request, tracker: Tracker, end: str) -> None:
