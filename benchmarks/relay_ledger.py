@@ -16,11 +16,11 @@ import uuid
 from collections.abc import Callable
 
 from quotaledger import accounts, keys, ledger, pricing
-from quotaledger.pricing import TokenUsage
 from quotaledger.reservations import reserve
 from quotaledger.settlement import Outcome, settle
 from quotaledger.store.database import Database
 from quotaledger.store.migrate import upgrade
+from quotaledger.token_usage import TokenUsage
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
@@ -57,7 +57,7 @@ def measure(label: str, database: Database, requests: int) -> None:
     reserve_us = _time(requests, lambda i: reserve(
         database, f"{run}-{i}", user_id=user_id, key_id=key_id, model="m", group="default",
         amount=40_000, minimum=1_000))  # fmt: skip
-    outcome = Outcome(200, TokenUsage(input_tokens=1000, output_tokens=300), "upstream", "stop")
+    outcome = Outcome(200, TokenUsage(input=1000, output=300), end_reason="stop")
     settle_us = _time(requests, lambda i: settle(database, f"{run}-{i}", user_id, outcome))
     print(
         f"{label:<22} admit {admit_us:5.0f} µs (on the loop {inline_us:3.0f})   "

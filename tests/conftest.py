@@ -7,6 +7,7 @@ from support import (  # noqa: F401 - pytest finds fixtures by name here
     database_url,
     live_server,
     make_user,
+    migrated_sqlite_url,
     postgres_server_url,
     settings,
     sqlite_url,

@@ -92,6 +92,15 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def migrated_sqlite_url(sqlite_url: str) -> str:
+    """A SQLite file with its schema, as `serve` or `db upgrade` leaves it (admin commands
+    refuse to create a database)."""
+    settings = Settings.from_env({}, database_url=sqlite_url, admin_password=None)
+    prepare_database(settings.with_overrides(admin_password=_secret(ADMIN_PASSWORD))).dispose()
+    return sqlite_url
+
+
+@pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings.from_env({}, database_url=database_url, admin_password=None).with_overrides(
         admin_password=_secret(ADMIN_PASSWORD)

@@ -46,7 +46,16 @@ def _names(requirements: list[str]) -> set[str]:
 def test_the_base_install_is_the_client_only() -> None:
     base = _names(PYPROJECT["project"]["dependencies"])
 
-    assert base == {"httpx", "sniffio", "aiohttp", "certifi", "click", "rich", "platformdirs"}
+    assert base == {
+        "httpx",
+        "httpcore",
+        "sniffio",
+        "aiohttp",
+        "certifi",
+        "click",
+        "rich",
+        "platformdirs",
+    }
 
 
 def test_the_extras_split_server_and_monitor_and_all_and_test_take_both() -> None:

@@ -26,6 +26,7 @@ from quotaledger.money import format_usd
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import sessions, users
+from quotaledger.text import check_text
 
 MALFORMED_REFUSAL = "malformed token: expected a ql_ system token"
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -173,11 +174,14 @@ def count_accounts(database: Database) -> int:
 
 
 def set_status(database: Database, username: str, status: str) -> Account:
-    """Enable or disable an account. Disabling also ends its browser sessions."""
+    """Enable or disable an account. Disabling also ends its browser sessions: while the
+    account is disabled they are kept, so that they are refused with 403 "this account is
+    disabled" rather than a puzzling "session expired"; enabling it again deletes them, so
+    they never come back."""
     with database.write() as connection:
         account = find_account_in(connection, username)
         connection.execute(update(users).where(users.c.id == account.id).values(status=status))
-        if status == "disabled":
+        if status == "enabled" and not account.is_enabled:
             connection.execute(delete(sessions).where(sessions.c.user_id == account.id))
         return get_account_in(connection, account.id)
 
@@ -189,6 +193,7 @@ def authenticate(database: Database, username: str, password: str) -> Account:
     same work: a dummy hash is verified for unknown users) and `PermissionDenied` for a
     disabled account (only after the password proved who is asking).
     """
+    check_text("username", username)
     with database.read() as connection:
         row = connection.execute(
             select(*ACCOUNT_COLUMNS, users.c.password_hash).where(users.c.username == username)

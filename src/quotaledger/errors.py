@@ -9,9 +9,11 @@ in one place (`server/errors.py`, `cli/common.py`).
     ├── PermissionDenied        disabled, not admin            (HTTP 403, exit 4)
     ├── InsufficientQuota       charge above the balance       (HTTP 402, exit 1)
     ├── IdempotencyConflict     request_id reused, new payload (HTTP 409, exit 1)
-    ├── DatabaseBusy            the write lock stayed taken    (HTTP 503, exit 1)
-    └── NotConfigured           a needed setting is missing or wrong, e.g. no
-                                QUOTALEDGER_SECRET_KEY for channel keys (HTTP 503, exit 2)
+    ├── NotConfigured           a needed setting is missing or wrong, e.g. no
+    │                           QUOTALEDGER_SECRET_KEY for channel keys (HTTP 503, exit 2)
+    └── Busy                    nothing was done: retry        (HTTP 503, exit 1)
+        ├── DatabaseBusy        the write lock stayed taken
+        └── PasswordChecksBusy  every password-hashing slot stayed taken
 """
 
 from __future__ import annotations
@@ -61,9 +63,17 @@ class IdempotencyConflict(QuotaLedgerError):
     pass
 
 
-class DatabaseBusy(QuotaLedgerError):
+class Busy(QuotaLedgerError):
+    """A shared resource stayed taken past its wait: nothing was done; retry."""
+
+
+class DatabaseBusy(Busy):
     """SQLite's write lock was not free within the busy timeout: nothing was written."""
 
 
 class NotConfigured(QuotaLedgerError):
     """The server lacks a setting this needs (the message names it); nothing was changed."""
+
+
+class PasswordChecksBusy(Busy):
+    """Every password-hashing slot stayed taken past the wait (see `passwords`)."""

@@ -34,6 +34,7 @@ from quotaledger.pricing import cost_in_quota, price_from_columns
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import grants, groups, prices, usage, users
+from quotaledger.text import check_text
 
 MAX_TOKENS = 10**12
 
@@ -49,6 +50,8 @@ class UsageRequest:
     completion_tokens: int = 0
 
     def validate(self) -> UsageRequest:
+        for text_field in ("username", "model", "request_id"):
+            check_text(text_field, getattr(self, text_field))
         if not 1 <= len(self.request_id) <= 128:
             raise InvalidInput("request_id", "must be 1-128 characters")
         for field in ("prompt_tokens", "completion_tokens"):
@@ -96,6 +99,7 @@ def grant_in(connection: Connection, user_id: int, quota: int, note: str = "") -
 
 def top_up(database: Database, username: str, quota: int, note: str = "top-up") -> int:
     """Grant `quota` to `username`; returns the new balance."""
+    check_text("username", username)
     with database.write() as connection:
         user_id = connection.execute(
             select(users.c.id).where(users.c.username == username)

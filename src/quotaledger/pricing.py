@@ -7,7 +7,7 @@ and output tokens; a user's group may carry a multiplier. The cost is computed e
 A per-token price may also price prompt caching (SPEC §8a): cache reads, 5-minute and
 1-hour cache writes. Unset, they default to Anthropic's ratios of the input price (0.1x,
 1.25x, 2x) on `anthropic` channels and to the input price elsewhere. `relay_cost` charges
-the relay's token classes (`TokenUsage`) with exact rational arithmetic.
+the relay's token classes (`token_usage.TokenUsage`) with exact rational arithmetic.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from quotaledger.errors import InvalidInput, NotFound
 from quotaledger.money import MAX_QUOTA, QUOTA_PER_USD, parse_usd, usd_to_quota
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import groups, prices
+from quotaledger.token_usage import TokenUsage
 
 _MTOK = Decimal(1_000_000)
 
@@ -198,39 +199,6 @@ def list_group_ratios(database: Database) -> dict[str, Decimal]:
 ANTHROPIC_CACHE_RATIOS = (Fraction(1, 10), Fraction(5, 4), Fraction(2))
 PRICE_FORMATS = ("openai", "anthropic")
 _QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK = Fraction(QUOTA_PER_USD, 1_000_000)
-
-
-@dataclass(frozen=True)
-class TokenUsage:
-    """The token classes of one relayed request. `input_tokens` is the *uncached* input
-    (OpenAI's `prompt_tokens` minus `cached_tokens`; Anthropic's `input_tokens` as sent);
-    `cached_tokens` are cache reads; the two cache-write classes are Anthropic's."""
-
-    input_tokens: int = 0
-    cached_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_write_1h_tokens: int = 0
-    output_tokens: int = 0
-
-    @property
-    def prompt_tokens(self) -> int:
-        """Every input token, cached or not (the log row's `prompt_tokens`)."""
-        return (
-            self.input_tokens
-            + self.cached_tokens
-            + self.cache_write_tokens
-            + self.cache_write_1h_tokens
-        )
-
-    def classes(self) -> tuple[int, int, int, int, int]:
-        """The counts in the order of `TokenRates`."""
-        return (
-            self.input_tokens,
-            self.cached_tokens,
-            self.cache_write_tokens,
-            self.cache_write_1h_tokens,
-            self.output_tokens,
-        )
 
 
 @dataclass(frozen=True)

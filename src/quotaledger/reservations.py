@@ -42,10 +42,10 @@ from quotaledger.errors import (
 )
 from quotaledger.money import MAX_QUOTA
 from quotaledger.periods import period_start
-from quotaledger.pricing import TokenUsage
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
 from quotaledger.store.tables import api_keys, reservations, users
+from quotaledger.token_usage import TokenUsage
 
 Clock = Callable[[], float]
 
@@ -259,9 +259,9 @@ def record_progress(
         cursor = _RECORD_PROGRESS.execute(
             connection,
             {
-                "rid": request_id, "input": u.input_tokens, "cached": u.cached_tokens,
-                "write": u.cache_write_tokens, "write_1h": u.cache_write_1h_tokens,
-                "output": u.output_tokens, "status": status, "at": int(clock()),
+                "rid": request_id, "input": u.input, "cached": u.cache_read,
+                "write": u.cache_write_5m, "write_1h": u.cache_write_1h,
+                "output": u.output, "status": status, "at": int(clock()),
             },
         )  # fmt: skip
         return bool(cursor.rowcount == 1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select
 
 from quotaledger.accounts import ACCOUNT_COLUMNS, Account, account_from_row
+from quotaledger.errors import PermissionDenied
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import sessions, users
 
@@ -44,7 +45,8 @@ def start_session(database: Database, account: Account, max_age: int) -> NewSess
 
 
 def account_for_session(database: Database, session_id: str) -> tuple[Account, str] | None:
-    """The session's account and its CSRF token hash, or None if unknown or expired."""
+    """The session's account and its CSRF token hash, or None if unknown or expired;
+    `PermissionDenied` if the account is disabled (its sessions ended with it)."""
     if not session_id or len(session_id) > 100:
         return None
     with database.read() as connection:
@@ -55,7 +57,10 @@ def account_for_session(database: Database, session_id: str) -> tuple[Account, s
         ).first()
     if row is None:
         return None
-    return account_from_row(row), row.csrf_hash
+    account = account_from_row(row)
+    if not account.is_enabled:
+        raise PermissionDenied("this account is disabled")
+    return account, row.csrf_hash
 
 
 def csrf_matches(csrf_hash: str, presented: str | None) -> bool:

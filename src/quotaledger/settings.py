@@ -61,6 +61,9 @@ class Settings:
     # How long a write waits for SQLite's lock before giving up (503 to the client).
     sqlite_busy_timeout_ms: int = 30_000
     max_body_bytes: int = 64 * 1024
+    # A request's head (request line and headers): larger gets 431; slower gets 408.
+    max_header_bytes: int = 16 * 1024
+    header_timeout: float = 10.0
     session_max_age: int = 7 * 24 * 3600
     log_level: str = "INFO"
     # The relay (SPEC §8). The secret key encrypts upstream channel keys at rest.
@@ -103,6 +106,10 @@ class Settings:
             raise SettingsError("QUOTALEDGER_SQLITE_BUSY_TIMEOUT_MS must be 0 or more")
         if self.workers < 1:
             raise SettingsError("QUOTALEDGER_WORKERS must be at least 1")
+        if self.max_header_bytes < 1024:
+            raise SettingsError("QUOTALEDGER_MAX_HEADER_BYTES must be at least 1024")
+        if not 0 < self.header_timeout <= 3600:
+            raise SettingsError("QUOTALEDGER_HEADER_TIMEOUT must be between 0 and 3600 seconds")
         for name in _RATE_LIMITS:
             _check_rate(name, getattr(self, name))
         _check_relay(self)
@@ -112,7 +119,14 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
-_INTEGERS = {"port", "workers", "max_body_bytes", "session_max_age", "sqlite_busy_timeout_ms"}
+_INTEGERS = {
+    "port",
+    "workers",
+    "max_body_bytes",
+    "max_header_bytes",
+    "session_max_age",
+    "sqlite_busy_timeout_ms",
+}
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -122,6 +136,7 @@ def _convert(name: str, raw: str) -> Any:
             "port",
             "workers",
             "max_body_bytes",
+            "max_header_bytes",
             "session_max_age",
             "sqlite_busy_timeout_ms",
         }:
@@ -130,6 +145,8 @@ def _convert(name: str, raw: str) -> Any:
             return int(raw)
         if name == "secret_key":
             return Secret(raw)
+        if name == "header_timeout":
+            return float(raw)
         if name == "always_gzip":
             return _parse_bool(raw)
         if name in {"redis_url", "admin_password"}:
@@ -196,9 +213,46 @@ def normalise_database_url(url: str) -> str:
     """Accept the URLs people write (`postgresql://`, `postgres://`, a bare file path) and
     return the SQLAlchemy URL for the driver we ship (psycopg 3)."""
     if url.startswith(("postgres://", "postgresql://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    if url.startswith(("sqlite:", "postgresql+")):
-        return url
-    if "://" not in url:
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    elif "://" not in url and not url.startswith("sqlite:"):
         return "sqlite:///" + url
-    raise ValueError(f"unsupported database URL scheme in {url.split('://', 1)[0]!r}://")
+    elif not url.startswith(("sqlite:", "postgresql+")):
+        raise ValueError(f"unsupported database URL scheme in {url.split('://', 1)[0]!r}://")
+    _check_parts(url)
+    return url
+
+
+def _check_parts(url: str) -> None:
+    """Refuse a URL that would be misread, in words that never repeat it (it may hold a
+    password): an unencoded `@` in the password makes the rest of the password the host
+    name, which a connection error would then print."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError("not a database URL (expected postgresql://user@host/db)") from None
+    if parsed.host and "@" in parsed.host:
+        raise ValueError("the password holds an unencoded '@': write it as %40")
+
+
+_SECRET_QUERY_KEYS = ("pass", "secret", "token")
+
+
+def redact_database_url(url: str) -> str:
+    """`url` fit for a log line, a console or an error: the password and any password-like
+    query parameter (`?password=`, `?sslpassword=`) shown as `***`."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return url.split("://", 1)[0] + "://***"  # unreadable: show nothing of the rest
+    query = {
+        key: "***" if any(word in key.lower() for word in _SECRET_QUERY_KEYS) else value
+        for key, value in parsed.query.items()
+    }
+    shown = parsed.set(query=query).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")  # the query's `***`, percent-encoded

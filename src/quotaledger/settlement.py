@@ -12,19 +12,20 @@ whose request died with its instance.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
 from quotaledger.errors import InvalidInput, NotFound
 from quotaledger.money import MAX_QUOTA
-from quotaledger.pricing import CACHE_COLUMNS, TokenUsage, price_from_columns, relay_cost
+from quotaledger.pricing import CACHE_COLUMNS, price_from_columns, relay_cost
 from quotaledger.reservations import Clock
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
 from quotaledger.store.tables import api_keys, groups, prices, reservations, usage, users
+from quotaledger.token_usage import TokenUsage, UsageSource
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,9 @@ class Outcome:
     """How a relayed request ended: what to charge and what the log row says."""
 
     status: int | None  # the HTTP status the client got; None: unknown (swept)
-    usage: TokenUsage = field(default_factory=TokenUsage)
-    usage_source: str | None = None  # upstream | local
+    # What was counted, and where from (`usage.source`, logged as the usage source); None:
+    # nothing was (refused upstream, nothing delivered, swept without progress).
+    usage: TokenUsage | None = None
     end_reason: str | None = None  # e.g. stop, upstream_error, client_disconnect, swept
     upstream_model: str | None = None
     channel: str | None = None
@@ -210,7 +212,7 @@ def _cost(closed: _Closed, context: _Context, outcome: Outcome) -> int:
         return 0
     ratio = Decimal(context.ratio) if context.ratio is not None else Decimal(1)
     try:
-        return relay_cost(price, outcome.usage, ratio, closed.price_format)
+        return relay_cost(price, outcome.usage or TokenUsage(), ratio, closed.price_format)
     except InvalidInput:  # past the largest amount: whatever the funding rows cover
         return MAX_QUOTA
 
@@ -258,17 +260,18 @@ def _log_row(
     request_id: str, closed: _Closed, context: _Context, outcome: Outcome, charged: int,
     written_off: int, quota_after: int, now: int,
 ) -> dict[str, Any]:  # fmt: skip
-    u = outcome.usage
+    u = outcome.usage or TokenUsage()
     return {
         "user_id": closed.user_id, "request_id": request_id, "model": closed.model,
-        "prompt_tokens": u.prompt_tokens, "completion_tokens": u.output_tokens,
+        "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
         "quota": charged, "quota_after": quota_after, "created_at": now,
         "key_id": closed.key_id, "key_name": context.key_name,
         "upstream_model": outcome.upstream_model, "channel": outcome.channel,
-        "is_stream": outcome.is_stream, "cached_tokens": u.cached_tokens,
-        "cache_write_tokens": u.cache_write_tokens,
-        "cache_write_1h_tokens": u.cache_write_1h_tokens, "quota_reserved": closed.amount,
-        "written_off": written_off, "usage_source": outcome.usage_source,
+        "is_stream": outcome.is_stream, "cached_tokens": u.cache_read,
+        "cache_write_tokens": u.cache_write_5m,
+        "cache_write_1h_tokens": u.cache_write_1h, "quota_reserved": closed.amount,
+        "written_off": written_off,
+        "usage_source": None if outcome.usage is None else str(outcome.usage.source),
         "end_reason": outcome.end_reason, "status": outcome.status,
         "latency_ms": outcome.latency_ms, "ttft_ms": outcome.ttft_ms,
         "session_id": outcome.session_id,
@@ -315,12 +318,21 @@ def sweep(
             .limit(limit)
         ).all()
     done = []
-    for request_id, user_id, *counts, status in stale:
-        outcome = Outcome(
-            status, TokenUsage(*counts), usage_source="local" if status else None,
-            end_reason="swept",
-        )  # fmt: skip
-        settled = settle(database, request_id, user_id, outcome, clock=clock)
+    for row in stale:
+        outcome = Outcome(row.progress_status, _progress(row), end_reason="swept")
+        settled = settle(database, row.request_id, row.user_id, outcome, clock=clock)
         if not settled.replayed:
             done.append(settled)
     return done
+
+
+def _progress(row: Row[*tuple[Any, ...]]) -> TokenUsage | None:
+    """The usage a reservation's progress columns record (the relay's own count), or None
+    when no progress was ever recorded."""
+    progress = TokenUsage(
+        input=row.input_tokens, cache_read=row.cached_tokens,
+        cache_write_5m=row.cache_write_tokens, cache_write_1h=row.cache_write_1h_tokens,
+        output=row.output_tokens, source=UsageSource.LOCAL,
+    )  # fmt: skip
+    recorded = row.progress_status is not None or progress.total_tokens > 0
+    return progress if recorded else None

@@ -22,11 +22,11 @@ UPSTREAM_KEY = "sk-upstream-0123456789abcdefXYZW"
 
 
 @pytest.fixture
-def run(sqlite_url: str):  # type: ignore[no-untyped-def]
+def run(migrated_sqlite_url: str):  # type: ignore[no-untyped-def]
     runner = CliRunner()
 
     def invoke(*args: str, input: str | None = None, secret: str | None = SECRET) -> Result:
-        env = {"QUOTALEDGER_DATABASE_URL": sqlite_url, "COLUMNS": "200",
+        env = {"QUOTALEDGER_DATABASE_URL": migrated_sqlite_url, "COLUMNS": "200",
                "QUOTALEDGER_SECRET_KEY": secret, "UPSTREAM_KEY": UPSTREAM_KEY}  # fmt: skip
         return runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
 

@@ -17,13 +17,12 @@ from quotaledger.store.database import Database
 
 
 @pytest.fixture
-def run(sqlite_url: str):  # type: ignore[no-untyped-def]
+def run(migrated_sqlite_url: str):  # type: ignore[no-untyped-def]
     runner = CliRunner()
 
     def invoke(*args: str, input: str | None = None) -> Result:
-        return runner.invoke(cli, list(args), input=input,
-                             env={"QUOTALEDGER_DATABASE_URL": sqlite_url, "COLUMNS": "200"},
-                             catch_exceptions=False)  # fmt: skip
+        env = {"QUOTALEDGER_DATABASE_URL": migrated_sqlite_url, "COLUMNS": "200"}
+        return runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
 
     invoke("user", "create", "alice", "--usd", "10")
     return invoke
@@ -35,7 +34,7 @@ def _keys(run) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
-def test_key_create_prints_the_key_once_and_it_is_admitted(run, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_key_create_prints_the_key_once_and_it_is_admitted(run, migrated_sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
     result = run("key", "create", "alice", "--name", "laptop")
 
     assert result.exit_code == 0, result.output
@@ -45,7 +44,7 @@ def test_key_create_prints_the_key_once_and_it_is_admitted(run, sqlite_url: str)
     listing = run("key", "list")
     assert "laptop" in listing.stdout and raw not in listing.stdout
     assert raw not in json.dumps(_keys(run))
-    database = Database(Settings.from_env({}, database_url=sqlite_url).database_url)
+    database = Database(Settings.from_env({}, database_url=migrated_sqlite_url).database_url)
     try:
         admitted = keys.admit(database, keys.key_digest(raw), "127.0.0.1", None, frozenset())
     finally:

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from quotaledger.cli.main import cli
 
 
-def test_price_set_takes_cache_prices_and_lists_them(sqlite_url: str) -> None:
+def test_price_set_takes_cache_prices_and_lists_them(migrated_sqlite_url: str) -> None:
     runner = CliRunner()
-    env = {"QUOTALEDGER_DATABASE_URL": sqlite_url}
+    env = {"QUOTALEDGER_DATABASE_URL": migrated_sqlite_url}
 
     result = runner.invoke(
         cli,
@@ -27,11 +27,11 @@ def test_price_set_takes_cache_prices_and_lists_them(sqlite_url: str) -> None:
     assert listed[0]["cache_write_usd_per_mtok"] == "3.75"
 
 
-def test_a_cache_price_on_a_per_call_model_is_refused(sqlite_url: str) -> None:
+def test_a_cache_price_on_a_per_call_model_is_refused(migrated_sqlite_url: str) -> None:
     result = CliRunner().invoke(
         cli,
         ["price", "set", "dall-e-3", "--per-call-usd", "0.04", "--cache-read-usd-per-mtok", "1"],
-        env={"QUOTALEDGER_DATABASE_URL": sqlite_url},
+        env={"QUOTALEDGER_DATABASE_URL": migrated_sqlite_url},
     )
 
     assert result.exit_code == 2

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import secrets
+import string
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from quotaledger.tokens import generate_token
 
 TOKEN = generate_token()  # a well-formed quotaledger token: the client checks its checksum
 USER_ID = "42"
+QL_KEY = generate_token("sk-ql-")  # a well-formed quotaledger API key
+NEWAPI_KEY = "sk-" + "".join(secrets.choice(string.ascii_letters) for _ in range(48))
 
 
 @dataclass
@@ -169,3 +174,17 @@ MOONSHOT_BALANCE = {
 MOONSHOT_INVALID_KEY = {
     "error": {"message": "Invalid Authentication", "type": "invalid_authentication_error"}
 }
+
+
+# GET /api/usage/token (SPEC §9), recorded in fixtures/ (see its README): key "laptop",
+# 2,100,000 quota ($4.20) left of 2,500,000 ($5.00), 400,000 ($0.80) used.
+_FIXTURES = Path(__file__).parent / "fixtures"
+NEWAPI_USAGE: dict[str, Any] = json.loads((_FIXTURES / "newapi_token_usage.json").read_text())
+QUOTALEDGER_USAGE: dict[str, Any] = json.loads(
+    (_FIXTURES / "quotaledger_token_usage.json").read_text()
+)
+
+
+def key_usage(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """`base` (a recorded usage answer) with some of its `data` fields changed."""
+    return {**base, "data": {**base["data"], **changes}}

@@ -26,7 +26,14 @@ def test_every_contract_name_is_exported() -> None:
 
 
 def test_registry_names_every_provider() -> None:
-    assert set(PROVIDERS) == {"newapi", "openrouter", "deepseek", "siliconflow", "moonshot"}
+    assert set(PROVIDERS) == {
+        "newapi",
+        "newapi-key",
+        "openrouter",
+        "deepseek",
+        "siliconflow",
+        "moonshot",
+    }
     assert all(cls.name == name for name, cls in PROVIDERS.items())
 
 

@@ -19,10 +19,12 @@ from quotaledger.monitor.config import WatchConfig, load_config
 from quotaledger.monitor.history import History
 from quotaledger.monitor.metrics import MonitorMetrics
 from quotaledger.monitor.notify import Notifier, apprise_module, check_url
-from quotaledger.monitor.tokens import resolve_tokens
+from quotaledger.monitor.tokens import resolve_keys, resolve_tokens
 from quotaledger.monitor.watcher import Result, Watcher
 
 TOKEN = "s3cretRelayToken0123456789abcdef"  # a relay's own token: no ql_ checksum
+KEY = "sk-laptopKey0123456789abcdefghijklmnopqrstuvwxyzAB"  # a new-api relay's API key
+ENVIRONMENT = {"PROD_TOKEN": TOKEN, "DEV_TOKEN": TOKEN, "LAPTOP_KEY": KEY}
 QUOTA_PER_USD = 500_000
 
 # ------------------------------------------------------------------ the in-memory plugin
@@ -94,6 +96,9 @@ class Relay:
     authorizations: list[str] = field(default_factory=list)
     base_url: str = ""
     delay: float = 0.0  # seconds each balance answer takes
+    key_quota: int = 5 * QUOTA_PER_USD  # the key "laptop": what it may still spend
+    key_used: int = 0  # its cumulative total_used
+    key_unlimited: bool = False
     status_requests: int = 0  # GET /api/status received
     status_failing: int | None = None  # an HTTP status to answer /api/status with
     in_flight: int = 0
@@ -102,6 +107,12 @@ class Relay:
 
     def set_usd(self, usd: float | int | str) -> None:
         self.quota = int(Decimal(str(usd)) * QUOTA_PER_USD)
+
+    def spend_key(self, quota: int) -> None:
+        """A request made with the key: it spends the key's budget and the account's."""
+        self.key_quota -= quota
+        self.key_used += quota
+        self.spend(quota)
 
     def spend(self, quota: int) -> None:
         self.quota -= quota
@@ -118,6 +129,8 @@ class RelayHandler(_Quiet):
             if relay.status_failing is not None:
                 return self.reply(relay.status_failing, {"success": False})
             return self.reply(200, {"success": True, "data": {"quota_per_unit": QUOTA_PER_USD}})
+        if self.path.startswith("/api/usage/token"):
+            return self._key_usage(relay)
         relay.authorizations.append(self.headers.get("Authorization", ""))
         relay.cookies.append(self.headers.get("Cookie", ""))
         with relay.lock:
@@ -140,6 +153,18 @@ class RelayHandler(_Quiet):
         }  # fmt: skip
         cookie = {"Set-Cookie": relay.set_cookie} if relay.set_cookie else {}
         self.reply(200, {"success": True, "message": "", "data": data}, cookie)
+
+    def _key_usage(self, relay: Relay) -> None:
+        """new-api's GetTokenUsage answer (tests/client/fixtures/newapi_token_usage.json)."""
+        if self.headers.get("Authorization") != f"Bearer {KEY}":
+            return self.reply(401, {"success": False, "message": "无效的令牌"})
+        data = {
+            "object": "token_usage", "name": "laptop",
+            "total_granted": relay.key_quota + relay.key_used, "total_used": relay.key_used,
+            "total_available": relay.key_quota, "unlimited_quota": relay.key_unlimited,
+            "model_limits": {}, "model_limits_enabled": False, "expires_at": 0,
+        }  # fmt: skip
+        self.reply(200, {"code": True, "message": "ok", "data": data})
 
 
 @dataclass
@@ -184,16 +209,17 @@ def write_config(path: Path, body: str) -> Path:
 
 
 def account_toml(
-    relay: Relay, name: str = "prod", token_env: str = "PROD_TOKEN", **extra: Any
+    relay: Relay,
+    name: str = "prod",
+    token_env: str | None = "PROD_TOKEN",
+    warn_usd: float = 20,
+    critical_usd: float = 5,
+    **extra: Any,
 ) -> str:
-    lines = [
-        "[[account]]",
-        f'name = "{name}"',
-        f'base_url = "{relay.base_url}"',
-        f'token_env = "{token_env}"',
-        "warn_usd = 20",
-        "critical_usd = 5",
-    ]
+    lines = ["[[account]]", f'name = "{name}"', f'base_url = "{relay.base_url}"']
+    if token_env is not None:
+        lines.append(f'token_env = "{token_env}"')
+    lines += [f"warn_usd = {warn_usd}", f"critical_usd = {critical_usd}"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in extra.items()]
     return "\n".join(lines) + "\n"
 
@@ -220,11 +246,12 @@ class Rig:
 
     async def start(self) -> None:
         config = self.config
-        tokens = resolve_tokens(config, {"PROD_TOKEN": TOKEN, "DEV_TOKEN": TOKEN})
+        tokens, keys = resolve_tokens(config, ENVIRONMENT), resolve_keys(config, ENVIRONMENT)
         self.history = History(self.state)
         self.watcher = Watcher(
-            config, tokens, self.history, Notifier(), now=self.clock, metrics=self.metrics
-        )
+            config, tokens, self.history, Notifier(), now=self.clock, metrics=self.metrics,
+            keys=keys,
+        )  # fmt: skip
         await self.watcher.__aenter__()
 
     async def stop(self) -> None:

@@ -47,7 +47,9 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     example = re.search(r"```toml\n(.*?)```", DOCS.read_text(), re.S)
     assert example is not None
     config = load(tmp_path, example.group(1))
-    prod, openrouter, deepseek = config.accounts
+    prod, openrouter, deepseek, laptop = config.accounts
+    assert laptop.key_env == "LAPTOP_KEY" and laptop.token_env == "PROD_TOKEN"
+    assert laptop.thresholds.warn == Decimal(2)
     assert prod.user_id == 42 and prod.thresholds.warn == Decimal(20)
     assert openrouter.interval == timedelta(minutes=15) and openrouter.base_url is None
     assert openrouter.notify == ("slack://T000/B000/XXXX/#billing",)
@@ -136,7 +138,7 @@ def test_a_token_file_is_read_and_stripped(tmp_path: Path) -> None:
 
 def test_token_env_and_token_file_together_are_refused(tmp_path: Path) -> None:
     error = refusal(tmp_path, GOOD + 'token_file = "/tmp/x"\n')
-    assert error.reason == "set exactly one of token_env or token_file"
+    assert error.reason == "set one of token_env or token_file, not both"
 
 
 def test_cny_thresholds_need_a_currency_and_do_not_mix_with_usd(tmp_path: Path) -> None:

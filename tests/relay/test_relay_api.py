@@ -318,3 +318,21 @@ def test_the_upstream_key_appears_in_no_log_no_answer_and_no_database_column(
         assert UPSTREAM_KEY not in place
     assert who.key not in relay.server.log()
     assert not re.search(r"sk-ql-[0-9A-Za-z]{20}", sent.header("authorization") or "")
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metrics_count_relayed_requests_tokens_and_quota(relay: Relay) -> None:
+    who = customer(relay)
+    relay.upstream.script(input_tokens=10, output_tokens=5, path="/v1/chat/completions")
+    sdk(relay, who).chat.completions.create(model=MODEL, messages=MESSAGES)
+    settled(relay, who, 1)
+    text = httpx.get(relay.server.base_url + "/metrics").text
+    lines = {
+        line.split(" ")[0]: line.split(" ")[1] for line in text.splitlines() if line[:1] != "#"
+    }
+    assert float(lines[f'quotaledger_relay_requests_total{{model="{MODEL}",status="200"}}']) >= 1
+    assert float(lines[f'quotaledger_relay_quota_charged_total{{model="{MODEL}"}}']) >= 30
+    assert f'quotaledger_relay_time_to_first_token_seconds_count{{model="{MODEL}"}}' in lines
+    assert "quotaledger_relay_open_reservations" in lines

@@ -10,8 +10,9 @@ import pytest
 
 from quotaledger import pricing
 from quotaledger.errors import InvalidInput
-from quotaledger.pricing import TokenUsage, make_price, relay_cost, reservation_cost
+from quotaledger.pricing import make_price, relay_cost, reservation_cost
 from quotaledger.store.database import Database
+from quotaledger.token_usage import TokenUsage
 
 GPT = make_price("gpt-4o", input_usd_per_mtok="2.5", output_usd_per_mtok="10")
 CLAUDE = make_price("claude", input_usd_per_mtok="3", output_usd_per_mtok="15")
@@ -19,7 +20,7 @@ ONE = Decimal(1)
 
 
 def test_openai_cached_input_costs_the_input_price_unless_priced() -> None:
-    usage = TokenUsage(input_tokens=1000, cached_tokens=200, output_tokens=500)
+    usage = TokenUsage(input=1000, cache_read=200, output=500)
     # (1000*2.5 + 200*2.5 + 500*10) / 1e6 USD = $0.008 = 4000 quota
     assert relay_cost(GPT, usage, ONE) == 4000
     cheaper = make_price(
@@ -32,8 +33,8 @@ def test_openai_cached_input_costs_the_input_price_unless_priced() -> None:
 
 def test_anthropic_cache_classes_default_to_anthropics_ratios_and_the_group_ratio_applies() -> None:
     usage = TokenUsage(
-        input_tokens=100, cached_tokens=10_000, cache_write_tokens=2000,
-        cache_write_1h_tokens=1000, output_tokens=300,
+        input=100, cache_read=10_000, cache_write_5m=2000,
+        cache_write_1h=1000, output=300,
     )  # fmt: skip
     # rates 3, 0.3, 3.75, 6, 15: 300 + 3000 + 7500 + 6000 + 4500 = 21300 -> /2 = 10650
     assert relay_cost(CLAUDE, usage, ONE, "anthropic") == 10650
@@ -47,10 +48,10 @@ def test_anthropic_cache_classes_default_to_anthropics_ratios_and_the_group_rati
 def test_a_fraction_of_a_quota_unit_is_charged_as_one_and_free_is_free() -> None:
     mini = make_price("mini", input_usd_per_mtok="0.15", output_usd_per_mtok="0.6")
 
-    assert relay_cost(mini, TokenUsage(input_tokens=1), ONE) == 1  # 0.075 -> 1
-    assert relay_cost(mini, TokenUsage(input_tokens=7, output_tokens=3), ONE) == 2  # 1.425
+    assert relay_cost(mini, TokenUsage(input=1), ONE) == 1  # 0.075 -> 1
+    assert relay_cost(mini, TokenUsage(input=7, output=3), ONE) == 2  # 1.425
     assert relay_cost(mini, TokenUsage(), ONE) == 0
-    assert relay_cost(mini, TokenUsage(input_tokens=10**6), Decimal(0)) == 0
+    assert relay_cost(mini, TokenUsage(input=10**6), Decimal(0)) == 0
 
 
 def test_the_cost_is_exact_past_decimal_precision() -> None:
@@ -59,16 +60,16 @@ def test_the_cost_is_exact_past_decimal_precision() -> None:
     )
     # 10^12 tokens: 2e12 + 2e-18 USD-per-Mtok units / 2 = 10^12 + 10^-18 quota, so one
     # more unit; 28-digit Decimal arithmetic (or a float) would lose the tail and say 10^12.
-    assert relay_cost(price, TokenUsage(input_tokens=10**12), ONE) == 10**12 + 1
+    assert relay_cost(price, TokenUsage(input=10**12), ONE) == 10**12 + 1
     # 2 tokens at 0.000001 USD/Mtok: exactly 10^-12 USD, still one quota unit
     tiny = make_price("t", input_usd_per_mtok="0.000001", output_usd_per_mtok="0")
-    assert relay_cost(tiny, TokenUsage(input_tokens=2), ONE) == 1
+    assert relay_cost(tiny, TokenUsage(input=2), ONE) == 1
 
 
 def test_a_per_call_price_ignores_tokens_and_takes_the_ratio() -> None:
     dalle = make_price("dall-e-3", per_call_usd="0.04")
 
-    assert relay_cost(dalle, TokenUsage(output_tokens=10**9), Decimal("1.5")) == 30_000
+    assert relay_cost(dalle, TokenUsage(output=10**9), Decimal("1.5")) == 30_000
     assert reservation_cost(dalle, 10**6, 10**6, ONE) == 20_000
     assert pricing.affordable_output_tokens(dalle, 10, 5, ONE) is None
 
@@ -95,7 +96,7 @@ def test_a_cost_past_the_largest_amount_is_refused() -> None:
     big = make_price("big", input_usd_per_mtok="1000000", output_usd_per_mtok="1000000")
 
     with pytest.raises(InvalidInput):
-        relay_cost(big, TokenUsage(output_tokens=10**15), ONE)
+        relay_cost(big, TokenUsage(output=10**15), ONE)
 
 
 def test_cache_prices_are_per_token_only() -> None:

@@ -23,11 +23,11 @@ from relay_support import (
 
 from quotaledger.errors import InsufficientQuota
 from quotaledger.keys import KeyLimits
-from quotaledger.pricing import TokenUsage
 from quotaledger.reservations import Reservation, record_progress
 from quotaledger.settings import Settings
 from quotaledger.settlement import Outcome, settle, sweep
 from quotaledger.store.database import Database
+from quotaledger.token_usage import TokenUsage
 
 T = TypeVar("T")
 
@@ -87,10 +87,10 @@ def test_concurrent_settles_and_sweeps_settle_each_reservation_once(
     for i in range(40):
         reserve_for(database, who, 1_000, f"req-{i}", clock=lambda: 1_000.0)
     for i in range(0, 40, 2):  # half reported progress before "their instance died"
-        record_progress(database, f"req-{i}", TokenUsage(input_tokens=10, output_tokens=5), 200,
+        record_progress(database, f"req-{i}", TokenUsage(input=10, output=5), 200,
                         clock=lambda: 1_000.0)  # fmt: skip
     engines = (database, second_instance)
-    outcome = Outcome(200, TokenUsage(input_tokens=100, output_tokens=100))
+    outcome = Outcome(200, TokenUsage(input=100, output=100))
 
     def settle_or_sweep(i: int) -> object:
         if i % 4 == 3:

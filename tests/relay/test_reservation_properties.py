@@ -15,10 +15,10 @@ from relay_support import Funded, balance, funded, price_model, reserve_for
 from quotaledger import audit, ledger
 from quotaledger.errors import InsufficientQuota
 from quotaledger.keys import KeyLimits
-from quotaledger.pricing import TokenUsage
 from quotaledger.reservations import record_progress
 from quotaledger.settlement import Outcome, settle, sweep
 from quotaledger.store.database import Database
+from quotaledger.token_usage import TokenUsage
 
 _ids = itertools.count()
 DAY = 86_400
@@ -66,7 +66,7 @@ class ReservationMachine(RuleBasedStateMachine):
         if not self.open:
             return
         request_id = self.open.pop(data.draw(st.integers(0, len(self.open) - 1)))
-        outcome = Outcome(status, TokenUsage(input_tokens=inp, output_tokens=out))
+        outcome = Outcome(status, TokenUsage(input=inp, output=out))
         settled = settle(self.database, request_id, self.who.user_id, outcome, clock=self.clock)
         assert not settled.replayed and settled.charged + settled.written_off >= 0
         self.settled.append(request_id)
@@ -78,13 +78,13 @@ class ReservationMachine(RuleBasedStateMachine):
         request_id = data.draw(st.sampled_from(self.settled))
         before = balance(self.database, self.who)
         again = settle(self.database, request_id, self.who.user_id,
-                       Outcome(200, TokenUsage(output_tokens=7)))  # fmt: skip
+                       Outcome(200, TokenUsage(output=7)))  # fmt: skip
         assert again.replayed and balance(self.database, self.who) == before
 
     @rule(out=st.integers(0, 2_000))
     def progress(self, out: int) -> None:
         if self.open:
-            record_progress(self.database, self.open[-1], TokenUsage(output_tokens=out), 200,
+            record_progress(self.database, self.open[-1], TokenUsage(output=out), 200,
                             clock=self.clock)  # fmt: skip
 
     @rule(seconds=st.sampled_from([1, 600, DAY // 2, DAY]))

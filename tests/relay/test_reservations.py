@@ -21,13 +21,13 @@ from sqlalchemy import select
 from quotaledger import keys, pricing
 from quotaledger.errors import AuthenticationFailed, IdempotencyConflict, InsufficientQuota
 from quotaledger.keys import KeyLimits
-from quotaledger.pricing import TokenUsage
 from quotaledger.reservations import reserve
 from quotaledger.settlement import Outcome, settle
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
+from quotaledger.token_usage import TokenUsage, UsageSource
 
-OK = Outcome(200, TokenUsage(input_tokens=100, output_tokens=50), usage_source="upstream",
+OK = Outcome(200, TokenUsage(input=100, output=50, source=UsageSource.UPSTREAM),
              end_reason="stop", upstream_model="m-2026", channel="main", is_stream=True,
              latency_ms=1200, ttft_ms=300, session_id="sess-1")  # fmt: skip
 OK_COST = 100 + 4 * 50
@@ -77,7 +77,7 @@ def test_settling_twice_charges_once(database: Database) -> None:
     reserve_for(database, who, 1_000, "req-1")
 
     first = settle(database, "req-1", who.user_id, OK)
-    again = settle(database, "req-1", who.user_id, Outcome(200, TokenUsage(output_tokens=999)))
+    again = settle(database, "req-1", who.user_id, Outcome(200, TokenUsage(output=999)))
 
     assert again.replayed and not first.replayed
     assert (again.charged, again.reserved, again.quota_remaining) == (
@@ -138,7 +138,7 @@ def test_an_estimate_too_low_is_charged_as_far_as_the_balance_goes_and_the_rest_
     who = funded(database, 350)
     reserve_for(database, who, 100, "req-1")  # 250 left on the account
 
-    settled = settle(database, "req-1", who.user_id, Outcome(200, TokenUsage(input_tokens=500)))
+    settled = settle(database, "req-1", who.user_id, Outcome(200, TokenUsage(input=500)))
 
     assert (settled.charged, settled.written_off, settled.quota_remaining) == (350, 150, 0)
     assert balance(database, who) == 0
@@ -150,7 +150,7 @@ def test_an_excess_never_takes_a_key_past_its_budget_or_period(database: Databas
     who = funded(database, 10_000, KeyLimits(quota=300, period="day", period_quota=200))
     reserve_for(database, who, 100, "req-1")
 
-    settled = settle(database, "req-1", who.user_id, Outcome(200, TokenUsage(input_tokens=500)))
+    settled = settle(database, "req-1", who.user_id, Outcome(200, TokenUsage(input=500)))
 
     assert (settled.charged, settled.written_off) == (200, 300)  # the period's 200 is the cap
     key = key_now(database, who)
@@ -172,6 +172,7 @@ def test_a_failed_answer_with_nothing_delivered_costs_nothing_and_is_not_a_reque
     assert (key.request_count, key.used_quota) == (0, 0)
     log = _log(database, "req-1")
     assert (log["status"], log["quota"], log["end_reason"]) == (502, 0, "upstream_error")
+    assert log["usage_source"] is None  # nothing was counted
     assert_consistent(database)
 
 
@@ -181,12 +182,13 @@ def test_a_stream_cut_after_content_is_charged_for_what_was_delivered(database: 
 
     settled = settle(
         database, "req-1", who.user_id,
-        Outcome(200, TokenUsage(input_tokens=100, output_tokens=10), usage_source="local",
+        Outcome(200, TokenUsage(input=100, output=10, source=UsageSource.LOCAL),
                 end_reason="upstream_error", is_stream=True),
     )  # fmt: skip
 
     assert settled.charged == 140
     assert key_now(database, who).request_count == 1
+    assert _log(database, "req-1")["usage_source"] == "local"  # the usage's own source
     assert_consistent(database)
 
 
@@ -247,9 +249,9 @@ def test_a_periodic_limit_resets_exactly_at_the_period_start(
     assert (key.period_used, key.period_used_now(after), key.period_used_now(after + 86400 * 40)) \
         == (600, 600, 0)  # fmt: skip
     # The reservation of the old period settles without touching the new period's count.
-    settle(database, "old", who.user_id, Outcome(200, TokenUsage(input_tokens=10)))
+    settle(database, "old", who.user_id, Outcome(200, TokenUsage(input=10)))
     assert key_now(database, who).period_used == 600
-    settle(database, "new", who.user_id, Outcome(200, TokenUsage(input_tokens=10)))
+    settle(database, "new", who.user_id, Outcome(200, TokenUsage(input=10)))
     assert key_now(database, who).period_used == 10
     assert_consistent(database)
 

@@ -8,11 +8,11 @@ import pytest
 from relay_support import assert_consistent, balance, funded, key_now, price_model, reserve_for
 from sqlalchemy import select
 
-from quotaledger.pricing import TokenUsage
 from quotaledger.reservations import record_progress
 from quotaledger.settlement import Outcome, settle, sweep
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
+from quotaledger.token_usage import TokenUsage
 
 TTL = 900
 T0 = 1_800_000_000.0
@@ -32,7 +32,7 @@ def test_an_abandoned_reservation_is_settled_to_its_progress_after_the_ttl(
 ) -> None:
     who = funded(database, 10_000)
     reserve_for(database, who, 1_000, "streaming", clock=_at(0))
-    record_progress(database, "streaming", TokenUsage(input_tokens=100, output_tokens=20), 200,
+    record_progress(database, "streaming", TokenUsage(input=100, output=20), 200,
                     clock=_at(10))  # fmt: skip
 
     assert sweep(database, TTL, clock=_at(10 + TTL - 1)) == []
@@ -56,6 +56,9 @@ def test_an_abandoned_reservation_without_progress_is_released(database: Databas
     assert (swept.charged, swept.written_off) == (0, 0)
     assert balance(database, who) == 10_000
     assert key_now(database, who).request_count == 0
+    with database.read() as connection:
+        row = connection.execute(select(usage.c.end_reason, usage.c.usage_source)).one()
+    assert tuple(row) == ("swept", None)  # nothing was counted
     assert_consistent(database)
 
 
@@ -64,11 +67,11 @@ def test_progress_keeps_a_long_stream_from_being_swept(database: Database) -> No
     reserve_for(database, who, 1_000, "long", clock=_at(0))
 
     for minute in range(1, 40):
-        assert record_progress(database, "long", TokenUsage(output_tokens=minute), 200,
+        assert record_progress(database, "long", TokenUsage(output=minute), 200,
                                clock=_at(60 * minute))  # fmt: skip
         assert sweep(database, TTL, clock=_at(60 * minute + 1)) == []
 
-    assert settle(database, "long", who.user_id, Outcome(200, TokenUsage(output_tokens=50)),
+    assert settle(database, "long", who.user_id, Outcome(200, TokenUsage(output=50)),
                   clock=_at(2_400)).charged == 200  # fmt: skip
     assert_consistent(database)
 
@@ -78,9 +81,9 @@ def test_a_settle_arriving_after_the_sweep_changes_nothing(database: Database) -
     reserve_for(database, who, 1_000, "late", clock=_at(0))
     sweep(database, TTL, clock=_at(TTL))
 
-    late = settle(database, "late", who.user_id, Outcome(200, TokenUsage(output_tokens=100)))
+    late = settle(database, "late", who.user_id, Outcome(200, TokenUsage(output=100)))
 
     assert late.replayed and late.charged == 0
-    assert not record_progress(database, "late", TokenUsage(output_tokens=5))
+    assert not record_progress(database, "late", TokenUsage(output=5))
     assert balance(database, who) == 10_000
     assert_consistent(database)

@@ -14,7 +14,7 @@ from quotaledger.relay.anthropic_messages import MessagesStream, prepare_message
 from quotaledger.relay.openai_chat import ChatStream, prepare_chat
 from quotaledger.relay.openai_responses import ResponsesStream, prepare_responses
 from quotaledger.relay.sse import SSEParser
-from quotaledger.relay.usage import TokenUsage, UsageSource
+from quotaledger.token_usage import TokenUsage, UsageSource
 
 ANSWER = "Hello from the fake upstream! How can I help?"
 CHAT = {"model": "fake-gpt", "messages": [{"role": "user", "content": "Hi"}], "stream": True}

@@ -22,7 +22,7 @@ from quotaledger.relay.anthropic_messages import (
     prepare_messages,
 )
 from quotaledger.relay.errors import InvalidRequest
-from quotaledger.relay.usage import TokenUsage, UsageSource
+from quotaledger.token_usage import TokenUsage, UsageSource
 
 REQUEST = {
     "model": "claude-sonnet-4-5",

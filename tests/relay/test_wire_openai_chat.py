@@ -21,7 +21,7 @@ from quotaledger.relay.openai_chat import (
     parse_usage,
     prepare_chat,
 )
-from quotaledger.relay.usage import TokenUsage, UsageSource
+from quotaledger.token_usage import TokenUsage, UsageSource
 
 REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 

@@ -14,7 +14,7 @@ from quotaledger.relay.openai_responses import (
     prepare_responses,
     response_usage,
 )
-from quotaledger.relay.usage import TokenUsage, UsageSource
+from quotaledger.token_usage import TokenUsage, UsageSource
 
 REQUEST = {"model": "gpt-5-codex", "input": "Write a haiku", "stream": True}
 

@@ -60,7 +60,7 @@ def test_a_token_and_a_browser_session_get_the_same_answer(client: TestClient, m
         "/api/user/self", headers={"Authorization": token, "Accept-Encoding": "gzip"}
     )
 
-    # Tokens take a path of their own (`HotRoutes`); it must answer exactly as the route.
+    # One endpoint (balance.py) for both; a token and a session must get the same answer.
     assert by_token.status_code == by_session.status_code == 200
     assert by_token.content == by_session.content
     same = {name: value for name, value in by_session.headers.items() if name != "ratelimit-reset"}

@@ -218,6 +218,31 @@ def test_log_self_lists_usage_newest_first(
     assert data["items"][0]["quota"] == 10_000
 
 
+def test_log_self_pages_with_new_apis_p_as_well_as_page_and_ends_empty(
+    client: TestClient, admin_token: str, make_user, database: Database
+) -> None:
+    user = make_user("alice", quota=1_000_000)
+    pricing.set_price(database, pricing.make_price("m", per_call_usd="0.02"))
+    for request_id in ("a", "b", "c"):
+        _charge(client, admin_token, request_id=request_id)
+    token = issue_token(client, "alice", user.password)
+
+    def page(query: str) -> dict:  # type: ignore[type-arg]
+        answer = client.get(f"/api/log/self?{query}", headers={"Authorization": token})
+        assert answer.status_code == 200
+        return answer.json()["data"]  # type: ignore[no-any-return]
+
+    def ids(data: dict) -> list[str]:  # type: ignore[type-arg]
+        return [item["request_id"] for item in data["items"]]
+
+    assert ids(page("p=1&page_size=2")) == ["c", "b"]
+    second = page("p=2&page_size=2")
+    assert ids(second) == ["a"] and second["page"] == 2 and second["total"] == 3
+    assert ids(page("page=2&page_size=2")) == ["a"]
+    assert ids(page("p=3&page_size=2")) == [] and page("p=3&page_size=2")["total"] == 3
+    assert ids(page("p=1000000")) == []
+
+
 def test_log_self_refuses_a_bad_page_size(client: TestClient, make_user) -> None:
     user = make_user("alice")
     token = issue_token(client, "alice", user.password)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from enum import IntEnum
@@ -24,6 +25,7 @@ from quotaledger.client import (
     BalanceClient,
     BalanceError,
     ConfigurationError,
+    KeyBalance,
     NetworkError,
     PermissionDeniedError,
     RateLimitedError,
@@ -34,6 +36,8 @@ from quotaledger.client.printable import printable
 from quotaledger.money import parse_usd
 
 F = TypeVar("F", bound=Callable[..., Any])
+KEY_PROVIDER = "newapi-key"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 EXIT_CODES: dict[type[BalanceError], Exit] = {
     ConfigurationError: Exit.USAGE,
@@ -104,6 +108,19 @@ def connection_options(command: F) -> F:
             "other users and stays in shell history.",
         ),
         click.option(
+            "--key-env",
+            metavar="VAR",
+            help="Show one API key's own balance (GET /api/usage/token, quotaledger and "
+            "new-api relays): the key (sk-...) is read from the environment variable VAR. "
+            "Implies --provider newapi-key.",
+        ),
+        click.option(
+            "--key-file",
+            type=click.File("r"),
+            metavar="FILE",
+            help="As --key-env, the key read from FILE ('-': stdin).",
+        ),
+        click.option(
             "--user-id",
             envvar="QUOTALEDGER_USER_ID",
             metavar="ID",
@@ -144,21 +161,69 @@ def fetch(
     user_id: str | None,
     timeout: float,
     retries: int,
+    key_env: str | None = None,
+    key_file: IO[str] | None = None,
 ) -> Balance:
-    """The balance, or a `BalanceError`."""
-    token = read_token(token_file) if token_file else os.environ.get(TOKEN_ENV, "").strip()
-    if not token:
-        where = f"the token file {token_file.name} is empty" if token_file else "no token"
-        raise ConfigurationError(f"{where}: set {TOKEN_ENV} or pass --token-file FILE")
+    """The balance (a `KeyBalance` with --key-env/--key-file), or a `BalanceError`."""
+    key = read_key(key_env, key_file)
+    if key is not None:
+        credential, provider = key, key_provider(provider)
+    else:
+        credential = account_token(token_file)
     with BalanceClient(
         base_url,
-        token,
+        credential,
         provider=provider,
         timeout=timeout,
         retries=retries,
         user_id=user_id or None,
     ) as client:
         return client.balance()
+
+
+def account_token(token_file: IO[str] | None) -> str:
+    token = read_token(token_file) if token_file else os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        where = f"the token file {token_file.name} is empty" if token_file else "no token"
+        raise ConfigurationError(f"{where}: set {TOKEN_ENV} or pass --token-file FILE")
+    return token
+
+
+def has_account_token(token_file: IO[str] | None) -> bool:
+    return token_file is not None or bool(os.environ.get(TOKEN_ENV, "").strip())
+
+
+def read_key(key_env: str | None, key_file: IO[str] | None) -> str | None:
+    """The API key of --key-env or --key-file; `None` if neither was given."""
+    if key_env is not None and key_file is not None:
+        raise ConfigurationError("give --key-env or --key-file, not both")
+    if key_file is not None:
+        key = read_token(key_file)
+        if not key:
+            raise ConfigurationError(f"the key file {key_file.name} is empty")
+        return key
+    if key_env is None:
+        return None
+    if not _ENV_NAME.fullmatch(key_env):
+        # Never echoed: a key pasted where its variable's name belongs must not be printed.
+        raise ConfigurationError(
+            "--key-env takes the name of an environment variable that holds the key "
+            "(e.g. --key-env LAPTOP_KEY), not the key itself"
+        )
+    key = os.environ.get(key_env, "").strip()
+    if not key:
+        raise ConfigurationError(f"the environment variable {key_env} is not set or empty")
+    return key
+
+
+def key_provider(provider: str) -> str:
+    """--key-env reads `newapi-key`; a provider that has no per-key balance is refused."""
+    if provider.lower() in {"newapi", KEY_PROVIDER}:
+        return KEY_PROVIDER
+    raise ConfigurationError(
+        f"--key-env/--key-file read GET /api/usage/token of quotaledger and new-api relays; "
+        f"provider {provider!r} has no per-key balance"
+    )
 
 
 def read_token(token_file: IO[str]) -> str:
@@ -178,6 +243,10 @@ Examples:
   quotaledger balance --provider openrouter --token-file ~/.openrouter-key
   quotaledger balance --base-url https://api.example.com --json | jq -r .usd
 \b
+  # one API key's own balance (quotaledger or a new-api relay)
+  quotaledger balance --base-url https://api.example.com --key-env LAPTOP_KEY
+  $4.20 left of $5.00 on key laptop (2,100,000 quota) · used $0.80
+\b
 Exit status: 0 ok, 2 usage or configuration error, 3 token refused,
 4 permission denied, 5 network error or timeout, 6 rate limited,
 7 unexpected answer (HTML, garbage, server error, over 1 MiB).
@@ -189,7 +258,8 @@ Exit status: 0 ok, 2 usage or configuration error, 3 token refused,
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (amounts as exact strings).")
 @click.pass_context
 def balance(ctx: click.Context, /, as_json: bool, **connection: Any) -> None:
-    """Show an account's balance: what is left, what was used, and how many requests."""
+    """Show an account's balance: what is left, what was used, and how many requests;
+    or, with --key-env/--key-file, one API key's own balance."""
     try:
         result = fetch(**connection)
         if as_json:
@@ -215,6 +285,8 @@ def report_error(message: str, kind: str, as_json: bool) -> None:
 
 def describe(result: Balance) -> str:
     """`$49.99 left (24,997,909 quota) · used $0.00 · 12 requests · group default`."""
+    if isinstance(result, KeyBalance):
+        return describe_key(result)
     left = f"{result.format_amount()} left"
     if result.quota is not None:
         left += f" ({result.quota:,} quota)"
@@ -226,6 +298,39 @@ def describe(result: Balance) -> str:
     if result.group:
         parts.append(f"group {result.group}")
     return " · ".join(parts)
+
+
+def describe_key(result: KeyBalance) -> str:
+    """`$4.20 left of $5.00 on key laptop (2,100,000 quota) · used $0.80`; an unlimited key:
+    `key laptop is unlimited (it spends its account's balance) · used $0.80`."""
+    if result.unlimited:
+        parts = [f"{result.label()} is unlimited (it spends its account's balance)"]
+    else:
+        left = f"{result.format_amount()} left"
+        if result.granted_quota is not None and result.quota_per_unit:
+            granted = Decimal(result.granted_quota) / result.quota_per_unit
+            left += f" of {format_money(granted, result.currency)}"
+        parts = [f"{left} on {result.label()} ({result.quota:,} quota)"]
+    if (used := result.format_used()) is not None:
+        parts.append(f"used {used}")
+    if result.expires_at is not None:
+        parts.append(f"expires {result.expires_at:%Y-%m-%d %H:%M} UTC")
+    if result.models:
+        parts.append("models " + ", ".join(result.models))
+    return " · ".join(parts)
+
+
+def key_json(result: KeyBalance) -> dict[str, Any]:
+    unit = result.quota_per_unit
+    granted = result.granted_quota
+    return {
+        "name": result.name,
+        "unlimited": result.unlimited,
+        "granted_quota": granted,
+        "granted_usd": None if granted is None or not unit else str(Decimal(granted) / unit),
+        "expires_at": None if result.expires_at is None else result.expires_at.isoformat(),
+        "models": list(result.models),
+    }
 
 
 def balance_json(result: Balance) -> dict[str, Any]:
@@ -244,6 +349,7 @@ def balance_json(result: Balance) -> dict[str, Any]:
         "used_amount": exact(result.used_amount),
         "used_usd": exact(result.used_usd),
         "quota_per_unit": result.quota_per_unit,
+        "key": key_json(result) if isinstance(result, KeyBalance) else None,
         "raw": result.raw,
     }
 
@@ -291,6 +397,11 @@ Examples:
   command_line  $USER1$/quotaledger check --token-file /etc/nagios/relay.token \\
                 --base-url https://api.example.com --warn-usd 20 --critical-usd 5
 \b
+  # one API key: thresholds on what the key may still spend; an unlimited key
+  # checks its account's balance when QUOTALEDGER_TOKEN is set too
+  quotaledger check --base-url https://api.example.com --key-env LAPTOP_KEY \\
+                    --warn-usd 2 --critical-usd 0.5
+\b
 Exit status (monitoring-plugin convention): 0 OK, 1 WARNING (at or below
 --warn-usd), 2 CRITICAL (at or below --critical-usd), 3 UNKNOWN (no balance: any
 error, bad usage). Thresholds are in the account's currency (CNY for
@@ -331,8 +442,11 @@ def check(ctx: click.Context, /, warn: Decimal, critical: Decimal, **connection:
         ctx.exit(State.UNKNOWN)
     try:
         result = fetch(**connection)
-        state = judge(result.amount, warn, critical)
-        line = status_line(state, result, warn, critical)
+        if isinstance(result, KeyBalance) and result.unlimited:
+            state, line = unlimited_key_check(result, warn, critical, connection)
+        else:
+            state = judge(result.amount, warn, critical)
+            line = status_line(state, result, warn, critical)
     except BalanceError as error:  # any failure to get a balance is UNKNOWN, in one line
         unknown(str(error))
         ctx.exit(State.UNKNOWN)
@@ -341,6 +455,25 @@ def check(ctx: click.Context, /, warn: Decimal, critical: Decimal, **connection:
         ctx.exit(State.UNKNOWN)
     click.echo(line)
     ctx.exit(state)
+
+
+def unlimited_key_check(
+    key: KeyBalance, warn: Decimal, critical: Decimal, connection: dict[str, Any]
+) -> tuple[State, str]:
+    """An unlimited key spends its account's balance: that balance is checked when the
+    account's token is at hand too, else the key is OK and the line says what to add."""
+    if not has_account_token(connection["token_file"]):
+        used = key.format_used() or "?"
+        text = plugin_text(
+            f"{key.label()} is unlimited, used {used}: it spends its account's balance "
+            f"(set {TOKEN_ENV} or --token-file to check that)"
+        )
+        return State.OK, f"BALANCE OK - {text} | used_quota={key.used_quota};;;;"
+    account_connection = {**connection, "key_env": None, "key_file": None, "provider": "newapi"}
+    account = fetch(**account_connection)
+    state = judge(account.amount, warn, critical)
+    prefix = f"{plugin_text(key.label())} is unlimited; its account has "
+    return state, status_line(state, account, warn, critical, prefix=prefix)
 
 
 def unknown(reason: str) -> None:
@@ -362,12 +495,17 @@ def judge(amount: Decimal, warn: Decimal, critical: Decimal) -> State:
     return State.OK
 
 
-def status_line(state: State, result: Balance, warn: Decimal, critical: Decimal) -> str:
-    """`BALANCE OK - $49.99 left | balance_usd=49.99;20:;5:;0 quota=24997909;;;;`
+def status_line(
+    state: State, result: Balance, warn: Decimal, critical: Decimal, *, prefix: str = ""
+) -> str:
+    """`BALANCE OK - $49.99 left | balance_usd=49.99;20:;5:;0 quota=24997909;;;;`; a key's
+    `BALANCE OK - $4.20 left on key laptop | ...`.
 
     The thresholds are monitoring-plugin ranges: `20:` means "alert below 20" (a bare `20`
     would mean "alert above 20")."""
-    text = f"BALANCE {state.name} - {plugin_text(result.format_amount())} left"
+    text = f"BALANCE {state.name} - {prefix}{plugin_text(result.format_amount())} left"
+    if isinstance(result, KeyBalance):
+        text += f" on {plugin_text(result.label())}"
     if state is not State.OK:
         threshold = warn if state is State.WARNING else critical
         kind = "warning" if state is State.WARNING else "critical"

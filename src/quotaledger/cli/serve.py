@@ -7,6 +7,7 @@ import os
 import click
 
 from quotaledger.cli.common import database_url_option, handles_errors
+from quotaledger.settings import redact_database_url
 
 
 @click.command()
@@ -58,10 +59,24 @@ def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
         log_level=settings.log_level.lower(),
         proxy_headers=False,  # X-Forwarded-* are read only from QUOTALEDGER_TRUSTED_PROXIES
         server_header=False,
+        # Bounded request heads: size (431) and time to arrive (408); see `connections`.
+        http=_bounded_protocol(),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
+
+
+def _bounded_protocol() -> str:
+    """The bounded variant (`server/connections.py`) of the protocol uvicorn's `auto` would
+    pick, named as an import string as the app is: worker processes import it, and the CLI
+    never imports the server."""
+    import importlib.util
+
+    found = importlib.util.find_spec("httptools") is not None
+    name = "BoundedHttpToolsProtocol" if found else "BoundedH11Protocol"
+    return f"quotaledger.server.connections:{name}"
 
 
 def _describe(url: str) -> str:
     if url.startswith("sqlite:///"):
         return os.path.abspath(url.removeprefix("sqlite:///"))
-    return url.split("@")[-1]  # never print a password that sits in the URL
+    return redact_database_url(url)  # never print a password that sits in the URL

@@ -86,33 +86,34 @@ def watch(
     Example:
         PROD_TOKEN=... quotaledger watch --config watch.toml --metrics-port 9464
     """
-    from quotaledger.monitor.tokens import resolve_tokens
+    from quotaledger.monitor.tokens import resolve_keys, resolve_tokens
     from quotaledger.monitor.watcher import check_accounts
 
     if once and metrics_port is not None:
         fail("--metrics-port serves a long-running watcher; it cannot go with --once", Exit.USAGE)
     config = load(config_path, check_urls=True)
     try:
-        tokens = resolve_tokens(config)
-        check_accounts(config, tokens)  # before the state file or the port is opened
+        tokens, keys = resolve_tokens(config), resolve_keys(config)
+        check_accounts(config, tokens, keys)  # before the state file or the port is opened
     except ConfigError as exc:
         fail(str(exc), Exit.USAGE)
     level = logging.WARNING if quiet or once else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     state = state_path or default_state_path()
     with _metrics(metrics_port, metrics_host) as metrics, _open_state(state) as history:
-        code = event_loop.run(_watch(config, tokens, history, metrics, once, quiet))
+        code = event_loop.run(_watch(config, (tokens, keys), history, metrics, once, quiet))
     sys.exit(code)
 
 
 async def _watch(
-    config: WatchConfig, tokens: Mapping[str, Secret], history: History,
-    metrics: MonitorMetrics | None, once: bool, quiet: bool,
+    config: WatchConfig, secrets: tuple[Mapping[str, Secret], Mapping[str, Secret]],
+    history: History, metrics: MonitorMetrics | None, once: bool, quiet: bool,
 ) -> int:  # fmt: skip
     from quotaledger.monitor.notify import Notifier
     from quotaledger.monitor.watcher import Watcher
 
-    watcher = Watcher(config, tokens, history, Notifier(), metrics=metrics)
+    tokens, keys = secrets
+    watcher = Watcher(config, tokens, history, Notifier(), metrics=metrics, keys=keys)
     try:
         async with watcher:
             if once:

@@ -7,6 +7,12 @@ OpenRouter, DeepSeek, SiliconFlow or Moonshot, in one typed `Balance`.
         balance = client.balance()
     print(balance.format_amount(), balance.quota)
 
+One API key's own budget (`GET /api/usage/token`, quotaledger and new-api relays) is the
+`newapi-key` provider, given the key instead of the token; its answer is a `KeyBalance`:
+
+    with BalanceClient("https://api.example.com", key, provider="newapi-key") as client:
+        key_balance = client.balance()
+
 Errors are one tree under `BalanceError` (see `quotaledger.client.errors`).
 """
 
@@ -23,6 +29,7 @@ from quotaledger.client.errors import (
     ProviderError,
     RateLimitedError,
 )
+from quotaledger.client.key_balance import KeyBalance
 from quotaledger.client.providers import PROVIDERS, Provider
 from quotaledger.client.sync_client import BalanceClient
 
@@ -37,6 +44,7 @@ __all__ = [
     "BalanceClient",
     "BalanceError",
     "ConfigurationError",
+    "KeyBalance",
     "MistypedTokenError",
     "NetworkError",
     "PermissionDeniedError",

@@ -46,7 +46,7 @@ class ClientConfig:
         return cls(
             provider=chosen,
             site=chosen.site(base_url, checked_user_id(user_id)),
-            token=checked_token(token),
+            token=checked_credential(checked_token(token), chosen.credential),
             timeout=timeout,
             policy=retry.RetryPolicy(
                 retries, retry.DEFAULT_BACKOFF if backoff is None else backoff
@@ -82,6 +82,32 @@ def checked_token(token: str | None) -> str:
         raise MistypedTokenError(
             "the token looks mistyped or truncated (its quotaledger checksum does not match): "
             "copy it again, or generate a new one under Account Settings, System Token"
+        )
+    return value
+
+
+KEY_PREFIX = "sk-ql-"
+"""quotaledger's API keys (`keys.py` on the server; not imported: it needs the store)."""
+
+
+def checked_credential(value: str, credential: str) -> str:
+    """`value`, refused before it is sent if it is plainly the other kind of credential: a
+    system token where an API key is wanted, or the reverse; or a mistyped quotaledger key."""
+    if credential == "key" and value.startswith(tokens.PREFIX):
+        raise ConfigurationError(
+            "this is a system token (ql_...): a key's own balance is read with the API key "
+            "itself (sk-...); for the account's balance leave out --key-env/--key-file"
+        )
+    if credential == "token" and value.startswith(KEY_PREFIX):
+        raise ConfigurationError(
+            "this is an API key (sk-ql-...): read its own balance with --key-env/--key-file "
+            "(provider newapi-key); the account's balance needs the system token (ql_...)"
+        )
+    if value.startswith(KEY_PREFIX) and not tokens.is_well_formed(value, KEY_PREFIX):
+        raise MistypedTokenError(
+            "the key looks mistyped or truncated (its quotaledger checksum does not match): "
+            "copy it again; a key is shown only once, so if it is lost create a new one "
+            "under Account Settings, API keys"
         )
     return value
 

@@ -13,8 +13,9 @@ from quotaledger.client.body import BodyReader
 from quotaledger.client.config import ClientConfig, default_headers
 from quotaledger.client.deadline import check as check_deadline
 from quotaledger.client.deadline import deadline, keep_deadlines
-from quotaledger.client.errors import BalanceError
+from quotaledger.client.errors import BalanceError, ConfigurationError
 from quotaledger.client.exchange import Call, Reply
+from quotaledger.client.key_balance import KeyBalance, as_key_balance
 from quotaledger.client.network import network_error, unusable_response
 from quotaledger.client.providers import Provider
 from quotaledger.client.redaction import without_secrets
@@ -78,6 +79,17 @@ class BalanceClient:
     @property
     def base_url(self) -> str:
         return self._config.site.base_url
+
+    def key_balance(self) -> KeyBalance:
+        """`balance()` typed for a key (`provider="newapi-key"`): what the key may still
+        spend, what it spent, whether it is unlimited; a `ConfigurationError` (before any
+        request) for a provider that reads accounts."""
+        if self._config.provider.credential != "key":
+            raise ConfigurationError(
+                f"provider {self.provider!r} reads an account's balance, not a key's: "
+                'use provider="newapi-key" with the API key'
+            )
+        return as_key_balance(self.balance())
 
     def balance(self) -> Balance:
         """The account's balance now; a `BalanceError` if it cannot be had."""

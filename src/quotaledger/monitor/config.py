@@ -3,6 +3,10 @@
 Every problem is refused at start with file, line, key and reason; unknown keys too, so a
 typo never silently disables an alert. The token never sits in the file: `token_env` names
 an environment variable, `token_file` a file holding it (see `tokens.py`).
+
+An account may watch one API key instead (`key_env`/`key_file`: its own budget, read from
+`GET /api/usage/token` of quotaledger and new-api relays), with the account's token next to
+it or not: an unlimited key spends the account's balance, which only the token can read.
 """
 
 from __future__ import annotations
@@ -43,8 +47,12 @@ ACCOUNT: dict[str, Callable[[Any], Any]] = {
     "base_url": convert.base_url,
     "token_env": convert.env_name,
     "token_file": convert.path,
+    "key_env": convert.env_name,
+    "key_file": convert.path,
     "user_id": convert.user_id,
 }
+KEY_PROVIDERS = ("newapi",)
+"""Providers whose sites answer `GET /api/usage/token` (read through `newapi-key`)."""
 ACCOUNT_SECTION = Section("account")
 THRESHOLD_KEYS = ("warn_usd", "critical_usd", "currency", "warn", "critical")
 
@@ -74,6 +82,8 @@ class AccountConfig:
     base_url: str | None = None
     token_env: str | None = None
     token_file: Path | None = None
+    key_env: str | None = None
+    key_file: Path | None = None
     user_id: str | int | None = None
     thresholds: Thresholds = Thresholds()
     policy: Policy = Policy()
@@ -82,6 +92,14 @@ class AccountConfig:
     retries: int = 2
     notify: tuple[str, ...] = ()
     section: Section = ACCOUNT_SECTION
+
+    @property
+    def watches_key(self) -> bool:
+        return self.key_env is not None or self.key_file is not None
+
+    @property
+    def has_token(self) -> bool:
+        return self.token_env is not None or self.token_file is not None
 
 
 @dataclass(frozen=True)
@@ -205,10 +223,10 @@ def _account(
         key: _take_inherited(table, key, parse, check_url) for key, (_, parse) in INHERITED.items()
     }
     fields = {key: table.take(key, parse) for key, parse in ACCOUNT.items()}
-    token_file = fields["token_file"]
-    if token_file is not None and not token_file.is_absolute():
-        # Relative to the config file, not to wherever cron or systemd starts the watcher.
-        fields["token_file"] = source.path.parent / token_file
+    for key in ("token_file", "key_file"):
+        if fields[key] is not None and not fields[key].is_absolute():
+            # Relative to the config file, not to wherever cron or systemd starts the watcher.
+            fields[key] = source.path.parent / fields[key]
     account = AccountConfig(
         **{key: value for key, value in fields.items() if value is not None},
         thresholds=_thresholds(table),
@@ -220,8 +238,7 @@ def _account(
         section=table.section,
     )
     table.finish(tuple(ACCOUNT) + THRESHOLD_KEYS + tuple(INHERITED))
-    if (account.token_env is None) == (account.token_file is None):
-        raise table.fail("token_env", "set exactly one of token_env or token_file")
+    _check_credentials(table, account)
     if account.timeout >= account.interval:
         raise table.fail("timeout", "must be shorter than interval")
     if not account.notify and not notify_written:
@@ -232,6 +249,31 @@ def _account(
             "[defaults] (or write notify = [] to keep history and metrics without alerts)",
         )
     return account
+
+
+def _check_credentials(table: _Table, account: AccountConfig) -> None:
+    """A token, a key, or both; each from one place; a key only where the site has keys."""
+    if account.token_env is not None and account.token_file is not None:
+        raise table.fail("token_env", "set one of token_env or token_file, not both")
+    if account.key_env is not None and account.key_file is not None:
+        raise table.fail("key_env", "set one of key_env or key_file, not both")
+    if not account.has_token and not account.watches_key:
+        raise table.fail(
+            None,
+            "no credential: set token_env or token_file (the account's system token), "
+            "or key_env or key_file (to watch one API key's own balance)",
+        )
+    if account.provider == "newapi-key":
+        raise table.fail(
+            "provider",
+            'to watch a key, write key_env = "..." (or key_file) with provider "newapi"',
+        )
+    if account.watches_key and account.provider not in KEY_PROVIDERS:
+        raise table.fail(
+            "key_env" if account.key_env is not None else "key_file",
+            f"provider {account.provider!r} has no per-key balance (key_env/key_file read "
+            "GET /api/usage/token of quotaledger and new-api relays)",
+        )
 
 
 def _thresholds(table: _Table) -> Thresholds:

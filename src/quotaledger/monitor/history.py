@@ -21,7 +21,8 @@ import platformdirs
 from quotaledger.monitor.forecast import Sample
 from quotaledger.monitor.state import Record, State
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: `polls.watched` (what a poll's balance is of: a key, or the account behind one)."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS polls (
     id INTEGER PRIMARY KEY,
@@ -33,7 +34,8 @@ CREATE TABLE IF NOT EXISTS polls (
     used_quota INTEGER,
     used_amount TEXT,
     request_count INTEGER,
-    error TEXT
+    error TEXT,
+    watched TEXT
 );
 CREATE INDEX IF NOT EXISTS polls_by_account ON polls (account, at);
 CREATE TABLE IF NOT EXISTS alerts (
@@ -48,7 +50,7 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 """
 _POLL_COLUMNS = (
-    "account, at, amount, currency, quota, used_quota, used_amount, request_count, error"
+    "account, at, amount, currency, quota, used_quota, used_amount, request_count, error, watched"
 )
 
 
@@ -70,6 +72,9 @@ class Poll:
     used_amount: Decimal | None = None
     request_count: int | None = None
     error: str | None = None
+    watched: str | None = None
+    """What the balance is of, when not the account's own: `key laptop` (the key's own
+    budget), or `the account (key laptop is unlimited)`."""
 
     @property
     def ok(self) -> bool:
@@ -131,6 +136,16 @@ class History:
         self._db.execute("PRAGMA busy_timeout=10000")
         if create:
             self._db.executescript(_SCHEMA)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """A state file of version 1 gets `polls.watched` (NULL: the account's own balance,
+        as every poll before it was)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(polls)").fetchall()}
+        if "watched" not in columns:
+            self._db.execute("ALTER TABLE polls ADD COLUMN watched TEXT")
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version != SCHEMA_VERSION:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -223,8 +238,12 @@ class History:
         return [_poll(row) for row in reversed(self._db.execute(query, params).fetchall())]
 
     def samples(self, account: str, since: datetime) -> list[Sample]:
-        """Successful polls after `since`, oldest first, for the forecast."""
-        return [poll.sample() for poll in self.polls(account, since=since) if poll.ok]
+        """Successful polls after `since`, oldest first, for the forecast: only those of what
+        the latest one watched (a key's `used_quota` and its account's are different
+        counters: a key that became unlimited must not look like a burst of spending)."""
+        good = [poll for poll in self.polls(account, since=since) if poll.ok]
+        watched = good[-1].watched if good else None
+        return [poll.sample() for poll in good if poll.watched == watched]
 
     def last_success(self, account: str) -> Poll | None:
         row = self._db.execute(
@@ -252,10 +271,11 @@ class History:
 
     def _insert_poll(self, poll: Poll) -> None:
         self._db.execute(
-            f"INSERT INTO polls ({_POLL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608  # nosec  # constant columns (bandit#1204)
+            f"INSERT INTO polls ({_POLL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608  # nosec  # constant columns (bandit#1204)
             (
                 poll.account, poll.at.timestamp(), _text(poll.amount), poll.currency, poll.quota,
                 poll.used_quota, _text(poll.used_amount), poll.request_count, poll.error,
+                poll.watched,
             ),
         )  # fmt: skip
 
@@ -281,10 +301,10 @@ _LATEST_GOOD = (
 
 
 def _poll(row: tuple[Any, ...]) -> Poll:
-    account, at, amount, currency, quota, used_quota, used_amount, requests, error = row
+    account, at, amount, currency, quota, used_quota, used_amount, requests, error, watched = row
     return Poll(
         account, datetime.fromtimestamp(at, UTC), _decimal(amount), currency,
-        quota, used_quota, _decimal(used_amount), requests, error,
+        quota, used_quota, _decimal(used_amount), requests, error, watched,
     )  # fmt: skip
 
 

@@ -62,11 +62,12 @@ def money(amount: Decimal, currency: str) -> str:
 
 
 def balance_text(poll: Poll) -> str:
-    """`$18.40 left (9,200,000 quota)`."""
+    """`$18.40 left (9,200,000 quota)`; a key's `$4.20 left (2,100,000 quota) on key laptop`."""
     if poll.amount is None or poll.currency is None:
         return "balance unknown"
     quota = f" ({poll.quota:,} quota)" if poll.quota is not None else ""
-    return f"{money(poll.amount, poll.currency)} left{quota}"
+    watched = f" on {poll.watched}" if poll.watched else ""
+    return f"{money(poll.amount, poll.currency)} left{quota}{watched}"
 
 
 def rate_text(forecast: Forecast | None, currency: str) -> str:

@@ -13,6 +13,7 @@ from quotaledger.client import Balance, BalanceError, RateLimitedError
 from quotaledger.client.printable import printable
 from quotaledger.monitor.config import AccountConfig
 from quotaledger.monitor.history import Poll
+from quotaledger.monitor.keywatch import watched
 from quotaledger.monitor.state import Failure, Observation, Reading
 
 log = logging.getLogger("quotaledger.monitor")
@@ -66,6 +67,7 @@ def _poll(name: str, at: datetime, balance: Balance) -> Poll:
         used_quota=balance.used_quota,
         used_amount=_used_amount(balance),
         request_count=balance.request_count,
+        watched=watched(balance),
     )
 
 

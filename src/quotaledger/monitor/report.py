@@ -98,8 +98,11 @@ def _cells(status: AccountStatus, now: datetime) -> list[str | Text]:
         age = now - last.at
         seen = "just now" if age.total_seconds() < 60 else f"{humanize(age)} ago"
         seen += "" if last.ok else " (failed)"
+    name = status.account.name
+    if good is not None and good.watched:  # the last balance is a key's, or behind a key
+        name += f"\n{good.watched}"
     return [
-        status.account.name,
+        Text(name),  # never markup: the key's name is the server's text
         Text(status.state, style=style),
         balance,
         burn,
@@ -155,21 +158,32 @@ def poll_json(poll: Poll) -> dict[str, Any]:
         "used_quota": poll.used_quota,
         "request_count": poll.request_count,
         "error": poll.error,
+        "watched": poll.watched,
     }
 
 
 def history_table(name: str, polls: Sequence[Poll]) -> Table:
+    """One row per poll; an account that watches a key gets an `Of` column: what each
+    balance was of (`key laptop`, `the account (key laptop is unlimited)`)."""
     table = Table(title=f"{name}: polls")
-    for column in ("Time (UTC)", "Balance", "Quota", "Used quota", "Requests", "Error"):
-        table.add_column(column, justify="left" if column in {"Time (UTC)", "Error"} else "right")
+    keyed = any(poll.watched for poll in polls)
+    columns: tuple[str, ...] = ("Time (UTC)", "Balance", "Quota", "Used quota", "Requests", "Error")
+    if keyed:
+        columns = (*columns[:2], "Of", *columns[2:])
+    for column in columns:
+        left = column in {"Time (UTC)", "Error", "Of"}
+        table.add_column(column, justify="left" if left else "right")
     for poll in polls:
         balance = (
             money(poll.amount, poll.currency) if poll.amount is not None and poll.currency else "—"
         )
-        table.add_row(
+        cells: list[str | Text] = [
             f"{poll.at:%Y-%m-%d %H:%M:%S}", balance, _int(poll.quota), _int(poll.used_quota),
             _int(poll.request_count), Text(printable(poll.error or "")),  # never markup
-        )  # fmt: skip
+        ]  # fmt: skip
+        if keyed:
+            cells.insert(2, Text(poll.watched or ""))
+        table.add_row(*cells)
     return table
 
 

@@ -1,5 +1,5 @@
-"""Each account's token, from the environment variable or file the config names (a relative
-`token_file` is relative to the config file's directory).
+"""Each account's token and API key, from the environment variable or file the config names
+(a relative `token_file` or `key_file` is relative to the config file's directory).
 
 Tokens live only in memory, wrapped in `Secret`; `redact` scrubs them from any text that is
 about to be stored, logged or sent, in case an error message ever echoes one.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from quotaledger.client.redaction import redact as redact_one
 from quotaledger.monitor.config import AccountConfig, WatchConfig
@@ -19,26 +20,47 @@ from quotaledger.secret import Secret
 def resolve_tokens(
     config: WatchConfig, environ: Mapping[str, str] | None = None
 ) -> dict[str, Secret]:
-    """Account name -> token; `ConfigError` at the token_env/token_file line if one is missing."""
+    """Account name -> token, for the accounts that have one; `ConfigError` at the
+    token_env/token_file line if one is missing."""
     environ = os.environ if environ is None else environ
-    return {account.name: _token(config.source, account, environ) for account in config.accounts}
+    return {
+        account.name: _secret(config.source, account, "token", environ)
+        for account in config.accounts
+        if account.has_token
+    }
 
 
-def _token(source: TomlSource, account: AccountConfig, environ: Mapping[str, str]) -> Secret:
-    if account.token_env is not None:
-        value = environ.get(account.token_env, "").strip()
+def resolve_keys(
+    config: WatchConfig, environ: Mapping[str, str] | None = None
+) -> dict[str, Secret]:
+    """Account name -> API key, for the accounts that watch one (key_env/key_file)."""
+    environ = os.environ if environ is None else environ
+    return {
+        account.name: _secret(config.source, account, "key", environ)
+        for account in config.accounts
+        if account.watches_key
+    }
+
+
+def _secret(
+    source: TomlSource, account: AccountConfig, kind: str, environ: Mapping[str, str]
+) -> Secret:
+    """The `token` or `key` of `account`, from its `<kind>_env` or `<kind>_file`."""
+    env_name: str | None = getattr(account, f"{kind}_env")
+    if env_name is not None:
+        value = environ.get(env_name, "").strip()
         if not value:
-            reason = f"environment variable {account.token_env} is not set or empty"
-            raise source.error(account.section, "token_env", reason)
+            reason = f"environment variable {env_name} is not set or empty"
+            raise source.error(account.section, f"{kind}_env", reason)
         return Secret(value)
-    assert account.token_file is not None
+    path: Path = getattr(account, f"{kind}_file")
     try:
-        value = account.token_file.read_text(encoding="utf-8").strip()
+        value = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        reason = f"cannot read {account.token_file}: {getattr(exc, 'strerror', None) or exc}"
-        raise source.error(account.section, "token_file", reason) from None
+        reason = f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+        raise source.error(account.section, f"{kind}_file", reason) from None
     if not value:
-        raise source.error(account.section, "token_file", f"{account.token_file} is empty")
+        raise source.error(account.section, f"{kind}_file", f"{path} is empty")
     return Secret(value)
 
 

@@ -15,7 +15,7 @@ import logging
 import math
 import random
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +29,7 @@ from quotaledger.client.shared import SharedReplies
 from quotaledger.monitor.config import AccountConfig, WatchConfig
 from quotaledger.monitor.forecast import WINDOWS, Forecast, forecast
 from quotaledger.monitor.history import History, Poll
+from quotaledger.monitor.keywatch import KeyWatch
 from quotaledger.monitor.messages import Alert, balance_text, digest
 from quotaledger.monitor.metrics import MonitorMetrics
 from quotaledger.monitor.notify import Sender
@@ -46,6 +47,8 @@ one shared HTTP connection pool. (The default, `default_client`, also gets the w
 `SharedReplies`, so that a relay's `/api/status` is asked once for all its accounts.)"""
 PRUNE_EVERY = timedelta(days=1)
 """How often a watcher with `keep_history` drops old polls (and at its first round)."""
+KEY = "newapi-key"
+"""The client provider that reads a key's own balance (`GET /api/usage/token`)."""
 MAX_RETRY_AFTER = timedelta(hours=1)
 """A rate-limiting server's `Retry-After` is honoured up to max(interval, this): a huge one
 must not park an account for decades."""
@@ -72,19 +75,42 @@ def default_client(
     )
 
 
-def check_accounts(config: WatchConfig, tokens: Mapping[str, Secret]) -> None:
+def key_client(
+    account: AccountConfig,
+    key: Secret,
+    token: Secret | None,
+    http: aiohttp.ClientSession,
+    shared: SharedReplies | None = None,
+) -> KeyWatch:
+    """The source of an account that watches a key: the key's own balance, and the account's
+    (with its token, if given) for when the key turns out unlimited."""
+    from quotaledger.client import AsyncBalanceClient
+
+    options = {**_client_options(account), "http_client": http, "shared_replies": shared}
+    keys = AsyncBalanceClient(account.base_url, key.reveal(), **{**options, "provider": KEY})
+    if token is None:
+        return KeyWatch(keys, None)
+    return KeyWatch(keys, AsyncBalanceClient(account.base_url, token.reveal(), **options))
+
+
+def check_accounts(
+    config: WatchConfig, tokens: Mapping[str, Secret], keys: Mapping[str, Secret] | None = None
+) -> None:
     """Refuse, at the account's file:line, what the client would refuse of its settings (base
-    URL, provider, token, user id): before a state file or a metrics port is opened."""
+    URL, provider, token, key, user id): before a state file or a metrics port is opened."""
     from quotaledger.client.config import ClientConfig
 
+    keys = keys or {}
+    secrets = [*tokens.values(), *keys.values()]
     for account in config.accounts:
-        token = tokens[account.name]
+        asked = [(tokens.get(account.name), account.provider), (keys.get(account.name), KEY)]
         try:
-            ClientConfig.build(
-                account.base_url, token.reveal(), **_client_options(account), backoff=None
-            )
+            for secret, provider in asked:
+                if secret is not None:
+                    options = {**_client_options(account), "provider": provider}
+                    ClientConfig.build(account.base_url, secret.reveal(), **options, backoff=None)
         except ValueError as exc:
-            raise _refused(config, account, exc, tokens) from None
+            raise _refused(config, account, exc, secrets) from None
 
 
 def _client_options(account: AccountConfig) -> dict[str, Any]:
@@ -97,9 +123,9 @@ def _client_options(account: AccountConfig) -> dict[str, Any]:
 
 
 def _refused(
-    config: WatchConfig, account: AccountConfig, exc: ValueError, tokens: Mapping[str, Secret]
+    config: WatchConfig, account: AccountConfig, exc: ValueError, secrets: Iterable[Secret]
 ) -> ConfigError:
-    return config.source.error(account.section, None, redact(str(exc), tokens.values()))
+    return config.source.error(account.section, None, redact(str(exc), secrets))
 
 
 @dataclass(frozen=True)
@@ -127,8 +153,11 @@ class Watcher:
         client_factory: ClientFactory = default_client,
         metrics: MonitorMetrics | None = None,
         rng: random.Random | None = None,
+        keys: Mapping[str, Secret] | None = None,
     ) -> None:
         self.config, self.tokens, self.history, self.notifier = config, tokens, history, notifier
+        self.keys = keys or {}
+        self._secrets = [*tokens.values(), *self.keys.values()]  # scrubbed from all we keep
         self.now, self.metrics = now, metrics
         self._factory = client_factory
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
@@ -156,13 +185,16 @@ class Watcher:
         return self
 
     def _client(self, account: AccountConfig) -> Any:
-        token = self.tokens[account.name]
+        token, key = self.tokens.get(account.name), self.keys.get(account.name)
         try:
+            if key is not None:
+                return key_client(account, key, token, self._http, self._shared)
+            assert token is not None  # config: an account without a key has a token
             if self._factory is default_client:
                 return default_client(account, token, self._http, self._shared)
             return self._factory(account, token, self._http)
         except ValueError as exc:  # the client refuses its settings: base URL, provider, ...
-            raise _refused(self.config, account, exc, self.tokens) from None
+            raise _refused(self.config, account, exc, self._secrets) from None
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -239,7 +271,7 @@ class Watcher:
         return [outcomes[index] for index in range(len(accounts))]
 
     async def _poll(self, account: AccountConfig) -> Outcome:
-        secrets = self.tokens.values()
+        secrets = self._secrets
         return await poll_account(
             account, self._clients[account.name], self.now, lambda text: redact(text, secrets)
         )
@@ -283,7 +315,7 @@ class Watcher:
             return account, failed, None
 
     def _internal_error(self, account: AccountConfig, outcome: Outcome, exc: Exception) -> Outcome:
-        error = redact(f"internal error: {type(exc).__name__}: {exc}", self.tokens.values())
+        error = redact(f"internal error: {type(exc).__name__}: {exc}", self._secrets)
         log.error("%s: %s", account.name, error)
         log.debug("%s: the poll could not be stored", account.name, exc_info=True)
         poll = Poll(account.name, outcome.poll.at, error=error)

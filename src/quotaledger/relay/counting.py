@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 import tiktoken
 
-from quotaledger.relay.usage import TokenUsage, UsageSource
+from quotaledger.token_usage import TokenUsage, UsageSource
 
 # tiktoken_ext/openai_public.py publishes these for cl100k_base.
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"

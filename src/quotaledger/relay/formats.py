@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from quotaledger.relay import anthropic_messages, counting, openai_chat, openai_responses
 from quotaledger.relay.errors import InvalidRequest, WireFormat
 from quotaledger.relay.sse import SSEEvent
-from quotaledger.relay.usage import TokenUsage
+from quotaledger.token_usage import TokenUsage
 
 
 class Prepared(Protocol):

@@ -21,9 +21,10 @@ from typing import Any, Literal
 import orjson
 
 from quotaledger.relay.counting import local_usage
+from quotaledger.relay.counts import count, optional_count
 from quotaledger.relay.errors import DONE, InvalidRequest, openai_stream_error
 from quotaledger.relay.sse import SSEEvent
-from quotaledger.relay.usage import TokenUsage, count, optional_count
+from quotaledger.token_usage import TokenUsage
 
 CapField = Literal["max_tokens", "max_completion_tokens"]
 _REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek / vLLM, OpenRouter
@@ -136,6 +137,17 @@ def parse_usage(usage: Any) -> TokenUsage | None:
         output=completion,
         reasoning=reasoning,
     )
+
+
+def openai_usage(usage: TokenUsage) -> dict[str, Any]:
+    """`usage` as OpenAI's chat `usage` object (for a usage chunk the relay synthesizes)."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning},
+    }
 
 
 def completion_texts(answer: Any) -> tuple[list[str], list[str]]:
@@ -255,7 +267,7 @@ class ChatStream:
         """Our usage chunk, when the client asked for one and upstream gave none believable."""
         if not self.client_wants_usage or self._believed() is not None:
             return b""
-        usage = self.usage().as_openai_usage()
+        usage = openai_usage(self.usage())
         chunk = {**self._head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 

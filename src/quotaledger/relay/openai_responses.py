@@ -21,9 +21,10 @@ from typing import Any, Literal
 import orjson
 
 from quotaledger.relay.counting import local_usage
+from quotaledger.relay.counts import count, optional_count
 from quotaledger.relay.errors import InvalidRequest
 from quotaledger.relay.sse import SSEEvent
-from quotaledger.relay.usage import TokenUsage, count, optional_count
+from quotaledger.token_usage import TokenUsage
 
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _OUTPUT_DELTAS = frozenset(

@@ -12,7 +12,9 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -28,6 +30,7 @@ from quotaledger.server.auth import (
     any_caller,
     session_only,
 )
+from quotaledger.server.bodies import parse_json
 from quotaledger.server.calls import Call
 from quotaledger.server.errors import HTTPError, within_limit
 from quotaledger.server.responses import EnvelopeResponse, ok
@@ -52,8 +55,12 @@ async def log_self(
     request: Request,
     caller: AnyCaller,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    p: Annotated[int | None, Query(ge=1, le=1_000_000, description="new-api's `page`")] = None,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
+    """Pages count from 1, as `p` (new-api's name, which its clients send) or `page`; `p`
+    wins when both are sent. A page past the end has no items."""
+    page = p or page
     records, total = await run_in_threadpool(
         ledger.usage_page, _services(request).database, caller.account.id, page, page_size
     )
@@ -99,9 +106,10 @@ async def _record_failure(call: Call, username: str, event: str) -> None:
     security_log.warning("%s user=%r address=%s", event, username, call.client_address())
 
 
-@router.post("/api/user/login", **openapi.LOGIN)
-async def login(request: Request, body: LoginBody) -> Response:
+@router.post("/api/user/login", **openapi.with_body(openapi.LOGIN, LoginBody))
+async def login(request: Request) -> Response:
     call = Call.of(request)
+    body = parse_json(LoginBody, await request.body())
     services = call.services
     await _throttle_password_attempt(call, body.username)
     try:
@@ -151,9 +159,10 @@ async def logout(request: Request, caller: SessionCaller) -> Response:
     return response
 
 
-@router.post("/api/user/token", **openapi.ISSUE_TOKEN)
-async def issue_token(request: Request, body: PasswordBody, caller: SessionCaller) -> Response:
+@router.post("/api/user/token", **openapi.with_body(openapi.ISSUE_TOKEN, PasswordBody))
+async def issue_token(request: Request, caller: SessionCaller) -> Response:
     call = Call.of(request)
+    body = parse_json(PasswordBody, await request.body())
     account = caller.account
     await _throttle_password_attempt(call, account.username)
     try:
@@ -174,23 +183,35 @@ async def issue_token(request: Request, body: PasswordBody, caller: SessionCalle
 # ---------------------------------------------------------------- admin
 
 
-class QuotaTopUp(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="Top up in quota")
-    quota: int = Field(gt=0, le=MAX_QUOTA)
+class TopUpBody(BaseModel):
+    """Exactly one of `quota` or `usd`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        title="Top-up",
+        json_schema_extra={"oneOf": [{"required": ["quota"]}, {"required": ["usd"]}]},
+    )
+    # None only when left out (and then not in the schema): `_one_amount` checks the pair.
+    quota: Annotated[int, Field(gt=0, le=MAX_QUOTA)] | SkipJsonSchema[None] = None
+    usd: (
+        Annotated[Decimal, Field(gt=0, le=Decimal(10**12), allow_inf_nan=False)]
+        | SkipJsonSchema[None]
+    ) = None
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> TopUpBody:
+        if self.quota is not None and self.usd is not None:
+            raise PydanticCustomError("top_up", "send either usd or quota, not both")
+        if self.quota is None and self.usd is None:
+            raise PydanticCustomError("top_up", "send usd or quota")
+        return self
 
 
-class UsdTopUp(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="Top up in USD")
-    usd: Decimal = Field(gt=0, le=Decimal(10**12), allow_inf_nan=False)
-
-
-@router.post("/api/user/{username}/topup", **openapi.TOPUP)
-async def top_up(
-    request: Request, username: str, body: QuotaTopUp | UsdTopUp, caller: AdminCaller
-) -> Response:
-    """Exactly one of `quota` or `usd` (the body schema says so too)."""
-    quota = body.quota if isinstance(body, QuotaTopUp) else usd_to_quota(body.usd)
-    if quota <= 0:
+@router.post("/api/user/{username}/topup", **openapi.with_body(openapi.TOPUP, TopUpBody))
+async def top_up(request: Request, username: str, caller: AdminCaller) -> Response:
+    body = parse_json(TopUpBody, await request.body())
+    quota = body.quota if body.usd is None else usd_to_quota(body.usd)
+    if quota is None or quota <= 0:
         raise InvalidInput("usd", "amount is below one quota unit")
     balance = await run_in_threadpool(
         ledger.top_up,

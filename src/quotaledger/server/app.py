@@ -4,8 +4,9 @@ Which module answers what:
 
     GET  /api/user/self          balance.py   (through the front door)
     POST /api/usage              charges.py   (through the front door)
-    everything else              the framework (FastAPI): api.py (/api/...), pages.py
-                                 (/login, /account, /static), /docs and /openapi.json
+    everything else              the framework (FastAPI): api.py (the other /api/... and
+                                 /healthz, /metrics), pages.py (/, /login, /account,
+                                 /static), docs.py (/docs), FastAPI itself (/openapi.json)
 
 Every request enters `front_door.FrontDoor`, which answers its own routes (`ROUTES`) and
 hands the rest to the framework, and finishes, counts and refuses for both.
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp
 
 from quotaledger import __version__
 from quotaledger.relay.errors import WireFormat, error_body
-from quotaledger.server import api, balance, charges, errors, openapi, pages, relay
+from quotaledger.server import api, balance, charges, docs, errors, openapi, pages, relay
 from quotaledger.server.calls import Endpoint
 from quotaledger.server.charges import UsageBody
 from quotaledger.server.front_door import FrontDoor, Route
@@ -53,7 +54,9 @@ _OPENAI, _ANTHROPIC = WireFormat.OPENAI, WireFormat.ANTHROPIC
 # The front door's own routes: (method, path) -> endpoint, description, refusal format.
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/user/self"): Route(balance.user_self, openapi.USER_SELF),
-    ("POST", "/api/usage"): Route(charges.charge_usage, openapi.usage(UsageBody)),
+    ("POST", "/api/usage"): Route(
+        charges.charge_usage, openapi.with_body(openapi.USAGE, UsageBody)
+    ),
     ("POST", "/v1/chat/completions"): _relay_route(
         relay.chat_completions, _OPENAI, "OpenAI chat completions, streamed or not"
     ),
@@ -88,7 +91,8 @@ def create_app(settings: Settings, database: Database | None = None) -> FrontDoo
         redis_url,
     )
     services = Services(settings, database, limiter)
-    return FrontDoor(ROUTES, _framework(services, ROUTES), services)
+    routes = dict(ROUTES)
+    return FrontDoor(routes, _framework(services, routes), services)
 
 
 def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> FastAPI:
@@ -97,7 +101,7 @@ def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> Fast
         version=__version__,
         summary="Prepaid LLM API quota: balance API and ledger (500,000 quota = 1.00 USD).",
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # docs.py serves /docs from our own files
         redoc_url=None,
         exception_handlers=dict(errors.FRAMEWORK_HANDLERS),
         lifespan=_lifespan(services),
@@ -108,6 +112,7 @@ def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> Fast
     for (method, path), route in routes.items():
         framework.add_api_route(path, _front_door_only, methods=[method], **route.openapi)
     pages.install(framework)
+    docs.install(framework)
     return framework
 
 

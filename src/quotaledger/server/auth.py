@@ -69,12 +69,13 @@ async def token_account(
     (the balance query counts each token's requests).
 
     The checks run cheapest first, so that junk costs less than a real query: a
-    malformed token is refused without counting anything; with the balance limit on, a
-    token already known to be over its own limit gets 429 from memory; an address that had
-    too many tokens refused gets 429 (forged well-formed tokens are free to make, so a
-    per-token limit alone would never stop someone trying them); then the token's own
-    limit is counted; then the one database read. A refused token counts against its
-    address.
+    malformed token is refused without counting anything. Refused tokens count against
+    their address (forged well-formed tokens are free to make, so a per-token limit alone
+    would never stop someone trying them), and an address over that limit gets 429. On the
+    balance query the address is checked first, then a token already known to be over its
+    own limit gets 429 from memory, then the token's own limit is counted, then the one
+    database read. Routes that are not limited (usage charges, top-ups: the operator's own
+    gateway) read the token first: a valid one passes whatever else came from its address.
     """
     if not tokens.is_well_formed(token):
         raise AuthenticationFailed(MALFORMED_REFUSAL)
@@ -84,16 +85,28 @@ async def token_account(
     limiter = services.limiter
     if not limiter.is_enabled("balance"):
         return await accounts.account_for_token_digest_async(services.database, digest), {}
+    headers: dict[str, str] = {}
     if limit_token:
         within_limit(limiter.known_over("balance", digest))
-    key = f"bad-token:{call.client_address()}"
-    within_limit(await limiter.over("balance", key), ADDRESS_REFUSAL)
-    headers = within_limit(await limiter.hit("balance", digest)) if limit_token else {}
+        await _address_gate(call)
+        headers = within_limit(await limiter.hit("balance", digest))
     try:
         return await accounts.account_for_token_digest_async(services.database, digest), headers
     except AuthenticationFailed:
-        await limiter.count("balance", key)
+        if not limit_token:
+            await _address_gate(call)
+        await limiter.count("balance", _address_key(call))
         raise
+
+
+async def _address_gate(call: Call) -> None:
+    """429 for an address that had too many tokens refused."""
+    over = await call.services.limiter.over("balance", _address_key(call))
+    within_limit(over, ADDRESS_REFUSAL)
+
+
+def _address_key(call: Call) -> str:
+    return f"bad-token:{call.client_address()}"
 
 
 async def session_caller(call: Call, session_id: str) -> Caller:

@@ -43,40 +43,31 @@ class Head(NamedTuple):
         return header
 
 
-_READ = frozenset(
-    {
-        b"authorization",
-        b"accept-encoding",
-        b"new-api-user",
-        b"content-length",
-        b"content-type",
-        b"x-csrf-token",
-    }
-)
+# Where each header read goes in `Head` (the order of its fields).
+_SLOT = {
+    b"authorization": 0,
+    b"accept-encoding": 1,
+    b"new-api-user": 2,
+    b"content-length": 3,
+    b"content-type": 4,
+    b"x-csrf-token": 5,
+}
 _HEAD = "quotaledger.head"  # where the front door leaves the head in the scope
 
 
 def read_head(scope: Scope) -> Head:
     """The head of this request, read in one pass over its headers (once: kept in the
     scope for whoever asks again)."""
-    found: dict[bytes, str] = {}
+    found: list[str | None] = [None] * 6
     chunked = False
     for name, value in scope["headers"]:
-        if name in _READ:
-            if name not in found:
-                found[name] = value.decode("latin-1")
+        slot = _SLOT.get(name)
+        if slot is not None:
+            if found[slot] is None:
+                found[slot] = value.decode("latin-1")
         elif name == b"transfer-encoding":
             chunked = True
-    get = found.get
-    head = Head(
-        get(b"authorization"),
-        get(b"accept-encoding"),
-        get(b"new-api-user"),
-        get(b"content-length"),
-        get(b"content-type"),
-        get(b"x-csrf-token"),
-        chunked,
-    )
+    head = Head(found[0], found[1], found[2], found[3], found[4], found[5], chunked)
     scope[_HEAD] = head
     return head
 

@@ -38,11 +38,12 @@ async def charge_usage(call: Call) -> Answer:
     try:
         result = await ledger.charge_async(call.services.database, request)
     except QuotaLedgerError as exc:
-        metrics.charges.labels(type(exc).__name__).inc()
+        metrics.count_charge(type(exc).__name__)
         raise
-    metrics.charges.labels("replayed" if result.replayed else "charged").inc()
-    if not result.replayed:
-        metrics.quota_charged.inc(result.quota_charged)
+    if result.replayed:
+        metrics.count_charge("replayed")
+    else:
+        metrics.count_charge("charged", result.quota_charged)
     data = {
         "request_id": result.request_id,
         "quota_charged": result.quota_charged,

@@ -21,7 +21,7 @@ STATUS_BY_ERROR: dict[type[errors.QuotaLedgerError], int] = {
     errors.PermissionDenied: 403,
     errors.InsufficientQuota: 402,
     errors.IdempotencyConflict: 409,
-    errors.DatabaseBusy: 503,
+    errors.Busy: 503,
     errors.NotConfigured: 503,
 }
 
@@ -97,15 +97,21 @@ async def to_the_front_door(request: Request, exc: Exception) -> Response:
     raise HTTPError(found.status, found.message, dict(found.headers)) from None
 
 
+_NOT_AN_OBJECT = {"model_type", "model_attributes_type", "dict_type"}
+
+
 def describe_validation_errors(items: object) -> str:
     """`'quota: Input should be a valid integer; usd: ...'`, naming each field."""
     parts = []
     for item in items if isinstance(items, list | tuple) else []:
         location = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path")]
         field = ".".join(location) or "body"
-        if item.get("type") == "json_invalid":
+        kind = item.get("type")
+        if kind == "json_invalid":
             field = "body"
             message = "invalid JSON"
+        elif kind in _NOT_AN_OBJECT:  # pydantic's message would name our model class
+            message = "send a JSON object"
         else:
             message = item.get("msg", "invalid")
         parts.append(f"{field}: {message}")

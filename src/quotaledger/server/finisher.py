@@ -26,17 +26,17 @@ from quotaledger.server.calls import Answer, Headers, Stream
 from quotaledger.server.errors import Refusal
 from quotaledger.server.metrics import Metrics
 
-# Pages and the API serve only their own scripts and styles; /docs (Swagger UI) loads
-# its assets from a CDN, so it gets a CSP that allows exactly that.
+# Pages and the API serve only their own scripts and styles, and so does /docs (Swagger UI,
+# served from this server: docs.py).
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
     "object-src 'none'"
 )
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'; object-src 'none'"
 )
 _COMMON = (
     (b"x-content-type-options", b"nosniff"),
@@ -173,7 +173,8 @@ class Finish:
         headers = [(b"content-type", stream.media_type), *stream.headers, *_API_HEADERS]
         if self.https:
             headers += _HSTS
-        self._count(stream.status)
+        self.started = True
+        self.metrics.count_response(self.method, stream.status)
         send = self.raw_send
         await send({"type": "http.response.start", "status": stream.status, "headers": headers})
         pump = asyncio.ensure_future(_pump(stream, send))
@@ -189,19 +190,17 @@ class Finish:
             raise failed
 
     async def _send(self, status: int, headers: Headers, body: bytes) -> None:
-        self._count(status)
-        await self.raw_send({"type": "http.response.start", "status": status, "headers": headers})
-        await self.raw_send({"type": "http.response.body", "body": body})
-
-    def _count(self, status: int) -> None:
         self.started = True
         self.metrics.count_response(self.method, status)
+        await self.raw_send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.raw_send({"type": "http.response.body", "body": body})
 
     async def send(self, message: Message) -> None:
         """`send` for the answers the framework makes: the same headers, gzip and count."""
         kind = message["type"]
         if kind == "http.response.start":
-            self._count(message["status"])
+            self.started = True
+            self.metrics.count_response(self.method, message["status"])
             extra = security_headers(self.path)
             if self.https:
                 extra = (*extra, *_HSTS)

@@ -17,7 +17,6 @@ errors under `/v1`). An endpoint returns an `Answer`, or a `Stream` sent as it i
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -45,7 +44,7 @@ class Route(NamedTuple):
 
 class FrontDoor:
     def __init__(
-        self, routes: Mapping[tuple[str, str], Route], framework: ASGIApp, services: Services
+        self, routes: dict[tuple[str, str], Route], framework: ASGIApp, services: Services
     ) -> None:
         self.routes = routes
         self.framework = framework
@@ -68,12 +67,13 @@ class FrontDoor:
         route = self.routes.get((method, path))
         try:
             body = b""
-            if method in BODY_METHODS:
+            if method in BODY_METHODS:  # read whole, and handed on as read (even when empty)
                 relay_body = route is not None and route.relay_body
                 limit = settings.relay_max_body_bytes if relay_body else settings.max_body_bytes
                 body = await read_body(method, path, head, receive, limit)
+                receive = replay(body, receive)
             if route is None:
-                await self.framework(scope, replay(body, receive) if body else receive, finish.send)
+                await self.framework(scope, receive, finish.send)
                 return
             answer = await route.endpoint(Call(scope, head, body, services))
             if isinstance(answer, Stream):

@@ -61,15 +61,29 @@ class Offers:
         return [self.callable_as[c.name] for c in ordered]
 
 
-def read_offers(database: Database, cipher: channels.ChannelCipher | None) -> Offers:
+def read_offers(
+    database: Database, cipher: channels.ChannelCipher | None, warned: set[str]
+) -> Offers:
+    """The offers as the database has them now. A channel that cannot be called (no secret
+    key set, or its key encrypted with another one) is left out, and said once."""
     prices = {p.model: p for p in pricing.list_prices(database)}
     ratios = pricing.list_group_ratios(database)
-    enabled = tuple(c for c in channels.list_channels(database) if c.status == "enabled")
-    if cipher is None:  # no secret key: no channel can be called (`serve` said why)
-        enabled = ()
-    callable_as = {c.name: _candidate(c, cipher) for c in enabled} if cipher else {}
-    served = {model for c in enabled for model in c.models}
-    return Offers(prices, ratios, enabled, callable_as, frozenset(served & set(prices)))
+    callable_as: dict[str, Candidate] = {}
+    listed = channels.list_channels(database)
+    for channel in listed:
+        if channel.status != "enabled":
+            continue
+        try:
+            if cipher is None:
+                raise NotConfigured("QUOTALEDGER_SECRET_KEY is not set")
+            callable_as[channel.name] = _candidate(channel, cipher)
+        except NotConfigured as exc:
+            if channel.name not in warned:
+                warned.add(channel.name)
+                log.warning("channel %s cannot be called: %s", channel.name, exc)
+    usable = tuple(c for c in listed if c.name in callable_as)
+    served = {model for c in usable for model in c.models}
+    return Offers(prices, ratios, usable, callable_as, frozenset(served & set(prices)))
 
 
 def _candidate(channel: channels.Channel, cipher: channels.ChannelCipher) -> Candidate:
@@ -86,6 +100,7 @@ class OfferCache:
     def __init__(self, database: Database, settings: Settings) -> None:
         self.database = database
         self.cipher = _cipher(settings)
+        self.warned: set[str] = set()  # channels said to be unusable
         self._offers: Offers | None = None
         self._until = 0.0
         self._lock = asyncio.Lock()
@@ -95,7 +110,9 @@ class OfferCache:
             return self._offers
         async with self._lock:  # one read for every request waiting on a stale cache
             if self._offers is None or time.monotonic() >= self._until:
-                self._offers = await run_in_threadpool(read_offers, self.database, self.cipher)
+                self._offers = await run_in_threadpool(
+                    read_offers, self.database, self.cipher, self.warned
+                )
                 self._until = time.monotonic() + OFFERS_SECONDS
         return self._offers
 
@@ -103,9 +120,8 @@ class OfferCache:
 def _cipher(settings: Settings) -> channels.ChannelCipher | None:
     try:
         return channels.ChannelCipher(settings.secret_key)
-    except NotConfigured as exc:
-        log.warning("the relay has no channels to call: %s", exc)
-        return None
+    except NotConfigured:
+        return None  # said per channel, if any is ever added
 
 
 @dataclass

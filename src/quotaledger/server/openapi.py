@@ -98,8 +98,9 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def usage(body: type[BaseModel]) -> dict[str, Any]:
-    return {**USAGE, "openapi_extra": json_body(body)}
+def with_body(described: dict[str, Any], body: type[BaseModel]) -> dict[str, Any]:
+    """`described`, with the JSON body the route reads itself."""
+    return {**described, "openapi_extra": json_body(body)}
 
 
 USAGE: dict[str, Any] = {

@@ -22,6 +22,7 @@ from starlette.templating import Jinja2Templates
 
 from quotaledger import sessions
 from quotaledger.accounts import Account
+from quotaledger.errors import PermissionDenied
 from quotaledger.money import format_usd
 from quotaledger.server.auth import SESSION_COOKIE
 from quotaledger.server.services import Services
@@ -94,7 +95,10 @@ async def _session_account(request: Request) -> Account | None:
     if not session_id:
         return None
     services: Services = request.app.state.ql
-    found = await run_in_threadpool(sessions.account_for_session, services.database, session_id)
+    try:
+        found = await run_in_threadpool(sessions.account_for_session, services.database, session_id)
+    except PermissionDenied:  # a disabled account: logging in again says so
+        return None
     return None if found is None else found[0]
 
 

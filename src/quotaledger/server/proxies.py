@@ -16,13 +16,18 @@ from quotaledger.settings import Network
 
 def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str:
     """The real client address: `X-Forwarded-For` read from the right, skipping the
-    trusted proxies themselves."""
+    trusted proxies themselves.
+
+    Every header line counts, in order, as one list (RFC 9110 §5.3): a client can send its
+    own line, and a proxy that adds a second line rather than appending to the first would
+    otherwise let that forged line choose the address the limits count."""
     peer = _peer(scope) or "unknown"
     if not trusted or not _is_in(peer, trusted):
         return peer
-    forwarded = Headers(scope=scope).get("x-forwarded-for", "")
-    for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
-        if not _is_in(hop, trusted):
+    lines = Headers(scope=scope).getlist("x-forwarded-for")
+    hops = [hop.strip() for line in lines for hop in line.split(",")]
+    for hop in reversed(hops):
+        if hop and not _is_in(hop, trusted):
             return hop
     return peer
 

@@ -47,11 +47,11 @@ from quotaledger.relay.formats import (
     Tracker,
 )
 from quotaledger.relay.sse import SSEParser
-from quotaledger.relay.usage import TokenUsage
 from quotaledger.server.calls import Answer, Call, Headers, Stream
 from quotaledger.server.errors import HTTPError, refusal
 from quotaledger.server.offers import Candidate, Offers
 from quotaledger.server.upstream import Reply, UpstreamFailure
+from quotaledger.token_usage import TokenUsage
 
 log = logging.getLogger("quotaledger.relay")
 
@@ -93,10 +93,11 @@ async def count_tokens(call: Call) -> Answer | Stream:
     anthropic channel serving the model, else counted here."""
     request_id = _new_request_id()
     try:
+        digest = _digest(call)
         body = _json(call.body)
         model = body.get("model") if isinstance(body, dict) else None
         offers = await call.services.relay.offers.get()
-        await _admit(call, offers, model if isinstance(model, str) else None)
+        await _admit(call, digest, offers, model if isinstance(model, str) else None)
         for candidate in offers.candidates(str(model), "anthropic", call.services.relay):
             try:
                 reply = await _open(call, candidate, "/v1/messages/count_tokens", body)
@@ -117,8 +118,9 @@ async def models(call: Call) -> Answer | Stream:
     anthropic = _header(call, b"anthropic-version") is not None
     wire = WireFormat.ANTHROPIC if anthropic else WireFormat.OPENAI
     try:
+        digest = _digest(call)
         offers = await call.services.relay.offers.get()
-        admission = await _admit(call, offers, None)
+        admission = await _admit(call, digest, offers, None)
         names = keys.allowed_models(admission.key, offers.models)
         return Answer(200, _model_list(names, anthropic), _id_header(request_id))
     except Exception as exc:
@@ -179,12 +181,13 @@ async def _relay(call: Call, fmt: Format) -> Answer | Stream:
 
 async def _relay_admitted(request: _Request) -> Answer | Stream:
     call, fmt = request.call, request.format
+    digest = _digest(call)  # a missing or malformed key: 401 before anything else
     body = _json(call.body)
     model = body.get("model") if isinstance(body, dict) else None
     prepared = fmt.prepare(body, call.services.settings.relay_default_max_tokens)
     request.model = str(model)
     offers = await call.services.relay.offers.get()
-    admission = await _admit(call, offers, request.model)
+    admission = await _admit(call, digest, offers, request.model)
     candidates = offers.candidates(request.model, fmt.channel_format, call.services.relay)
     if not candidates:
         raise NotFound(f"model {request.model!r} is not offered on {fmt.path}")
@@ -203,8 +206,11 @@ async def _relay_admitted(request: _Request) -> Answer | Stream:
     return await _whole_answer(request, reply, prepared)
 
 
-async def _admit(call: Call, offers: Offers, model: str | None) -> keys.Admission:
-    digest = keys.key_digest(_api_key(call))
+def _digest(call: Call) -> str:
+    return keys.key_digest(_api_key(call))
+
+
+async def _admit(call: Call, digest: str, offers: Offers, model: str | None) -> keys.Admission:
     return await keys.admit_async(
         call.services.database, digest, call.client_address(), model, offers.models
     )
@@ -314,7 +320,7 @@ async def _whole_answer(request: _Request, reply: Reply, prepared: Prepared) -> 
         raw = await reply.read(MAX_ANSWER_BYTES)
     except (aiohttp.ClientError, TimeoutError, UpstreamFailure) as exc:
         reply.close()
-        await _settle(request, _outcome(request, 502, TokenUsage(), "upstream_failed"))
+        await _settle(request, _outcome(request, 502, None, "upstream_failed"))
         raise UpstreamFailure(f"upstream failed while answering ({type(exc).__name__})") from None
     reply.release()
     try:
@@ -378,7 +384,7 @@ class _Progress:
             return
         self.next_at = now + self.every
         database = self.request.call.services.database
-        usage = _ledger_usage(self.tracker.usage())
+        usage = self.tracker.usage()
         self.task = asyncio.ensure_future(
             run_in_threadpool(
                 reservations.record_progress, database, self.request.request_id, usage, 200
@@ -394,20 +400,19 @@ async def _settle_stream(request: _Request, tracker: Tracker, end: str) -> None:
     delivered = tracker.delivered
     if end in ("upstream_failed", "idle_timeout", "upstream_ended_early") and not delivered:
         # Nothing reached the client: nothing is charged (SPEC §8, failures).
-        await _settle(request, _outcome(request, 502, TokenUsage(), end))
+        await _settle(request, _outcome(request, 502, None, end))
         return
     await _settle(request, _outcome(request, 200, tracker.usage(), end))
 
 
 def _outcome(
-    request: _Request, status: int, usage: TokenUsage, end: str, *, stream: bool = True
+    request: _Request, status: int, usage: TokenUsage | None, end: str, *, stream: bool = True
 ) -> settlement.Outcome:
     candidate = request.candidate
     ttft = None if request.first_byte is None else request.elapsed_ms(request.first_byte)
     return settlement.Outcome(
         status=status,
-        usage=_ledger_usage(usage),
-        usage_source=str(usage.source),
+        usage=usage,
         end_reason=end,
         upstream_model=candidate.upstream_model(request.model) if candidate else None,
         channel=candidate.name if candidate else None,
@@ -440,16 +445,6 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
         return
     services.metrics.open_reservations.dec()
     services.metrics.relay_settled(request.model, outcome, settled)
-
-
-def _ledger_usage(usage: TokenUsage) -> pricing.TokenUsage:
-    return pricing.TokenUsage(
-        input_tokens=usage.input,
-        cached_tokens=usage.cache_read,
-        cache_write_tokens=usage.cache_write_5m,
-        cache_write_1h_tokens=usage.cache_write_1h,
-        output_tokens=usage.output,
-    )
 
 
 # ---------------------------------------------------------------- requests and refusals

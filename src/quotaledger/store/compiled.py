@@ -43,9 +43,12 @@ class CompiledStatement:
         form = self._forms.get(dialect.name) or self._compile(dialect)
         if form.defaults:
             params = {**form.defaults, **params}
-        if form.names is None:
+        names = form.names
+        if names is None:
             return form.sql, params
-        return form.sql, tuple([params[name] for name in form.names])
+        if len(names) == 1:  # a lookup by one key, the hottest case
+            return form.sql, (params[names[0]],)
+        return form.sql, tuple([params[name] for name in names])
 
     def _compile(self, dialect: Dialect) -> _Form:
         compiled = self._statement.compile(dialect=dialect, **self._options)

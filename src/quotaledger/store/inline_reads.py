@@ -49,12 +49,11 @@ class InlineReader:
 
     def fetch_one(self, sql: str, args: Any) -> Any:
         """The first row of `sql`, read in this pass's snapshot."""
-        self._enter()
+        if not self._end_pending:  # the first read of this pass
+            self._begin()
         return self.connection.execute(sql, args).fetchone()
 
-    def _enter(self) -> None:
-        if self._end_pending:
-            return
+    def _begin(self) -> None:
         # Scheduled before BEGIN: a transaction is never left open without its end.
         asyncio.get_running_loop().call_soon(self._end)
         self._end_pending = True

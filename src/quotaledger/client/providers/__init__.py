@@ -7,11 +7,13 @@ from quotaledger.client.providers.base import Provider
 from quotaledger.client.providers.deepseek import DeepSeek
 from quotaledger.client.providers.moonshot import Moonshot
 from quotaledger.client.providers.newapi import NewAPI
+from quotaledger.client.providers.newapi_key import NewAPIKey
 from quotaledger.client.providers.openrouter import OpenRouter
 from quotaledger.client.providers.siliconflow import SiliconFlow
 
 PROVIDERS: dict[str, type[Provider]] = {
-    provider.name: provider for provider in (NewAPI, OpenRouter, DeepSeek, SiliconFlow, Moonshot)
+    provider.name: provider
+    for provider in (NewAPI, OpenRouter, DeepSeek, SiliconFlow, Moonshot, NewAPIKey)
 }
 """Provider name -> class; the client makes one instance per client."""
 

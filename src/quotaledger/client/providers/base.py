@@ -28,6 +28,8 @@ class Provider(ABC):
     """Every path `plan()` may call; also stripped from a pasted base URL."""
     api_prefix: ClassVar[str] = "/v1"
     """The OpenAI-compatible prefix people paste as their base URL; stripped too."""
+    credential: ClassVar[str] = "token"
+    """What the provider is given: an account's `token`, or an API `key` (`newapi-key`)."""
 
     @abstractmethod
     def plan(self, site: Site) -> Plan:

@@ -12,6 +12,7 @@ What real servers of this family do, and what we therefore accept:
 from __future__ import annotations
 
 import functools
+from collections.abc import Generator
 from typing import Any
 
 from quotaledger.client.balance import Balance
@@ -73,13 +74,22 @@ class NewAPI(Provider):
             )
         used = int64_field(data, "used_quota", reply, "data.")
         requests = int64_field(data, "request_count", reply, "data.")
+        yield from self.learn_unit()
+        return self._balance(quota, used, requests, data, body)
+
+    def learn_unit(self) -> Generator[Call, Reply, None]:
+        """Ask `/api/status` for `quota_per_unit`, once per client (see `unit`)."""
         if not self._status_known:
             status = yield STATUS_CALL
             self._quota_per_unit = published_quota_per_unit(status)
             # A server that answered without a unit will not publish one at the next poll;
             # no answer at all (status 0) or a server error may be passing.
             self._status_known = status.status != 0 and status.status < 500
-        return self._balance(quota, used, requests, data, body)
+
+    @property
+    def unit(self) -> int:
+        """Quota per USD: the server's published unit, else 500,000."""
+        return self._quota_per_unit or QUOTA_PER_USD
 
     def _balance(
         self,
@@ -89,7 +99,7 @@ class NewAPI(Provider):
         data: dict[str, Any],
         body: dict[str, Any],
     ) -> Balance:
-        unit = self._quota_per_unit or QUOTA_PER_USD
+        unit = self.unit
         group = data.get("group")
         return Balance(
             provider=self.name,

@@ -1,6 +1,8 @@
 """What one relayed request used, in the token classes that are priced apart (SPEC §8a).
 
-Providers report usage differently; each format's module turns its report into this one shape:
+Providers report usage differently; each wire format's module (`relay/`) turns its report
+into this one shape, which `pricing` charges, `reservations` records as progress and
+`settlement` writes to the log:
 - OpenAI (chat, Responses): the input count *includes* cached tokens, so uncached input is
   input - cached; there are no cache writes.
 - Anthropic: `input_tokens` *excludes* cache reads and writes, which come as their own fields,
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 
 class UsageSource(StrEnum):
@@ -46,24 +47,6 @@ class TokenUsage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.output
 
-    def as_openai_usage(self) -> dict[str, Any]:
-        """OpenAI's chat `usage` object (for a usage chunk the relay synthesizes)."""
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.output,
-            "total_tokens": self.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": self.cache_read},
-            "completion_tokens_details": {"reasoning_tokens": self.reasoning},
-        }
-
-
-def count(value: Any) -> int | None:
-    """A token count from a provider's JSON: a non-negative int (not a bool), else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
-def optional_count(value: Any) -> int | None:
-    """Like `count`, but an absent field (None) is 0; a present but invalid one is None."""
-    return 0 if value is None else count(value)
+    def classes(self) -> tuple[int, int, int, int, int]:
+        """The five priced counts, in the order of `pricing.TokenRates`."""
+        return (self.input, self.cache_read, self.cache_write_5m, self.cache_write_1h, self.output)
