@@ -31,6 +31,10 @@ from quotaledger.text import check_text
 MALFORMED_REFUSAL = "malformed token: expected a ql_ system token"
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ROLES = ("user", "admin")
+# new-api's integers for role and status, which the HTTP API answers with (SPEC §1, §9) so
+# that new-api tooling reads them; new-api's root (100) has no counterpart here.
+NEW_API_ROLES = {"user": 1, "admin": 10}
+NEW_API_STATUSES = {"enabled": 1, "disabled": 2}
 
 
 class Account(NamedTuple):
@@ -79,6 +83,15 @@ class Account(NamedTuple):
         if fixed_prices is not None:
             data["ModelFixedPrice"] = fixed_prices
         return data
+
+    def as_api_json(self, fixed_prices: dict[str, str] | None = None) -> dict[str, Any]:
+        """`as_json` with role and status as new-api's integers (role 1 user, 10 admin;
+        status 1 enabled, 2 disabled): the HTTP API's account."""
+        return {
+            **self.as_json(fixed_prices),
+            "role": NEW_API_ROLES[self.role],
+            "status": NEW_API_STATUSES[self.status],
+        }
 
 
 ACCOUNT_COLUMNS = tuple(users.c[name] for name in Account._fields)

@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from quotaledger import tokens
 from quotaledger.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
 from quotaledger.money import MAX_QUOTA
-from quotaledger.periods import PERIODS, period_start
+from quotaledger.periods import PERIODS, next_period_start, period_start
 from quotaledger.settings import Network
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
@@ -81,6 +81,16 @@ class ApiKey:
         if self.period is None or self.period_start != period_start(now, self.period):
             return 0
         return self.period_used
+
+    def period_remaining(self, now: float) -> int | None:
+        """What the periodic limit still allows in the current period; None without one."""
+        if self.period_quota is None:
+            return None
+        return max(self.period_quota - self.period_used_now(now), 0)
+
+    def period_resets_at(self, now: float) -> int | None:
+        """When the current period ends and its count starts again from zero."""
+        return next_period_start(now, self.period) if self.period else None
 
 
 _KEY_COLUMNS = (
@@ -268,6 +278,100 @@ def _change(database: Database, key_id: int, user_id: int | None, values: dict[s
         return _get_in(connection, key_id)
 
 
+def key_page(
+    database: Database, user_id: int, page: int, page_size: int, *, name: str | None = None,
+    digest: str | None = None,
+) -> tuple[list[ApiKey], int]:  # fmt: skip
+    """One page of `user_id`'s keys (not deleted), newest first, and their total; only the
+    key named `name` (a `%` pattern when it holds one) or whose SHA-256 is `digest`."""
+    condition = (api_keys.c.user_id == user_id) & api_keys.c.deleted_at.is_(None)
+    if name is not None:
+        condition &= api_keys.c.name.like(name) if "%" in name else api_keys.c.name == name
+    if digest is not None:
+        condition &= api_keys.c.key_hash == digest
+    with database.read() as connection:
+        total = connection.execute(
+            select(func.count()).select_from(api_keys).where(condition)
+        ).scalar_one()
+        rows = connection.execute(
+            _select_keys()
+            .where(condition)
+            .order_by(api_keys.c.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        ).all()
+    return [_key_from_row(row) for row in rows], int(total)
+
+
+# The fields `update_key` may change, by `KeyLimits`' names (and `name`).
+UPDATABLE = ("name", "quota", "expires_at", "models", "networks", "group", "period")
+
+
+def update_key(
+    database: Database, key_id: int, user_id: int, changes: dict[str, Any], *,
+    clock: Clock = time.time,
+) -> ApiKey:  # fmt: skip
+    """Change some of a key's settings: `changes` maps names of `UPDATABLE` to new values
+    as `create_key` takes them (`quota` None: unlimited; `period` a (period, quota) pair or
+    None). A new `quota` is the key's remaining budget from now on: what it already spent
+    and holds reserved stays counted (`granted - used - reserved == remain` still holds)."""
+    unknown = set(changes) - set(UPDATABLE)
+    if unknown:
+        raise InvalidInput(sorted(unknown)[0], "cannot be changed")
+    with database.write() as connection:
+        current = _get_in(connection, key_id)
+        if current.user_id != user_id or current.deleted_at is not None:
+            raise NotFound(f"no API key with id {key_id}")
+        limits = _merged(current, changes)
+        # A new expiry must be in the future; a kept one (even past) stays as it is.
+        since = int(clock()) if "expires_at" in changes else 0
+        values = _validated(changes.get("name", current.name), limits, since)
+        owner_group = connection.execute(
+            select(users.c.group).where(users.c.id == user_id)
+        ).scalar_one()
+        if limits.group is not None and limits.group not in (owner_group, "default"):
+            raise InvalidInput("group", f"must be a group the user has: {owner_group!r}")
+        for kept in ("created_at", "granted_quota", "remain_quota"):
+            values.pop(kept)
+        if "quota" in changes:
+            remain = limits.quota or 0
+            values["remain_quota"] = remain
+            values["granted_quota"] = api_keys.c.granted_quota + (remain - api_keys.c.remain_quota)
+        connection.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
+        return _get_in(connection, key_id)
+
+
+def _merged(current: ApiKey, changes: dict[str, Any]) -> KeyLimits:
+    period = changes.get("period", (current.period, current.period_quota))
+    period_name, period_quota = period if period is not None else (None, None)
+    models = changes.get("models", sorted(current.models) if current.models else None)
+    networks = tuple(str(n) for n in current.networks) if current.networks else None
+    return KeyLimits(
+        quota=changes.get("quota", None if current.unlimited else current.remain_quota),
+        expires_at=changes.get("expires_at", current.expires_at),
+        models=tuple(models) if models is not None else None,
+        networks=changes.get("networks", networks),
+        group=changes.get("group", current.group),
+        period=period_name,
+        period_quota=period_quota,
+    )
+
+
+def delete_keys(
+    database: Database, key_ids: Iterable[int], user_id: int, *, clock: Clock = time.time
+) -> int:
+    """Delete several of `user_id`'s keys at once; returns how many were deleted."""
+    ids = sorted(set(key_ids))
+    condition = api_keys.c.id.in_(ids) & (api_keys.c.user_id == user_id)
+    with database.write() as connection:
+        result = connection.execute(
+            update(api_keys)
+            .where(condition & api_keys.c.deleted_at.is_(None))
+            .values(deleted_at=int(clock()))
+        )
+        return int(result.rowcount)
+
+
 # ------------------------------------------------------------------ admission
 
 
@@ -334,6 +438,22 @@ async def admit_async(
     """`admit` for code on the event loop: one indexed read (`Database.fetch_one_async`)."""
     row = await database.fetch_one_async(_ADMIT, {"digest": digest})
     return _admission(row, client_address, model, offered, clock())
+
+
+async def lookup_async(database: Database, digest: str) -> Admission:
+    """The key with SHA-256 `digest` and its owner's balance, for reading its own balance
+    (`GET /api/usage/token`): a disabled, expired or exhausted key may still see it; an
+    unknown or deleted one gets `AuthenticationFailed`, a disabled owner `PermissionDenied`."""
+    row = await database.fetch_one_async(_ADMIT, {"digest": digest})
+    if row is None:
+        raise AuthenticationFailed("unknown API key")
+    key = _key_from_row(row)
+    user_status, user_quota, user_group = row[len(_KEY_COLUMNS) :]
+    if key.deleted_at is not None:
+        raise AuthenticationFailed("this API key is deleted")
+    if user_status != "enabled":
+        raise PermissionDenied("the account of this API key is disabled")
+    return Admission(key, int(user_quota), str(user_group))
 
 
 def _admission(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -313,40 +313,3 @@ def _replay_in(connection: Connection, user_id: int, request: UsageRequest) -> C
             f"request_id {request.request_id!r} was already used with a different payload"
         )
     return Charge(request.request_id, int(row.quota), int(row.quota_after), replayed=True)
-
-
-@dataclass(frozen=True)
-class UsageRecord:
-    id: int
-    request_id: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    quota: int
-    created_at: int
-
-
-def usage_page(
-    database: Database, user_id: int, page: int, page_size: int
-) -> tuple[list[UsageRecord], int]:
-    """One page of a user's usage records, newest first, and the total count."""
-    with database.read() as connection:
-        total = connection.execute(
-            select(func.count()).select_from(usage).where(usage.c.user_id == user_id)
-        ).scalar_one()
-        rows = connection.execute(
-            select(
-                usage.c.id,
-                usage.c.request_id,
-                usage.c.model,
-                usage.c.prompt_tokens,
-                usage.c.completion_tokens,
-                usage.c.quota,
-                usage.c.created_at,
-            )
-            .where(usage.c.user_id == user_id)
-            .order_by(usage.c.id.desc())
-            .limit(page_size)
-            .offset((page - 1) * page_size)
-        ).all()
-    return [UsageRecord(*row) for row in rows], int(total)

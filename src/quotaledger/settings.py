@@ -52,6 +52,8 @@ class Settings:
     rate_limit_login_address: str = "20/minute"
     # Relay requests per API key (SPEC §8's 429), or "off".
     rate_limit_relay: str = "off"
+    rate_limit_redeem: str = "10/minute"
+    rate_limit_redeem_address: str = "30/minute"
     trusted_proxies: tuple[Network, ...] = ()
     always_gzip: bool = False
     # "public", "admin" (admin token required) or "off".
@@ -178,6 +180,8 @@ _RATE_LIMITS = (
     "rate_limit_login",
     "rate_limit_login_address",
     "rate_limit_relay",
+    "rate_limit_redeem",
+    "rate_limit_redeem_address",
 )
 
 

@@ -207,7 +207,7 @@ def test_db_upgrade_reports_the_revision(run) -> None:  # type: ignore[no-untype
     result = run("db", "upgrade")
 
     assert result.exit_code == 0
-    assert "revision 0002" in result.stdout
+    assert "revision 0003" in result.stdout
 
 
 def test_an_unsupported_database_url_is_a_usage_error() -> None:

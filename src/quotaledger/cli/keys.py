@@ -182,7 +182,9 @@ def key_json(k: Any) -> dict[str, Any]:
         "models": sorted(k.models) if k.models is not None else None,
         "networks": [str(n) for n in k.networks] if k.networks is not None else None,
         "group": k.group, "period": k.period, "period_quota": k.period_quota,
-        "period_used": k.period_used_now(time.time()), "created_at": k.created_at,
+        "period_used": k.period_used_now(time.time()),
+        "period_remaining": k.period_remaining(time.time()),
+        "period_resets_at": k.period_resets_at(time.time()), "created_at": k.created_at,
         "last_used_at": k.last_used_at, "deleted_at": k.deleted_at,
     }  # fmt: skip
 

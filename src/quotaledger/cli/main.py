@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "group": ("quotaledger.cli.prices:group", "Set a user group's price multiplier."),
     "key": ("quotaledger.cli.keys:key", "Create, list and disable API keys for the relay."),
     "channel": ("quotaledger.cli.channels:channel", "Add, list and test relay upstreams."),
+    "redeem": ("quotaledger.cli.redeem:redeem", "Make, list and disable redemption codes."),
     "balance": ("quotaledger.cli.balance:balance", "Show an account's balance (any provider)."),
     "check": ("quotaledger.cli.balance:check", "Monitoring-plugin check of a balance."),
     "watch": ("quotaledger.cli.watch:watch", "Poll balances and send alerts."),

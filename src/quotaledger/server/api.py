@@ -11,7 +11,7 @@ import logging
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
@@ -48,24 +48,6 @@ AdminCaller = Annotated[Caller, Depends(admin_only)]
 def _services(request: Request) -> Services:
     services: Services = request.app.state.ql
     return services
-
-
-@router.get("/api/log/self", **openapi.LOG_SELF)
-async def log_self(
-    request: Request,
-    caller: AnyCaller,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    p: Annotated[int | None, Query(ge=1, le=1_000_000, description="new-api's `page`")] = None,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> Response:
-    """Pages count from 1, as `p` (new-api's name, which its clients send) or `page`; `p`
-    wins when both are sent. A page past the end has no items."""
-    page = p or page
-    records, total = await run_in_threadpool(
-        ledger.usage_page, _services(request).database, caller.account.id, page, page_size
-    )
-    items = [{**record.__dict__, "quota_usd": format_usd(record.quota)} for record in records]
-    return ok({"items": items, "total": total, "page": page, "page_size": page_size})
 
 
 # ---------------------------------------------------------------- login and token
@@ -123,7 +105,7 @@ async def login(request: Request) -> Response:
     max_age = services.settings.session_max_age
     new = await run_in_threadpool(sessions.start_session, services.database, account, max_age)
     security_log.info("login user=%r address=%s", account.username, call.client_address())
-    response = ok(account.as_json())
+    response = ok(account.as_api_json())
     _set_session_cookies(response, new, max_age, secure=call.is_https())
     return response
 

@@ -29,6 +29,9 @@ from quotaledger.server import api, balance, charges, docs, errors, openapi, pag
 from quotaledger.server.calls import Endpoint
 from quotaledger.server.charges import UsageBody
 from quotaledger.server.front_door import FrontDoor, Route
+from quotaledger.server.key_balance import billing_subscription, billing_usage, token_usage
+from quotaledger.server.newapi_docs import described
+from quotaledger.server.newapi_routes import router as newapi_router
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.server.services import Services
 from quotaledger.server.sweeper import sweep_forever
@@ -73,6 +76,19 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/models"): _relay_route(
         relay.models, _OPENAI, "The models offered and allowed to this API key"
     ),
+    # What an API key may still spend, asked with the key (SPEC §9): new-api's route in the
+    # envelope; OpenAI's legacy billing routes, with OpenAI's errors, with and without /v1.
+    ("GET", "/api/usage/token"): Route(token_usage, described("This API key's balance")),
+    ("GET", "/api/usage/token/"): Route(token_usage, described("The same (new-api's spelling)")),
+    **{
+        ("GET", f"{prefix}/dashboard/billing/{name}"): Route(
+            endpoint,
+            described(f"OpenAI's legacy billing {name} of this key", openai=True),
+            _openai_refusal,
+        )
+        for prefix in ("/v1", "")
+        for name, endpoint in (("subscription", billing_subscription), ("usage", billing_usage))
+    },
 }
 
 
@@ -87,6 +103,8 @@ def create_app(settings: Settings, database: Database | None = None) -> FrontDoo
             "login": settings.rate_limit_login,
             "login_address": settings.rate_limit_login_address,
             "relay": settings.rate_limit_relay,
+            "redeem": settings.rate_limit_redeem,
+            "redeem_address": settings.rate_limit_redeem_address,
         },
         redis_url,
     )
@@ -108,6 +126,7 @@ def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> Fast
     )
     framework.state.ql = services
     framework.include_router(api.router)
+    framework.include_router(newapi_router)
     # The front door's routes, for /openapi.json (and a 405 for their other methods).
     for (method, path), route in routes.items():
         framework.add_api_route(path, _front_door_only, methods=[method], **route.openapi)

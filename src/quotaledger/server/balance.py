@@ -42,7 +42,7 @@ _REMEMBERED_PRICES = 64
 
 
 def _encode(account: Account, fixed_prices: FixedPrices) -> bytes:
-    return envelope(account.as_json(dict(fixed_prices)))
+    return envelope(account.as_api_json(dict(fixed_prices)))
 
 
 _remembered = functools.lru_cache(maxsize=1024)(_encode)

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quotaledger import channels, pricing
 from quotaledger.errors import NotConfigured
+from quotaledger.relay import counting
 from quotaledger.server.upstream import Target, Upstream
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
@@ -82,6 +83,10 @@ def read_offers(
                 warned.add(channel.name)
                 log.warning("channel %s cannot be called: %s", channel.name, exc)
     usable = tuple(c for c in listed if c.name in callable_as)
+    if usable:
+        # Loaded here, in a worker thread (~0.1 s, once per process), rather than on the
+        # event loop by the first relayed request's prompt count, holding up every request.
+        counting.encoding()
     served = {model for c in usable for model in c.models}
     return Offers(prices, ratios, usable, callable_as, frozenset(served & set(prices)))
 

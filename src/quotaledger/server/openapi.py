@@ -40,8 +40,8 @@ _ACCOUNT = {
         "username": {"type": "string"},
         "display_name": {"type": "string"},
         "group": {"type": "string"},
-        "role": {"type": "string", "enum": ["user", "admin"]},
-        "status": {"type": "string", "enum": ["enabled", "disabled"]},
+        "role": {"type": "integer", "enum": [1, 10], "description": "new-api's: 1 user, 10 admin"},
+        "status": {"type": "integer", "enum": [1, 2], "description": "1 enabled, 2 disabled"},
         "quota": {"type": "integer"},
         "used_quota": {"type": "integer"},
         "request_count": {"type": "integer"},
@@ -64,10 +64,6 @@ USER_SELF: dict[str, Any] = {
     "description": "Authorization: the system token, raw or as `Bearer <token>`, or a "
     "browser session. 500,000 quota = 1.00 USD.",
     "responses": {**_ok(_ACCOUNT), **E401, **E403, **E429},
-}
-LOG_SELF: dict[str, Any] = {
-    "summary": "The caller's usage records, newest first",
-    "responses": {**_ok({"type": "object"}), **E401, **E403, **E422},
 }
 LOGIN: dict[str, Any] = {
     "summary": "Log in: sets the session cookie and the ql_csrf cookie",
@@ -150,5 +146,32 @@ def relay(summary: str) -> dict[str, Any]:
         "Anthropic routes). Bodies and answers are the provider's own format; errors are "
         "OpenAI's error object (Anthropic's under /v1/messages). SPEC §8.",
         "tags": ["relay"],
-        "responses": {200: {"description": "the upstream's answer, or its event stream"}},
+        "responses": {
+            200: {"description": "the upstream's answer, or its event stream"},
+            **{status: _relay_error(reason) for status, reason in _RELAY_ERRORS.items()},
+            "default": _relay_error(
+                "an upstream's own error before the first byte, passed through unmodified "
+                "(Anthropic's routes, and a 4xx about the request itself)"
+            ),
+        },
     }
+
+
+_RELAY_ERRORS = {
+    400: "invalid_request_error: bad JSON or fields, named",
+    401: "invalid_api_key: missing, malformed, unknown, deleted, disabled or expired key",
+    402: "insufficient_quota: the account, the key or its period cannot cover the reservation",
+    403: "permission_denied: client address, disabled user, or a model this key may not use",
+    404: "model_not_found: the model is not offered",
+    413: "request_too_large: over QUOTALEDGER_RELAY_MAX_BODY_BYTES",
+    415: "the body is not application/json",
+    429: "rate_limit_exceeded: over the per-key limit (Retry-After)",
+    502: "upstream_error: every channel failed (the last upstream status is named)",
+    503: "upstream_error, or the relay is not configured (no secret key)",
+    504: "upstream_error: the upstream timed out",
+}
+
+
+def _relay_error(description: str) -> dict[str, Any]:
+    error = {"type": "object", "description": "OpenAI's error object, Anthropic's on /v1/messages"}
+    return {"description": description, "content": {"application/json": {"schema": error}}}

@@ -235,3 +235,27 @@ reservations = Table(
     Index("reservations_active", "active_at"),
     Index("reservations_user", "user_id"),
 )
+
+
+# ------------------------------------------------------------------ SPEC §9 (migration 0003)
+# The usage log read by time (new-api's log filters and hourly dashboard data).
+Index("usage_user_created", usage.c.user_id, usage.c.created_at)
+
+redemptions = Table(
+    "redemptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, server_default=""),
+    # SHA-256 hex of the code (`qlr-...`), and a display hint; the code itself is never kept.
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("code_hint", String(16), nullable=False),
+    Column("quota", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, server_default="enabled"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),  # NULL: never
+    # Set once, by the one guarded UPDATE that redeems the code.
+    Column("redeemed_at", BigInteger, nullable=True),
+    Column("redeemed_by", ForeignKey("users.id"), nullable=True),
+    CheckConstraint("quota > 0", name="redemption_positive"),
+    CheckConstraint("status IN ('enabled', 'disabled')", name="redemption_status_known"),
+)
