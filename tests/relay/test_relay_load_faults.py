@@ -24,10 +24,17 @@ import aiohttp
 import pytest
 from load_client import Answer, Ask, mixed, run_all
 from relay_live import MESSAGES, MODEL, Customer, Relay, balance, customer, relay_server
+from relay_support import MODEL as PRICED_MODEL
+from relay_support import Funded, funded, price_model
+from relay_support import balance as quota_of
 from sqlalchemy import func, select
 
 from quotaledger import audit
+from quotaledger.reservations import Reservation, ReserveRequest, reserve_async
+from quotaledger.settlement import Outcome, settle_async
+from quotaledger.store.database import Database
 from quotaledger.store.tables import reservations, usage
+from quotaledger.token_usage import TokenUsage
 from support import POSTGRES_URL, _empty_postgres, free_port
 
 pytestmark = pytest.mark.slow
@@ -369,3 +376,46 @@ async def _redis_dies_midway(
     redis_process.kill()  # Redis gone mid-run
     await asyncio.to_thread(redis_process.wait)
     return first + await run_all(asks[100:], concurrency=10)
+
+
+# ---------------------------------------------------------------- group commit
+
+
+def _ask(who: Funded, request_id: str, amount: int) -> ReserveRequest:
+    return ReserveRequest(
+        request_id, who.user_id, who.key.id, PRICED_MODEL, "default", amount, amount
+    )
+
+
+def test_a_burst_of_reservations_and_settlements_shares_transactions_exactly(
+    database: Database,
+) -> None:
+    price_model(database)
+    rich, poor = funded(database, 100_000), funded(database, 1_500)
+    asks = [_ask(rich, f"rich-{i}", 1_000) for i in range(60)]
+    asks += [_ask(poor, f"poor-{i}", 1_000) for i in range(3)]  # one fits, two are refused
+    asks.append(_ask(rich, "rich-0", 1_000))  # a replay: fails its batch, retried alone
+
+    async def burst() -> tuple[list[Any], list[Any]]:
+        reserved = await asyncio.gather(
+            *(reserve_async(database, ask) for ask in asks), return_exceptions=True
+        )
+        outcome = Outcome(status=200, usage=TokenUsage(input=100, output=0))
+        settled = await asyncio.gather(
+            *(
+                settle_async(database, r.request_id, ask.user_id, outcome)
+                for ask, r in zip(asks, reserved, strict=True)
+                if isinstance(r, Reservation)
+            )
+        )
+        await database.close_group_commits()
+        return reserved, settled
+
+    reserved, settled = asyncio.run(burst())
+    kinds = [type(r).__name__ for r in reserved]
+    assert kinds.count("Reservation") == 61
+    assert kinds.count("InsufficientQuota") == 2 and kinds[-1] == "IdempotencyConflict"
+    assert len(settled) == 61 and all(s.charged == 100 and not s.replayed for s in settled)
+    assert quota_of(database, rich) == 100_000 - 60 * 100
+    assert quota_of(database, poor) == 1_500 - 100
+    assert audit.check_invariant(database) == []
