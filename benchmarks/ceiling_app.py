@@ -10,6 +10,9 @@ with itself.
 
     python benchmarks/ceiling_app.py --port 8001 --workers 1 --database-url sqlite:///x.db
     (QLB_CEILING_BODY=path of the JSON body to serve)
+
+With QLB_UPSTREAM=http://host:port (the fake upstream), it is the relay's ceiling instead:
+`relay_ceiling.py`'s bare pass-through of `POST /v1/chat/completions` and `/v1/messages`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ from starlette.routing import Route
 
 
 def create_app() -> Starlette:
+    upstream = os.environ.get("QLB_UPSTREAM")
+    if upstream:
+        from relay_ceiling import passthrough_app
+
+        return passthrough_app(upstream)
     path = os.environ.get("QLB_CEILING_BODY")
     body = Path(path).read_bytes() if path else b'{"success":true,"message":null,"data":{}}'
 

@@ -60,6 +60,10 @@ def clean_env(**extra: str) -> dict[str, str]:
     """The environment without any QUOTALEDGER_* setting of the caller's, plus `extra`:
     every server runs on the documented defaults unless a benchmark says otherwise."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUOTALEDGER_")}
+    if env.get("PYTHONPATH"):  # servers run in a temporary folder: `PYTHONPATH=src` must hold
+        env["PYTHONPATH"] = os.pathsep.join(
+            str(Path(part).resolve()) for part in env["PYTHONPATH"].split(os.pathsep) if part
+        )
     if SRC_OVERRIDE:
         env["PYTHONPATH"] = os.pathsep.join([*SRC_OVERRIDE, env.get("PYTHONPATH", "")]).strip(
             os.pathsep

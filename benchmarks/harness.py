@@ -23,7 +23,7 @@ import httpx
 from fixtures import LoadedDatabase, Server, load_users, start_ceiling, start_quotaledger, username
 from loadgen import WrkResult, run_wrk
 
-GROUPS = ("balance", "usage", "size", "cli", "watch")
+GROUPS = ("balance", "usage", "size", "cli", "watch", "relay")
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     connections: int | None = None
     fresh_env: Callable[[], dict[str, str]] | None = None  # per run (unique request_ids)
+    also: str | None = None  # a second server: the load is split between the two
     runs: list[WrkResult] = field(default_factory=list)
 
     def run_env(self) -> dict[str, str]:
@@ -140,7 +141,15 @@ def check_case(bench: Bench, case: Case) -> None:
     """One request as the Lua script would send it: the expected status, or stop."""
     env = case.run_env()
     url = bench.servers[case.server].base_url + case.path
-    if case.script == "usage.lua":
+    if case.script == "chat.lua":
+        reply = httpx.post(
+            url,
+            headers={"Authorization": f"Bearer {env.get('QLB_TOKEN', 'none')}"},
+            json={"model": env.get("QLB_MODEL", "bench-gpt"), "max_tokens": 64,
+                  "messages": [{"role": "user", "content": "Say hello."}]},
+            timeout=10,
+        )  # fmt: skip
+    elif case.script == "usage.lua":
         reply = httpx.post(
             url,
             headers={"Authorization": env["QLB_TOKEN"]},
@@ -165,12 +174,41 @@ def check_case(bench: Bench, case: Case) -> None:
 
 
 def run_case(bench: Bench, case: Case, duration: float) -> WrkResult:
+    if case.also is not None:
+        return run_split(bench, case, duration)
     return run_wrk(
         bench.servers[case.server].base_url + case.path,
         case.script,
         duration=duration,
         connections=case.connections or bench.config.connections,
         env=case.run_env(),
+    )
+
+
+def run_split(bench: Bench, case: Case, duration: float) -> WrkResult:
+    """Half the connections on each of two servers at once (two wrk processes on the client
+    core): requests per second summed, the latency percentiles the worse of the two."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    connections = case.connections or bench.config.connections
+    urls = [bench.servers[name].base_url + case.path for name in (case.server, case.also)]
+    with ThreadPoolExecutor(2) as pool:
+        env = case.run_env()
+        runs = [
+            pool.submit(run_wrk, url, case.script, duration=duration,
+                        connections=connections // 2, env=env)
+            for url in urls
+        ]  # fmt: skip
+        halves = [run.result() for run in runs]
+    return WrkResult(
+        requests_per_s=sum(h.requests_per_s for h in halves),
+        p50_ms=max(h.p50_ms for h in halves),
+        p99_ms=max(h.p99_ms for h in halves),
+        requests=sum(h.requests for h in halves),
+        non_2xx=sum(h.non_2xx for h in halves),
+        socket_errors=sum(h.socket_errors for h in halves),
+        duration_s=max(h.duration_s for h in halves),
+        connections=connections,
     )
 
 

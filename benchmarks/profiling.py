@@ -130,13 +130,14 @@ def _module(function: str) -> str:
 
 
 def profile_cases(bench: Bench, cases: list[Case], out_dir: Path) -> dict[str, Any]:
-    """py-spy profiles of the balance and usage servers, each under its wrk case."""
+    """py-spy profiles of the balance, usage and relay servers (and the relay's ceiling),
+    each under its wrk case."""
     if py_spy() is None:
         return {"skipped": "py-spy is not installed (.venv/bin/pip install py-spy)"}
     profiles: dict[str, Any] = {}
     seconds = 5 if bench.config.quick else 10
     for case in cases:
-        if case.name not in ("balance", "usage"):
+        if case.name not in ("balance", "usage", "relay", "relay-ceiling"):
             continue
         log(f"profiling {case.name} with py-spy for {seconds} s under wrk")
         pid = bench.servers[case.server].pid

@@ -1,7 +1,7 @@
 """quotaledger benchmarks: the balance path, the ledger, the CLI and the watcher, each against
 its ceiling, side by side in one run on this machine.
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only balance,usage,size,cli,watch]
+    .venv/bin/python benchmarks/run.py [--quick] [--only balance,usage,size,cli,watch,relay]
                                        [--profile] [--duration S] [--rounds N]
 
 Servers (`quotaledger serve --workers 1` and the bare Starlette ceiling) run pinned to core 0,
@@ -29,6 +29,7 @@ from typing import Any
 import balancebench
 import clibench
 import fixtures
+import relaybench
 import sizebench
 import usagebench
 import watchbench
@@ -56,6 +57,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "size": sizebench,
     "cli": clibench,
     "watch": watchbench,
+    "relay": relaybench,
 }
 """In the order of GROUPS: their cases run, and their rows print, in this order."""
 
@@ -132,7 +134,7 @@ def exclusive() -> Any:
 def run_benchmarks(bench: Bench, chosen: list[ModuleType]) -> tuple[list[Case], dict[str, Any]]:
     """Set up, run the wrk rounds, then what is not wrk: the cases and the extra figures."""
     cfg, extra = bench.config, {}
-    if chosen:
+    if any(module is not relaybench for module in chosen):  # the relay has its own databases
         setup_small(bench)
     for module in _with(chosen, "setup"):
         module.setup(bench)

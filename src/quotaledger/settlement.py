@@ -183,25 +183,68 @@ def settle(
     meanwhile), give back the rest, count the request if answered 2xx, write the log row.
     Settling again, or after a sweeper did, changes nothing and returns the first
     settlement with `replayed=True`. `NotFound` if `request_id` was never reserved."""
-    now = int(clock())
     with database.write() as connection:
-        closed_row = _CLOSE.execute(connection, {"rid": request_id}).fetchone()
-        if closed_row is None:
-            return _settled_before(connection, request_id, user_id)
-        closed = _Closed(*closed_row)
-        context = _Context(
-            *_SETTLE_CONTEXT.execute(
-                connection,
-                {"user_id": closed.user_id, "key_id": closed.key_id,
-                 "group": closed.group, "model": closed.model},
-            ).fetchone()
-        )  # fmt: skip
-        charged, written_off = _charge(closed, context, outcome)
-        _apply(connection, closed, context, charged, outcome.answered, now)
-        quota_after = int(context.quota) + int(closed.amount) - charged
-        _LOG.execute(connection, _log_row(request_id, closed, context, outcome, charged,
-                                          written_off, quota_after, now))  # fmt: skip
+        return settle_in(connection, SettleRequest(request_id, user_id, outcome), int(clock()))
+
+
+@dataclass(frozen=True)
+class SettleRequest:
+    """`settle`'s arguments, for `settle_async` (group commit)."""
+
+    request_id: str
+    user_id: int
+    outcome: Outcome
+
+
+def settle_in(connection: Connection, ask: SettleRequest, now: int) -> Settlement:
+    """`settle` inside the caller's transaction; `NotFound` is raised before any write."""
+    request_id, outcome = ask.request_id, ask.outcome
+    closed_row = _CLOSE.execute(connection, {"rid": request_id}).fetchone()
+    if closed_row is None:
+        return _settled_before(connection, request_id, ask.user_id)
+    closed = _Closed(*closed_row)
+    context = _Context(
+        *_SETTLE_CONTEXT.execute(
+            connection,
+            {"user_id": closed.user_id, "key_id": closed.key_id,
+             "group": closed.group, "model": closed.model},
+        ).fetchone()
+    )  # fmt: skip
+    charged, written_off = _charge(closed, context, outcome)
+    _apply(connection, closed, context, charged, outcome.answered, now)
+    quota_after = int(context.quota) + int(closed.amount) - charged
+    _LOG.execute(connection, _log_row(request_id, closed, context, outcome, charged,
+                                      written_off, quota_after, now))  # fmt: skip
     return Settlement(request_id, int(closed.amount), charged, written_off, quota_after)
+
+
+def settle_batch(database: Database, asks: list[SettleRequest]) -> list[Settlement | NotFound]:
+    """Several settlements in ONE transaction (group commit: one fsync for the batch), in
+    (user, request) order so that batches of several instances lock users in one order. A
+    `NotFound` writes nothing and is that settlement's outcome; anything else fails the
+    batch, which `GroupCommit` then retries one by one."""
+    now = int(time.time())
+    outcomes: dict[int, Settlement | NotFound] = {}
+    order = sorted(range(len(asks)), key=lambda i: (asks[i].user_id, asks[i].request_id))
+    with database.write() as connection:
+        for index in order:
+            try:
+                outcomes[index] = settle_in(connection, asks[index], now)
+            except NotFound as missing:
+                outcomes[index] = missing
+    return [outcomes[i] for i in range(len(asks))]
+
+
+async def settle_async(
+    database: Database, request_id: str, user_id: int, outcome: Outcome
+) -> Settlement:
+    """`settle` for code on the event loop: settlements that arrive while a batch commits
+    share the next transaction (`Database.group_commit`); each is answered after the commit
+    that holds it. Raises as `settle` does, or `DatabaseBusy`."""
+    settled = await database.group_commit(settle_batch, SettleRequest(request_id, user_id, outcome))
+    if isinstance(settled, NotFound):
+        raise settled
+    return settled
 
 
 def _cost(closed: _Closed, context: _Context, outcome: Outcome) -> int:

@@ -140,7 +140,10 @@ class RelayRuntime:
 
     @classmethod
     def start(cls, database: Database, settings: Settings) -> RelayRuntime:
-        upstream = Upstream(idle_timeout=float(settings.relay_stream_idle_timeout))
+        # The silence allowed before the answer's head is the one allowed between events: an
+        # upstream that never answers must not hold a request (and its reservation) longer.
+        idle = float(settings.relay_stream_idle_timeout)
+        upstream = Upstream(idle_timeout=idle, first_byte_timeout=idle)
         return cls(OfferCache(database, settings), upstream)
 
     async def close(self) -> None:

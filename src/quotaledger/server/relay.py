@@ -244,17 +244,18 @@ async def _reserve(
         choices = max(1, output // max(1, _cap(prepared)))
         least = MIN_OUTPUT_TOKENS * choices
         floor = pricing.reservation_cost(price, prompt, least, ratio, fmt.channel_format)
-    reserved = await run_in_threadpool(
-        reservations.reserve,
+    reserved = await reservations.reserve_async(
         request.call.services.database,
-        request.request_id,
-        user_id=admission.key.user_id,
-        key_id=admission.key.id,
-        model=request.model,
-        group=admission.group,
-        amount=amount,
-        minimum=floor,
-        price_format=fmt.channel_format,
+        reservations.ReserveRequest(
+            request.request_id,
+            user_id=admission.key.user_id,
+            key_id=admission.key.id,
+            model=request.model,
+            group=admission.group,
+            amount=amount,
+            minimum=floor,
+            price_format=fmt.channel_format,
+        ),
     )
     request.call.services.metrics.open_reservations.inc()
     if reserved.amount >= amount:
@@ -434,8 +435,8 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
     request.settled = True
     services = request.call.services
     try:
-        settled = await run_in_threadpool(
-            settlement.settle, services.database, request.request_id, request.user_id, outcome
+        settled = await settlement.settle_async(
+            services.database, request.request_id, request.user_id, outcome
         )
     except Exception:
         # The reservation stays open: the sweeper settles it after the TTL.

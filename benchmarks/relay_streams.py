@@ -1,0 +1,177 @@
+"""The stream load client (wrk cannot read server-sent events): N concurrent streaming
+requests with aiohttp on uvloop, every event parsed with the relay's own SSE parser, and per
+stream the time to the first event and each event's lateness against the upstream's schedule.
+
+    python benchmarks/relay_streams.py URL --streams 1000 --events 200 --seconds 20 \
+        [--token KEY] [--anthropic] [--header-scenario]
+
+Prints one JSON object: streams asked, completed (every event and the terminal one), dropped,
+the time-to-first-event percentiles (ms), and the event lateness percentiles (ms): event k's
+arrival minus the first event's arrival minus k x the upstream's pause between events. Run
+the same load straight at the upstream and through a relay: the differences are what the
+relay adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+from quotaledger.relay.sse import SSEParser
+
+
+def body(anthropic: bool) -> dict[str, Any]:
+    if anthropic:
+        return {
+            "model": "bench-claude",
+            "max_tokens": 1024,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Say hello."}],
+        }
+    return {
+        "model": "bench-gpt",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "Say hello."}],
+    }
+
+
+def scenario(words: int, seconds: float) -> dict[str, Any]:
+    return {"text": "word " * words, "duration": seconds}
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def one_stream(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    payload: dict[str, Any],
+    pause: float,
+    expected: int,
+    ttfe: list[float],
+    lateness: list[float],
+    sample_every: int,
+) -> bool:
+    parser, seen, first = SSEParser(), 0, 0.0
+    started = time.perf_counter()
+    try:
+        async with session.post(url, json=payload, headers=headers) as response:
+            if response.status != 200:
+                return False
+            async for chunk in response.content.iter_any():
+                now = time.perf_counter()
+                for _ in parser.feed(chunk):
+                    if seen == 0:
+                        first = now
+                        ttfe.append((now - started) * 1000)
+                    elif seen % sample_every == 0:
+                        lateness.append((now - first - seen * pause) * 1000)
+                    seen += 1
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+    return seen >= expected
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    events = args.events
+    # OpenAI: role chunk, the words, finish chunk, usage chunk, [DONE]; Anthropic:
+    # message_start, block start, the words, block stop, message_delta, message_stop (+ ping).
+    words = events - 4 if not args.anthropic else events - 6
+    pause = args.seconds / events if args.seconds else 0.0
+    headers = {"Authorization": f"Bearer {args.token}"}
+    if args.anthropic:
+        headers["anthropic-version"] = "2023-06-01"
+    if args.header_scenario:
+        headers["X-Fake-Scenario"] = json.dumps(scenario(words, args.seconds))
+    ttfe: list[float] = []
+    lateness: list[float] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=args.seconds * 4 + 60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = time.perf_counter()
+        if args.sequential:
+            done = [
+                await one_stream(
+                    session,
+                    args.url,
+                    headers,
+                    body(args.anthropic),
+                    pause,
+                    args.expect or events,
+                    ttfe,
+                    lateness,
+                    args.sample_every,
+                )
+                for _ in range(args.streams)
+            ]
+        else:
+            done = await asyncio.gather(
+                *(
+                    one_stream(
+                        session,
+                        args.url,
+                        headers,
+                        body(args.anthropic),
+                        pause,
+                        args.expect or events,
+                        ttfe,
+                        lateness,
+                        args.sample_every,
+                    )
+                    for _ in range(args.streams)
+                )
+            )
+        wall = time.perf_counter() - started
+    completed = sum(done)
+    return {
+        "streams": args.streams,
+        "completed": completed,
+        "dropped": args.streams - completed,
+        "wall_s": round(wall, 2),
+        "ttfe_ms": {
+            "p50": percentile(ttfe, 50),
+            "p99": percentile(ttfe, 99),
+            "mean": statistics.fmean(ttfe) if ttfe else None,
+        },
+        "lateness_ms": {
+            "p50": percentile(lateness, 50),
+            "p99": percentile(lateness, 99),
+            "samples": len(lateness),
+        },
+    }
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("url")
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--expect", type=int, default=0, help="events a full stream has")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--token", default=os.environ.get("QLB_TOKEN", "none"))
+    parser.add_argument("--anthropic", action="store_true")
+    parser.add_argument("--header-scenario", action="store_true")
+    parser.add_argument("--sequential", action="store_true")
+    parser.add_argument("--sample-every", type=int, default=1)
+    args = parser.parse_args(argv)
+    import uvloop
+
+    print(json.dumps(uvloop.run(run(args))))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

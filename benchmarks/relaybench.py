@@ -1,0 +1,586 @@
+"""The relay (issue 15): the metered relay against a bare pass-through, LiteLLM's proxy side
+by side, 1,000 concurrent streams, and the relay on PostgreSQL with two instances.
+
+    .venv/bin/python benchmarks/run.py --only relay
+
+The fake upstream (examples/fake_upstream.py, on uvloop) runs pinned to the client core with
+wrk and the stream client; every server under test on the server core, one worker each:
+
+- `relay-ceiling`: `relay_ceiling.py`, a Starlette route forwarding the body with the relay's
+  own aiohttp client (`quotaledger.server.upstream.Upstream`), launched through `serve`'s
+  uvicorn settings as the balance ceiling is;
+- `relay`: `quotaledger serve` on a SQLite file (`synchronous=FULL`, the default) with one
+  OpenAI channel and one Anthropic channel on the fake upstream, a priced model and a key:
+  every request is key-checked, reserved, relayed, settled and logged;
+- `relay-pg`: two `quotaledger serve` instances on one PostgreSQL database (the load split
+  between them by two wrk processes), both on the server core: the same CPU as the ceiling;
+- `litellm`: LiteLLM's proxy (`litellm --config`, master key, no database, 1 worker) from its
+  own virtualenv (QLB_LITELLM, default /tmp/litellm-venv/bin/litellm), when installed.
+
+wrk cases: throughput at the run's connections (non-stream `POST /v1/chat/completions`, 13
+output tokens answered), and latency at concurrency 1 (the same request, straight to the
+upstream, through the pass-through, the relay and LiteLLM). Then, not wrk (`measure`): 1,000
+concurrent streams of 200 events over 20 s each, straight at the upstream and through a fresh
+relay process (its peak RSS is VmHWM), and 200 sequential streamed `POST /v1/messages`
+through the pass-through and the relay (time to the first event).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fixtures import (
+    CLIENT_CORE,
+    PYTHON,
+    QUOTALEDGER,
+    ROOT,
+    Server,
+    _serve_flags,
+    _spawn,
+    _wait_ready,
+    clean_env,
+    free_port,
+    migrate,
+    pinned,
+    sqlite_url,
+)
+from harness import Bench, Case, log, ratio_row
+
+MODEL, CLAUDE = "bench-gpt", "bench-claude"
+SECRET_KEY = "relay-benchmark-secret-key-of-enough-length"
+POSTGRES = os.environ.get("QLB_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+LITELLM = os.environ.get("QLB_LITELLM", "/tmp/litellm-venv/bin/litellm")
+LITELLM_KEY = "sk-litellm-bench-master-key"
+STREAMS, STREAM_EVENTS, STREAM_SECONDS = 1000, 200, 20.0
+MESSAGES_RUNS = 200
+_keys: dict[str, str] = {}  # server name -> the relay key its load sends
+_postgres_databases: list[str] = []
+
+
+# ---------------------------------------------------------------- setup
+
+
+def setup(bench: Bench) -> None:
+    work = bench.workdir
+    upstream = start_upstream(work)
+    bench.servers["upstream"] = upstream
+    sqlite_path = work / "relay.db"
+    migrate(sqlite_path)
+    _keys["relay"] = provision(sqlite_url(sqlite_path), upstream.base_url)
+    bench.servers["relay"] = start_relay("relay", sqlite_url(sqlite_path), work)
+    bench.servers["relay-ceiling"] = start_passthrough(upstream.base_url, work)
+    _keys["relay-ceiling"] = _keys["upstream"] = "none"
+    try:
+        setup_postgres(bench, upstream.base_url)
+    except Exception as exc:  # no PostgreSQL here: the row says so
+        bench.notes.append(f"relay on PostgreSQL not run: {exc}")
+        log(f"relay on PostgreSQL not run: {exc}")
+    if Path(LITELLM).exists():
+        try:
+            bench.servers["litellm"] = start_litellm(upstream.base_url, work)
+            _keys["litellm"] = LITELLM_KEY
+        except RuntimeError as exc:
+            bench.notes.append(f"LiteLLM did not start: {str(exc)[-400:]}")
+            log(f"LiteLLM did not start: {exc}")
+    else:
+        bench.notes.append(f"LiteLLM not installed at {LITELLM}")
+
+
+def start_upstream(work: Path) -> Server:
+    """The fake upstream on the client core (with wrk): the server core is the measured one's."""
+    port = free_port()
+    command = [PYTHON, str(ROOT / "examples" / "fake_upstream.py"), "--port", str(port)]
+    log_file = work / "upstream.log"
+    with log_file.open("wb") as sink:
+        process = subprocess.Popen(
+            pinned(CLIENT_CORE, command), stdout=sink, stderr=subprocess.STDOUT, env=clean_env()
+        )
+    return _wait_ready(
+        Server("upstream", f"http://127.0.0.1:{port}", process, log_file), "/v1/models"
+    )
+
+
+def provision(database_url: str, upstream: str) -> str:
+    """Prices, the two channels, an account with a large balance and its relay key; the key."""
+    from quotaledger import accounts, channels, keys, ledger, pricing
+    from quotaledger.secret import Secret
+    from quotaledger.store.database import Database
+
+    database = Database(database_url)
+    try:
+        pricing.set_price(
+            database, pricing.make_price(MODEL, input_usd_per_mtok="2", output_usd_per_mtok="8")
+        )
+        pricing.set_price(
+            database, pricing.make_price(CLAUDE, input_usd_per_mtok="3", output_usd_per_mtok="15")
+        )
+        cipher = channels.ChannelCipher(Secret(SECRET_KEY))
+        key = Secret("sk-fake-upstream-key-0123456789")
+        channels.add_channel(
+            database, cipher, channels.ChannelSpec("fake-openai", upstream, (MODEL,), key)
+        )
+        channels.add_channel(
+            database,
+            cipher,
+            channels.ChannelSpec("fake-anthropic", upstream, (CLAUDE,), key, format="anthropic"),
+        )
+        account = accounts.create_account(database, "relay-bench", "relay-bench-password")
+        ledger.top_up(database, "relay-bench", 10**15)  # never runs out during a run
+        _, raw = keys.create_key(database, account.id, "bench")
+        return raw
+    finally:
+        database.dispose()
+
+
+def start_relay(name: str, database_url: str, work: Path) -> Server:
+    port = free_port()
+    env = clean_env(QUOTALEDGER_SECRET_KEY=SECRET_KEY)
+    command = [QUOTALEDGER, "serve", *_serve_flags(port, database_url)]
+    return _wait_ready(_spawn(name, command, env, work, port), "/healthz")
+
+
+def start_passthrough(upstream: str, work: Path) -> Server:
+    port = free_port()
+    env = clean_env(QLB_UPSTREAM=upstream, QUOTALEDGER_ADMIN_PASSWORD="ceiling-admin-password")
+    command = [
+        PYTHON,
+        str(ROOT / "benchmarks" / "ceiling_app.py"),
+        *_serve_flags(port, sqlite_url(work / "relay-ceiling.db")),
+    ]
+    server = _wait_ready(_spawn("relay-ceiling", command, env, work, port), "/__ceiling__")
+    if httpx.get(server.base_url + "/__ceiling__", timeout=5).status_code != 204:
+        server.stop()
+        raise RuntimeError("the pass-through launcher did not capture serve's uvicorn.run()")
+    return server
+
+
+def setup_postgres(bench: Bench, upstream: str) -> None:
+    import psycopg
+
+    name = f"quotaledger_relaybench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES + "/postgres", autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    _postgres_databases.append(name)
+    url = f"{POSTGRES}/{name}"
+    code = (
+        "import sys; from quotaledger.store.database import Database; "
+        "from quotaledger.store.migrate import upgrade; "
+        "d = Database(sys.argv[1]); upgrade(d); d.dispose()"
+    )
+    subprocess.run([PYTHON, "-c", code, url], env=clean_env(), check=True, capture_output=True)
+    key = provision(url, upstream)
+    for instance in ("relay-pg-a", "relay-pg-b"):
+        bench.servers[instance] = start_relay(instance, url, bench.workdir)
+        _keys[instance] = key
+
+
+def drop_postgres() -> None:
+    if not _postgres_databases:
+        return
+    import psycopg
+
+    with psycopg.connect(POSTGRES + "/postgres", autocommit=True) as conn:
+        for name in _postgres_databases:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _postgres_databases.clear()
+
+
+def start_litellm(upstream: str, work: Path) -> Server:
+    """LiteLLM's proxy: one model on the fake upstream, a master key, no database."""
+    config = work / "litellm.yaml"
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "model_list": [
+                    {
+                        "model_name": MODEL,
+                        "litellm_params": {
+                            "model": f"openai/{MODEL}",
+                            "api_base": upstream + "/v1",
+                            "api_key": "sk-fake",
+                        },
+                    }
+                ],
+                "general_settings": {"master_key": LITELLM_KEY},
+                "litellm_settings": {"telemetry": False},
+            }
+        )
+    )
+    port = free_port()
+    env = clean_env(LITELLM_LOG="ERROR", LITELLM_TELEMETRY="False", DISABLE_SCHEMA_UPDATE="true")
+    env.pop("DATABASE_URL", None)
+    command = [
+        LITELLM,
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+    server = _spawn("litellm", command, env, work, port)
+    return _wait_ready(server, "/health/liveliness", timeout=180)
+
+
+# ---------------------------------------------------------------- wrk cases
+
+
+def cases(bench: Bench) -> list[Case]:
+    chat = "/v1/chat/completions"
+
+    def case(
+        name: str, label: str, server: str, connections: int | None = None, also: str | None = None
+    ) -> Case:
+        env = {"QLB_TOKEN": _keys[server], "QLB_MODEL": MODEL}
+        return Case(name, label, server, chat, "chat.lua", 200, env, connections, also=also)
+
+    found = [
+        case("relay-ceiling", "ceiling: bare pass-through", "relay-ceiling"),
+        case("relay", "relay, SQLite", "relay"),
+    ]
+    if "relay-pg-a" in bench.servers:
+        found.append(
+            case("relay-pg", "relay, PostgreSQL, 2 instances", "relay-pg-a", also="relay-pg-b")
+        )
+    if "litellm" in bench.servers:
+        found.append(case("litellm", "LiteLLM proxy", "litellm"))
+    found += [
+        case("direct-c1", "upstream direct, c=1", "upstream", 1),
+        case("relay-ceiling-c1", "pass-through, c=1", "relay-ceiling", 1),
+        case("relay-c1", "relay, c=1", "relay", 1),
+    ]
+    if "litellm" in bench.servers:
+        found.append(case("litellm-c1", "LiteLLM, c=1", "litellm", 1))
+    return found
+
+
+# ---------------------------------------------------------------- streams (not wrk)
+
+
+def measure(bench: Bench, cases: list[Case]) -> tuple[str, dict[str, Any]]:
+    upstream = bench.servers["upstream"].base_url
+    figures: dict[str, Any] = {}
+    log(f"streams: {STREAMS} x {STREAM_EVENTS} events over {STREAM_SECONDS:g} s, direct")
+    figures["direct"] = stream_load(upstream + "/v1/chat/completions", "none", header=True)
+    # A fresh relay process: its VmHWM is the streams' peak, not the wrk rounds'.
+    relay = start_relay("relay-streams", sqlite_url(bench.workdir / "relay.db"), bench.workdir)
+    bench.servers["relay-streams"] = relay
+    warm_up(relay, _keys["relay"])
+    script(upstream, "/v1/chat/completions", STREAMS, STREAM_EVENTS - 4, STREAM_SECONDS)
+    log("streams through the relay")
+    peak = PeakRss(relay.pid)
+    with peak:
+        figures["relay"] = stream_load(relay.base_url + "/v1/chat/completions", _keys["relay"])
+    figures["relay_peak_rss_mb"] = peak.mb
+    relay.stop()
+    log(f"{MESSAGES_RUNS} sequential streamed /v1/messages: pass-through, relay")
+    messages: dict[str, Any] = {"relay-ceiling": [], "relay": []}
+    for _ in range(2):  # alternate, twice: the machine's noise hits both alike
+        for name in messages:
+            script(upstream, "/v1/messages", MESSAGES_RUNS // 2, 10, 0.0)
+            url = bench.servers[name].base_url + "/v1/messages"
+            messages[name].append(
+                stream_load(
+                    url,
+                    _keys[name],
+                    streams=MESSAGES_RUNS // 2,
+                    events=16,
+                    seconds=0.0,
+                    anthropic=True,
+                    sequential=True,
+                    expect=10,
+                )
+            )
+    figures["messages"] = messages
+    return "relay_streams", figures
+
+
+def warm_up(server: Server, key: str) -> None:
+    """A few requests first: the first one loads the tokenizer (cl100k, ~0.1 s on an idle
+    core, on the event loop) and opens the pools; the streams measure the steady state."""
+    for stream in (False, True, False):
+        reply = httpx.post(
+            server.base_url + "/v1/chat/completions",
+            timeout=30,
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "model": MODEL,
+                "stream": stream,
+                "max_tokens": 16,
+                "messages": [{"role": "user", "content": "Say hello."}],
+            },
+        )
+        reply.raise_for_status()
+
+
+def script(upstream: str, path: str, times: int, words: int, seconds: float) -> None:
+    """Queue the stream scenario on the fake upstream: a relay forwards no X-Fake-* header."""
+    httpx.post(upstream + "/_control/reset", timeout=10)
+    scenario = (
+        {"text": "word " * words, "duration": seconds} if seconds else {"text": "word " * words}
+    )
+    reply = httpx.post(
+        upstream + "/_control/script",
+        timeout=10,
+        json={"scenario": scenario, "path": path, "times": times},
+    )
+    reply.raise_for_status()
+
+
+def stream_load(
+    url: str,
+    token: str,
+    *,
+    header: bool = False,
+    streams: int = STREAMS,
+    events: int = STREAM_EVENTS,
+    seconds: float = STREAM_SECONDS,
+    anthropic: bool = False,
+    sequential: bool = False,
+    expect: int = 0,
+) -> dict[str, Any]:
+    command = [
+        PYTHON,
+        str(ROOT / "benchmarks" / "relay_streams.py"),
+        url,
+        "--streams",
+        str(streams),
+        "--events",
+        str(events),
+        "--seconds",
+        str(seconds),
+        "--sample-every",
+        "5",
+        "--expect",
+        str(expect),
+    ]
+    if header:
+        command.append("--header-scenario")
+    if anthropic:
+        command.append("--anthropic")
+    if sequential:
+        command.append("--sequential")
+    done = subprocess.run(
+        pinned(CLIENT_CORE, command),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=clean_env(QLB_TOKEN=token),
+        timeout=seconds * 6 + 300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"stream client failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+class PeakRss:
+    """VmHWM of a process, read when the block ends (the kernel keeps the high-water mark)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.mb = pid, 0.0
+
+    def __enter__(self) -> PeakRss:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                self.mb = round(int(line.split()[1]) / 1024, 1)
+
+
+# ---------------------------------------------------------------- rows
+
+
+def rows(bench: Bench, summary: dict[str, Any], extra: dict[str, Any]) -> list[dict[str, Any]]:
+    drop_postgres()
+    out: list[dict[str, Any]] = []
+    ceiling = summary.get("relay-ceiling")
+    ceil_rps = ceiling["requests_per_s"] if ceiling else None
+    if ceiling:
+        out.append(
+            ratio_row(
+                "relay ceiling: bare pass-through",
+                ceil_rps,
+                "req/s",
+                None,
+                "",
+                None,
+                note=f"p99 {ceiling['p99_ms']:.2f} ms",
+            )
+        )
+    for name, metric, target in (
+        ("relay", "relay non-stream, SQLite FULL", 0.6),
+        ("relay-pg", "relay non-stream, PostgreSQL x2", 0.6),
+    ):
+        out += _throughput_row(summary, name, metric, ceil_rps, target)
+    out += _litellm_rows(bench, summary)
+    out += _latency_rows(summary)
+    out += _stream_rows(extra.get("relay_streams"))
+    for note in bench.notes:
+        out.append(ratio_row(f"note: {note}", None, "", None, "", None))
+    return out
+
+
+def _throughput_row(
+    summary: dict[str, Any], name: str, metric: str, ceil_rps: float | None, target: float
+) -> list[dict[str, Any]]:
+    case = summary.get(name)
+    if case is None:
+        return [
+            ratio_row(
+                metric,
+                None,
+                "req/s",
+                ceil_rps,
+                f"≥ {target:g}x",
+                None,
+                note="not run (see the notes)",
+            )
+        ]
+    rps = case["requests_per_s"]
+    ratio = rps / ceil_rps if ceil_rps else None
+    note = f"p99 {case['p99_ms']:.2f} ms"
+    runs = summary["relay-ceiling"]["runs"] if "relay-ceiling" in summary else []
+    paired = [
+        c["requests_per_s"] / r["requests_per_s"]
+        for c, r in zip(case["runs"], runs, strict=False)
+        if r["requests_per_s"]
+    ]
+    if len(paired) > 1:
+        note += f"; per round {min(paired):.2f}-{max(paired):.2f}x"
+    if not case["statuses_as_expected"]:
+        note += "; UNEXPECTED STATUSES"
+    passed = None if ratio is None else ratio >= target and case["statuses_as_expected"]
+    return [ratio_row(metric, rps, "req/s", ceil_rps, f"≥ {target:g}x", passed, ratio, note)]
+
+
+def _litellm_rows(bench: Bench, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    lite, relay = summary.get("litellm"), summary.get("relay")
+    if lite is None:
+        why = next((n for n in bench.notes if "LiteLLM" in n), "not run")
+        return [
+            ratio_row("LiteLLM proxy non-stream", None, "req/s", None, "relay ≥ 3x", None, note=why)
+        ]
+    ratio = (
+        relay["requests_per_s"] / lite["requests_per_s"]
+        if relay and lite["requests_per_s"]
+        else None
+    )
+    note = f"p99 {lite['p99_ms']:.2f} ms; relay/LiteLLM {ratio:.2f}x" if ratio else ""
+    if not lite["statuses_as_expected"]:
+        note += "; UNEXPECTED STATUSES"
+    return [
+        ratio_row(
+            "LiteLLM proxy non-stream (relay ÷ it)",
+            lite["requests_per_s"],
+            "req/s",
+            None,
+            "relay ≥ 3x",
+            None if ratio is None else ratio >= 3,
+            ratio,
+            note,
+        )
+    ]
+
+
+def _latency_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    direct = summary.get("direct-c1")
+    if direct is None:
+        return []
+    out = [
+        ratio_row(
+            "upstream direct, c=1",
+            direct["p50_ms"],
+            "ms p50",
+            None,
+            "",
+            None,
+            note=f"p99 {direct['p99_ms']:.2f} ms",
+        )
+    ]
+    for name, metric, goal50, goal99 in (
+        ("relay-ceiling-c1", "added latency: pass-through", None, None),
+        ("relay-c1", "added latency: relay", 1.0, 3.0),
+        ("litellm-c1", "added latency: LiteLLM", None, None),
+    ):
+        case = summary.get(name)
+        if case is None:
+            continue
+        p50 = case["p50_ms"] - direct["p50_ms"]
+        p99 = case["p99_ms"] - direct["p99_ms"]
+        passed = None if goal50 is None else (p50 <= goal50 and p99 <= (goal99 or 0))
+        target = f"≤ {goal50:g} / {goal99:g} ms" if goal50 else ""
+        out.append(
+            ratio_row(
+                metric, round(p50, 3), "ms p50", None, target, passed, note=f"p99 +{p99:.2f} ms"
+            )
+        )
+    return out
+
+
+def _stream_rows(streams: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not streams:
+        return []
+    direct, relay = streams["direct"], streams["relay"]
+    ttft = relay["ttfe_ms"]["p50"] - direct["ttfe_ms"]["p50"]
+    event = relay["lateness_ms"]["p50"] - direct["lateness_ms"]["p50"]
+    rss = streams["relay_peak_rss_mb"]
+    dropped = relay["dropped"]
+    out = [
+        ratio_row(
+            f"{STREAMS} streams: peak RSS",
+            rss,
+            "MB",
+            None,
+            "< 250 MB",
+            rss < 250,
+            note=f"{relay['completed']} completed, {dropped} dropped "
+            f"(direct: {direct['dropped']} dropped)",
+        ),
+        ratio_row(
+            f"{STREAMS} streams: added TTFT p50",
+            round(ttft, 2),
+            "ms",
+            None,
+            "≤ 2 ms",
+            ttft <= 2,
+            note=f"relay {relay['ttfe_ms']['p50']:.1f} ms, direct "
+            f"{direct['ttfe_ms']['p50']:.1f} ms",
+        ),
+        ratio_row(
+            f"{STREAMS} streams: added per-event latency p50",
+            round(event, 2),
+            "ms",
+            None,
+            "≤ 1 ms",
+            event <= 1,
+            note=f"p99 relay {relay['lateness_ms']['p99']:.1f}"
+            f" vs direct {direct['lateness_ms']['p99']:.1f} ms",
+        ),
+        ratio_row(f"{STREAMS} streams: none dropped", dropped, "dropped", None, "0", dropped == 0),
+    ]
+    messages = streams.get("messages")
+    if messages:
+        ceil = sorted(r["ttfe_ms"]["p50"] for r in messages["relay-ceiling"])[0]
+        rel = sorted(r["ttfe_ms"]["p50"] for r in messages["relay"])[0]
+        out.append(
+            ratio_row(
+                "/v1/messages streamed: added time to first event p50",
+                round(rel - ceil, 2),
+                "ms",
+                None,
+                "",
+                None,
+                note=f"relay {rel:.2f} ms vs pass-through {ceil:.2f} ms",
+            )
+        )
+    return out
