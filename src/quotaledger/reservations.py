@@ -43,12 +43,12 @@ from quotaledger.errors import (
     InsufficientQuota,
     InvalidInput,
     NotFound,
-    QuotaLedgerError,
 )
 from quotaledger.money import MAX_QUOTA
 from quotaledger.periods import period_start
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
+from quotaledger.store.group_commit import apply_in_order
 from quotaledger.store.tables import api_keys, reservations, users
 from quotaledger.token_usage import TokenUsage
 
@@ -216,21 +216,17 @@ def reserve_in(connection: Connection, ask: ReserveRequest, now: int) -> Reserva
 _REFUSED_UNWRITTEN = (NotFound, AuthenticationFailed, InsufficientQuota)
 
 
-def reserve_batch(
-    database: Database, asks: list[ReserveRequest]
-) -> list[Reservation | QuotaLedgerError]:
+def reserve_batch(database: Database, asks: list[ReserveRequest]) -> list[Reservation | Exception]:
     """Several reservations in ONE transaction (group commit: one fsync for the batch), in
-    (user, request) order so that batches of several instances lock users in one order."""
+    (user, request) order; a refusal is that reservation's outcome."""
     now = int(time.time())
-    outcomes: dict[int, Reservation | QuotaLedgerError] = {}
-    order = sorted(range(len(asks)), key=lambda i: (asks[i].user_id, asks[i].request_id))
-    with database.write() as connection:
-        for index in order:
-            try:
-                outcomes[index] = reserve_in(connection, asks[index], now)
-            except _REFUSED_UNWRITTEN as refused:
-                outcomes[index] = refused
-    return [outcomes[i] for i in range(len(asks))]
+    return apply_in_order(
+        database,
+        asks,
+        order=lambda ask: (ask.user_id, ask.request_id),
+        apply=lambda connection, ask: reserve_in(connection, ask, now),
+        refusals=_REFUSED_UNWRITTEN,
+    )
 
 
 async def reserve_async(database: Database, ask: ReserveRequest) -> Reservation:
@@ -238,7 +234,7 @@ async def reserve_async(database: Database, ask: ReserveRequest) -> Reservation:
     share the next transaction (`Database.group_commit`); each is answered after the commit
     that holds it. Raises as `reserve` does, or `DatabaseBusy`."""
     outcome = await database.group_commit(reserve_batch, ask.validate())
-    if isinstance(outcome, QuotaLedgerError):
+    if isinstance(outcome, Exception):
         raise outcome
     return outcome
 

@@ -24,6 +24,7 @@ from quotaledger.pricing import CACHE_COLUMNS, price_from_columns, relay_cost
 from quotaledger.reservations import Clock
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
+from quotaledger.store.group_commit import apply_in_order
 from quotaledger.store.tables import api_keys, groups, prices, reservations, usage, users
 from quotaledger.token_usage import TokenUsage, UsageSource
 
@@ -218,21 +219,18 @@ def settle_in(connection: Connection, ask: SettleRequest, now: int) -> Settlemen
     return Settlement(request_id, int(closed.amount), charged, written_off, quota_after)
 
 
-def settle_batch(database: Database, asks: list[SettleRequest]) -> list[Settlement | NotFound]:
+def settle_batch(database: Database, asks: list[SettleRequest]) -> list[Settlement | Exception]:
     """Several settlements in ONE transaction (group commit: one fsync for the batch), in
-    (user, request) order so that batches of several instances lock users in one order. A
-    `NotFound` writes nothing and is that settlement's outcome; anything else fails the
-    batch, which `GroupCommit` then retries one by one."""
+    (user, request) order. A `NotFound` writes nothing and is that settlement's outcome;
+    anything else fails the batch, which `GroupCommit` then retries one by one."""
     now = int(time.time())
-    outcomes: dict[int, Settlement | NotFound] = {}
-    order = sorted(range(len(asks)), key=lambda i: (asks[i].user_id, asks[i].request_id))
-    with database.write() as connection:
-        for index in order:
-            try:
-                outcomes[index] = settle_in(connection, asks[index], now)
-            except NotFound as missing:
-                outcomes[index] = missing
-    return [outcomes[i] for i in range(len(asks))]
+    return apply_in_order(
+        database,
+        asks,
+        order=lambda ask: (ask.user_id, ask.request_id),
+        apply=lambda connection, ask: settle_in(connection, ask, now),
+        refusals=(NotFound,),
+    )
 
 
 async def settle_async(
@@ -242,7 +240,7 @@ async def settle_async(
     share the next transaction (`Database.group_commit`); each is answered after the commit
     that holds it. Raises as `settle` does, or `DatabaseBusy`."""
     settled = await database.group_commit(settle_batch, SettleRequest(request_id, user_id, outcome))
-    if isinstance(settled, NotFound):
+    if isinstance(settled, Exception):
         raise settled
     return settled
 

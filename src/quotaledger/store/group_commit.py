@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from quotaledger.errors import DatabaseBusy
 
@@ -31,6 +31,29 @@ BUSY = "the database is busy: retry in a moment"
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 BatchFunction = Callable[["Database", list[Item]], list[Outcome]]
+
+
+def apply_in_order(
+    database: Database,
+    items: Sequence[Item],
+    *,
+    order: Callable[[Item], tuple[Any, ...]],
+    apply: Callable[[Any, Item], Outcome],
+    refusals: tuple[type[Exception], ...],
+) -> list[Outcome | Exception]:
+    """`apply(connection, item)` for every item in ONE write transaction (a batch function
+    for `GroupCommit`), taken in `order` (e.g. by user, so that batches of several instances
+    lock rows in one order and cannot deadlock). An exception of the `refusals` kinds is that
+    item's outcome (it must have written nothing); any other fails the whole batch. The
+    outcomes come back in the order of `items`."""
+    outcomes: dict[int, Outcome | Exception] = {}
+    with database.write() as connection:
+        for index in sorted(range(len(items)), key=lambda i: order(items[i])):
+            try:
+                outcomes[index] = apply(connection, items[index])
+            except refusals as refused:
+                outcomes[index] = refused
+    return [outcomes[i] for i in range(len(items))]
 
 
 @dataclass
