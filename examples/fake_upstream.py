@@ -84,6 +84,7 @@ class Scenario:
         False  # Anthropic: message_start says 0 input, message_delta the truth
     )
     no_terminal: bool = False  # end without the terminal event ([DONE], message_stop, response.*)
+    endless_event_after: int | None = None  # events, then one event that never ends (16 MiB)
     terminal: str = "completed"  # Responses: completed | incomplete | failed
 
     @classmethod
@@ -346,6 +347,11 @@ async def _stream(
                 return response
             if count == scenario.stall_after:
                 await asyncio.sleep(3600)
+            if count == scenario.endless_event_after:
+                await response.write(b"data: ")
+                for _ in range(256):  # 16 MiB of one event's data, with no end of line
+                    await response.write(b"x" * 65536)
+                break
             if count == scenario.error_after:
                 await response.write(error_event)
                 break

@@ -327,3 +327,19 @@ def test_metrics_count_relayed_requests_tokens_and_quota(relay: Relay) -> None:
     assert float(lines[f'quotaledger_relay_quota_charged_total{{model="{MODEL}"}}']) >= 30
     assert f'quotaledger_relay_time_to_first_token_seconds_count{{model="{MODEL}"}}' in lines
     assert "quotaledger_relay_open_reservations" in lines
+
+
+def test_an_upstream_event_without_end_is_cut_at_its_bound_and_charged_as_delivered(
+    relay: Relay,
+) -> None:
+    who = customer(relay)
+    # Two events, then 16 MiB of one event's data with no end of line.
+    relay.upstream.script(endless_event_after=2, usage="none", path="/v1/chat/completions")
+    with pytest.raises(openai.APIError, match="event over 1048576 bytes"):
+        for _ in sdk(relay, who).chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True
+        ):
+            pass
+    [row] = settled(relay, who, 1)
+    assert row["end_reason"] == "upstream_failed"
+    consistent(relay)

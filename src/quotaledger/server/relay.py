@@ -62,6 +62,9 @@ MIN_OUTPUT_TOKENS = 16
 PROGRESS_SECONDS = 15.0
 # Whole (non-streamed) answers larger than this are refused: no model answer is near it.
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# One server-sent event larger than this ends the stream as an upstream failure: a broken or
+# hostile upstream sending a line without end must not grow the relay's memory.
+MAX_EVENT_BYTES = 1024 * 1024
 # Headers of the client's that go upstream (everything else stays here: its credential
 # above all). The channel adds its own credential.
 FORWARDED_HEADERS = frozenset({"anthropic-version", "anthropic-beta", "openai-beta"})
@@ -345,6 +348,8 @@ async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIte
                     out = tracker.relay(event)
                     if out:
                         yield out
+                if len(parser.pending) > MAX_EVENT_BYTES:
+                    raise _EventTooLarge
             tail = tracker.finish()
             if tail:
                 end = "upstream_ended_early"
@@ -355,6 +360,9 @@ async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIte
         except aiohttp.ClientError:
             end = "upstream_failed"
             tail = tracker.fail("the upstream connection failed mid-stream")
+        except _EventTooLarge:
+            end = "upstream_failed"
+            tail = tracker.fail(f"the upstream sent an event over {MAX_EVENT_BYTES} bytes")
         if tail:
             yield tail
     except (GeneratorExit, asyncio.CancelledError):
@@ -364,6 +372,10 @@ async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIte
         reply.close()  # the upstream sees the request cancelled if it was still going
         await progress.close()
         await asyncio.shield(_settle_stream(request, tracker, end))
+
+
+class _EventTooLarge(Exception):
+    """An upstream event went past `MAX_EVENT_BYTES` without ending."""
 
 
 class _Progress:
