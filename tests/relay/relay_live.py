@@ -10,6 +10,7 @@ failover) and an Anthropic one, and priced models:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from wire_support import load_fake_upstream
 
@@ -106,6 +108,23 @@ def relay_server(
             for server in relay.servers:
                 stop_server(server)
             database.dispose()
+
+
+@contextlib.contextmanager
+def chat_stream(relay: Relay, who: Customer) -> Iterator[httpx.Response]:
+    """A streamed chat completion by `who`, open until the block ends (its answer's head has
+    arrived; read it with `iter_raw()`, and keep that iterator while the stream should live:
+    dropping it closes the connection)."""
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "POST",
+            relay.v1 + "/chat/completions",
+            json={"model": MODEL, "messages": MESSAGES, "stream": True},
+            headers={"Authorization": f"Bearer {who.key}"},
+        ) as answer,
+    ):
+        yield answer
 
 
 _sdk_clients: list[Any] = []

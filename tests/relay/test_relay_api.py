@@ -25,6 +25,7 @@ from relay_live import (
     Customer,
     Relay,
     balance,
+    chat_stream,
     consistent,
     customer,
     log_rows,
@@ -237,15 +238,7 @@ def test_a_client_that_leaves_cancels_upstream_and_pays_for_what_it_received(
     who = customer(relay)
     relay.upstream.script(duration=20.0, usage="none", path="/v1/chat/completions")
     cancelled = relay.upstream.cancellations
-    with (
-        httpx.Client(timeout=30) as client,
-        client.stream(
-            "POST",
-            relay.v1 + "/chat/completions",
-            json={"model": MODEL, "messages": MESSAGES, "stream": True},
-            headers={"Authorization": f"Bearer {who.key}"},
-        ) as answer,
-    ):
+    with chat_stream(relay, who) as answer:
         assert answer.status_code == 200
         next(answer.iter_raw())  # the first event arrived; then the client goes away
     [row] = settled(relay, who, 1)

@@ -9,10 +9,18 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
-from relay_live import MESSAGES, MODEL, Relay, balance, consistent, customer, relay_server
+from relay_live import (
+    MESSAGES,
+    MODEL,
+    Relay,
+    balance,
+    chat_stream,
+    consistent,
+    customer,
+    relay_server,
+)
 
 from quotaledger.store.tables import reservations, usage
 from support import _empty_postgres
@@ -47,15 +55,7 @@ def test_a_reservation_left_by_a_killed_instance_is_settled_by_the_sweeper(
     who = customer(relay)
     granted = balance(relay, who).quota
     relay.upstream.script(stall_after=2, path="/v1/chat/completions")
-    with (
-        httpx.Client(timeout=30) as client,
-        client.stream(
-            "POST",
-            relay.v1 + "/chat/completions",
-            json={"model": MODEL, "messages": MESSAGES, "stream": True},
-            headers={"Authorization": f"Bearer {who.key}"},
-        ) as answer,
-    ):
+    with chat_stream(relay, who) as answer:
         chunks = answer.iter_raw()  # kept: a dropped iterator would close the connection
         next(chunks)  # the stream is running: its reservation is held
         assert _open_reservations(relay) == 1
@@ -78,15 +78,7 @@ def test_a_live_stream_is_never_swept_however_long_its_upstream_is_silent(
     relay = short_ttl_relay
     who = customer(relay)
     relay.upstream.script(stall_after=2, path="/v1/chat/completions")
-    with (
-        httpx.Client(timeout=30) as client,
-        client.stream(
-            "POST",
-            relay.v1 + "/chat/completions",
-            json={"model": MODEL, "messages": MESSAGES, "stream": True},
-            headers={"Authorization": f"Bearer {who.key}"},
-        ) as answer,
-    ):
+    with chat_stream(relay, who) as answer:
         chunks = answer.iter_raw()  # kept: a dropped iterator would close the connection
         next(chunks)
         time.sleep(9)  # over twice the TTL of 4 s, with the sweeper running every second
