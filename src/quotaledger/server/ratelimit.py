@@ -9,11 +9,11 @@ one instance, until Redis is back. The ledger never depends on Redis.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
@@ -28,22 +28,29 @@ _MAX_BLOCKED = 100_000
 _FAILURES = parse("1000/15minutes")
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    # A tuple, not a dataclass: one is made per limited request, and refusals repeat.
     allowed: bool
     limit: int
     remaining: int
     reset_after: int  # seconds until the window resets
 
     def headers(self) -> dict[str, str]:
-        headers = {
-            "RateLimit-Limit": str(self.limit),
-            "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(self.reset_after),
-        }
-        if not self.allowed:
-            headers["Retry-After"] = str(max(self.reset_after, 1))
-        return headers
+        return dict(_headers(self))
+
+
+@functools.lru_cache(maxsize=512)
+def _headers(decision: Decision) -> tuple[tuple[str, str], ...]:
+    # Decisions repeat (a client over its limit gets the same one all second long).
+    allowed, limit, remaining, reset_after = decision
+    said = [
+        ("RateLimit-Limit", str(limit)),
+        ("RateLimit-Remaining", str(remaining)),
+        ("RateLimit-Reset", str(reset_after)),
+    ]
+    if not allowed:
+        said.append(("Retry-After", str(max(reset_after, 1))))
+    return tuple(said)
 
 
 class RateLimiter:
