@@ -68,13 +68,13 @@ _FRAMEWORK_MESSAGES = {404: "not found", 405: "method not allowed"}
 def refusal(exc: BaseException) -> Refusal | None:
     """The answer to a known error (the domain's, ours, the framework's): status, message and
     headers; None for an unexpected one (a 500). The one translation, for every route."""
+    if isinstance(exc, errors.QuotaLedgerError):
+        status = status_for(exc)
+        return Refusal(status, str(exc), _SAID.get(status, ()))
     if isinstance(exc, HTTPError):
         usual = _SAID.get(exc.status_code)
         said = {**dict(usual), **exc.headers} if usual else exc.headers
         return Refusal(exc.status_code, exc.message, tuple(said.items()))
-    if isinstance(exc, errors.QuotaLedgerError):
-        status = status_for(exc)
-        return Refusal(status, str(exc), _SAID.get(status, ()))
     if isinstance(exc, HTTPException):
         message = _FRAMEWORK_MESSAGES.get(exc.status_code) or str(exc.detail)
         return Refusal(exc.status_code, message, tuple((exc.headers or {}).items()))
