@@ -16,6 +16,7 @@ found at and told of is in `alert_states.py`; the crossings are found and sent b
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, select
@@ -38,6 +39,11 @@ class AlertCipher(ChannelCipher):
 
     def __repr__(self) -> str:
         return "AlertCipher(<secret>)"
+
+
+CipherOf = Callable[[], AlertCipher]
+"""Makes the cipher when URLs are stored or read (`NotConfigured` without a secret key):
+an account without URLs needs none."""
 
 
 @dataclass(frozen=True)
@@ -112,19 +118,19 @@ def get_settings(database: Database, user_id: int) -> AlertSettings:
     return AlertSettings(own, hints, listed)
 
 
-def notification_urls(database: Database, cipher: AlertCipher, user_id: int) -> list[str]:
+def notification_urls(database: Database, cipher_of: CipherOf, user_id: int) -> list[str]:
     """The account's Apprise URLs, decrypted (for sending only: never shown or logged)."""
     with database.read() as connection:
-        return _urls(connection, cipher, user_id)
+        return _urls(connection, cipher_of, user_id)
 
 
-def _urls(connection: Connection, cipher: AlertCipher, user_id: int) -> list[str]:
+def _urls(connection: Connection, cipher_of: CipherOf, user_id: int) -> list[str]:
     stored = connection.execute(
         select(alert_settings.c.urls_encrypted).where(alert_settings.c.user_id == user_id)
     ).scalar()
     if stored is None:
         return []
-    urls: list[str] = json.loads(cipher.decrypt(stored, "alerts"))
+    urls: list[str] = json.loads(cipher_of().decrypt(stored, "alerts"))
     return urls
 
 
@@ -142,29 +148,29 @@ def set_thresholds(database: Database, user_id: int, levels: Thresholds) -> None
             )
 
 
-def add_url(database: Database, cipher: AlertCipher, user_id: int, url: str) -> None:
+def add_url(database: Database, cipher_of: CipherOf, user_id: int, url: str) -> None:
     """Add an Apprise URL (checked by the caller, who knows Apprise) to the account's list."""
     url = url.strip()
     if not url or len(url) > MAX_URL_LENGTH:
         raise InvalidInput("url", f"must have 1 to {MAX_URL_LENGTH} characters")
     with database.write() as connection:
         _lock(connection, user_id)
-        urls = _urls(connection, cipher, user_id)
+        urls = _urls(connection, cipher_of, user_id)
         if url in urls:
             raise InvalidInput("url", "is in the list already")
         if len(urls) >= MAX_URLS:
             raise InvalidInput("url", f"at most {MAX_URLS} URLs: remove one first")
-        _store_urls(connection, cipher, user_id, [*urls, url])
+        _store_urls(connection, cipher_of, user_id, [*urls, url])
 
 
-def remove_url(database: Database, cipher: AlertCipher, user_id: int, index: int) -> None:
+def remove_url(database: Database, cipher_of: CipherOf, user_id: int, index: int) -> None:
     """Remove the URL at `index` (0-based, as `AlertSettings.url_hints` lists them)."""
     with database.write() as connection:
         _lock(connection, user_id)
-        urls = _urls(connection, cipher, user_id)
+        urls = _urls(connection, cipher_of, user_id)
         if not 0 <= index < len(urls):
             raise NotFound(f"no URL number {index + 1}")
-        _store_urls(connection, cipher, user_id, urls[:index] + urls[index + 1 :])
+        _store_urls(connection, cipher_of, user_id, urls[:index] + urls[index + 1 :])
 
 
 def set_key_thresholds(database: Database, user_id: int, key_id: int, levels: Thresholds) -> None:
@@ -190,8 +196,8 @@ def set_key_thresholds(database: Database, user_id: int, key_id: int, levels: Th
         ))  # fmt: skip
 
 
-def _store_urls(connection: Connection, cipher: AlertCipher, user_id: int, urls: list[str]) -> None:
-    encrypted = cipher.encrypt(json.dumps(urls)) if urls else None
+def _store_urls(connection: Connection, cipher_of: CipherOf, user_id: int, urls: list[str]) -> None:
+    encrypted = cipher_of().encrypt(json.dumps(urls)) if urls else None
     hints = json.dumps([url_hint(url) for url in urls])
     _upsert(connection, user_id, urls_encrypted=encrypted, url_hints=hints)
 

@@ -58,7 +58,7 @@ def open_account(
     account = accounts.create_account(database, name, "password-123")
     ledger.top_up(database, name, balance)
     key, _ = keys.create_key(database, account.id, "laptop", KeyLimits(**limits))  # type: ignore[arg-type]
-    alerts.add_url(database, watch.cipher(), account.id, inbox.url)
+    alerts.add_url(database, watch.cipher, account.id, inbox.url)
     return Account(account.id, name, key.id)
 
 

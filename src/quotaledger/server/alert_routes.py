@@ -111,26 +111,29 @@ async def put_alerts(request: Request, body: ThresholdsBody, caller: AnyCaller) 
     return await _answer(request, user_id)
 
 
-@router.post("/api/user/alerts/urls", **described("Add an Apprise URL to notify", API_WRITE))
+@router.post(
+    "/api/user/alerts/urls", **described("Add an Apprise URL to notify", (*API_WRITE, 503))
+)
 async def add_url(request: Request, body: UrlBody, caller: AnyCaller) -> Response:
     problem = await run_in_threadpool(check_url, body.url)
     if problem is not None:
         raise InvalidInput("url", problem)
     watch, user_id = _watch(request), caller.account.id
     database = _services(request).database
-    await run_in_threadpool(alerts.add_url, database, watch.cipher(), user_id, body.url)
+    await run_in_threadpool(alerts.add_url, database, watch.cipher, user_id, body.url)
     return await _answer(request, user_id)
 
 
 @router.delete(
-    "/api/user/alerts/urls/{index}", **described("Remove an Apprise URL (by index)", API_WRITE)
+    "/api/user/alerts/urls/{index}",
+    **described("Remove an Apprise URL (by index)", (*API_WRITE, 503)),
 )
 async def remove_url(
     request: Request, index: Annotated[int, Path(ge=0, le=alerts.MAX_URLS)], caller: AnyCaller
 ) -> Response:
     watch, user_id = _watch(request), caller.account.id
     database = _services(request).database
-    await run_in_threadpool(alerts.remove_url, database, watch.cipher(), user_id, index)
+    await run_in_threadpool(alerts.remove_url, database, watch.cipher, user_id, index)
     return await _answer(request, user_id)
 
 
@@ -153,12 +156,12 @@ async def put_key_alerts(
 
 @router.post(
     "/api/user/alerts/test",
-    **described("Send a test notification to every URL", (*API_READ, 502)),
+    **described("Send a test notification to every URL", (*API_READ, 502, 503)),
 )
 async def send_test(request: Request, caller: AnyCaller) -> Response:
     watch, account = _watch(request), caller.account
     database = _services(request).database
-    urls = await run_in_threadpool(alerts.notification_urls, database, watch.cipher(), account.id)
+    urls = await run_in_threadpool(alerts.notification_urls, database, watch.cipher, account.id)
     if not urls:
         raise InvalidInput("urls", "add an Apprise URL first")
     if not await watch.send(urls, test_message(account.username)):

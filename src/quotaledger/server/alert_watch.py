@@ -10,7 +10,7 @@ a balance only moves when something spends or adds to it.
 Cost to a settlement: `settled()` runs on the event loop after the commit; for an account
 and key without thresholds it is two dict lookups, and with thresholds a comparison of
 Decimals against the level last seen. Only a crossing queues anything; the background task
-(`run`) then reads the subject again, claims the crossing in the database (one instance
+(`start`) then reads the subject again, claims the crossing in the database (one instance
 wins: `alert_states.claim`) and sends, with retries (`alert_states.lease`) that survive a
 failed delivery or a dead instance. Nothing here can fail or delay a settlement.
 
@@ -48,6 +48,7 @@ from quotaledger.store.database import Database
 log = logging.getLogger("quotaledger.alerts")
 RECOVERY_MARGIN = Decimal("0.10")  # the watcher's default (monitor/config.py)
 REFRESH_SECONDS = 30.0
+STOP_SECONDS = 5.0  # the longest a shutdown waits for the step in progress
 # How long a delivery may take before another instance may try it, then the waits between
 # failed attempts (the last one repeats).
 RETRY_SECONDS = (60, 300, 900, 3600)
@@ -123,10 +124,27 @@ class AlertWatch:
         return AlertCipher(self._settings.secret_key)
 
     _refresh_due = 0.0
+    _stopping = False
+    _task: asyncio.Task[None] | None = None
 
-    async def run(self) -> None:
-        """Refresh, check and send until cancelled; a failing database is retried later."""
-        while True:
+    def start(self) -> None:
+        """Run in the background (the app's lifespan) until `stop`."""
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        """End the background task after the database step it is in, so that no worker
+        thread still holds a connection when the database is closed; a delivery in flight
+        is abandoned (its lease makes it due again later, on any instance)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=STOP_SECONDS)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        """Refresh, check and send until stopped; a failing database is retried later."""
+        while not self._stopping:
             try:
                 await self.run_once()
             except Exception:
@@ -137,12 +155,16 @@ class AlertWatch:
 
     async def run_once(self) -> None:
         """One round: read the thresholds again if due, check what was queued, send what
-        is due. `run` repeats it; tests step it."""
+        is due. The background task repeats it; tests step it."""
         if time.monotonic() >= self._refresh_due:
             await self._refresh()
-        while self._queued:
+        while self._queued and not self._stopping:
             await run_in_threadpool(self._check_now, self._queued.pop())
+        if self._stopping:
+            return
         for item in await run_in_threadpool(alert_states.due, self._database, int(time.time())):
+            if self._stopping:
+                return
             await self._deliver(item)
 
     async def _refresh(self) -> None:
@@ -191,7 +213,7 @@ class AlertWatch:
             return
         try:
             urls = await run_in_threadpool(
-                alerts.notification_urls, self._database, self.cipher(), item.user_id
+                alerts.notification_urls, self._database, self.cipher, item.user_id
             )
         except Exception as exc:  # no secret key, or another one: the URLs cannot be read
             log.error("alerts: the URLs of user %d cannot be read (%s)", item.user_id, exc)

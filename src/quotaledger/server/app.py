@@ -168,11 +168,11 @@ def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager
         sweeper = asyncio.ensure_future(
             sweep_forever(services.database, services.settings, services.alerts.settled)
         )
-        alerts = asyncio.ensure_future(services.alerts.run())
+        services.alerts.start()
         yield
         sweeper.cancel()
-        alerts.cancel()
-        await asyncio.gather(sweeper, alerts, return_exceptions=True)
+        await asyncio.gather(sweeper, return_exceptions=True)
+        await services.alerts.stop()
         await services.relay.close()
         await services.database.close_group_commits()
 
