@@ -163,7 +163,7 @@ async def send_test(request: Request, caller: AnyCaller) -> Response:
     database = _services(request).database
     urls = await run_in_threadpool(alerts.notification_urls, database, watch.cipher, account.id)
     if not urls:
-        raise InvalidInput("urls", "add an Apprise URL first")
+        raise HTTPError(422, "add an Apprise URL first: there is nowhere to send it")
     if not await watch.send(urls, test_message(account.username)):
         raise HTTPError(502, "the test notification was not delivered: check the URLs")
     return ok({"sent_to": len(urls)})
