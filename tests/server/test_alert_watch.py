@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from alert_inbox import SECRET_PATH, Inbox, running_inbox
@@ -22,7 +24,7 @@ from quotaledger import accounts, alerts, keys, ledger
 from quotaledger.alerts import Thresholds
 from quotaledger.keys import KeyLimits
 from quotaledger.reservations import reserve
-from quotaledger.server.alert_watch import AlertWatch
+from quotaledger.server.alert_watch import AlertWatch, Tracked, level
 from quotaledger.settings import Secret, Settings
 from quotaledger.settlement import Outcome, settle
 from quotaledger.store.database import Database
@@ -235,3 +237,20 @@ async def test_the_url_is_never_stored_in_clear_nor_logged(
         hints = connection.execute(select(alert_settings.c.url_hints)).scalars().all()
     assert not any(SECRET_PATH in row for row in everything)
     assert hints == ['["json://\\u20260451"]']  # the scheme and the last four characters
+
+
+@given(
+    amount=st.integers(-(10**7), 10**8),
+    warn=st.none() | st.integers(0, 10**8),
+    critical=st.none() | st.integers(0, 10**8),
+    previous=st.sampled_from(["OK", "WARNING", "CRITICAL"]),
+)
+def test_the_settlement_shortcut_agrees_with_the_monitors_rules(
+    amount: int, warn: int | None, critical: int | None, previous: str
+) -> None:
+    """`settled` decides in integers whether an amount may have moved; it must say so
+    exactly when the monitor's `level_of` (with its margin) would move."""
+    watched = Tracked(Thresholds(warn, critical), previous)
+    assert watched.moves(amount) == (
+        level(amount, Thresholds(warn, critical), previous) != previous
+    )
