@@ -19,19 +19,13 @@ from dataclasses import dataclass
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from quotaledger.alerts import Thresholds, watched_thresholds_in
+from quotaledger.alerts import Thresholds, account_subject, key_subject, watched_thresholds_in
 from quotaledger.store.database import Database
 from quotaledger.store.tables import alert_states, api_keys, users
 
 OK = "OK"
-
-
-def account_subject(user_id: int) -> str:
-    return f"account:{user_id}"
-
-
-def key_subject(key_id: int) -> str:
-    return f"key:{key_id}"
+__all__ = ["OK", "Due", "Found", "account_subject", "claim", "delivered", "due", "find",
+           "key_subject", "lease"]  # fmt: skip
 
 
 @dataclass(frozen=True)

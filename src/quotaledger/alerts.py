@@ -84,6 +84,15 @@ class AlertSettings:
     keys: tuple[KeyAlert, ...]  # every limited key of the account, oldest first
 
 
+def account_subject(user_id: int) -> str:
+    """How `alert_states` names an account (and `key_subject` a key)."""
+    return f"account:{user_id}"
+
+
+def key_subject(key_id: int) -> str:
+    return f"key:{key_id}"
+
+
 def url_hint(url: str) -> str:
     """How a stored URL is shown: its scheme and last four characters (`json://…hook`);
     the rest may be a secret, the host part included (`tgram://BOT_TOKEN/CHAT`)."""
@@ -144,7 +153,7 @@ def set_thresholds(database: Database, user_id: int, levels: Thresholds) -> None
         _upsert(connection, user_id, warn_quota=levels.warn, critical_quota=levels.critical)
         if levels.empty:
             connection.execute(
-                delete(alert_states).where(alert_states.c.subject == f"account:{user_id}")
+                delete(alert_states).where(alert_states.c.subject == account_subject(user_id))
             )
 
 
@@ -174,7 +183,8 @@ def remove_url(database: Database, cipher_of: CipherOf, user_id: int, index: int
 
 
 def set_key_thresholds(database: Database, user_id: int, key_id: int, levels: Thresholds) -> None:
-    """Set the thresholds of `user_id`'s limited key `key_id`; empty ones remove them."""
+    """Set the thresholds of `user_id`'s limited key `key_id`; empty ones remove them, and
+    forget what was announced (as `set_thresholds` does for the account)."""
     with database.write() as connection:
         owned = connection.execute(
             select(api_keys.c.unlimited).where(
@@ -185,8 +195,10 @@ def set_key_thresholds(database: Database, user_id: int, key_id: int, levels: Th
         if owned is None:
             raise NotFound(f"no API key {key_id}")
         connection.execute(delete(key_alerts).where(key_alerts.c.key_id == key_id))
-        connection.execute(delete(alert_states).where(alert_states.c.subject == f"key:{key_id}"))
         if levels.empty:
+            connection.execute(
+                delete(alert_states).where(alert_states.c.subject == key_subject(key_id))
+            )
             return
         if owned.unlimited:
             raise InvalidInput("key", "an unlimited key has no budget of its own to watch: "
