@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from quotaledger.channels import ChannelCipher
 from quotaledger.errors import InvalidInput, NotFound
 from quotaledger.store.database import Database, now
-from quotaledger.store.tables import alert_settings, alert_states, api_keys, key_alerts
+from quotaledger.store.tables import alert_settings, alert_states, api_keys, key_alerts, users
 
 MAX_URLS = 10
 MAX_URL_LENGTH = 2000
@@ -243,6 +243,7 @@ class Watched:
     accounts: dict[int, Thresholds]  # user_id -> thresholds
     keys: dict[int, tuple[int, Thresholds]]  # key_id -> (user_id, thresholds)
     levels: dict[str, str]  # subject -> its stored level (`alert_states`); absent: OK
+    usernames: dict[str, int]  # username -> user_id of the accounts watched
 
 
 def watched(database: Database) -> Watched:
@@ -250,7 +251,9 @@ def watched(database: Database) -> Watched:
     with database.read() as connection:
         accounts = connection.execute(
             select(alert_settings.c.user_id, alert_settings.c.warn_quota,
-                   alert_settings.c.critical_quota).where(
+                   alert_settings.c.critical_quota, users.c.username)
+            .select_from(alert_settings.join(users, users.c.id == alert_settings.c.user_id))
+            .where(
                 alert_settings.c.warn_quota.isnot(None)
                 | alert_settings.c.critical_quota.isnot(None)
             )
@@ -268,6 +271,7 @@ def watched(database: Database) -> Watched:
         {row.user_id: Thresholds(row.warn_quota, row.critical_quota) for row in accounts},
         {row.key_id: (row.user_id, Thresholds(row.warn_quota, row.critical_quota)) for row in keys},
         {row.subject: row.level for row in levels},
+        {row.username: row.user_id for row in accounts},
     )
 
 

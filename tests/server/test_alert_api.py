@@ -3,6 +3,7 @@ never shown back, per-key thresholds, and the test notification to a receiver on
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from alert_inbox import SECRET_PATH, Inbox, running_inbox
-from quotaledger import keys
+from quotaledger import keys, pricing
 from quotaledger.keys import KeyLimits
 from quotaledger.settings import Secret, Settings
 from quotaledger.store.database import Database
@@ -156,3 +157,24 @@ def test_without_a_secret_key_urls_cannot_be_stored(
                              headers={"Authorization": token})  # fmt: skip
     assert answer.status_code == 503
     assert "QUOTALEDGER_SECRET_KEY is not set: alert notification URLs" in answer.json()["message"]
+
+
+def test_an_operators_charge_crossing_a_threshold_is_told_too(
+    client: TestClient, database: Database, make_user: Any, admin_token: str, inbox: Inbox
+) -> None:
+    """`POST /api/usage` (the operator's gateway) spends the balance as the relay does."""
+    pricing.set_price(database, pricing.make_price("fixed-test", per_call_usd="6"))
+    user = make_user("erin", quota=5_000_000)  # $10
+    headers = {"Authorization": issue_token(client, "erin", user.password)}
+    client.put("/api/user/alerts", json={"warn_usd": "5"}, headers=headers)
+    client.post("/api/user/alerts/urls", json={"url": inbox.url}, headers=headers)
+    charged = client.post(
+        "/api/usage",
+        json={"username": "erin", "model": "fixed-test", "request_id": "gateway-1"},
+        headers={"Authorization": admin_token},
+    )
+    assert charged.status_code == 200, charged.text
+    deadline = time.monotonic() + 20
+    while not inbox.received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert inbox.titles() == ["WARNING: Account erin is running low"]

@@ -1,5 +1,6 @@
-"""Alerts on the server: each settlement checked against the thresholds users set, and one
-notification per crossing sent through their Apprise URLs, off the request path.
+"""Alerts on the server: each settlement (and each operator charge, `POST /api/usage`)
+checked against the thresholds users set, and one notification per crossing sent through
+their Apprise URLs, off the request path.
 
 The rules are the monitor's (`monitor.state.level_of`): a balance at or below a threshold is
 in it; getting better means clearing the threshold by `RECOVERY_MARGIN` (10 %, at least
@@ -100,6 +101,7 @@ class AlertWatch:
         self._settings = settings
         self._accounts: dict[int, Tracked] = {}
         self._keys: dict[int, Tracked] = {}
+        self._usernames: dict[str, int] = {}
         self._queued: set[str] = set()
         self._wake = asyncio.Event()
         self._notifier = Notifier()
@@ -118,6 +120,14 @@ class AlertWatch:
         remaining = settled.key_remaining
         if key is not None and remaining is not None and key.moves(remaining):
             self.check(alert_states.key_subject(settled.key_id or 0))
+
+    def charged(self, username: str, quota_remaining: int) -> None:
+        """After an operator's charge (`POST /api/usage`, which names the user): as
+        `settled`, for the account."""
+        user_id = self._usernames.get(username)
+        account = None if user_id is None else self._accounts.get(user_id)
+        if user_id is not None and account is not None and account.moves(quota_remaining):
+            self.check(alert_states.account_subject(user_id))
 
     def check(self, subject: str) -> None:
         """Look at `subject` again soon (its settings or amount changed)."""
@@ -194,7 +204,7 @@ class AlertWatch:
             key_id: Tracked(levels, found.levels.get(alert_states.key_subject(key_id), OK))
             for key_id, (_, levels) in found.keys.items()
         }
-        self._accounts, self._keys = accounts, keys
+        self._accounts, self._keys, self._usernames = accounts, keys, found.usernames
         # Balances also rise outside settlements (top-ups from the CLI): look again at
         # whatever is low, so that its resolved message is not left for the next request.
         self._queued.update(subject for subject, stored in found.levels.items() if stored != OK)
