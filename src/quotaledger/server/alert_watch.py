@@ -105,6 +105,9 @@ class AlertWatch:
         self._queued: set[str] = set()
         self._wake = asyncio.Event()
         self._notifier = Notifier()
+        self._refresh_due = 0.0  # time.monotonic() of the next refresh
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
         for name in URL_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -149,10 +152,6 @@ class AlertWatch:
         """The URLs' cipher; `NotConfigured` without QUOTALEDGER_SECRET_KEY."""
         return AlertCipher(self._settings.secret_key)
 
-    _refresh_due = 0.0
-    _stopping = False
-    _task: asyncio.Task[None] | None = None
-
     def start(self) -> None:
         """Run in the background (the app's lifespan) until `stop`."""
         self._task = asyncio.ensure_future(self._run())
@@ -185,7 +184,11 @@ class AlertWatch:
         if time.monotonic() >= self._refresh_due:
             await self._refresh()
         while self._queued and not self._stopping:
-            await run_in_threadpool(self._check_now, self._queued.pop())
+            subject = self._queued.pop()
+            now_level = await run_in_threadpool(self._check_now, subject)
+            tracked = self._lookup(subject)
+            if tracked is not None and now_level is not None:
+                tracked.level = now_level
         if self._stopping:
             return
         for item in await run_in_threadpool(alert_states.due, self._database, int(time.time())):
@@ -209,19 +212,16 @@ class AlertWatch:
         # whatever is low, so that its resolved message is not left for the next request.
         self._queued.update(subject for subject, stored in found.levels.items() if stored != OK)
 
-    def _check_now(self, subject: str) -> None:
-        """(In a worker thread.) Claim `subject`'s crossing if it crossed."""
+    def _check_now(self, subject: str) -> str | None:
+        """(In a worker thread.) Claim `subject`'s crossing if it crossed (its message is
+        then due: this round sends it); its level now, None if it is no longer watched."""
         found = alert_states.find(self._database, subject)
         if found is None:
-            return
+            return None
         now_level = level(found.amount, found.thresholds, found.level)
-        if now_level != found.level and alert_states.claim(
-            self._database, found, now_level, int(time.time())
-        ):
-            self._wake.set()
-        watched = self._lookup(subject)
-        if watched is not None:
-            watched.level = now_level
+        if now_level != found.level:
+            alert_states.claim(self._database, found, now_level, int(time.time()))
+        return now_level
 
     def _lookup(self, subject: str) -> Tracked | None:
         kind, _, number = subject.partition(":")
