@@ -52,7 +52,11 @@ _HKDF_INFO = b"quotaledger channel keys v1"
 class ChannelCipher:
     """Encrypts and decrypts upstream keys with a Fernet key (AES-128-CBC + HMAC-SHA256)
     derived by HKDF-SHA256 from QUOTALEDGER_SECRET_KEY: any secret of 32 characters or
-    more works, and the same secret always gives the same key."""
+    more works, and the same secret always gives the same key. A subclass with another
+    `hkdf_info` gets a key of its own from the same secret (`alerts.AlertCipher`)."""
+
+    hkdf_info = _HKDF_INFO
+    protects = "upstream keys"  # for the message when the secret is missing
 
     def __init__(self, secret: Secret | None) -> None:
         from cryptography.fernet import Fernet  # imported when channels are used
@@ -61,7 +65,7 @@ class ChannelCipher:
 
         if secret is None or not secret.reveal():
             raise NotConfigured(
-                "QUOTALEDGER_SECRET_KEY is not set: upstream keys are stored encrypted with it. "
+                f"QUOTALEDGER_SECRET_KEY is not set: {self.protects} are stored encrypted with it. "
                 "Set it to a random string of 32 characters or more, e.g. "
                 "python -c 'import secrets; print(secrets.token_urlsafe(32))', and keep it."
             )
@@ -69,7 +73,7 @@ class ChannelCipher:
             raise NotConfigured(
                 f"QUOTALEDGER_SECRET_KEY is too short: use {MIN_SECRET_LENGTH} characters or more"
             )
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=self.hkdf_info).derive(
             secret.reveal().encode("utf-8")
         )
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))

@@ -59,6 +59,11 @@ class Settlement:
     written_off: int
     quota_remaining: int  # the account's balance right after this settlement
     replayed: bool = False  # settled before (by the request itself or by a sweeper)
+    # Whose balances moved, for the alerts (server/alert_watch.py): a limited key's budget
+    # right after, None for an unlimited key (and for a replay).
+    user_id: int | None = None
+    key_id: int | None = None
+    key_remaining: int | None = None
 
 
 # ------------------------------------------------------------------ settle
@@ -216,7 +221,12 @@ def settle_in(connection: Connection, ask: SettleRequest, now: int) -> Settlemen
     quota_after = int(context.quota) + int(closed.amount) - charged
     _LOG.execute(connection, _log_row(request_id, closed, context, outcome, charged,
                                       written_off, quota_after, now))  # fmt: skip
-    return Settlement(request_id, int(closed.amount), charged, written_off, quota_after)
+    key_after = int(context.remain_quota) + int(closed.amount) - charged
+    return Settlement(
+        request_id, int(closed.amount), charged, written_off, quota_after,
+        user_id=closed.user_id, key_id=closed.key_id,
+        key_remaining=key_after if closed.key_funded else None,
+    )  # fmt: skip
 
 
 def settle_batch(database: Database, asks: list[SettleRequest]) -> list[Settlement | Exception]:

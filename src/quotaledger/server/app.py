@@ -25,7 +25,17 @@ from starlette.types import ASGIApp
 
 from quotaledger import __version__
 from quotaledger.relay.errors import WireFormat, error_body
-from quotaledger.server import api, balance, charges, docs, errors, openapi, pages, relay
+from quotaledger.server import (
+    alert_routes,
+    api,
+    balance,
+    charges,
+    docs,
+    errors,
+    openapi,
+    pages,
+    relay,
+)
 from quotaledger.server.calls import Endpoint
 from quotaledger.server.charges import UsageBody
 from quotaledger.server.front_door import FrontDoor, Route
@@ -127,6 +137,7 @@ def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> Fast
     framework.state.ql = services
     framework.include_router(api.router)
     framework.include_router(newapi_router)
+    framework.include_router(alert_routes.router)
     # The front door's routes, for /openapi.json (and a 405 for their other methods).
     for (method, path), route in routes.items():
         framework.add_api_route(path, _front_door_only, methods=[method], **route.openapi)
@@ -154,10 +165,14 @@ class _Framework(FastAPI):
 def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        sweeper = asyncio.ensure_future(sweep_forever(services.database, services.settings))
+        sweeper = asyncio.ensure_future(
+            sweep_forever(services.database, services.settings, services.alerts.settled)
+        )
+        services.alerts.start()
         yield
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
+        await services.alerts.stop()
         await services.relay.close()
         await services.database.close_group_commits()
 

@@ -44,6 +44,7 @@ async def charge_usage(call: Call) -> Answer:
         metrics.count_charge("replayed")
     else:
         metrics.count_charge("charged", result.quota_charged)
+        call.services.alerts.charged(usage.username, result.quota_remaining)
     data = {
         "request_id": result.request_id,
         "quota_charged": result.quota_charged,

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from quotaledger import keys, tokens
+from quotaledger import alert_states, keys, tokens
 from quotaledger.errors import InvalidInput
 from quotaledger.keys import ApiKey, KeyLimits
 from quotaledger.money import MAX_QUOTA, format_usd
@@ -234,6 +234,8 @@ async def update_key(
     key = await run_in_threadpool(
         keys.update_key, database, body.id, caller.account.id, body.changes()
     )
+    services: Services = request.app.state.ql
+    services.alerts.check(alert_states.key_subject(key.id))  # its budget may have moved
     if body.status is not None:
         status = "enabled" if body.status == 1 else "disabled"
         key = await run_in_threadpool(

@@ -18,6 +18,8 @@ _MEANING = {
     415: "body is not application/json",
     422: "invalid parameters or fields; the message names the field",
     429: "over a rate limit (Retry-After says how long to wait)",
+    502: "a notification was not delivered (the message says so; the URL is never repeated)",
+    503: "the server lacks a setting this needs (the message names it)",
 }
 API_READ = (401, 403, 422, 429)
 API_WRITE = (401, 403, 404, 413, 415, 422, 429)

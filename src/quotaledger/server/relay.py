@@ -456,6 +456,7 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
         return
     services.metrics.open_reservations.dec()
     services.metrics.relay_settled(request.model, outcome, settled)
+    services.alerts.settled(settled)  # a dict lookup unless a threshold is set
 
 
 # ---------------------------------------------------------------- requests and refusals

@@ -1,6 +1,6 @@
 """`Services`: what every endpoint is given (through its `Call`): settings, the database, the
-rate limiter, the metrics, the price list shown with every balance, and the relay's runtime
-(its offers, upstream connection pools and channel cool-downs)."""
+rate limiter, the metrics, the price list shown with every balance, the relay's runtime
+(its offers, upstream connection pools and channel cool-downs) and the alerts' watch."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from starlette.concurrency import run_in_threadpool
 
 from quotaledger import pricing
+from quotaledger.server.alert_watch import AlertWatch
 from quotaledger.server.metrics import Metrics
 from quotaledger.server.offers import RelayRuntime
 from quotaledger.server.ratelimit import RateLimiter
@@ -28,11 +29,13 @@ class Services:
     limiter: RateLimiter
     metrics: Metrics = field(default_factory=Metrics)
     relay: RelayRuntime = field(init=False)
+    alerts: AlertWatch = field(init=False)
     _fixed_prices: FixedPrices = ()
     _fixed_prices_until: float = 0.0
 
     def __post_init__(self) -> None:
         self.relay = RelayRuntime.start(self.database, self.settings)
+        self.alerts = AlertWatch(self.database, self.settings)
 
     async def fixed_prices(self) -> FixedPrices:
         """`ModelFixedPrice`, read at most every few seconds: every balance query shows it,

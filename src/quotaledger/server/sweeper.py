@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -22,25 +23,35 @@ from quotaledger.store.database import Database
 log = logging.getLogger("quotaledger.relay")
 
 BATCH = 100
+SettledHook = Callable[[settlement.Settlement], None]
 
 
-async def sweep_forever(database: Database, settings: Settings) -> None:
+def _ignore(settled: settlement.Settlement) -> None:
+    pass
+
+
+async def sweep_forever(
+    database: Database, settings: Settings, on_settled: SettledHook = _ignore
+) -> None:
     """Sweep every `QUOTALEDGER_RELAY_SWEEP_INTERVAL` seconds (with jitter, so that
     instances started together do not sweep together) until cancelled."""
     while True:
         await asyncio.sleep(settings.relay_sweep_interval * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
         try:
-            await sweep_once(database, settings.relay_reservation_ttl)
+            await sweep_once(database, settings.relay_reservation_ttl, on_settled)
         except Exception:  # a database down now may be back at the next round
             log.exception("sweeping open reservations failed; trying again later")
 
 
-async def sweep_once(database: Database, ttl: int) -> int:
-    """Settle every reservation idle for `ttl` seconds; returns how many."""
+async def sweep_once(database: Database, ttl: int, on_settled: SettledHook = _ignore) -> int:
+    """Settle every reservation idle for `ttl` seconds; returns how many. Each settlement
+    goes to `on_settled` (the alerts' check)."""
     total = 0
     while True:
         settled = await run_in_threadpool(settlement.sweep, database, ttl, limit=BATCH)
         total += len(settled)
+        for each in settled:
+            on_settled(each)
         if len(settled) < BATCH:
             break
     if total:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from quotaledger import pricing, redemptions
+from quotaledger import alert_states, pricing, redemptions
 from quotaledger.server.auth import Caller, any_caller
 from quotaledger.server.calls import Call
 from quotaledger.server.errors import HTTPError, within_limit
@@ -103,4 +103,5 @@ async def redeem(request: Request, body: RedeemBody, caller: AnyCaller) -> Respo
         security_log.warning("redeem_failed user=%r address=%s", account.username, address)
         raise
     security_log.info("redeemed user=%r quota=%d", account.username, quota)
+    call.services.alerts.check(alert_states.account_subject(account.id))  # a resolved alert?
     return ok(quota)

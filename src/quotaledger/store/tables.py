@@ -259,3 +259,43 @@ redemptions = Table(
     CheckConstraint("quota > 0", name="redemption_positive"),
     CheckConstraint("status IN ('enabled', 'disabled')", name="redemption_status_known"),
 )
+
+# Alerts (SPEC §7's rules on the server): an account's thresholds and its Apprise URLs (one
+# Fernet token for the JSON list; a redacted hint of each in clear, for the page).
+alert_settings = Table(
+    "alert_settings",
+    metadata,
+    Column("user_id", ForeignKey("users.id"), primary_key=True, autoincrement=False),
+    Column("warn_quota", BigInteger, nullable=True),  # NULL: no warning threshold
+    Column("critical_quota", BigInteger, nullable=True),
+    Column("urls_encrypted", Text, nullable=True),  # NULL: no URL
+    Column("url_hints", Text, nullable=False, server_default="[]"),  # JSON list
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Thresholds on a limited key's remaining budget; notifications go to its account's URLs.
+key_alerts = Table(
+    "key_alerts",
+    metadata,
+    Column("key_id", ForeignKey("api_keys.id"), primary_key=True, autoincrement=False),
+    Column("user_id", ForeignKey("users.id"), nullable=False),
+    Column("warn_quota", BigInteger, nullable=True),
+    Column("critical_quota", BigInteger, nullable=True),
+    Index("key_alerts_user", "user_id"),
+)
+
+# What each watched account or key was last found at (`level`, changed only by the one
+# conditional UPDATE that claims a crossing) and last told of (`announced`); a message is due
+# while they differ, from `retry_at` on (the lease of the instance sending it).
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("subject", String(32), primary_key=True),  # "account:<id>" or "key:<id>"
+    Column("user_id", ForeignKey("users.id"), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("announced", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("retry_at", BigInteger, nullable=True),  # NULL: nothing to send
+    Column("changed_at", BigInteger, nullable=False),
+    Index("alert_states_retry", "retry_at"),
+)
