@@ -108,6 +108,7 @@ class AlertWatch:
         self._refresh_due = 0.0  # time.monotonic() of the next refresh
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._users = 0  # lifespans running (a test client may open one inside another)
         for name in URL_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -153,19 +154,31 @@ class AlertWatch:
         return AlertCipher(self._settings.secret_key)
 
     def start(self) -> None:
-        """Run in the background (the app's lifespan) until `stop`."""
-        self._task = asyncio.ensure_future(self._run())
+        """Run in the background (the app's lifespan) until `stop`. A lifespan entered
+        while another runs (a test client opened inside another) shares the one task: the
+        last `stop` ends it."""
+        self._users += 1
+        if self._users == 1:
+            self._stopping = False
+            self._wake = asyncio.Event()  # an Event is bound to the loop that first waits
+            if self._queued:
+                self._wake.set()
+            self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
         """End the background task after the database step it is in, so that no worker
         thread still holds a connection when the database is closed; a delivery in flight
         is abandoned (its lease makes it due again later, on any instance)."""
+        self._users -= 1
+        if self._users > 0:
+            return
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             await asyncio.wait({self._task}, timeout=STOP_SECONDS)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
 
     async def _run(self) -> None:
         """Refresh, check and send until stopped; a failing database is retried later."""
