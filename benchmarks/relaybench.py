@@ -22,7 +22,8 @@ output tokens answered), and latency at concurrency 1 (the same request, straigh
 upstream, through the pass-through, the relay and LiteLLM). Then, not wrk (`measure`): 1,000
 concurrent streams of 200 events over 20 s each, straight at the upstream and through a fresh
 relay process (its peak RSS is VmHWM), and 200 sequential streamed `POST /v1/messages`
-through the pass-through and the relay (time to the first event).
+through the pass-through and the relay (time to the first event); `QLB_RELAY_STREAMS=0`
+skips these (the non-stream cases only, ~1 minute with `--quick`).
 """
 
 from __future__ import annotations
@@ -268,6 +269,9 @@ def cases(bench: Bench) -> list[Case]:
 def measure(bench: Bench, cases: list[Case]) -> tuple[str, dict[str, Any]]:
     upstream = bench.servers["upstream"].base_url
     figures: dict[str, Any] = {}
+    if os.environ.get("QLB_RELAY_STREAMS") == "0":  # the non-stream cases only
+        log("streams skipped (QLB_RELAY_STREAMS=0)")
+        return "relay_streams", figures
     log(f"streams: {STREAMS} x {STREAM_EVENTS} events over {STREAM_SECONDS:g} s, direct")
     figures["direct"] = stream_load(upstream + "/v1/chat/completions", "none", header=True)
     # A fresh relay process: its VmHWM is the streams' peak, not the wrk rounds'.

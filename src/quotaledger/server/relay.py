@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -461,8 +461,26 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
 # ---------------------------------------------------------------- requests and refusals
 
 
-def _new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+class _RequestIds:
+    """`req_` + 24 hex digits: 16 drawn at random once per process (and again after 2**32
+    ids, or in a forked child), then a counter. Unique without a system call per request;
+    a request id is a name (the reservation's key, `X-Request-Id`), never a secret."""
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._prefix = ""
+        self._next: Iterator[int] = iter(())
+
+    def new(self) -> str:
+        n = next(self._next, None)
+        if n is None or self._pid != os.getpid():
+            self._pid, self._prefix = os.getpid(), "req_" + os.urandom(8).hex()
+            self._next = iter(range(2**32))
+            n = next(self._next)
+        return f"{self._prefix}{n:08x}"
+
+
+_new_request_id = _RequestIds().new
 
 
 def _id_header(request_id: str) -> Headers:
