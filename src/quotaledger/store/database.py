@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from quotaledger.settings import Settings
@@ -30,9 +31,15 @@ from quotaledger.store.group_commit import BatchFunction, GroupCommit
 from quotaledger.store.inline_reads import InlineReader
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+POOL_RECYCLE_SECONDS = 300
 
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
+
+
+class _Lost(Exception):
+    """The server connection was lost (a restart, an idle timeout): nothing committed;
+    retrying on a fresh connection is safe."""
 
 
 def is_busy(error: BaseException) -> bool:
@@ -65,14 +72,19 @@ class Database:
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_ms, pool_size)
         else:
+            # No ping per checkout (a round trip before every transaction): connections are
+            # recycled before servers and proxies usually drop idle ones, a lost one
+            # invalidates the pool (SQLAlchemy's default on a disconnect), and what failed on
+            # one is retried once on a fresh connection: `fetch_one` here, a group commit's
+            # batch by `GroupCommit` (each item alone).
             self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=POOL_RECYCLE_SECONDS
             )
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that will write: committed on success, rolled back on error."""
-        with self.engine.begin() as connection:
+        with self.engine.begin() as connection, self._losing(connection):
             yield connection
 
     @contextmanager
@@ -80,8 +92,35 @@ class Database:
         """A short read-only transaction (a deferred BEGIN on SQLite: no write lock)."""
         with self.engine.connect() as connection:
             connection = connection.execution_options(sqlite_deferred=True)
-            with connection.begin():
+            with connection.begin(), self._losing(connection):
                 yield connection
+
+    @contextmanager
+    def _losing(self, connection: Connection) -> Iterator[None]:
+        """Statements run on the driver's cursor (`CompiledStatement`) raise the driver's
+        own errors, which SQLAlchemy never sees: a lost server connection is recognised
+        here, dropped with every other pooled one (a restarted server lost them all), and
+        raised as `_Lost` for the caller to retry on a fresh one."""
+        try:
+            yield
+        except DBAPIError:
+            raise
+        except Exception as exc:
+            if self.is_sqlite or not self._is_disconnect(exc, connection):
+                raise
+            connection.invalidate()
+            self.engine.dispose()
+            raise _Lost(str(exc)) from exc
+
+    def _is_disconnect(self, exc: Exception, connection: Connection) -> bool:
+        driver = self.engine.dialect.loaded_dbapi
+        if not isinstance(exc, driver.Error):
+            return False
+        try:
+            dbapi_connection = connection.connection.dbapi_connection
+        except Exception:  # already invalidated
+            return True
+        return bool(self.engine.dialect.is_disconnect(exc, dbapi_connection, None))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -92,7 +131,14 @@ class Database:
         )
 
     def fetch_one(self, statement: CompiledStatement, params: dict[str, Any]) -> Any:
-        """The first row of `statement` (a driver tuple, or None), in a read transaction."""
+        """The first row of `statement` (a driver tuple, or None), in a read transaction;
+        tried again once on a fresh connection when the pooled one turned out lost."""
+        try:
+            return self._fetch_one(statement, params)
+        except _Lost:
+            return self._fetch_one(statement, params)
+
+    def _fetch_one(self, statement: CompiledStatement, params: dict[str, Any]) -> Any:
         with self.read() as connection:
             return statement.execute(connection, params).fetchone()
 
