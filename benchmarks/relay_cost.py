@@ -136,6 +136,11 @@ def build(work: Path, upstream: str) -> tuple[Any, Any, str]:
         "QUOTALEDGER_DATABASE_URL": url,
         "QUOTALEDGER_ADMIN_PASSWORD": "benchmark-admin-password",
         "QUOTALEDGER_SECRET_KEY": relaybench.SECRET_KEY,
+        **(
+            {"QUOTALEDGER_SQLITE_SYNCHRONOUS": os.environ["QLB_SYNC"]}
+            if os.environ.get("QLB_SYNC")
+            else {}
+        ),
     }
     settings = Settings.from_env(env)
     database = prepare_database(settings)

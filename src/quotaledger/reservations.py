@@ -229,11 +229,15 @@ def reserve_in(connection: Connection, ask: ReserveRequest, now: int) -> Reserva
     return Reservation(ask.request_id, taken)
 
 
-async def reserve_async(database: Database, ask: ReserveRequest) -> Reservation:
+async def reserve_async(
+    database: Database, ask: ReserveRequest, *, alone: bool = False
+) -> Reservation:
     """`reserve` for code on the event loop: reservations that arrive while a batch commits
-    share the next transaction (`Database.group_commit`); each is answered after the commit
-    that holds it. Raises as `reserve` does, or `DatabaseBusy`."""
-    outcome: Reservation | Exception = await database.group_commit(apply_items, ask.validate())
+    share the next transaction (`Database.group_commit`; `alone`: see there); each is
+    answered after the commit that holds it. Raises as `reserve` does, or `DatabaseBusy`."""
+    outcome: Reservation | Exception = await database.group_commit(
+        apply_items, ask.validate(), alone=alone
+    )
     if isinstance(outcome, Exception):
         raise outcome
     return outcome

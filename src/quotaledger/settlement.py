@@ -228,14 +228,14 @@ def settle_in(connection: Connection, ask: SettleRequest, now: int) -> Settlemen
 
 
 async def settle_async(
-    database: Database, request_id: str, user_id: int, outcome: Outcome
+    database: Database, request_id: str, user_id: int, outcome: Outcome, *, alone: bool = False
 ) -> Settlement:
     """`settle` for code on the event loop: settlements that arrive while a batch commits
     share the next transaction (`Database.group_commit`) with reservations arriving too
-    (`group_commit.apply_items`); each is answered after the commit that holds it. Raises
-    as `settle` does, or `DatabaseBusy`."""
+    (`group_commit.apply_items`; `alone`: see `Database.group_commit`); each is answered
+    after the commit that holds it. Raises as `settle` does, or `DatabaseBusy`."""
     ask = SettleRequest(request_id, user_id, outcome)
-    settled: Settlement | Exception = await database.group_commit(apply_items, ask)
+    settled: Settlement | Exception = await database.group_commit(apply_items, ask, alone=alone)
     if isinstance(settled, Exception):
         raise settled
     return settled
@@ -315,12 +315,16 @@ def _log_row(
     }  # fmt: skip
 
 
+_SETTLED_BEFORE = CompiledStatement(
+    select(usage.c.quota_reserved, usage.c.quota, usage.c.written_off, usage.c.quota_after).where(
+        usage.c.user_id == bindparam("user_id"), usage.c.request_id == bindparam("rid")
+    )
+)
+
+
 def _settled_before(connection: Connection, request_id: str, user_id: int) -> Settlement:
-    row = connection.execute(
-        select(
-            usage.c.quota_reserved, usage.c.quota, usage.c.written_off, usage.c.quota_after
-        ).where(usage.c.user_id == user_id, usage.c.request_id == request_id)
-    ).first()
+    # On the driver's cursor, as every statement of a batch (`Database.batch_write`).
+    row = _SETTLED_BEFORE.execute(connection, {"user_id": user_id, "rid": request_id}).fetchone()
     if row is None:
         raise NotFound(f"no reservation for request_id {request_id!r}")
     reserved, charged, written_off, quota_after = (int(v) for v in row)

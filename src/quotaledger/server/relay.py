@@ -173,12 +173,26 @@ class _Request:
         return int(((since or time.monotonic()) - self.started) * 1000)
 
 
+# Relayed requests of this process between their start and their answer (or the start of
+# their stream): with one alone, its reservation and settlement commit right on the event
+# loop (`Database.group_commit(alone=True)`) instead of through the group-commit thread.
+_in_flight = 0
+
+
+def _alone() -> bool:
+    return _in_flight == 1
+
+
 async def _relay(call: Call, fmt: Format) -> Answer | Stream:
+    global _in_flight
     request = _Request(call, fmt, _new_request_id())
+    _in_flight += 1
     try:
         return await _relay_admitted(request)
     except Exception as exc:
         return _refused(exc, fmt.wire, request.request_id)
+    finally:
+        _in_flight -= 1
 
 
 async def _relay_admitted(request: _Request) -> Answer | Stream:
@@ -259,6 +273,7 @@ async def _reserve(
             minimum=floor,
             price_format=fmt.channel_format,
         ),
+        alone=_alone(),
     )
     request.call.services.metrics.open_reservations.inc()
     if reserved.amount >= amount:
@@ -448,7 +463,7 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
     services = request.call.services
     try:
         settled = await settlement.settle_async(
-            services.database, request.request_id, request.user_id, outcome
+            services.database, request.request_id, request.user_id, outcome, alone=_alone()
         )
     except Exception:
         # The reservation stays open: the sweeper settles it after the TTL.

@@ -15,10 +15,11 @@ pass snapshot of `inline_reads`; in a worker thread on PostgreSQL) and `group_co
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -69,6 +70,10 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self._inline: InlineReader | None = None
         self._group_commits: dict[Any, GroupCommit[Any, Any]] = {}
+        # The thread (the event loop's) whose writes must not wait for the lock (`group_commit`).
+        self._no_wait_thread: int | None = None
+        self._batch_connection: Connection | None = None  # SQLite: see `batch_write`
+        self._busy_timeout_ms = int(sqlite_busy_timeout_ms)
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_ms, pool_size)
         else:
@@ -84,8 +89,60 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that will write: committed on success, rolled back on error."""
+        if self._no_wait_thread == threading.get_ident():
+            with self._write_no_wait() as connection:
+                yield connection
+            return
         with self.engine.begin() as connection, self._losing(connection):
             yield connection
+
+    @contextmanager
+    def batch_write(self) -> Iterator[Connection]:
+        """The write transaction of a group-commit batch (`group_commit.apply_items`), whose
+        statements all run on the driver's cursor (`CompiledStatement`). On SQLite, on one
+        connection kept for batches, begun and committed on the driver itself: a pool
+        checkout, SQLAlchemy's transaction and the pool's reset cost more than a small
+        reservation's statements. Batches never overlap (`GroupCommit` commits one at a
+        time, inline only when none is committing)."""
+        if not self.is_sqlite:
+            with self.write() as connection:
+                yield connection
+            return
+        held = self._batch_connection
+        if held is None or held.closed or held.invalidated:
+            held = self._batch_connection = self.engine.connect()
+        driver: Any = held.connection.dbapi_connection
+        if driver.in_transaction:  # left over by a COMMIT that failed: never reuse it
+            driver.execute("ROLLBACK")
+        no_wait = self._no_wait_thread == threading.get_ident()
+        if no_wait:  # on the event loop: the lock at once, or "database is locked" at once
+            driver.execute("PRAGMA busy_timeout = 0")
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+        finally:
+            if no_wait:
+                driver.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        try:
+            yield held
+            driver.execute("COMMIT")
+        except BaseException:
+            if driver.in_transaction:
+                driver.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _write_no_wait(self) -> Iterator[Connection]:
+        # SQLite, on the event loop: the write lock is taken at once or "database is locked"
+        # is raised at once (busy_timeout 0), never waited for on the loop.
+        with self.engine.connect() as connection:
+            driver = connection.connection.dbapi_connection
+            assert driver is not None
+            driver.execute("PRAGMA busy_timeout = 0")
+            try:
+                with connection.begin():
+                    yield connection
+            finally:
+                driver.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -154,13 +211,27 @@ class Database:
                 pass  # busy: wait for it in a worker thread instead
         return await anyio.to_thread.run_sync(self.fetch_one, statement, params)
 
-    async def group_commit(self, apply: BatchFunction[Item, Outcome], item: Item) -> Outcome:
+    async def group_commit(
+        self, apply: BatchFunction[Item, Outcome], item: Item, *, alone: bool = False
+    ) -> Outcome:
         """`apply(self, [item, ...])`'s outcome for `item`, where `item` shares a batch (one
         transaction) with the others submitted while the previous batch committed; answered
-        after the commit. Raises `DatabaseBusy` if SQLite's lock stayed taken."""
+        after the commit. Raises `DatabaseBusy` if SQLite's lock stayed taken.
+
+        `alone`: the caller knows no other request is being served. On SQLite, with nothing
+        queued, the write then commits right on the event loop (`GroupCommit.try_inline`),
+        without the two thread hops: what a lone request waits for is the commit itself."""
         queue = self._group_commits.get(apply)
         if queue is None:
             queue = self._group_commits[apply] = GroupCommit(self, apply, is_busy)
+        if alone and self.is_sqlite:
+            self._no_wait_thread = threading.get_ident()
+            try:
+                done, inline = queue.try_inline(item)
+            finally:
+                self._no_wait_thread = None
+            if done:
+                return cast(Outcome, inline)
         outcome: Outcome = await queue.submit(item)
         return outcome
 
@@ -178,6 +249,9 @@ class Database:
         return self._inline
 
     def dispose(self) -> None:
+        if self._batch_connection is not None:
+            self._batch_connection.close()
+            self._batch_connection = None
         if self._inline is not None:
             self._inline.close()
             self._inline = None

@@ -75,7 +75,7 @@ def apply_items(database: Database, items: Sequence[BatchItem]) -> list[Any]:
     one order and cannot deadlock); an item's own `refusals` are its outcome."""
     outcomes: dict[int, Any] = {}
     now = int(time.time())
-    with database.write() as connection:
+    with database.batch_write() as connection:
         for index in sorted(range(len(items)), key=lambda i: items[i].order_key()):
             item = items[index]
             try:
@@ -109,6 +109,22 @@ class GroupCommit(Generic[Item, Outcome]):
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._committing = False  # a batch is in the worker thread
+
+    def try_inline(self, item: Item) -> tuple[bool, Outcome | None]:
+        """Commit `item` alone right here, on the event loop, when nothing is queued or
+        being committed: no hop to the thread and back (~0.1 ms each way), for a caller
+        that knows nothing else waits on the loop. (False, None) when it did not run:
+        something is queued or committing, or the write lock is taken (the caller then
+        submits as usual); an error of the write itself is raised."""
+        if self._committing or (self._queue is not None and not self._queue.empty()):
+            return False, None
+        try:
+            return True, self.apply(self.database, [item])[0]
+        except Exception as exc:
+            if self.is_busy(exc):
+                return False, None
+            raise
 
     async def submit(self, item: Item) -> Outcome:
         """`item`'s outcome, once the transaction that holds it has committed; raises
@@ -141,6 +157,13 @@ class GroupCommit(Generic[Item, Outcome]):
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending[Item, Outcome]]) -> None:
+        self._committing = True
+        try:
+            await self._commit_batch(batch)
+        finally:
+            self._committing = False
+
+    async def _commit_batch(self, batch: list[_Pending[Item, Outcome]]) -> None:
         try:
             items = [p.item for p in batch]
             outcomes = await self._in_thread(items)
