@@ -164,6 +164,7 @@ class _Request:
     candidate: Candidate | None = None
     first_byte: float | None = None
     settled: bool = False
+    counted: bool = False  # in `_in_flight` (until the answer, or the start of a stream)
 
     @property
     def headers(self) -> Headers:
@@ -176,16 +177,17 @@ class _Request:
 # Relayed requests of this process between their start and their answer (or the start of
 # their stream): with one alone, its reservation and settlement commit right on the event
 # loop (`Database.group_commit(alone=True)`) instead of through the group-commit thread.
+# A stream's settlement, after its start, always goes through the thread.
 _in_flight = 0
 
 
-def _alone() -> bool:
-    return _in_flight == 1
+def _alone(request: _Request) -> bool:
+    return request.counted and _in_flight == 1
 
 
 async def _relay(call: Call, fmt: Format) -> Answer | Stream:
     global _in_flight
-    request = _Request(call, fmt, _new_request_id())
+    request = _Request(call, fmt, _new_request_id(), counted=True)
     _in_flight += 1
     try:
         return await _relay_admitted(request)
@@ -193,6 +195,7 @@ async def _relay(call: Call, fmt: Format) -> Answer | Stream:
         return _refused(exc, fmt.wire, request.request_id)
     finally:
         _in_flight -= 1
+        request.counted = False
 
 
 async def _relay_admitted(request: _Request) -> Answer | Stream:
@@ -273,7 +276,7 @@ async def _reserve(
             minimum=floor,
             price_format=fmt.channel_format,
         ),
-        alone=_alone(),
+        alone=_alone(request),
     )
     request.call.services.metrics.open_reservations.inc()
     if reserved.amount >= amount:
@@ -463,7 +466,7 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
     services = request.call.services
     try:
         settled = await settlement.settle_async(
-            services.database, request.request_id, request.user_id, outcome, alone=_alone()
+            services.database, request.request_id, request.user_id, outcome, alone=_alone(request)
         )
     except Exception:
         # The reservation stays open: the sweeper settles it after the TTL.

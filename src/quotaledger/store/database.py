@@ -196,8 +196,15 @@ class Database:
             return self._fetch_one(statement, params)
 
     def _fetch_one(self, statement: CompiledStatement, params: dict[str, Any]) -> Any:
-        with self.read() as connection:
-            return statement.execute(connection, params).fetchone()
+        if self.is_sqlite:
+            with self.read() as connection:
+                return statement.execute(connection, params).fetchone()
+        # PostgreSQL: one statement is its own consistent snapshot; in autocommit it is one
+        # round trip instead of three (BEGIN, the SELECT, COMMIT).
+        with self.engine.connect() as pooled:
+            connection = pooled.execution_options(isolation_level="AUTOCOMMIT")
+            with self._losing(connection):
+                return statement.execute(connection, params).fetchone()
 
     async def fetch_one_async(self, statement: CompiledStatement, params: dict[str, Any]) -> Any:
         """`fetch_one` for code on the event loop, for one-row indexed reads. SQLite: read
