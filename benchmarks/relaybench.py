@@ -22,13 +22,15 @@ output tokens answered), and latency at concurrency 1 (the same request, straigh
 upstream, through the pass-through, the relay and LiteLLM). Then, not wrk (`measure`): 1,000
 concurrent streams of 200 events over 20 s each, straight at the upstream and through a fresh
 relay process (its peak RSS is VmHWM), and 200 sequential streamed `POST /v1/messages`
-through the pass-through and the relay (time to the first event).
+through the pass-through and the relay (time to the first event); `QLB_RELAY_STREAMS=0`
+skips these (the non-stream cases only, ~1 minute with `--quick`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import uuid
 from pathlib import Path
@@ -267,7 +269,10 @@ def cases(bench: Bench) -> list[Case]:
 
 def measure(bench: Bench, cases: list[Case]) -> tuple[str, dict[str, Any]]:
     upstream = bench.servers["upstream"].base_url
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"cpu": cpu_per_request(bench)}
+    if os.environ.get("QLB_RELAY_STREAMS") == "0":  # the non-stream cases only
+        log("streams skipped (QLB_RELAY_STREAMS=0)")
+        return "relay_streams", figures
     log(f"streams: {STREAMS} x {STREAM_EVENTS} events over {STREAM_SECONDS:g} s, direct")
     figures["direct"] = stream_load(upstream + "/v1/chat/completions", "none", header=True)
     # A fresh relay process: its VmHWM is the streams' peak, not the wrk rounds'.
@@ -301,6 +306,43 @@ def measure(bench: Bench, cases: list[Case]) -> tuple[str, dict[str, Any]]:
             )
     figures["messages"] = messages
     return "relay_streams", figures
+
+
+CPU_ROUNDS, CPU_SECONDS = 3, 3.0
+
+
+def cpu_per_request(bench: Bench) -> dict[str, list[float]]:
+    """The server process's CPU time (user + system, all its threads) per answered request
+    under the throughput load, ceiling and relay in turn, `CPU_ROUNDS` times: on a machine
+    shared with other work a run's req/s moves with its neighbours, its CPU per request
+    much less. ceiling CPU / relay CPU is the throughput ratio the relay would reach on a
+    core of its own."""
+    from loadgen import run_wrk
+
+    figures: dict[str, list[float]] = {"relay-ceiling": [], "relay": []}
+    for _ in range(CPU_ROUNDS):
+        for name in figures:
+            server = bench.servers[name]
+            env = {"QLB_TOKEN": _keys[name], "QLB_MODEL": MODEL}
+            before = _cpu_seconds(server.pid)
+            done = run_wrk(
+                server.base_url + "/v1/chat/completions",
+                "chat.lua",
+                duration=CPU_SECONDS,
+                connections=bench.config.connections,
+                env=env,
+            )
+            used = _cpu_seconds(server.pid) - before
+            answered = max(done.requests - done.non_2xx, 1)
+            figures[name].append(round(used / answered * 1e6, 1))
+            log(f"cpu {name:14} {figures[name][-1]:7.1f} µs/request ({answered} answered)")
+    return figures
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
 
 
 def warm_up(server: Server, key: str) -> None:
@@ -424,6 +466,7 @@ def rows(bench: Bench, summary: dict[str, Any], extra: dict[str, Any]) -> list[d
         out += _throughput_row(summary, name, metric, ceil_rps, target)
     out += _litellm_rows(bench, summary)
     out += _latency_rows(summary)
+    out += _cpu_rows((extra.get("relay_streams") or {}).get("cpu"))
     out += _stream_rows(extra.get("relay_streams"))
     for note in bench.notes:
         out.append(ratio_row(f"note: {note}", None, "", None, "", None))
@@ -527,8 +570,28 @@ def _latency_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _cpu_rows(cpu: dict[str, list[float]] | None) -> list[dict[str, Any]]:
+    if not cpu or not cpu.get("relay"):
+        return []
+    ceiling, relay = (statistics.median(cpu[name]) for name in ("relay-ceiling", "relay"))
+    ratios = [c / r for c, r in zip(cpu["relay-ceiling"], cpu["relay"], strict=True) if r]
+    return [
+        ratio_row(
+            "CPU per request: ceiling ÷ relay, SQLite FULL",
+            round(relay, 1),
+            "µs/req",
+            round(ceiling, 1),
+            "≥ 0.6x",
+            ceiling / relay >= 0.6,
+            ceiling / relay,
+            note=f"server process CPU (all threads) per answered request; per round "
+            f"{min(ratios):.2f}-{max(ratios):.2f}x",
+        )
+    ]
+
+
 def _stream_rows(streams: dict[str, Any] | None) -> list[dict[str, Any]]:
-    if not streams:
+    if not streams or "relay" not in streams:
         return []
     direct, relay = streams["direct"], streams["relay"]
     ttft = relay["ttfe_ms"]["p50"] - direct["ttfe_ms"]["p50"]

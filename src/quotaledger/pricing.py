@@ -7,11 +7,13 @@ and output tokens; a user's group may carry a multiplier. The cost is computed e
 A per-token price may also price prompt caching (SPEC §8a): cache reads, 5-minute and
 1-hour cache writes. Unset, they default to Anthropic's ratios of the input price (0.1x,
 1.25x, 2x) on `anthropic` channels and to the input price elsewhere. `relay_cost` charges
-the relay's token classes (`token_usage.TokenUsage`) with exact rational arithmetic.
+the relay's token classes (`token_usage.TokenUsage`) with exact rational arithmetic, done in
+integers (`QuotaRates`, cached per price, format and ratio) on the relay's hot path.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -232,21 +234,56 @@ def token_rates(price: Price, price_format: str = "openai") -> TokenRates:
     return TokenRates(base, read, write, write_1h, Fraction(price.output_usd_per_mtok or 0))
 
 
+@dataclass(frozen=True)
+class QuotaRates:
+    """A per-token price at one group ratio as whole numbers: a token of each class costs
+    `numerator / denominator` quota, exactly (the rate x 500,000 / 1e6 x the ratio over
+    one common denominator). Costs are then integer sums and one ceiling division, with the
+    very rounding of the rational formula (SPEC §8a) at a fraction of its cost."""
+
+    input: int
+    cache_read: int
+    cache_write: int
+    cache_write_1h: int
+    output: int
+    highest_input: int
+    denominator: int
+
+    def ceil(self, numerator: int) -> int:
+        """ceil(numerator / denominator) as whole quota; `InvalidInput` past the largest."""
+        whole = -(-numerator // self.denominator)
+        if whole > MAX_QUOTA:
+            raise InvalidInput("tokens", "this request would cost more than any balance")
+        return whole
+
+
+@functools.lru_cache(maxsize=4096)
+def quota_rates(price: Price, price_format: str, ratio: Decimal) -> QuotaRates:
+    """`price`'s rates in quota per token at `ratio` (cached: prices and ratios are few)."""
+    rates = token_rates(price, price_format)
+    scale = _QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK * Fraction(ratio)
+    exact = [rate * scale for rate in (*_rate_tuple(rates), rates.highest_input)]
+    denominator = math.lcm(*(q.denominator for q in exact))
+    i, read, write, write_1h, out, highest = (int(q * denominator) for q in exact)
+    return QuotaRates(i, read, write, write_1h, out, highest, denominator)
+
+
 def relay_cost(
     price: Price, usage: TokenUsage, ratio: Decimal, price_format: str = "openai"
 ) -> int:
     """Whole quota for one relayed request answered 2xx (SPEC §8a):
     `ceil((uncached*in + cache_read*cr + write_5m*w5 + write_1h*w1 + out*o) / 1e6 x
-    500,000 x ratio)`, or a per-call price x 500,000 x ratio. Exact (rationals), rounded up
-    once, so any non-zero price charges at least 1; `InvalidInput` past the largest amount."""
+    500,000 x ratio)`, or a per-call price x 500,000 x ratio. Exact (`QuotaRates`), rounded
+    up once, so any non-zero price charges at least 1; `InvalidInput` past the largest
+    amount."""
     if price.per_call_usd is not None:
         return _ceil_quota(Fraction(price.per_call_usd) * QUOTA_PER_USD * Fraction(ratio))
-    rates = token_rates(price, price_format)
-    usd_mtok = sum(
-        (count * rate for count, rate in zip(usage.classes(), _rate_tuple(rates), strict=True)),
-        Fraction(0),
-    )
-    return _ceil_quota(usd_mtok * _QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK * Fraction(ratio))
+    q = quota_rates(price, price_format, ratio)
+    i, read, write, write_1h, out = usage.classes()
+    return q.ceil(
+        i * q.input + read * q.cache_read + write * q.cache_write
+        + write_1h * q.cache_write_1h + out * q.output
+    )  # fmt: skip
 
 
 def reservation_cost(
@@ -257,9 +294,8 @@ def reservation_cost(
     input-side rate (it may all turn out to be cache writes), the cap at the output rate."""
     if price.per_call_usd is not None:
         return relay_cost(price, TokenUsage(), ratio)
-    rates = token_rates(price, price_format)
-    usd_mtok = prompt_tokens * rates.highest_input + output_tokens * rates.output
-    return _ceil_quota(usd_mtok * _QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK * Fraction(ratio))
+    q = quota_rates(price, price_format, ratio)
+    return q.ceil(prompt_tokens * q.highest_input + output_tokens * q.output)
 
 
 def affordable_output_tokens(
@@ -270,13 +306,11 @@ def affordable_output_tokens(
     a negative number when the prompt alone does not fit."""
     if price.per_call_usd is not None:
         return None
-    rates = token_rates(price, price_format)
-    per_output = rates.output * _QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK * Fraction(ratio)
-    if per_output == 0:
+    q = quota_rates(price, price_format, ratio)
+    if q.output == 0:
         return None
-    prompt = prompt_tokens * rates.highest_input * _QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK
     # ceil(x) <= amount  <=>  x <= amount, for a whole `amount`.
-    return math.floor((amount - prompt * Fraction(ratio)) / per_output)
+    return (amount * q.denominator - prompt_tokens * q.highest_input) // q.output
 
 
 def _rate_tuple(rates: TokenRates) -> tuple[Fraction, ...]:

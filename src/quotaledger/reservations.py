@@ -23,7 +23,8 @@ round, so reservations and settlements cannot deadlock.
 
 The relay reserves and settles through `reserve_async` and `settlement.settle_async`: those
 that arrive while a batch commits share the next transaction (`Database.group_commit`), in
-(user, request) order, so a burst of requests costs one fsync per batch, not two per request.
+(user, request) order, reservations and settlements together (`group_commit.apply_items`),
+so a burst of requests costs one commit (one fsync) per batch, not two per request.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from sqlalchemy import Connection, bindparam, case, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -48,7 +49,7 @@ from quotaledger.money import MAX_QUOTA
 from quotaledger.periods import period_start
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
-from quotaledger.store.group_commit import apply_in_order
+from quotaledger.store.group_commit import apply_items
 from quotaledger.store.tables import api_keys, reservations, users
 from quotaledger.token_usage import TokenUsage
 
@@ -162,9 +163,21 @@ def reserve(
         return reserve_in(connection, ask, int(clock()))
 
 
+# Refusals raised before a reservation writes anything: in a batch they are that
+# reservation's outcome and the others still commit. Anything else (an IdempotencyConflict
+# comes after the UPDATEs) fails the batch, which `GroupCommit` then retries one by one.
+_REFUSED_UNWRITTEN: tuple[type[Exception], ...] = (
+    NotFound,
+    AuthenticationFailed,
+    InsufficientQuota,
+)
+
+
 @dataclass(frozen=True)
 class ReserveRequest:
-    """`reserve`'s arguments, for `reserve_async` (group commit)."""
+    """`reserve`'s arguments, for `reserve_async` (group commit: a `BatchItem`)."""
+
+    refusals: ClassVar[tuple[type[Exception], ...]] = _REFUSED_UNWRITTEN
 
     request_id: str
     user_id: int
@@ -181,6 +194,12 @@ class ReserveRequest:
         if not 1 <= len(self.request_id) <= 128:
             raise InvalidInput("request_id", "must be 1-128 characters")
         return self
+
+    def order_key(self) -> tuple[int, str]:
+        return (self.user_id, self.request_id)
+
+    def apply_in(self, connection: Connection, now: int) -> Reservation:
+        return reserve_in(connection, self, now)
 
 
 def reserve_in(connection: Connection, ask: ReserveRequest, now: int) -> Reservation:
@@ -210,30 +229,15 @@ def reserve_in(connection: Connection, ask: ReserveRequest, now: int) -> Reserva
     return Reservation(ask.request_id, taken)
 
 
-# Refusals raised before a reservation writes anything: in a batch they are that
-# reservation's outcome and the others still commit. Anything else (an IdempotencyConflict
-# comes after the UPDATEs) fails the batch, which `GroupCommit` then retries one by one.
-_REFUSED_UNWRITTEN = (NotFound, AuthenticationFailed, InsufficientQuota)
-
-
-def reserve_batch(database: Database, asks: list[ReserveRequest]) -> list[Reservation | Exception]:
-    """Several reservations in ONE transaction (group commit: one fsync for the batch), in
-    (user, request) order; a refusal is that reservation's outcome."""
-    now = int(time.time())
-    return apply_in_order(
-        database,
-        asks,
-        order=lambda ask: (ask.user_id, ask.request_id),
-        apply=lambda connection, ask: reserve_in(connection, ask, now),
-        refusals=_REFUSED_UNWRITTEN,
-    )
-
-
-async def reserve_async(database: Database, ask: ReserveRequest) -> Reservation:
+async def reserve_async(
+    database: Database, ask: ReserveRequest, *, alone: bool = False
+) -> Reservation:
     """`reserve` for code on the event loop: reservations that arrive while a batch commits
-    share the next transaction (`Database.group_commit`); each is answered after the commit
-    that holds it. Raises as `reserve` does, or `DatabaseBusy`."""
-    outcome = await database.group_commit(reserve_batch, ask.validate())
+    share the next transaction (`Database.group_commit`; `alone`: see there); each is
+    answered after the commit that holds it. Raises as `reserve` does, or `DatabaseBusy`."""
+    outcome: Reservation | Exception = await database.group_commit(
+        apply_items, ask.validate(), alone=alone
+    )
     if isinstance(outcome, Exception):
         raise outcome
     return outcome

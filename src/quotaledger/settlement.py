@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
@@ -24,7 +24,7 @@ from quotaledger.pricing import CACHE_COLUMNS, price_from_columns, relay_cost
 from quotaledger.reservations import Clock
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
-from quotaledger.store.group_commit import apply_in_order
+from quotaledger.store.group_commit import apply_items
 from quotaledger.store.tables import api_keys, groups, prices, reservations, usage, users
 from quotaledger.token_usage import TokenUsage, UsageSource
 
@@ -195,11 +195,19 @@ def settle(
 
 @dataclass(frozen=True)
 class SettleRequest:
-    """`settle`'s arguments, for `settle_async` (group commit)."""
+    """`settle`'s arguments, for `settle_async` (group commit: a `BatchItem`)."""
+
+    refusals: ClassVar[tuple[type[Exception], ...]] = (NotFound,)  # raised before any write
 
     request_id: str
     user_id: int
     outcome: Outcome
+
+    def order_key(self) -> tuple[int, str]:
+        return (self.user_id, self.request_id)
+
+    def apply_in(self, connection: Connection, now: int) -> Settlement:
+        return settle_in(connection, self, now)
 
 
 def settle_in(connection: Connection, ask: SettleRequest, now: int) -> Settlement:
@@ -229,27 +237,15 @@ def settle_in(connection: Connection, ask: SettleRequest, now: int) -> Settlemen
     )  # fmt: skip
 
 
-def settle_batch(database: Database, asks: list[SettleRequest]) -> list[Settlement | Exception]:
-    """Several settlements in ONE transaction (group commit: one fsync for the batch), in
-    (user, request) order. A `NotFound` writes nothing and is that settlement's outcome;
-    anything else fails the batch, which `GroupCommit` then retries one by one."""
-    now = int(time.time())
-    return apply_in_order(
-        database,
-        asks,
-        order=lambda ask: (ask.user_id, ask.request_id),
-        apply=lambda connection, ask: settle_in(connection, ask, now),
-        refusals=(NotFound,),
-    )
-
-
 async def settle_async(
-    database: Database, request_id: str, user_id: int, outcome: Outcome
+    database: Database, request_id: str, user_id: int, outcome: Outcome, *, alone: bool = False
 ) -> Settlement:
     """`settle` for code on the event loop: settlements that arrive while a batch commits
-    share the next transaction (`Database.group_commit`); each is answered after the commit
-    that holds it. Raises as `settle` does, or `DatabaseBusy`."""
-    settled = await database.group_commit(settle_batch, SettleRequest(request_id, user_id, outcome))
+    share the next transaction (`Database.group_commit`) with reservations arriving too
+    (`group_commit.apply_items`; `alone`: see `Database.group_commit`); each is answered
+    after the commit that holds it. Raises as `settle` does, or `DatabaseBusy`."""
+    ask = SettleRequest(request_id, user_id, outcome)
+    settled: Settlement | Exception = await database.group_commit(apply_items, ask, alone=alone)
     if isinstance(settled, Exception):
         raise settled
     return settled
@@ -329,12 +325,16 @@ def _log_row(
     }  # fmt: skip
 
 
+_SETTLED_BEFORE = CompiledStatement(
+    select(usage.c.quota_reserved, usage.c.quota, usage.c.written_off, usage.c.quota_after).where(
+        usage.c.user_id == bindparam("user_id"), usage.c.request_id == bindparam("rid")
+    )
+)
+
+
 def _settled_before(connection: Connection, request_id: str, user_id: int) -> Settlement:
-    row = connection.execute(
-        select(
-            usage.c.quota_reserved, usage.c.quota, usage.c.written_off, usage.c.quota_after
-        ).where(usage.c.user_id == user_id, usage.c.request_id == request_id)
-    ).first()
+    # On the driver's cursor, as every statement of a batch (`Database.batch_write`).
+    row = _SETTLED_BEFORE.execute(connection, {"user_id": user_id, "rid": request_id}).fetchone()
     if row is None:
         raise NotFound(f"no reservation for request_id {request_id!r}")
     reserved, charged, written_off, quota_after = (int(v) for v in row)

@@ -4,12 +4,16 @@ a reservation may afford."""
 
 from __future__ import annotations
 
+import math
+import random
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
 from quotaledger import pricing
 from quotaledger.errors import InvalidInput
+from quotaledger.money import QUOTA_PER_USD
 from quotaledger.pricing import make_price, relay_cost, reservation_cost
 from quotaledger.store.database import Database
 from quotaledger.token_usage import TokenUsage
@@ -128,3 +132,45 @@ def test_cache_prices_are_stored_listed_and_cleared(database: Database) -> None:
         "model": "claude", "per_call_usd": None, "input_usd_per_mtok": "3",
         "output_usd_per_mtok": "15",
     }  # fmt: skip
+
+
+def _rational_cost(rates: tuple[Fraction, ...], counts: tuple[int, ...], ratio: Decimal) -> int:
+    """SPEC §8a's formula in exact rationals, as written: the reference."""
+    usd_mtok = sum((n * r for n, r in zip(counts, rates, strict=True)), Fraction(0))
+    return math.ceil(usd_mtok * Fraction(QUOTA_PER_USD, 10**6) * Fraction(ratio))
+
+
+def test_the_integer_arithmetic_rounds_exactly_as_the_rational_formula() -> None:
+    # Prices with many decimals, odd ratios and counts: the cached integer rates
+    # (`quota_rates`) give the rational formula's ceiling every time, and the affordable
+    # cap is the largest whose reservation fits.
+    rng = random.Random(15)
+    for _ in range(400):
+        digits = [rng.choice(("0.000001", "0.3", "7", "2.123456789", "0.07", "1e-9"))]
+        cache = [str(Decimal(rng.choice(digits)) * rng.randint(1, 9)) for _ in range(3)]
+        price = make_price(
+            "m", input_usd_per_mtok=str(Decimal(rng.choice(digits)) * rng.randint(1, 99)),
+            output_usd_per_mtok=str(Decimal(rng.choice(digits)) * rng.randint(0, 99)),
+            cache_read_usd_per_mtok=cache[0] if rng.random() < 0.5 else None,
+            cache_write_usd_per_mtok=cache[1] if rng.random() < 0.5 else None,
+            cache_write_1h_usd_per_mtok=cache[2] if rng.random() < 0.5 else None,
+        )  # fmt: skip
+        ratio = Decimal(rng.choice(("1", "0.8", "1.333", "0", "2.5", "0.0001")))
+        fmt = rng.choice(pricing.PRICE_FORMATS)
+        counts = tuple(rng.choice((0, 1, 7, 999, 123_457, 10**9)) for _ in range(5))
+        rates = pricing.token_rates(price, fmt)
+        ordered = (rates.input, rates.cache_read, rates.cache_write, rates.cache_write_1h,
+                   rates.output)  # fmt: skip
+        assert relay_cost(price, TokenUsage(*counts), ratio, fmt) == _rational_cost(
+            ordered, counts, ratio
+        )
+        prompt, output = counts[0], counts[4]
+        reference = _rational_cost((rates.highest_input, rates.output), (prompt, output), ratio)
+        assert reservation_cost(price, prompt, output, ratio, fmt) == reference
+        cap = pricing.affordable_output_tokens(price, prompt, reference, ratio, fmt)
+        if cap is not None:
+            assert cap >= output
+            fits = _rational_cost((rates.highest_input, rates.output), (prompt, cap), ratio)
+            beyond = (prompt, cap + 1)
+            assert fits <= reference
+            assert _rational_cost((rates.highest_input, rates.output), beyond, ratio) > reference

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,7 +58,11 @@ class Offers:
         if model not in self.models:
             return []
         ordered = channels.choose_channels(
-            model, self.channels, price_format=channel_format, cooldown=runtime.cooldown
+            model,
+            self.channels,
+            price_format=channel_format,
+            cooldown=runtime.cooldown,
+            rng=runtime.rng,
         )
         return [self.callable_as[c.name] for c in ordered]
 
@@ -137,6 +142,9 @@ class RelayRuntime:
     offers: OfferCache
     upstream: Upstream
     cooldown: channels.CoolDown = field(default_factory=channels.CoolDown)
+    # One generator per process: a new `random.Random()` per request seeds itself from
+    # os.urandom (~45 µs); load balancing needs no fresh seed.
+    rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
     def start(cls, database: Database, settings: Settings) -> RelayRuntime:

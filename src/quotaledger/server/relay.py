@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +164,7 @@ class _Request:
     candidate: Candidate | None = None
     first_byte: float | None = None
     settled: bool = False
+    counted: bool = False  # in `_in_flight` (until the answer, or the start of a stream)
 
     @property
     def headers(self) -> Headers:
@@ -173,12 +174,28 @@ class _Request:
         return int(((since or time.monotonic()) - self.started) * 1000)
 
 
+# Relayed requests of this process between their start and their answer (or the start of
+# their stream): with one alone, its reservation and settlement commit right on the event
+# loop (`Database.group_commit(alone=True)`) instead of through the group-commit thread.
+# A stream's settlement, after its start, always goes through the thread.
+_in_flight = 0
+
+
+def _alone(request: _Request) -> bool:
+    return request.counted and _in_flight == 1
+
+
 async def _relay(call: Call, fmt: Format) -> Answer | Stream:
-    request = _Request(call, fmt, _new_request_id())
+    global _in_flight
+    request = _Request(call, fmt, _new_request_id(), counted=True)
+    _in_flight += 1
     try:
         return await _relay_admitted(request)
     except Exception as exc:
         return _refused(exc, fmt.wire, request.request_id)
+    finally:
+        _in_flight -= 1
+        request.counted = False
 
 
 async def _relay_admitted(request: _Request) -> Answer | Stream:
@@ -259,6 +276,7 @@ async def _reserve(
             minimum=floor,
             price_format=fmt.channel_format,
         ),
+        alone=_alone(request),
     )
     request.call.services.metrics.open_reservations.inc()
     if reserved.amount >= amount:
@@ -448,7 +466,7 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
     services = request.call.services
     try:
         settled = await settlement.settle_async(
-            services.database, request.request_id, request.user_id, outcome
+            services.database, request.request_id, request.user_id, outcome, alone=_alone(request)
         )
     except Exception:
         # The reservation stays open: the sweeper settles it after the TTL.
@@ -462,8 +480,26 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
 # ---------------------------------------------------------------- requests and refusals
 
 
-def _new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+class _RequestIds:
+    """`req_` + 24 hex digits: 16 drawn at random once per process (and again after 2**32
+    ids, or in a forked child), then a counter. Unique without a system call per request;
+    a request id is a name (the reservation's key, `X-Request-Id`), never a secret."""
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._prefix = ""
+        self._next: Iterator[int] = iter(())
+
+    def new(self) -> str:
+        n = next(self._next, None)
+        if n is None or self._pid != os.getpid():
+            self._pid, self._prefix = os.getpid(), "req_" + os.urandom(8).hex()
+            self._next = iter(range(2**32))
+            n = next(self._next)
+        return f"{self._prefix}{n:08x}"
+
+
+_new_request_id = _RequestIds().new
 
 
 def _id_header(request_id: str) -> Headers:

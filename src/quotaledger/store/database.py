@@ -15,13 +15,15 @@ pass snapshot of `inline_reads`; in a worker thread on PostgreSQL) and `group_co
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from quotaledger.settings import Settings
@@ -30,9 +32,15 @@ from quotaledger.store.group_commit import BatchFunction, GroupCommit
 from quotaledger.store.inline_reads import InlineReader
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+POOL_RECYCLE_SECONDS = 300
 
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
+
+
+class _Lost(Exception):
+    """The server connection was lost (a restart, an idle timeout): nothing committed;
+    retrying on a fresh connection is safe."""
 
 
 def is_busy(error: BaseException) -> bool:
@@ -62,26 +70,114 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self._inline: InlineReader | None = None
         self._group_commits: dict[Any, GroupCommit[Any, Any]] = {}
+        # The thread (the event loop's) whose writes must not wait for the lock (`group_commit`).
+        self._no_wait_thread: int | None = None
+        self._batch_connection: Connection | None = None  # SQLite: see `batch_write`
+        self._busy_timeout_ms = int(sqlite_busy_timeout_ms)
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, sqlite_synchronous, sqlite_busy_timeout_ms, pool_size)
         else:
+            # No ping per checkout (a round trip before every transaction): connections are
+            # recycled before servers and proxies usually drop idle ones, a lost one
+            # invalidates the pool (SQLAlchemy's default on a disconnect), and what failed on
+            # one is retried once on a fresh connection: `fetch_one` here, a group commit's
+            # batch by `GroupCommit` (each item alone).
             self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=POOL_RECYCLE_SECONDS
             )
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that will write: committed on success, rolled back on error."""
-        with self.engine.begin() as connection:
+        if self._no_wait_thread == threading.get_ident():
+            with self._write_no_wait() as connection:
+                yield connection
+            return
+        with self.engine.begin() as connection, self._losing(connection):
             yield connection
+
+    @contextmanager
+    def batch_write(self) -> Iterator[Connection]:
+        """The write transaction of a group-commit batch (`group_commit.apply_items`), whose
+        statements all run on the driver's cursor (`CompiledStatement`). On SQLite, on one
+        connection kept for batches, begun and committed on the driver itself: a pool
+        checkout, SQLAlchemy's transaction and the pool's reset cost more than a small
+        reservation's statements. Batches never overlap (`GroupCommit` commits one at a
+        time, inline only when none is committing)."""
+        if not self.is_sqlite:
+            with self.write() as connection:
+                yield connection
+            return
+        held = self._batch_connection
+        if held is None or held.closed or held.invalidated:
+            held = self._batch_connection = self.engine.connect()
+        driver: Any = held.connection.dbapi_connection
+        if driver.in_transaction:  # left over by a COMMIT that failed: never reuse it
+            driver.execute("ROLLBACK")
+        no_wait = self._no_wait_thread == threading.get_ident()
+        if no_wait:  # on the event loop: the lock at once, or "database is locked" at once
+            driver.execute("PRAGMA busy_timeout = 0")
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+        finally:
+            if no_wait:
+                driver.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        try:
+            yield held
+            driver.execute("COMMIT")
+        except BaseException:
+            if driver.in_transaction:
+                driver.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _write_no_wait(self) -> Iterator[Connection]:
+        # SQLite, on the event loop: the write lock is taken at once or "database is locked"
+        # is raised at once (busy_timeout 0), never waited for on the loop.
+        with self.engine.connect() as connection:
+            driver = connection.connection.dbapi_connection
+            assert driver is not None
+            driver.execute("PRAGMA busy_timeout = 0")
+            try:
+                with connection.begin():
+                    yield connection
+            finally:
+                driver.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A short read-only transaction (a deferred BEGIN on SQLite: no write lock)."""
         with self.engine.connect() as connection:
             connection = connection.execution_options(sqlite_deferred=True)
-            with connection.begin():
+            with connection.begin(), self._losing(connection):
                 yield connection
+
+    @contextmanager
+    def _losing(self, connection: Connection) -> Iterator[None]:
+        """Statements run on the driver's cursor (`CompiledStatement`) raise the driver's
+        own errors, which SQLAlchemy never sees: a lost server connection is recognised
+        here, dropped with every other pooled one (a restarted server lost them all), and
+        raised as `_Lost` for the caller to retry on a fresh one."""
+        try:
+            yield
+        except DBAPIError:
+            raise
+        except Exception as exc:
+            if self.is_sqlite or not self._is_disconnect(exc, connection):
+                raise
+            connection.invalidate()
+            self.engine.dispose()
+            raise _Lost(str(exc)) from exc
+
+    def _is_disconnect(self, exc: Exception, connection: Connection) -> bool:
+        driver = self.engine.dialect.loaded_dbapi
+        if not isinstance(exc, driver.Error):
+            return False
+        try:
+            dbapi_connection = connection.connection.dbapi_connection
+        except Exception:  # already invalidated
+            return True
+        return bool(self.engine.dialect.is_disconnect(exc, dbapi_connection, None))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -92,9 +188,23 @@ class Database:
         )
 
     def fetch_one(self, statement: CompiledStatement, params: dict[str, Any]) -> Any:
-        """The first row of `statement` (a driver tuple, or None), in a read transaction."""
-        with self.read() as connection:
-            return statement.execute(connection, params).fetchone()
+        """The first row of `statement` (a driver tuple, or None), in a read transaction;
+        tried again once on a fresh connection when the pooled one turned out lost."""
+        try:
+            return self._fetch_one(statement, params)
+        except _Lost:
+            return self._fetch_one(statement, params)
+
+    def _fetch_one(self, statement: CompiledStatement, params: dict[str, Any]) -> Any:
+        if self.is_sqlite:
+            with self.read() as connection:
+                return statement.execute(connection, params).fetchone()
+        # PostgreSQL: one statement is its own consistent snapshot; in autocommit it is one
+        # round trip instead of three (BEGIN, the SELECT, COMMIT).
+        with self.engine.connect() as pooled:
+            connection = pooled.execution_options(isolation_level="AUTOCOMMIT")
+            with self._losing(connection):
+                return statement.execute(connection, params).fetchone()
 
     async def fetch_one_async(self, statement: CompiledStatement, params: dict[str, Any]) -> Any:
         """`fetch_one` for code on the event loop, for one-row indexed reads. SQLite: read
@@ -108,13 +218,27 @@ class Database:
                 pass  # busy: wait for it in a worker thread instead
         return await anyio.to_thread.run_sync(self.fetch_one, statement, params)
 
-    async def group_commit(self, apply: BatchFunction[Item, Outcome], item: Item) -> Outcome:
+    async def group_commit(
+        self, apply: BatchFunction[Item, Outcome], item: Item, *, alone: bool = False
+    ) -> Outcome:
         """`apply(self, [item, ...])`'s outcome for `item`, where `item` shares a batch (one
         transaction) with the others submitted while the previous batch committed; answered
-        after the commit. Raises `DatabaseBusy` if SQLite's lock stayed taken."""
+        after the commit. Raises `DatabaseBusy` if SQLite's lock stayed taken.
+
+        `alone`: the caller knows no other request is being served. On SQLite, with nothing
+        queued, the write then commits right on the event loop (`GroupCommit.try_inline`),
+        without the two thread hops: what a lone request waits for is the commit itself."""
         queue = self._group_commits.get(apply)
         if queue is None:
             queue = self._group_commits[apply] = GroupCommit(self, apply, is_busy)
+        if alone and self.is_sqlite:
+            self._no_wait_thread = threading.get_ident()
+            try:
+                done, inline = queue.try_inline(item)
+            finally:
+                self._no_wait_thread = None
+            if done:
+                return cast(Outcome, inline)
         outcome: Outcome = await queue.submit(item)
         return outcome
 
@@ -132,6 +256,9 @@ class Database:
         return self._inline
 
     def dispose(self) -> None:
+        if self._batch_connection is not None:
+            self._batch_connection.close()
+            self._batch_connection = None
         if self._inline is not None:
             self._inline.close()
             self._inline = None

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from quotaledger.errors import DatabaseBusy
 
@@ -56,6 +57,34 @@ def apply_in_order(
     return [outcomes[i] for i in range(len(items))]
 
 
+class BatchItem(Protocol):
+    """A write that knows how to apply itself inside a batch's transaction: `apply_items`
+    batches writes of different kinds (the relay's reservations and settlements) in ONE
+    transaction, one commit for both."""
+
+    refusals: ClassVar[tuple[type[Exception], ...]]  # raised before it writes anything
+
+    def order_key(self) -> tuple[Any, ...]: ...
+
+    def apply_in(self, connection: Any, now: int) -> Any: ...
+
+
+def apply_items(database: Database, items: Sequence[BatchItem]) -> list[Any]:
+    """A batch function for `GroupCommit`: every item's `apply_in` in ONE write transaction,
+    in `order_key` order (by user first, so that batches of several instances lock rows in
+    one order and cannot deadlock); an item's own `refusals` are its outcome."""
+    outcomes: dict[int, Any] = {}
+    now = int(time.time())
+    with database.batch_write() as connection:
+        for index in sorted(range(len(items)), key=lambda i: items[i].order_key()):
+            item = items[index]
+            try:
+                outcomes[index] = item.apply_in(connection, now)
+            except item.refusals as refused:
+                outcomes[index] = refused
+    return [outcomes[i] for i in range(len(items))]
+
+
 @dataclass
 class _Pending(Generic[Item, Outcome]):
     item: Item
@@ -80,6 +109,22 @@ class GroupCommit(Generic[Item, Outcome]):
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._committing = False  # a batch is in the worker thread
+
+    def try_inline(self, item: Item) -> tuple[bool, Outcome | None]:
+        """Commit `item` alone right here, on the event loop, when nothing is queued or
+        being committed: no hop to the thread and back (~0.1 ms each way), for a caller
+        that knows nothing else waits on the loop. (False, None) when it did not run:
+        something is queued or committing, or the write lock is taken (the caller then
+        submits as usual); an error of the write itself is raised."""
+        if self._committing or (self._queue is not None and not self._queue.empty()):
+            return False, None
+        try:
+            return True, self.apply(self.database, [item])[0]
+        except Exception as exc:
+            if self.is_busy(exc):
+                return False, None
+            raise
 
     async def submit(self, item: Item) -> Outcome:
         """`item`'s outcome, once the transaction that holds it has committed; raises
@@ -112,6 +157,13 @@ class GroupCommit(Generic[Item, Outcome]):
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending[Item, Outcome]]) -> None:
+        self._committing = True
+        try:
+            await self._commit_batch(batch)
+        finally:
+            self._committing = False
+
+    async def _commit_batch(self, batch: list[_Pending[Item, Outcome]]) -> None:
         try:
             items = [p.item for p in batch]
             outcomes = await self._in_thread(items)
