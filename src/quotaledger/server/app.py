@@ -155,6 +155,7 @@ def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         sweeper = asyncio.ensure_future(sweep_forever(services.database, services.settings))
+        await services.relay.warm()
         yield
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
