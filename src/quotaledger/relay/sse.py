@@ -91,6 +91,12 @@ class SSEParser:
             end += 2
             raw = buffer[start:end]
             start = end
+            if raw.startswith(b"data: ") and raw.find(b"\n") == len(raw) - 2:
+                # One `data: ` line, the shape of nearly every event of every provider: its
+                # fields are known without parsing them (the fields are clean here, as
+                # every block before this one was dispatched).
+                events.append(SSEEvent(None, raw[6:-2].decode("utf-8", "replace"), True, raw))
+                continue
             for line in raw.decode("utf-8", "replace").split("\n"):
                 if line:
                     self._field(line)

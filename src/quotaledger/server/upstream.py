@@ -97,11 +97,12 @@ class Reply:
     def content_type(self) -> str:
         return self.response.headers.get("content-type", "")
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (a stream's events are not held back). A silence longer
-        than the idle timeout raises `asyncio.TimeoutError`."""
-        async for chunk in self.response.content.iter_any():
-            yield chunk
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, each chunk everything buffered when it is read (a
+        stream's events are not held back, and events that arrived together come out
+        together). A silence longer than the idle timeout raises `asyncio.TimeoutError`.
+        aiohttp's own iterator, not a generator around it: one hop less per chunk."""
+        return self.response.content.iter_any()
 
     async def read(self, limit: int) -> bytes:
         """The whole body (non-streamed answers), refusing one over `limit` bytes."""
