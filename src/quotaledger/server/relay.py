@@ -31,7 +31,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-from starlette.concurrency import run_in_threadpool
 
 from quotaledger import keys, pricing, reservations, settlement
 from quotaledger.errors import AuthenticationFailed, InvalidInput, NotFound
@@ -397,8 +396,8 @@ class _Progress:
             await asyncio.sleep(self.every)
             usage = self.tracker.usage()
             try:
-                await run_in_threadpool(
-                    reservations.record_progress, database, self.request.request_id, usage, 200
+                await reservations.record_progress_async(
+                    database, self.request.request_id, usage, 200
                 )
             except Exception:  # the next beat tries again; the settle does not depend on it
                 log.warning("relay %s: recording progress failed", self.request.request_id)
