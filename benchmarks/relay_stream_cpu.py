@@ -137,7 +137,11 @@ def main(argv: list[str]) -> None:
                 us = cpu / (args.streams * args.events) * 1e6
                 per_event[name].append(us)
                 line = f"round {round_} {name}: {us:.1f} us CPU/event"
-                line += f" ({result['completed']}/{args.streams} completed)"
+                line += f" ({result['completed']}/{args.streams} completed"
+                transit = result["transit_ms"]
+                if transit["samples"]:
+                    line += f", transit p50 {transit['p50']:.1f} p99 {transit['p99']:.1f} ms"
+                line += f", TTFT p50 {result['ttfe_ms']['p50']:.0f} ms)"
                 if args.burst:
                     spy = _spy(args.py_spy, server, name + "-burst") if round_ == 0 else None
                     cpu, result = one_load(

@@ -10,7 +10,10 @@ opens i/N x S after the first; with S well under the stream's duration they stil
 open together: `peak_concurrent` says how many were). Prints one JSON object: streams asked,
 completed (every event and the terminal one), dropped, the time-to-first-event percentiles
 (ms, each from its own stream's request), and the event lateness percentiles (ms): event k's
-arrival minus the first event's arrival minus k x the upstream's pause between events. Run
+arrival minus the first event's arrival minus k x the upstream's pause between events (it
+includes the upstream's own drift: it sleeps the pause after each write), and, when the
+upstream stamps its events (the fake's `stamp` scenario), each event's transit time: its
+arrival minus the moment the upstream wrote it. Run
 the same load straight at the upstream and through a relay: the differences are what the
 relay adds.
 """
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -51,6 +55,11 @@ def scenario(words: int, seconds: float) -> dict[str, Any]:
     return {"text": "word " * words, "duration": seconds}
 
 
+# The fake upstream's `stamp` scenario: the time (its monotonic clock, the same as ours on
+# one machine) at which it wrote the event, first in the event's JSON.
+_SENT = re.compile(r'\{"x_sent":([0-9.]+),')
+
+
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -70,6 +79,7 @@ async def one_stream(
     sample_every: int,
     delay: float = 0.0,
     spans: list[tuple[float, float]] | None = None,
+    transit: list[float] | None = None,
 ) -> bool:
     if delay:
         await asyncio.sleep(delay)
@@ -80,13 +90,15 @@ async def one_stream(
             if response.status != 200:
                 return False
             async for chunk in response.content.iter_any():
-                now = time.perf_counter()
-                for _ in parser.feed(chunk):
+                now, clock = time.perf_counter(), time.monotonic()
+                for event in parser.feed(chunk):
                     if seen == 0:
                         first = now
                         ttfe.append((now - started) * 1000)
                     elif seen % sample_every == 0:
                         lateness.append((now - first - seen * pause) * 1000)
+                        if transit is not None and (sent := _SENT.match(event.data)):
+                            transit.append((clock - float(sent.group(1))) * 1000)
                     seen += 1
     except (aiohttp.ClientError, TimeoutError):
         return False
@@ -120,6 +132,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ttfe: list[float] = []
     lateness: list[float] = []
     spans: list[tuple[float, float]] = []
+    transit: list[float] = []
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=args.seconds * 4 + 60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -155,6 +168,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         # --ramp: stream i opens i/N of the ramp after the first.
                         args.ramp * i / args.streams,
                         spans,
+                        transit,
                     )
                     for i in range(args.streams)
                 )
@@ -177,6 +191,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "p50": percentile(lateness, 50),
             "p99": percentile(lateness, 99),
             "samples": len(lateness),
+        },
+        "transit_ms": {
+            "p50": percentile(transit, 50),
+            "p99": percentile(transit, 99),
+            "samples": len(transit),
         },
     }
 

@@ -341,9 +341,9 @@ def warm_up(server: Server, key: str) -> None:
 def script(upstream: str, path: str, times: int, words: int, seconds: float) -> None:
     """Queue the stream scenario on the fake upstream: a relay forwards no X-Fake-* header."""
     httpx.post(upstream + "/_control/reset", timeout=10)
-    scenario = (
-        {"text": "word " * words, "duration": seconds} if seconds else {"text": "word " * words}
-    )
+    scenario: dict[str, Any] = {"text": "word " * words, "stamp": True}
+    if seconds:
+        scenario["duration"] = seconds
     reply = httpx.post(
         upstream + "/_control/script",
         timeout=10,
@@ -430,6 +430,8 @@ def rows(bench: Bench, summary: dict[str, Any], extra: dict[str, Any]) -> list[d
                 note=f"p99 {ceiling['p99_ms']:.2f} ms",
             )
         )
+    if not bench.wants("relay"):  # `--only relay-streams`
+        return _stream_rows(extra.get("relay_streams"))
     for name, metric, target in (
         ("relay", "relay non-stream, SQLite FULL", 0.6),
         ("relay-pg", "relay non-stream, PostgreSQL x2", 0.6),
@@ -506,12 +508,12 @@ def _litellm_rows(bench: Bench, summary: dict[str, Any]) -> list[dict[str, Any]]
 
 
 def _added_rows(label: str, found: dict[str, Any]) -> list[dict[str, Any]]:
-    """Added TTFT and per-event lateness (p50) of the relay and of the bare pass-through,
+    """Added TTFT and per-event transit time (p50) of the relay and of the bare pass-through,
     both against the upstream direct: the pass-through's is what any proxy on this core
     pays for the same load, the relay's minus it what metering adds."""
     direct, ceiling, relay = found["direct"], found["ceiling"], found["relay"]
     out = []
-    for what, field, goal in (("TTFT", "ttfe_ms", 2.0), ("per-event latency", "lateness_ms", 1.0)):
+    for what, field, goal in (("TTFT", "ttfe_ms", 2.0), ("per-event latency", "transit_ms", 1.0)):
         d, c, r = (x[field]["p50"] for x in (direct, ceiling, relay))
         added = r - d
         out.append(
