@@ -66,7 +66,13 @@ def start_tree(name: str, src: Path, database: Path, work: Path) -> Server:
 
 
 def one_load(
-    upstream: str, server: Server, key: str, streams: int, events: int, seconds: float
+    upstream: str,
+    server: Server,
+    key: str,
+    streams: int,
+    events: int,
+    seconds: float,
+    ramp: float = 0.0,
 ) -> tuple[float, dict[str, Any]]:
     script(upstream, "/v1/chat/completions", streams, events - 4, seconds)
     before = cpu_seconds(server.pid)
@@ -76,6 +82,7 @@ def one_load(
         streams=streams,
         events=events,
         seconds=seconds,
+        ramp=ramp,
     )
     return cpu_seconds(server.pid) - before, result
 
@@ -100,6 +107,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--ramp", type=float, default=0.0, help="open the streams over S s")
     parser.add_argument("--burst", type=int, default=0, help="streams opened at once")
     parser.add_argument(
         "--ceiling", action="store_true", help="measure the bare pass-through too (this tree)"
@@ -132,7 +140,13 @@ def main(argv: list[str]) -> None:
                 server = servers[name]
                 spy = _spy(args.py_spy, server, name) if round_ == 0 else None
                 cpu, result = one_load(
-                    upstream.base_url, server, keys[name], args.streams, args.events, args.seconds
+                    upstream.base_url,
+                    server,
+                    keys[name],
+                    args.streams,
+                    args.events,
+                    args.seconds,
+                    args.ramp,
                 )
                 us = cpu / (args.streams * args.events) * 1e6
                 per_event[name].append(us)
