@@ -57,6 +57,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
 
 
+def run_queue_wait(pid: int) -> float:
+    """Seconds the server's main thread (the event loop) waited, runnable, for a core:
+    other processes on its core (a shared machine) delay every event by that much."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def start_tree(name: str, src: Path, database: Path, work: Path) -> Server:
     env = clean_env(QUOTALEDGER_SECRET_KEY=SECRET_KEY)
     env["PYTHONPATH"] = str(src.resolve())
@@ -75,7 +81,7 @@ def one_load(
     ramp: float = 0.0,
 ) -> tuple[float, dict[str, Any]]:
     script(upstream, "/v1/chat/completions", streams, events - 4, seconds)
-    before = cpu_seconds(server.pid)
+    before, waited = cpu_seconds(server.pid), run_queue_wait(server.pid)
     result = stream_load(
         server.base_url + "/v1/chat/completions",
         key,
@@ -84,6 +90,7 @@ def one_load(
         seconds=seconds,
         ramp=ramp,
     )
+    result["run_queue_wait_s"] = round(run_queue_wait(server.pid) - waited, 2)
     return cpu_seconds(server.pid) - before, result
 
 
@@ -155,7 +162,8 @@ def main(argv: list[str]) -> None:
                 transit = result["transit_ms"]
                 if transit["samples"]:
                     line += f", transit p50 {transit['p50']:.1f} p99 {transit['p99']:.1f} ms"
-                line += f", TTFT p50 {result['ttfe_ms']['p50']:.0f} ms)"
+                line += f", TTFT p50 {result['ttfe_ms']['p50']:.0f} ms"
+                line += f", waited for a core {result['run_queue_wait_s']:.1f} s)"
                 if args.burst:
                     spy = _spy(args.py_spy, server, name + "-burst") if round_ == 0 else None
                     cpu, result = one_load(

@@ -287,14 +287,17 @@ def measure(bench: Bench, cases: list[Case]) -> tuple[str, dict[str, Any]]:
     for variant, ramp in (("at_once", 0.0), ("ramped", STREAM_RAMP_SECONDS)):
         how = "opened at once" if not ramp else f"opened over {ramp:g} s"
         found: dict[str, Any] = {}
-        for name, url, token in (
-            ("direct", upstream + chat, "none"),
-            ("ceiling", bench.servers["relay-ceiling"].base_url + chat, "none"),
-            ("relay", relay.base_url + chat, _keys["relay"]),
+        for name, server in (
+            ("direct", bench.servers["upstream"]),
+            ("ceiling", bench.servers["relay-ceiling"]),
+            ("relay", relay),
         ):
             log(f"streams: {STREAMS} x {STREAM_EVENTS} events, {how}, {name}")
             script(upstream, chat, STREAMS, STREAM_EVENTS - 4, STREAM_SECONDS)
-            found[name] = stream_load(url, token, ramp=ramp)
+            token = _keys["relay"] if name == "relay" else "none"
+            waited = run_queue_wait(server.pid)
+            found[name] = stream_load(server.base_url + chat, token, ramp=ramp)
+            found[name]["run_queue_wait_s"] = round(run_queue_wait(server.pid) - waited, 1)
         figures[variant] = found
     figures["relay_peak_rss_mb"] = peak_rss_mb(relay.pid)
     relay.stop()
@@ -400,6 +403,12 @@ def stream_load(
         raise RuntimeError(f"stream client failed: {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+def run_queue_wait(pid: int) -> float:
+    """Seconds a process's main thread (a server's event loop) waited, runnable, for a core:
+    on a shared machine, other processes on the server core delay every event that long."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -527,7 +536,8 @@ def _added_rows(label: str, found: dict[str, Any]) -> list[dict[str, Any]]:
                 note=f"relay {r:.1f} ms, pass-through {c:.1f} ms (added {c - d:+.1f}), "
                 f"direct {d:.1f} ms; relay - pass-through {r - c:+.1f} ms; p99 relay "
                 f"{relay[field]['p99']:.1f} / pass-through {ceiling[field]['p99']:.1f} / "
-                f"direct {direct[field]['p99']:.1f} ms",
+                f"direct {direct[field]['p99']:.1f} ms; waited for a core: relay "
+                f"{relay['run_queue_wait_s']} s, pass-through {ceiling['run_queue_wait_s']} s",
             )
         )
     return out
