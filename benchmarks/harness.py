@@ -23,7 +23,7 @@ import httpx
 from fixtures import LoadedDatabase, Server, load_users, start_ceiling, start_quotaledger, username
 from loadgen import WrkResult, run_wrk
 
-GROUPS = ("balance", "usage", "size", "cli", "watch", "relay")
+GROUPS = ("balance", "usage", "size", "cli", "watch", "relay", "relay-streams")
 
 
 @dataclass

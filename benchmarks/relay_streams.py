@@ -3,11 +3,17 @@ requests with aiohttp on uvloop, every event parsed with the relay's own SSE par
 stream the time to the first event and each event's lateness against the upstream's schedule.
 
     python benchmarks/relay_streams.py URL --streams 1000 --events 200 --seconds 20 \
-        [--token KEY] [--anthropic] [--header-scenario]
+        [--token KEY] [--anthropic] [--header-scenario] [--ramp 2]
 
-Prints one JSON object: streams asked, completed (every event and the terminal one), dropped,
-the time-to-first-event percentiles (ms), and the event lateness percentiles (ms): event k's
-arrival minus the first event's arrival minus k x the upstream's pause between events. Run
+All the streams are opened at once, or with `--ramp S` evenly over S seconds (stream i
+opens i/N x S after the first; with S well under the stream's duration they still all end up
+open together: `peak_concurrent` says how many were). Prints one JSON object: streams asked,
+completed (every event and the terminal one), dropped, the time-to-first-event percentiles
+(ms, each from its own stream's request), and the event lateness percentiles (ms): event k's
+arrival minus the first event's arrival minus k x the upstream's pause between events (it
+includes the upstream's own drift: it sleeps the pause after each write), and, when the
+upstream stamps its events (the fake's `stamp` scenario), each event's transit time: its
+arrival minus the moment the upstream wrote it. Run
 the same load straight at the upstream and through a relay: the differences are what the
 relay adds.
 """
@@ -18,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -48,6 +55,11 @@ def scenario(words: int, seconds: float) -> dict[str, Any]:
     return {"text": "word " * words, "duration": seconds}
 
 
+# The fake upstream's `stamp` scenario: the time (its monotonic clock, the same as ours on
+# one machine) at which it wrote the event, first in the event's JSON.
+_SENT = re.compile(r'\{"x_sent":([0-9.]+),')
+
+
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -65,7 +77,12 @@ async def one_stream(
     ttfe: list[float],
     lateness: list[float],
     sample_every: int,
+    delay: float = 0.0,
+    spans: list[tuple[float, float]] | None = None,
+    transit: list[float] | None = None,
 ) -> bool:
+    if delay:
+        await asyncio.sleep(delay)
     parser, seen, first = SSEParser(), 0, 0.0
     started = time.perf_counter()
     try:
@@ -73,17 +90,32 @@ async def one_stream(
             if response.status != 200:
                 return False
             async for chunk in response.content.iter_any():
-                now = time.perf_counter()
-                for _ in parser.feed(chunk):
+                now, clock = time.perf_counter(), time.monotonic()
+                for event in parser.feed(chunk):
                     if seen == 0:
                         first = now
                         ttfe.append((now - started) * 1000)
                     elif seen % sample_every == 0:
                         lateness.append((now - first - seen * pause) * 1000)
+                        if transit is not None and (sent := _SENT.match(event.data)):
+                            transit.append((clock - float(sent.group(1))) * 1000)
                     seen += 1
     except (aiohttp.ClientError, TimeoutError):
         return False
+    finally:
+        if spans is not None:
+            spans.append((started, time.perf_counter()))
     return seen >= expected
+
+
+def peak_concurrency(spans: list[tuple[float, float]]) -> int:
+    """The most streams open at one time (each from its request to its last byte)."""
+    moments = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    peak = now = 0
+    for _, step in moments:
+        now += step
+        peak = max(peak, now)
+    return peak
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,6 +131,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         headers["X-Fake-Scenario"] = json.dumps(scenario(words, args.seconds))
     ttfe: list[float] = []
     lateness: list[float] = []
+    spans: list[tuple[float, float]] = []
+    transit: list[float] = []
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=args.seconds * 4 + 60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -131,8 +165,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         ttfe,
                         lateness,
                         args.sample_every,
+                        # --ramp: stream i opens i/N of the ramp after the first.
+                        args.ramp * i / args.streams,
+                        spans,
+                        transit,
                     )
-                    for _ in range(args.streams)
+                    for i in range(args.streams)
                 )
             )
         wall = time.perf_counter() - started
@@ -142,6 +180,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "completed": completed,
         "dropped": args.streams - completed,
         "wall_s": round(wall, 2),
+        "ramp_s": args.ramp,
+        "peak_concurrent": peak_concurrency(spans) if spans else 1,
         "ttfe_ms": {
             "p50": percentile(ttfe, 50),
             "p99": percentile(ttfe, 99),
@@ -151,6 +191,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "p50": percentile(lateness, 50),
             "p99": percentile(lateness, 99),
             "samples": len(lateness),
+        },
+        "transit_ms": {
+            "p50": percentile(transit, 50),
+            "p99": percentile(transit, 99),
+            "samples": len(transit),
         },
     }
 
@@ -167,6 +212,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--header-scenario", action="store_true")
     parser.add_argument("--sequential", action="store_true")
     parser.add_argument("--sample-every", type=int, default=1)
+    parser.add_argument(
+        "--ramp", type=float, default=0.0, help="open the streams over this many seconds [0]"
+    )
     args = parser.parse_args(argv)
     import uvloop
 

@@ -1,8 +1,8 @@
 """quotaledger benchmarks: the balance path, the ledger, the CLI and the watcher, each against
 its ceiling, side by side in one run on this machine.
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only balance,usage,size,cli,watch,relay]
-                                       [--profile] [--duration S] [--rounds N]
+    .venv/bin/python benchmarks/run.py [--quick] [--profile] [--duration S] [--rounds N]
+        [--only balance,usage,size,cli,watch,relay,relay-streams]
 
 Servers (`quotaledger serve --workers 1` and the bare Starlette ceiling) run pinned to core 0,
 wrk and the clients to core 1. Every wrk case runs once per round, rounds interleave the
@@ -58,6 +58,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "cli": clibench,
     "watch": watchbench,
     "relay": relaybench,
+    "relay-streams": relaybench,  # the streams part of `relay` alone
 }
 """In the order of GROUPS: their cases run, and their rows print, in this order."""
 
@@ -165,7 +166,7 @@ def main(argv: list[str]) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="quotaledger-bench-"))
     bench = Bench(cfg, workdir)
-    chosen = [module for group, module in BENCHMARKS.items() if group in cfg.groups]
+    chosen = list(dict.fromkeys(m for g, m in BENCHMARKS.items() if g in cfg.groups))
     cases: list[Case] = []
     try:
         cases, extra = run_benchmarks(bench, chosen)

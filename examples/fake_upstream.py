@@ -86,6 +86,9 @@ class Scenario:
     no_terminal: bool = False  # end without the terminal event ([DONE], message_stop, response.*)
     endless_event_after: int | None = None  # events, then one event that never ends (16 MiB)
     terminal: str = "completed"  # Responses: completed | incomplete | failed
+    # Benchmarks: each event's JSON data starts with "x_sent", this process's monotonic clock
+    # when the event was written (a client on the same machine reads the transit time).
+    stamp: bool = False
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Scenario:
@@ -355,6 +358,8 @@ async def _stream(
             if count == scenario.error_after:
                 await response.write(error_event)
                 break
+            if scenario.stamp:
+                event = event.replace(b"data: {", b'data: {"x_sent":%.6f,' % time.monotonic(), 1)
             await _write(response, event, scenario.trickle)
             if pause:
                 await asyncio.sleep(pause)

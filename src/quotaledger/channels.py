@@ -325,7 +325,7 @@ def choose_channels(
     try them: priority descending, weighted random within a priority (a channel of weight 3
     comes first three times as often as one of weight 1). Channels cooling down are left
     out, unless all are: then all are returned, in the same order, rather than none."""
-    rng = rng or random.Random()  # noqa: S311 - load balancing, not cryptography
+    rng = rng or _RNG
     serving = [
         c for c in candidates
         if c.status == "enabled" and c.serves(model)
@@ -339,6 +339,11 @@ def choose_channels(
     for _, tier in groupby(serving, key=lambda c: c.priority):
         ordered += _weighted_shuffle(list(tier), rng)
     return ordered
+
+
+# One generator per process: `random.Random()` seeds itself from os.urandom (~2.5 KB of
+# state), which cost a stream start more than the rest of the channel choice.
+_RNG = random.Random()  # noqa: S311 - load balancing, not cryptography
 
 
 def _weighted_shuffle(tier: list[Channel], rng: random.Random) -> list[Channel]:

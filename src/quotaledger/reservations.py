@@ -49,7 +49,7 @@ from quotaledger.money import MAX_QUOTA
 from quotaledger.periods import period_start
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
-from quotaledger.store.group_commit import apply_items
+from quotaledger.store.group_commit import apply_in_order, apply_items
 from quotaledger.store.tables import api_keys, reservations, users
 from quotaledger.token_usage import TokenUsage
 
@@ -316,14 +316,52 @@ def record_progress(
     got, so that a sweeper can settle this request if its instance dies; also keeps a long
     stream's reservation from being swept. One write transaction: call it every few
     seconds of a stream, not per event. False if the reservation is no longer open."""
-    u = usage_so_far
     with database.write() as connection:
-        cursor = _RECORD_PROGRESS.execute(
-            connection,
-            {
-                "rid": request_id, "input": u.input, "cached": u.cache_read,
-                "write": u.cache_write_5m, "write_1h": u.cache_write_1h,
-                "output": u.output, "status": status, "at": int(clock()),
-            },
-        )  # fmt: skip
-        return bool(cursor.rowcount == 1)
+        return _record_progress_in(connection, Progress(request_id, usage_so_far, status), clock())
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One stream's usage so far, to record (`record_progress`)."""
+
+    request_id: str
+    usage_so_far: TokenUsage
+    status: int | None = None
+
+
+def _record_progress_in(connection: Connection, progress: Progress, now: float) -> bool:
+    u = progress.usage_so_far
+    cursor = _RECORD_PROGRESS.execute(
+        connection,
+        {
+            "rid": progress.request_id, "input": u.input, "cached": u.cache_read,
+            "write": u.cache_write_5m, "write_1h": u.cache_write_1h,
+            "output": u.output, "status": progress.status, "at": int(now),
+        },
+    )  # fmt: skip
+    return bool(cursor.rowcount == 1)
+
+
+def record_progress_batch(database: Database, items: list[Progress]) -> list[bool | Exception]:
+    """Several streams' progress in ONE transaction (group commit), in request order."""
+    now = time.time()
+    return apply_in_order(
+        database,
+        items,
+        order=lambda item: (item.request_id,),
+        apply=lambda connection, item: _record_progress_in(connection, item, now),
+        refusals=(),
+    )
+
+
+async def record_progress_async(
+    database: Database, request_id: str, usage_so_far: TokenUsage, status: int | None = None
+) -> bool:
+    """`record_progress` for code on the event loop, group-committed: the streams opened
+    together beat together, and 1,000 beats were 1,000 fsync'd transactions from the
+    thread pool (~0.7 ms of CPU per stream, and the loop waiting on the GIL meanwhile)."""
+    item = Progress(request_id, usage_so_far, status)
+    outcome = await database.group_commit(record_progress_batch, item)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome

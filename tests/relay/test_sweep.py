@@ -4,11 +4,13 @@ late settle after a sweep changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from relay_support import assert_consistent, balance, funded, key_now, price_model, reserve_for
 from sqlalchemy import select
 
-from quotaledger.reservations import record_progress
+from quotaledger.reservations import record_progress, record_progress_async
 from quotaledger.settlement import Outcome, settle, sweep
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
@@ -86,4 +88,26 @@ def test_a_settle_arriving_after_the_sweep_changes_nothing(database: Database) -
     assert late.replayed and late.charged == 0
     assert not record_progress(database, "late", TokenUsage(output=5))
     assert balance(database, who) == 10_000
+    assert_consistent(database)
+
+
+def test_progress_recorded_together_is_one_group_commit_and_settles_each_to_its_own(
+    database: Database,
+) -> None:
+    who = funded(database, 10_000)
+    for name in ("a", "b"):
+        reserve_for(database, who, 1_000, name, clock=_at(0))
+
+    async def beat() -> list[bool]:
+        results = await asyncio.gather(
+            record_progress_async(database, "a", TokenUsage(input=100, output=20), 200),
+            record_progress_async(database, "b", TokenUsage(input=100, output=40), 200),
+            record_progress_async(database, "never-reserved", TokenUsage(output=5), 200),
+        )
+        await database.close_group_commits()
+        return list(results)
+
+    assert asyncio.run(beat()) == [True, True, False]
+    swept = sweep(database, TTL, clock=lambda: 10**10)
+    assert sorted((s.request_id, s.charged) for s in swept) == [("a", 180), ("b", 260)]
     assert_consistent(database)

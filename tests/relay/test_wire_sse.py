@@ -94,3 +94,25 @@ def test_a_crlf_stream_cut_anywhere_gives_the_events_of_the_lf_stream(cuts: list
         (e.event, e.data) for e in _parse(ANTHROPIC_STREAM)
     ]
     assert b"".join(e.raw for e in events) == CRLF_STREAM
+
+
+_LINE = st.one_of(
+    st.builds(lambda v: b"data: " + v, st.sampled_from([b"", b"{}", b"x: y", b"[DONE]", b" a"])),
+    st.builds(lambda v: b"data:" + v, st.sampled_from([b"", b"z", b" two  spaces"])),
+    st.builds(lambda v: b"event: " + v, st.sampled_from([b"ping", b"a:b", b""])),
+    st.sampled_from([b"id: 7", b"retry: 30", b": comment", b"other: field"]),
+)
+
+
+@given(st.lists(st.lists(_LINE, min_size=1, max_size=4), min_size=1, max_size=6))
+def test_any_block_reads_the_same_through_the_lf_shortcuts_and_the_line_parser(
+    blocks: list[list[bytes]],
+) -> None:
+    # LF-only input takes the block shortcuts (one `data:` line, or `event:` then `data:`);
+    # the same blocks with CRLF take the line-by-line parser: both must agree on every field.
+    lf = b"".join(b"\n".join(lines) + b"\n\n" for lines in blocks)
+
+    def fields(events: list[SSEEvent]) -> list[tuple[object, ...]]:
+        return [(e.event, e.data, e.has_data, e.id, e.retry) for e in events]
+
+    assert fields(_parse(lf)) == fields(_parse(lf.replace(b"\n", b"\r\n")))

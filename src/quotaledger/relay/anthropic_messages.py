@@ -215,17 +215,21 @@ class MessagesStream:
 
     def usage(self) -> TokenUsage:
         """What to settle (see the module's docstring)."""
-        delivered = count_texts(self._output) if self._output else 0
+        # Any non-empty text is at least one token: whether anything was delivered needs no
+        # tokenizer; how much only when the stream was cut before its final usage.
+        delivered = any(self._output)
         reported = _from_flat(self._usage) if self.started else None
         if reported is None or (self.delta_seen and reported.output == 0 and delivered):
             return local_usage(self.prompt_tokens, self._output, self._thinking)
         if reported.prompt_tokens == 0:  # a cut stream whose message_start said 0
             reported = replace(reported, input=self.prompt_tokens, source=UsageSource.LOCAL)
-        if not self.delta_seen and delivered > reported.output:
-            thinking = count_texts(self._thinking)
-            reported = replace(
-                reported, output=delivered, reasoning=thinking, source=UsageSource.LOCAL
-            )
+        if not self.delta_seen and delivered:
+            output = count_texts(self._output)
+            if output > reported.output:
+                thinking = count_texts(self._thinking)
+                reported = replace(
+                    reported, output=output, reasoning=thinking, source=UsageSource.LOCAL
+                )
         return reported
 
     def finish(self) -> bytes:

@@ -227,16 +227,19 @@ class ChatStream:
         return any(self._output)
 
     def relay(self, event: SSEEvent) -> bytes:
-        if not event.has_data:
-            return event.raw  # a keep-alive comment
-        if event.data == "[DONE]":
+        # Runs for every event of every stream: type() checks and one dict lookup per field
+        # where a content delta ({"content": "..."}) is the common case.
+        data = event.data
+        if data == "[DONE]":
             self.done = True
             return self._usage_chunk() + event.raw
+        if not event.has_data:
+            return event.raw  # a keep-alive comment
         try:
-            chunk = event.json()
+            chunk = orjson.loads(data)
         except ValueError:
             return event.raw  # not ours to judge: passed on as it came
-        if not isinstance(chunk, dict):
+        if type(chunk) is not dict:
             return event.raw
         if "error" in chunk:
             self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {}
@@ -249,10 +252,15 @@ class ChatStream:
                 k: chunk[k] for k in ("id", "created", "model", "system_fingerprint") if k in chunk
             }
         choices = chunk.get("choices")
-        for choice in choices if isinstance(choices, list) else []:
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict):
-                _message_texts(delta, self._output, self._reasoning)
+        if type(choices) is list:
+            for choice in choices:
+                delta = choice.get("delta") if type(choice) is dict else None
+                if type(delta) is not dict:
+                    continue
+                if len(delta) == 1 and type(content := delta.get("content")) is str:
+                    self._output.append(content)  # nothing else in it to count
+                else:
+                    _message_texts(delta, self._output, self._reasoning)
         if chunk.get("usage") is None:
             return raw
         usage = parse_usage(chunk["usage"])

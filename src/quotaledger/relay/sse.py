@@ -91,6 +91,23 @@ class SSEParser:
             end += 2
             raw = buffer[start:end]
             start = end
+            # One `data: ` line, maybe after one `event: ` line: the shape of nearly every
+            # event of every provider, whose fields are known without parsing them (the
+            # fields are clean here: every block before this one was dispatched).
+            last = len(raw) - 2  # where the block's last line ends
+            if raw.startswith(b"data: ") and raw.find(b"\n") == last:
+                events.append(SSEEvent(None, raw[6:-2].decode("utf-8", "replace"), True, raw))
+                continue
+            if raw.startswith(b"event: "):
+                line_end = raw.find(b"\n")
+                if (
+                    raw.startswith(b"data: ", line_end + 1)
+                    and raw.find(b"\n", line_end + 1) == last
+                ):
+                    kind = raw[7:line_end].decode("utf-8", "replace")
+                    data = raw[line_end + 7 : -2].decode("utf-8", "replace")
+                    events.append(SSEEvent(kind, data, True, raw))
+                    continue
             for line in raw.decode("utf-8", "replace").split("\n"):
                 if line:
                     self._field(line)

@@ -31,7 +31,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-from starlette.concurrency import run_in_threadpool
 
 from quotaledger import keys, pricing, reservations, settlement
 from quotaledger.errors import AuthenticationFailed, InvalidInput, NotFound
@@ -362,10 +361,11 @@ async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIte
     try:
         try:
             async for chunk in reply.chunks():
-                for event in parser.feed(chunk):
-                    out = tracker.relay(event)
-                    if out:
-                        yield out
+                # The events that came in one read go out in one write (one send, one
+                # syscall): they were ready at the same time, none is held back.
+                out = b"".join([tracker.relay(event) for event in parser.feed(chunk)])
+                if out:
+                    yield out
                 if len(parser.pending) > MAX_EVENT_BYTES:
                     raise _EventTooLarge
             tail = tracker.finish()
@@ -406,23 +406,33 @@ class _Progress:
         self.request, self.tracker = request, tracker
         ttl = request.call.services.settings.relay_reservation_ttl
         self.every = min(PROGRESS_SECONDS, ttl / 3)
+        # A timer, not a sleeping task: most streams end before their first beat, and a
+        # task to create, cancel and await cost every stream's start and end far more.
+        self.loop = asyncio.get_running_loop()
+        self.timer = self.loop.call_later(self.every, self._due)
+        self.task: asyncio.Future[None] | None = None
+        self.closed = False
+
+    def _due(self) -> None:
         self.task = asyncio.ensure_future(self._beat())
 
     async def _beat(self) -> None:
-        database = self.request.call.services.database
-        while True:
-            await asyncio.sleep(self.every)
-            usage = self.tracker.usage()
-            try:
-                await run_in_threadpool(
-                    reservations.record_progress, database, self.request.request_id, usage, 200
-                )
-            except Exception:  # the next beat tries again; the settle does not depend on it
-                log.warning("relay %s: recording progress failed", self.request.request_id)
+        usage = self.tracker.usage()
+        try:
+            await reservations.record_progress_async(
+                self.request.call.services.database, self.request.request_id, usage, 200
+            )
+        except Exception:  # the next beat tries again; the settle does not depend on it
+            log.warning("relay %s: recording progress failed", self.request.request_id)
+        if not self.closed:
+            self.timer = self.loop.call_later(self.every, self._due)
 
     async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        self.closed = True
+        self.timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
 
 
 async def _settle_stream(request: _Request, tracker: Tracker, end: str) -> None:

@@ -85,23 +85,28 @@ class UpstreamFailure(Exception):
         self.timed_out = timed_out
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the idle watch keeps the open ones in a set
 class Reply:
     """A 2xx answer whose head has arrived; the body is read with `chunks()` or `read()`."""
 
     status: int
     headers: tuple[tuple[str, str], ...]
     response: aiohttp.ClientResponse = field(repr=False)
+    watch: _IdleWatch | None = field(default=None, repr=False)
+    # What the idle watch last saw: the body's byte count, and since when it is unchanged.
+    seen_bytes: int = field(default=-1, repr=False)
+    quiet_since: float = field(default=0.0, repr=False)
 
     @property
     def content_type(self) -> str:
         return self.response.headers.get("content-type", "")
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (a stream's events are not held back). A silence longer
-        than the idle timeout raises `asyncio.TimeoutError`."""
-        async for chunk in self.response.content.iter_any():
-            yield chunk
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, each chunk everything buffered when it is read (a
+        stream's events are not held back, and events that arrived together come out
+        together). A silence longer than the idle timeout raises `asyncio.TimeoutError`.
+        aiohttp's own iterator, not a generator around it: one hop less per chunk."""
+        return self.response.content.iter_any()
 
     async def read(self, limit: int) -> bytes:
         """The whole body (non-streamed answers), refusing one over `limit` bytes."""
@@ -114,11 +119,63 @@ class Reply:
 
     def close(self) -> None:
         """Drop the connection: the upstream sees the request cancelled."""
+        self._unwatch()
         self.response.close()
 
     def release(self) -> None:
         """Give a fully read connection back to the pool."""
+        self._unwatch()
         self.response.release()
+
+    def _unwatch(self) -> None:
+        if self.watch is not None:
+            self.watch.replies.discard(self)
+            self.watch = None
+
+
+class _IdleWatch:
+    """The idle timeout of every open reply, checked by one task every `tick` seconds
+    rather than by aiohttp's `sock_read`, which cancels and re-arms a timer on every read:
+    6 % of the relay's CPU with 1,000 streams open. A reply whose body's byte count has not
+    moved for `idle` seconds gets `asyncio.TimeoutError` (aiohttp's own
+    `SocketTimeoutError`, as `sock_read` raised) in the read that waits on it. The timeout
+    fires between `idle` and `idle + tick` seconds of silence."""
+
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self.tick = min(1.0, idle / 4)
+        self.replies: set[Reply] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, reply: Reply) -> None:
+        reply.watch = self
+        reply.quiet_since = asyncio.get_running_loop().time()
+        self.replies.add(reply)
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.replies:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            for reply in list(self.replies):
+                content = reply.response.content
+                if content.is_eof():
+                    reply._unwatch()  # all arrived: nothing left to wait for
+                elif content.total_bytes != reply.seen_bytes:
+                    reply.seen_bytes, reply.quiet_since = content.total_bytes, now
+                elif now - reply.quiet_since >= self.idle:
+                    reply._unwatch()
+                    content.set_exception(
+                        aiohttp.SocketTimeoutError("Timeout on reading data from socket")
+                    )
+
+    async def close(self) -> None:
+        self.replies.clear()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
 
 
 class Upstream:
@@ -137,6 +194,7 @@ class Upstream:
         self.idle_timeout = idle_timeout
         self.connections_per_channel = connections_per_channel
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._idle = _IdleWatch(idle_timeout)
 
     def _session(self, target: Target) -> aiohttp.ClientSession:
         session = self._sessions.get(target.base_url)
@@ -146,10 +204,10 @@ class Upstream:
             )
             session = aiohttp.ClientSession(
                 connector=connector,
-                # No total: a stream may last many minutes. `sock_read` is the silence allowed
-                # between two reads, i.e. the stream's idle timeout.
+                # No total: a stream may last many minutes. No `sock_read` either: the head
+                # is awaited under `first_byte_timeout`, the body under `_IdleWatch`.
                 timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.connect_timeout, sock_read=self.idle_timeout
+                    total=None, sock_connect=self.connect_timeout, sock_read=None
                 ),
                 auto_decompress=True,
                 # No cookies between users of one channel; no proxy variables read per call.
@@ -194,10 +252,19 @@ class Upstream:
         except aiohttp.ClientError as exc:
             raise UpstreamFailure(f"upstream unreachable ({type(exc).__name__})") from None
         if 200 <= response.status < 300:
-            return Reply(response.status, _answer_headers(response), response)
-        raise await _failure(response)
+            reply = Reply(response.status, _answer_headers(response), response)
+            self._idle.add(reply)
+            return reply
+        try:
+            async with asyncio.timeout(self.idle_timeout):  # an error body that stalls
+                failure = await _failure(response)
+        except TimeoutError:
+            response.close()
+            failure = _failed(response, b"")
+        raise failure
 
     async def close(self) -> None:
+        await self._idle.close()
         sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             await session.close()
@@ -219,6 +286,10 @@ async def _failure(response: aiohttp.ClientResponse) -> UpstreamFailure:
         body = b""
     finally:
         response.close()
+    return _failed(response, body)
+
+
+def _failed(response: aiohttp.ClientResponse, body: bytes) -> UpstreamFailure:
     return UpstreamFailure(
         f"upstream answered {response.status}",
         status=response.status,

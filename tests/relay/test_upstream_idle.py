@@ -1,0 +1,60 @@
+"""The upstream client's idle timeout (`server/upstream.py`'s `_IdleWatch`): a body that goes
+silent ends in `TimeoutError` in the read waiting on it; a body that keeps coming does not;
+a reply read to its end leaves the watch."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from quotaledger.server.upstream import Target, Upstream
+
+BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _target(fake_upstream: Any) -> Target:
+    return Target("fake", fake_upstream.base_url + "/v1", (("authorization", "Bearer x"),))
+
+
+def _headers(**scenario: Any) -> list[tuple[str, str]]:
+    return [("content-type", "application/json"), ("X-Fake-Scenario", json.dumps(scenario))]
+
+
+async def test_a_body_silent_past_the_idle_timeout_raises_timeout_error(
+    fake_upstream: Any,
+) -> None:
+    upstream = Upstream(idle_timeout=0.4)
+    try:
+        reply = await upstream.open(
+            _target(fake_upstream), "/v1/chat/completions", "", _headers(stall_after=2),
+            json.dumps(BODY).encode(),
+        )  # fmt: skip
+        received = b""
+        with pytest.raises(TimeoutError):
+            async for chunk in reply.chunks():
+                received += chunk
+        reply.close()
+        assert received.count(b"\n\n") == 2  # the two events before the silence
+    finally:
+        await upstream.close()
+
+
+async def test_a_body_that_keeps_coming_is_read_to_its_end_and_leaves_the_watch(
+    fake_upstream: Any,
+) -> None:
+    # 0.3 s of events in all, each 0.3 / ~13 s apart: longer than the idle timeout overall,
+    # never silent for as long.
+    upstream = Upstream(idle_timeout=0.2)
+    try:
+        reply = await upstream.open(
+            _target(fake_upstream), "/v1/chat/completions", "", _headers(duration=0.3),
+            json.dumps(BODY).encode(),
+        )  # fmt: skip
+        received = b"".join([chunk async for chunk in reply.chunks()])
+        assert received.endswith(b"data: [DONE]\n\n")
+        reply.release()
+        assert upstream._idle.replies == set()
+    finally:
+        await upstream.close()
