@@ -25,8 +25,8 @@ _ANSWERED = and_(usage.c.status >= 200, usage.c.status < 300)
 
 def check_invariant(database: Database) -> list[str]:
     """Every violation, as a sentence; an empty list when the ledger is consistent. Runs in
-    one read transaction (a consistent snapshot on both databases)."""
-    with database.read() as connection:
+    one snapshot (the same committed state for every query, on both databases)."""
+    with database.snapshot() as connection:
         return _users(connection) + _keys(connection)
 
 

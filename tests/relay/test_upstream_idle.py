@@ -41,20 +41,44 @@ async def test_a_body_silent_past_the_idle_timeout_raises_timeout_error(
         await upstream.close()
 
 
-async def test_a_body_that_keeps_coming_is_read_to_its_end_and_leaves_the_watch(
+async def test_a_body_whose_events_keep_coming_is_read_to_its_end_and_leaves_the_watch(
     fake_upstream: Any,
 ) -> None:
     # 0.3 s of events in all, each 0.3 / ~13 s apart: longer than the idle timeout overall,
-    # never silent for as long.
+    # never without an event for as long (the reader says when it took one, as the relay's
+    # stream does).
     upstream = Upstream(idle_timeout=0.2)
     try:
         reply = await upstream.open(
             _target(fake_upstream), "/v1/chat/completions", "", _headers(duration=0.3),
             json.dumps(BODY).encode(),
         )  # fmt: skip
-        received = b"".join([chunk async for chunk in reply.chunks()])
+        received = b""
+        async for chunk in reply.chunks():
+            received += chunk
+            reply.progressed()
         assert received.endswith(b"data: [DONE]\n\n")
         reply.release()
         assert upstream._idle.replies == set()
+    finally:
+        await upstream.close()
+
+
+async def test_bytes_that_never_make_an_event_time_out(fake_upstream: Any) -> None:
+    # The same body read without taking an event from it (as the relay reads a trickle, a
+    # byte at a time that never completes one): idle, whatever the bytes.
+    upstream = Upstream(idle_timeout=0.2)
+    try:
+        reply = await upstream.open(
+            _target(fake_upstream), "/v1/chat/completions", "", _headers(duration=2.0),
+            json.dumps(BODY).encode(),
+        )  # fmt: skip
+        received = b""
+        with pytest.raises(TimeoutError):
+            async for chunk in reply.chunks():
+                received += chunk
+        assert received  # bytes did arrive before the timeout
+        assert not received.endswith(b"data: [DONE]\n\n")
+        reply.close()
     finally:
         await upstream.close()

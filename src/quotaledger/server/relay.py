@@ -213,15 +213,21 @@ async def _relay_admitted(request: _Request) -> Answer | Stream:
     request.user_id = admission.key.user_id
     request.prompt_tokens = fmt.prompt_tokens(body)
     prepared = await _reserve(request, offers, admission, body, prepared)
+    # Until the answer (or its stream) starts, the reservation is kept alive: an upstream
+    # that thinks longer than the reservation TTL must not look like a dead instance.
+    waiting = _Progress(request, None)
     try:
-        reply = await _first_answer(request, candidates, prepared)
-    except BaseException as exc:
-        await _settle(request, _refused_outcome(exc, prepared))
-        raise
-    if prepared.stream and fmt.tracker is not None:
-        tracker = fmt.tracker(prepared, request.prompt_tokens)
-        return Stream(reply.status, _stream(request, reply, tracker), headers=request.headers)
-    return await _whole_answer(request, reply, prepared)
+        try:
+            reply = await _first_answer(request, candidates, prepared)
+        except BaseException as exc:
+            await _settle(request, _refused_outcome(exc, prepared))
+            raise
+        if prepared.stream and fmt.tracker is not None:
+            tracker = fmt.tracker(prepared, request.prompt_tokens)
+            return Stream(reply.status, _stream(request, reply, tracker), headers=request.headers)
+        return await _whole_answer(request, reply, prepared)
+    finally:
+        await waiting.close()
 
 
 def _digest(call: Call) -> str:
@@ -361,11 +367,14 @@ async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIte
     try:
         try:
             async for chunk in reply.chunks():
-                # The events that came in one read go out in one write (one send, one
-                # syscall): they were ready at the same time, none is held back.
-                out = b"".join([tracker.relay(event) for event in parser.feed(chunk)])
-                if out:
-                    yield out
+                events = parser.feed(chunk)
+                if events:
+                    reply.progressed()  # bytes without a whole event are still idle
+                    # The events that came in one read go out in one write (one send, one
+                    # syscall): they were ready at the same time, none is held back.
+                    out = b"".join([tracker.relay(event) for event in events])
+                    if out:
+                        yield out
                 if len(parser.pending) > MAX_EVENT_BYTES:
                     raise _EventTooLarge
             tail = tracker.finish()
@@ -392,17 +401,21 @@ async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIte
         await asyncio.shield(_settle_stream(request, tracker, end))
 
 
+_NOTHING_YET = TokenUsage()
+
+
 class _EventTooLarge(Exception):
     """An upstream event went past `MAX_EVENT_BYTES` without ending."""
 
 
 class _Progress:
-    """A stream's heartbeat: every `PROGRESS_SECONDS` (at least three times per reservation
+    """A request's heartbeat: every `PROGRESS_SECONDS` (at least three times per reservation
     TTL) its usage so far is recorded, in the background, never holding an event back. The
     sweeper then settles a dead instance's stream to what it had delivered, and never sweeps
-    a live one, however long its upstream stays silent."""
+    a live request, however long its upstream stays silent. Without a `tracker` (waiting for
+    the upstream's answer) nothing was delivered yet: the beat records none."""
 
-    def __init__(self, request: _Request, tracker: Tracker) -> None:
+    def __init__(self, request: _Request, tracker: Tracker | None) -> None:
         self.request, self.tracker = request, tracker
         ttl = request.call.services.settings.relay_reservation_ttl
         self.every = min(PROGRESS_SECONDS, ttl / 3)
@@ -417,10 +430,14 @@ class _Progress:
         self.task = asyncio.ensure_future(self._beat())
 
     async def _beat(self) -> None:
-        usage = self.tracker.usage()
+        tracker = self.tracker
+        usage = _NOTHING_YET if tracker is None else tracker.usage()
         try:
             await reservations.record_progress_async(
-                self.request.call.services.database, self.request.request_id, usage, 200
+                self.request.call.services.database,
+                self.request.request_id,
+                usage,
+                None if tracker is None else 200,
             )
         except Exception:  # the next beat tries again; the settle does not depend on it
             log.warning("relay %s: recording progress failed", self.request.request_id)

@@ -93,8 +93,10 @@ class Reply:
     headers: tuple[tuple[str, str], ...]
     response: aiohttp.ClientResponse = field(repr=False)
     watch: _IdleWatch | None = field(default=None, repr=False)
-    # What the idle watch last saw: the body's byte count, and since when it is unchanged.
-    seen_bytes: int = field(default=-1, repr=False)
+    # Whole events the reader took from the body (`progressed`), what the idle watch last
+    # saw of that count, and since when it is unchanged.
+    events: int = field(default=0, repr=False)
+    seen_events: int = field(default=0, repr=False)
     quiet_since: float = field(default=0.0, repr=False)
 
     @property
@@ -117,6 +119,12 @@ class Reply:
                 raise UpstreamFailure("upstream answer too large", retryable=False)
         return bytes(body)
 
+    def progressed(self) -> None:
+        """The reader took a whole event (or more) from the body: not idle. Bytes alone do
+        not count, so an upstream trickling a byte a second still times out (SPEC §8: no
+        *event* for the idle timeout)."""
+        self.events += 1
+
     def close(self) -> None:
         """Drop the connection: the upstream sees the request cancelled."""
         self._unwatch()
@@ -136,10 +144,11 @@ class Reply:
 class _IdleWatch:
     """The idle timeout of every open reply, checked by one task every `tick` seconds
     rather than by aiohttp's `sock_read`, which cancels and re-arms a timer on every read:
-    6 % of the relay's CPU with 1,000 streams open. A reply whose body's byte count has not
-    moved for `idle` seconds gets `asyncio.TimeoutError` (aiohttp's own
-    `SocketTimeoutError`, as `sock_read` raised) in the read that waits on it. The timeout
-    fires between `idle` and `idle + tick` seconds of silence."""
+    6 % of the relay's CPU with 1,000 streams open. A reply from which no whole event was
+    taken (`Reply.progressed`) for `idle` seconds gets `asyncio.TimeoutError` (aiohttp's
+    own `SocketTimeoutError`, as `sock_read` raised) in the read that waits on it; a whole
+    answer (`read`) must arrive within `idle` of its head. The timeout fires between `idle`
+    and `idle + tick` seconds without an event."""
 
     def __init__(self, idle: float) -> None:
         self.idle = idle
@@ -163,8 +172,8 @@ class _IdleWatch:
                 content = reply.response.content
                 if content.is_eof():
                     reply._unwatch()  # all arrived: nothing left to wait for
-                elif content.total_bytes != reply.seen_bytes:
-                    reply.seen_bytes, reply.quiet_since = content.total_bytes, now
+                elif reply.events != reply.seen_events:
+                    reply.seen_events, reply.quiet_since = reply.events, now
                 elif now - reply.quiet_since >= self.idle:
                     reply._unwatch()
                     content.set_exception(

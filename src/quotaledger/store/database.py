@@ -153,6 +153,19 @@ class Database:
                 yield connection
 
     @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction whose every query sees the same committed state (an
+        audit adding up several tables): SQLite's read transaction is one already;
+        PostgreSQL's default, READ COMMITTED, sees each query's own, so REPEATABLE READ."""
+        with self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection = connection.execution_options(sqlite_deferred=True)
+            else:
+                connection = connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin(), self._losing(connection):
+                yield connection
+
+    @contextmanager
     def _losing(self, connection: Connection) -> Iterator[None]:
         """Statements run on the driver's cursor (`CompiledStatement`) raise the driver's
         own errors, which SQLAlchemy never sees: a lost server connection is recognised
