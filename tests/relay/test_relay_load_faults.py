@@ -2,9 +2,15 @@
 instances, PostgreSQL connections or Redis, every answer is charged once and exactly, the
 ledger invariant holds for every user and key, and no reservation stays open.
 
-Sizes are scaled to this suite's time budget (a few minutes on a 2-core machine shared with
-other work): QUOTALEDGER_TEST_RELAY_LOAD sets the mixed load's request count (default 2,000;
-the issue's figure is 10,000).
+The mixed load runs the issue's 10,000 requests by default (QUOTALEDGER_TEST_RELAY_LOAD sets
+another count): measured on this 2-core machine while shared (load average 5-6), 10,000 take
+about 50 s against 17 s for 2,000, so the issue's figure fits the suite's budget as it is; the
+load client (load_client.py: one aiohttp session, 32 workers) is not what limits it — the two
+relay processes on the same two cores are — so it was left as it was.
+
+"Bounded" is defined by generous limits (tens of seconds, tens of MB), far from what a
+correct relay needs and far below what a leak or an unbounded wait would cost; everything
+else asserted is exact.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import random
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,13 +40,13 @@ from quotaledger import audit
 from quotaledger.reservations import Reservation, ReserveRequest, reserve_async
 from quotaledger.settlement import Outcome, settle_async
 from quotaledger.store.database import Database
-from quotaledger.store.tables import reservations, usage
+from quotaledger.store.tables import api_keys, reservations, usage
 from quotaledger.token_usage import TokenUsage
 from support import POSTGRES_URL, _empty_postgres, free_port
 
 pytestmark = pytest.mark.slow
 
-LOAD = int(os.environ.get("QUOTALEDGER_TEST_RELAY_LOAD", "2000"))
+LOAD = int(os.environ.get("QUOTALEDGER_TEST_RELAY_LOAD", "10000"))
 TTL = 6  # the reservation TTL of these relays: a dead instance's streams are swept soon
 CHAT = "/v1/chat/completions"
 
@@ -81,6 +88,50 @@ def assert_settled_exactly(relay: Relay, who: Customer, answers: list[Answer]) -
     return rows
 
 
+def charged_as_counted(rows: list[Any]) -> list[Any]:
+    """The rows whose charge is not what their tokens cost: gpt-test costs 2 USD in and 8 USD
+    out per million tokens, i.e. exactly prompt + 4 x completion quota (nothing cached here)."""
+    return [r for r in rows if r.quota != r.prompt_tokens + 4 * r.completion_tokens]
+
+
+def key_totals(relay: Relay, who: Customer) -> tuple[int, int]:
+    """(used_quota, request_count) of `who`'s key, as its own row says."""
+    with relay.database.read() as connection:
+        row = connection.execute(
+            select(api_keys.c.used_quota, api_keys.c.request_count).where(
+                api_keys.c.id == who.key_id
+            )
+        ).one()
+    return int(row.used_quota), int(row.request_count)
+
+
+class PeakRss:
+    """The highest resident set size of process `pid`, sampled every 20 ms while the block
+    runs (what a burst costs while it is in flight, not only what is left after)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = self.peak = rss_mb(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_mb(self.pid))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> float:
+        return self.peak - self.before
+
+
 def live(relay: Relay) -> list[str]:
     return [s.base_url for s in relay.servers if s.process.poll() is None]
 
@@ -93,21 +144,25 @@ def rss_mb(pid: int) -> float:
 
 
 def script_mix(relay: Relay, count: int, seed: int = 15) -> dict[str, int]:
-    """Queue `count` scenarios on the fake upstream, shuffled: 2.5 % refused before the first
-    byte (400, not retried), 2.5 % failing before the first byte with a retryable 503 (the
-    relay tries the other channel), 5 % reset after the third event; the rest answer over
-    0.2 s. Every one reports the input the relay estimates (usage as estimated)."""
+    """Queue `count` scenarios on the fake upstream, shuffled: 5 % fail before the first byte
+    (2.5 % refused with a 400, not retried; 2.5 % a retryable 503: the relay tries the other
+    channel), 10 % reset the connection after the third event — the fake upstream resets
+    only streams, so about half of those, 5 % of all requests, fail after the first byte; the
+    rest answer over 0.2 s. Every one reports the input the relay estimates (8 tokens: usage
+    as estimated). The queue is taken in arrival order, so which request draws which fault
+    is up to the scheduling: the shares are asserted from the log, not assumed."""
     rng = random.Random(seed)
     plan = (
         [{"status": 400}] * (count // 40)
         + [{"status": 503}] * (count // 40)
-        + [{"reset_after": 3}] * (count // 20)
+        + [{"reset_after": 3}] * (count // 10)
     )
     plan += [{"duration": 0.2}] * (count - len(plan))
     rng.shuffle(plan)
+    plan += [{"duration": 0.2}] * (count // 40)  # for the 503s' retries: the queue never runs out
     for fields in plan:
         relay.upstream.script(path=CHAT, input_tokens=8, **fields)
-    return {"400": count // 40, "503": count // 40, "reset": count // 20}
+    return {"400": count // 40, "503": count // 40, "reset": count // 10}
 
 
 # ---------------------------------------------------------------- relays
@@ -167,19 +222,58 @@ def test_a_mixed_load_over_two_instances_is_charged_once_and_exactly(pair: Relay
     relay.upstream.reset()
     planned = script_mix(relay, LOAD)
     asks = mixed(live(relay), who.key, LOAD, leave_share=0.2)  # 10 % of all requests
+    assert len({a.base_url for a in asks}) == 2
     answers = asyncio.run(run_all(asks, concurrency=32))
     relay.upstream.reset()
     statuses = {a.status for a in answers if not a.left}
     # A 503 is retried on the other channel, which may draw the next fault: rarely, the
-    # client sees that one (two 5xx: the relay's own 502).
-    assert statuses <= {200, 400, 502}, statuses
+    # client sees that one (the last upstream status: a 400, a 503, or 502 for a reset).
+    assert statuses <= {200, 400, 502, 503}, statuses
     assert sum(a.status == 400 for a in answers) >= planned["400"] // 2
     assert sum(a.left for a in answers) >= LOAD // 20
     rows = assert_settled_exactly(relay, who, answers)
     assert len(rows) == LOAD
+    # Every answer the client got whole is logged as answered by the request itself (a
+    # sweeper settling it meanwhile would have charged it nothing).
+    by_id = {row.request_id: row for row in rows}
+    whole = [by_id[a.request_id] for a in answers if a.status == 200 and not a.left]
+    assert [(r.status, r.end_reason) for r in whole if r.status != 200] == []
+    ends = Counter((row.is_stream, row.end_reason) for row in rows)
+    # The faults did happen, at about the shares planned (half of them is plenty of margin).
+    assert ends[True, "client_disconnected"] >= LOAD // 20, ends
+    assert ends[True, "upstream_failed"] >= LOAD // 40, ends
     assert sum(row.written_off for row in rows) == 0
     assert all(row.quota == 0 for row in rows if row.status != 200)
-    assert sum(row.quota for row in rows) == 10**12 - balance(relay, who).quota
+    assert charged_as_counted(rows) == []
+    assert all(row.prompt_tokens == 8 for row in rows if row.usage_source == "upstream")
+    total = sum(row.quota for row in rows)
+    assert total == 10**12 - balance(relay, who).quota
+    assert key_totals(relay, who) == (total, sum(row.status == 200 for row in rows))
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a live request is swept. server/relay.py records a heartbeat (_Progress) only "
+    "once a stream's head has arrived, so a non-stream call, or a stream whose upstream takes "
+    "longer than QUOTALEDGER_RELAY_RESERVATION_TTL to answer, is settled by settlement.sweep "
+    "as dead (released: charged 0, status None, end 'swept'); the request's own settle is "
+    "then a replay, and the answer the client got is never charged",
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+def test_an_answer_slower_than_the_reservation_ttl_is_charged_in_full(
+    pair: Relay, stream: bool
+) -> None:
+    relay = pair
+    who = customer(relay)
+    relay.upstream.reset()
+    # The upstream thinks for 2 TTLs before its first byte (well within the idle timeout).
+    relay.upstream.script(path=CHAT, input_tokens=8, first_byte_delay=2 * TTL + 2)
+    [answer] = asyncio.run(run_all([Ask(live(relay)[0], who.key, stream)], 1))
+    assert answer.status == 200 and not answer.left
+    [row] = assert_settled_exactly(relay, who, [answer])
+    assert (row.status, row.end_reason, row.usage_source) == (200, "completed", "upstream")
+    assert row.quota == 8 + 4 * row.completion_tokens > 8
 
 
 @pytest.mark.postgres
