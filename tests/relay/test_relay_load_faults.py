@@ -369,6 +369,71 @@ def test_postgresql_connections_terminated_during_settlement_lose_no_charge(
 
 
 @pytest.mark.postgres
+def test_settlements_whose_connection_is_terminated_are_still_charged_exactly(
+    pair: Relay,
+) -> None:
+    """Not left to chance: the test holds the account's row lock, so that every settlement
+    (which locks the account) waits on it, and terminates exactly those waiting backends."""
+    import psycopg
+
+    relay = pair
+    who, probe = customer(relay), customer(relay)
+    relay.upstream.reset()
+    urls = live(relay)
+    # What each shape of request costs when nothing goes wrong.
+    relay.upstream.script(path=CHAT, times=2, input_tokens=8)
+    expected = asyncio.run(run_all([Ask(urls[0], probe.key, s) for s in (False, True)], 2))
+    clean = {row.is_stream: row for row in assert_settled_exactly(relay, probe, expected)}
+    assert set(clean) == {False, True}
+    # The upstream answers after 2 s: time enough to take the lock once all have reserved.
+    relay.upstream.script(path=CHAT, times=8, input_tokens=8, first_byte_delay=2)
+    asks = [Ask(urls[i % 2], who.key, stream=i % 4 < 2) for i in range(8)]
+    done: list[Answer] = []
+    client = threading.Thread(target=lambda: done.extend(asyncio.run(run_all(asks, 8))))
+    client.start()
+    name = relay.database.engine.url.database
+    try:
+        wait_for(lambda: open_reservations(relay, who) == 8, 30, "the reservations")
+        with psycopg.connect(POSTGRES_URL + "/" + str(name)) as holder:
+            holder.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (who.user_id,))
+            with psycopg.connect(POSTGRES_URL + "/postgres", autocommit=True) as killer:
+                # Once a settlement waits, the next 0.3 s gather the others (group commits
+                # of both instances), then each waiting backend is terminated, once.
+                wait_for(lambda: _waiting(killer, name, holder) > 0, 30, "a settlement")
+                time.sleep(0.3)
+                terminated = len(
+                    killer.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND wait_event_type = 'Lock' AND pid <> %s",
+                        (name, holder.info.backend_pid),
+                    ).fetchall()
+                )
+            holder.rollback()  # the lock is released: the database is whole again
+    finally:
+        client.join()
+    relay.database.engine.dispose()
+    assert terminated >= 1
+    assert [a.status for a in done] == [200] * 8
+    rows = assert_settled_exactly(relay, who, done)
+    assert len(rows) == 8
+    # Each is charged what it cost, as if nothing had happened (a sweeper would only know
+    # the progress recorded: nothing for a non-stream answer).
+    got = sorted((r.is_stream, r.status, r.quota, r.written_off) for r in rows)
+    want = sorted((s, 200, clean[s].quota, 0) for s in [False, True] * 4)
+    assert got == want, got
+
+
+def _waiting(killer: Any, name: str | None, holder: Any) -> int:
+    """How many backends of database `name` wait on a lock (the one `holder` holds)."""
+    found = killer.execute(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = %s AND wait_event_type = 'Lock' AND pid <> %s",
+        (name, holder.info.backend_pid),
+    ).fetchone()
+    return int(found[0]) if found else 0
+
+
+@pytest.mark.postgres
 @pytest.mark.parametrize("max_tokens", [100, None], ids=["client-max-tokens", "relay-cap"])
 def test_fifty_streams_racing_for_ten_answers_never_overdraw(
     pair: Relay, max_tokens: int | None
