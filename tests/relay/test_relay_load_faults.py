@@ -535,20 +535,49 @@ def test_fifty_streams_racing_for_ten_answers_never_overdraw(
 # ---------------------------------------------------------------- slow and silent upstreams
 
 
-def test_an_upstream_trickling_a_byte_a_second_is_cut_off_when_the_client_leaves(
+def test_upstreams_trickling_a_byte_a_second_are_cut_off_when_their_clients_leave(
+    impatient: Relay,
+) -> None:
+    relay = impatient
+    who = customer(relay)
+    relay.upstream.reset()
+    relay.upstream.script(path=CHAT, times=100, trickle=1.0, input_tokens=8)
+    asks = [Ask(relay.server.base_url, who.key, True, leave_after_s=4) for _ in range(100)]
+    started = time.monotonic()
+    with PeakRss(relay.server.process.pid) as memory:
+        answers = asyncio.run(run_all(asks, concurrency=100))
+    assert all(a.left for a in answers) and time.monotonic() - started < 30
+    # 100 held streams cost a few MB at most (bounded: well under 50).
+    assert memory.growth < 50, (memory.before, memory.peak)
+    rows = assert_settled_exactly(relay, who, [])
+    assert len(rows) == 100 and {row.end_reason for row in rows} == {"client_disconnected"}
+    # Nothing delivered in 4 s (an event is ~150 bytes): the prompt, as counted, is charged.
+    assert charged_as_counted(rows) == [] and {row.completion_tokens for row in rows} == {0}
+    assert all(0 < row.quota <= row.quota_reserved and row.written_off == 0 for row in rows)
+    wait_for(lambda: relay.upstream.cancellations >= 100, 10, "the upstreams to be hung up on")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: the stream idle timeout is a per-read timer (server/upstream.py, Upstream: "
+    "aiohttp ClientTimeout(sock_read=idle_timeout)), so an upstream sending a byte a second "
+    "is never idle: SPEC §8 says 'no event for QUOTALEDGER_RELAY_STREAM_IDLE_TIMEOUT', and a "
+    "client that stays is held (with its reservation) for as long as the upstream trickles",
+)
+def test_an_upstream_trickling_a_byte_a_second_is_ended_by_the_idle_timeout(
     impatient: Relay,
 ) -> None:
     relay = impatient
     who = customer(relay)
     relay.upstream.reset()
     relay.upstream.script(path=CHAT, trickle=1.0, input_tokens=8)
-    started = time.monotonic()
-    [answer] = asyncio.run(run_all([Ask(relay.server.base_url, who.key, True, leave_after_s=4)], 1))
-    assert answer.left and time.monotonic() - started < 10
-    [row] = assert_settled_exactly(relay, who, [])
-    assert row.end_reason == "client_disconnected"
-    assert row.quota <= row.quota_reserved and row.written_off == 0
-    wait_for(lambda: relay.upstream.cancellations >= 1, 10, "the upstream to be hung up on")
+    # The client would stay; it gives up after 12 s (six idle timeouts of 2 s, no event).
+    [answer] = asyncio.run(
+        run_all([Ask(relay.server.base_url, who.key, True, leave_after_s=12)], 1)
+    )
+    assert answer.status == 200 and not answer.left
+    [row] = assert_settled_exactly(relay, who, [answer])
+    assert row.end_reason == "idle_timeout" and row.quota == 0
 
 
 def test_an_upstream_that_never_answers_costs_bounded_time_memory_and_nothing(
@@ -558,16 +587,19 @@ def test_an_upstream_that_never_answers_costs_bounded_time_memory_and_nothing(
     who = customer(relay)
     relay.upstream.reset()
     relay.upstream.script(path=CHAT, times=400, first_byte_delay=3600)
-    before = rss_mb(relay.server.process.pid)
     started = time.monotonic()
     asks = [Ask(relay.server.base_url, who.key, stream=i % 2 == 0) for i in range(200)]
-    answers = asyncio.run(run_all(asks, concurrency=200))
+    with PeakRss(relay.server.process.pid) as memory:
+        answers = asyncio.run(run_all(asks, concurrency=200))
     elapsed = time.monotonic() - started
+    # Each of the 400 upstream calls (two channels each) was hung up on when it timed out.
+    wait_for(lambda: relay.upstream.cancellations >= 400, 10, "the upstreams to be hung up on")
     relay.upstream.reset()
     # Two channels x 2 s of silence each (the idle timeout bounds the wait for the head too).
     assert elapsed < 20, elapsed
     assert {a.status for a in answers} <= {502, 504}, {a.status for a in answers}
-    assert rss_mb(relay.server.process.pid) - before < 60
+    # 200 waiting requests cost a few MB at most (bounded: well under 60).
+    assert memory.growth < 60, (memory.before, memory.peak)
     rows = assert_settled_exactly(relay, who, answers)
     assert len(rows) == 200 and all(row.quota == 0 for row in rows)
     assert balance(relay, who).quota == 5_000_000
