@@ -609,37 +609,42 @@ def test_an_upstream_that_never_answers_costs_bounded_time_memory_and_nothing(
 
 
 def test_redis_stopped_mid_run_loses_no_charge(tmp_path_factory: pytest.TempPathFactory) -> None:
-    import redis
-
     with own_redis() as (url, redis_process):
         env = {"QUOTALEDGER_REDIS_URL": url, "QUOTALEDGER_RATE_LIMIT_RELAY": "100000/minute"}
         for relay in relay_server(tmp_path_factory, env=env):
             who = customer(relay, quota=10**12)
             asks = mixed([relay.server.base_url], who.key, 300, leave_share=0.1, seed=7)
-            used: list[int] = []
-
-            def stop_redis() -> None:
-                """Kill Redis once 100 requests are logged, with others in flight."""
-                wait_for(lambda: len(rows_of(relay, who)) >= 100, 60, "100 requests")
-                used.append(int(redis.Redis.from_url(url).dbsize()))
-                redis_process.kill()
-                redis_process.wait()
-                used.append(len(rows_of(relay, who)))
-
-            async def run() -> list[Answer]:
-                answers, _ = await asyncio.gather(
-                    run_all(asks, concurrency=10), asyncio.to_thread(stop_redis)
-                )
-                return answers
-
-            answers = asyncio.run(run())
-            assert used[0] > 0  # the rate limiter was counting in Redis until it went
-            assert used[1] < 250  # ... and most of the run came after
+            answers, (counted, logged) = asyncio.run(
+                _redis_dies_midway(asks, relay, who, url, redis_process)
+            )
+            assert counted > 0  # the rate limiter was counting in Redis until it went
+            assert logged < 250  # ... and most of the run came after
             assert {a.status for a in answers if not a.left} == {200}
             rows = assert_settled_exactly(relay, who, answers)
             assert len(rows) == 300 and sum(row.written_off for row in rows) == 0
             assert charged_as_counted(rows) == []
             assert sum(r.quota for r in rows) == 10**12 - balance(relay, who).quota
+
+
+async def _redis_dies_midway(
+    asks: list[Ask], relay: Relay, who: Customer, url: str, process: subprocess.Popen[bytes]
+) -> tuple[list[Answer], tuple[int, int]]:
+    """Run `asks`, 10 at a time, killing Redis once 100 are logged with others in flight;
+    the answers, and (Redis's key count, the requests logged) at the kill."""
+
+    def stop_redis() -> tuple[int, int]:
+        import redis
+
+        wait_for(lambda: len(rows_of(relay, who)) >= 100, 60, "100 requests")
+        counted = int(redis.Redis.from_url(url).dbsize())
+        process.kill()
+        process.wait()
+        return counted, len(rows_of(relay, who))
+
+    answers, at_kill = await asyncio.gather(
+        run_all(asks, concurrency=10), asyncio.to_thread(stop_redis)
+    )
+    return answers, at_kill
 
 
 # ---------------------------------------------------------------- group commit
