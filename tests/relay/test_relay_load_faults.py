@@ -77,7 +77,18 @@ def rows_of(relay: Relay, who: Customer) -> list[Any]:
 
 def assert_settled_exactly(relay: Relay, who: Customer, answers: list[Answer]) -> list[Any]:
     """No reservation left, every 200 logged once, nothing charged twice, the invariant."""
-    wait_for(lambda: open_reservations(relay, who) == 0, 3 * TTL + 10, "every settlement")
+    try:
+        wait_for(lambda: open_reservations(relay, who) == 0, 3 * TTL + 10, "every settlement")
+    except AssertionError:
+        with relay.database.read() as connection:
+            left = connection.execute(
+                reservations.select().where(reservations.c.user_id == who.user_id)
+            ).all()
+        known = {a.request_id: a for a in answers}
+        raise AssertionError(
+            f"{len(left)} reservations left open: "
+            + "; ".join(f"{r._mapping} answered {known.get(r.request_id)}" for r in left[:5])
+        ) from None
     rows = rows_of(relay, who)
     ids = [row.request_id for row in rows]
     assert len(ids) == len(set(ids)), "a request was charged twice"
