@@ -290,8 +290,9 @@ def test_an_answer_slower_than_the_reservation_ttl_is_charged_in_full(
     relay = pair
     who = customer(relay)
     relay.upstream.reset()
-    # The upstream thinks for 2 TTLs before its first byte (well within the idle timeout).
-    relay.upstream.script(path=CHAT, input_tokens=8, first_byte_delay=2 * TTL + 2)
+    # The upstream thinks for longer than the TTL before its first byte (well within the idle
+    # timeout); the sweepers look every second.
+    relay.upstream.script(path=CHAT, input_tokens=8, first_byte_delay=TTL + 3)
     [answer] = asyncio.run(run_all([Ask(live(relay)[0], who.key, stream)], 1))
     assert answer.status == 200 and not answer.left
     [row] = assert_settled_exactly(relay, who, [answer])
@@ -582,10 +583,8 @@ def test_an_upstream_trickling_a_byte_a_second_is_ended_by_the_idle_timeout(
     who = customer(relay)
     relay.upstream.reset()
     relay.upstream.script(path=CHAT, trickle=1.0, input_tokens=8)
-    # The client would stay; it gives up after 12 s (six idle timeouts of 2 s, no event).
-    [answer] = asyncio.run(
-        run_all([Ask(relay.server.base_url, who.key, True, leave_after_s=12)], 1)
-    )
+    # The client would stay; it gives up after 8 s (four idle timeouts of 2 s, no event).
+    [answer] = asyncio.run(run_all([Ask(relay.server.base_url, who.key, True, leave_after_s=8)], 1))
     assert answer.status == 200 and not answer.left
     [row] = assert_settled_exactly(relay, who, [answer])
     assert row.end_reason == "idle_timeout" and row.quota == 0
