@@ -553,6 +553,10 @@ def test_upstreams_trickling_a_byte_a_second_are_cut_off_when_their_clients_leav
     relay = impatient
     who = customer(relay)
     relay.upstream.reset()
+    # A warm-up first: what a fresh process allocates on its first requests is not a cost
+    # of the streams to come.
+    warm = [Ask(relay.server.base_url, who.key, i % 2 == 0) for i in range(20)]
+    assert {a.status for a in asyncio.run(run_all(warm, 10))} == {200}
     relay.upstream.script(path=CHAT, times=100, trickle=1.0, input_tokens=8)
     asks = [Ask(relay.server.base_url, who.key, True, leave_after_s=4) for _ in range(100)]
     started = time.monotonic()
@@ -561,7 +565,7 @@ def test_upstreams_trickling_a_byte_a_second_are_cut_off_when_their_clients_leav
     assert all(a.left for a in answers) and time.monotonic() - started < 30
     # 100 held streams cost a few MB at most (bounded: well under 50).
     assert memory.growth < 50, (memory.before, memory.peak)
-    rows = assert_settled_exactly(relay, who, [])
+    rows = [r for r in assert_settled_exactly(relay, who, []) if r.end_reason != "completed"]
     assert len(rows) == 100 and {row.end_reason for row in rows} == {"client_disconnected"}
     # Nothing delivered in 4 s (an event is ~150 bytes): the prompt, as counted, is charged.
     assert charged_as_counted(rows) == [] and {row.completion_tokens for row in rows} == {0}
