@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from relay_support import funded
 from sqlalchemy import event
 
@@ -15,18 +14,8 @@ from quotaledger.store.database import Database
 
 
 def test_a_top_up_committed_while_the_audit_reads_is_not_reported_as_a_violation(
-    database: Database, request: pytest.FixtureRequest
+    database: Database,
 ) -> None:
-    if database.engine.dialect.name == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug: audit.check_invariant says it reads one snapshot, but "
-                "Database.read() opens PostgreSQL's default READ COMMITTED transaction: each "
-                "of its queries sees what committed before it, so a write committed between "
-                "two of them is reported as a violation (e.g. granted_total vs the grants)",
-            )
-        )
     funded(database, 1_000, name="alice")
     writer = Database(database.url)  # another connection pool: another session
     done: list[int] = []

@@ -227,7 +227,7 @@ async def _relay_admitted(request: _Request) -> Answer | Stream:
             return Stream(reply.status, _stream(request, reply, tracker), headers=request.headers)
         return await _whole_answer(request, reply, prepared)
     finally:
-        await waiting.close()
+        waiting.close()
 
 
 def _digest(call: Call) -> str:
@@ -397,7 +397,7 @@ async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIte
         raise
     finally:
         reply.close()  # the upstream sees the request cancelled if it was still going
-        await progress.close()
+        progress.close()
         await asyncio.shield(_settle_stream(request, tracker, end))
 
 
@@ -444,12 +444,14 @@ class _Progress:
         if not self.closed:
             self.timer = self.loop.call_later(self.every, self._due)
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        # Not awaited: it runs in the `finally` of a stream its client may have left, and
+        # an await there could take a second cancellation before the settlement starts (a
+        # beat still running after the settle finds the reservation gone and writes nothing).
         self.closed = True
         self.timer.cancel()
         if self.task is not None:
             self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
 
 
 async def _settle_stream(request: _Request, tracker: Tracker, end: str) -> None:
@@ -496,12 +498,55 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
             services.database, request.request_id, request.user_id, outcome, alone=_alone(request)
         )
     except Exception:
-        # The reservation stays open: the sweeper settles it after the TTL.
-        log.exception("relay %s: settling failed; the sweeper will", request.request_id)
+        log.exception("relay %s: settling failed; trying again", request.request_id)
+        task = asyncio.ensure_future(_settle_later(request, outcome))
+        _retrying.add(task)  # held here: the loop keeps only weak references to tasks
+        task.add_done_callback(_retrying.discard)
         return
+    _settled(request, outcome, settled)
+
+
+def _settled(
+    request: _Request, outcome: settlement.Outcome, settled: settlement.Settlement
+) -> None:
+    services = request.call.services
     services.metrics.open_reservations.dec()
     services.metrics.relay_settled(request.model, outcome, settled)
     services.alerts.settled(settled)  # a dict lookup unless a threshold is set
+
+
+_retrying: set[asyncio.Task[None]] = set()
+RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)  # then every 15 s, for one reservation TTL
+
+
+async def _settle_later(request: _Request, outcome: settlement.Outcome) -> None:
+    """A settlement that failed (the database away, a connection cut), tried again in the
+    background. Each attempt first records the answer's usage as the reservation's progress:
+    should this instance give up or die, the sweeper then charges what was delivered rather
+    than releasing it. Ends when it went through (or a sweeper settled it: a replay)."""
+    services = request.call.services
+    database, request_id = services.database, request.request_id
+    deadline = time.monotonic() + services.settings.relay_reservation_ttl
+    attempt = 0
+    while True:
+        await asyncio.sleep(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
+        attempt += 1
+        try:
+            if outcome.usage is not None and outcome.status is not None:
+                await reservations.record_progress_async(
+                    database, request_id, outcome.usage, outcome.status
+                )
+            settled = await settlement.settle_async(database, request_id, request.user_id, outcome)
+        except NotFound:  # neither open nor settled: nothing is left to do
+            return
+        except Exception:
+            if time.monotonic() < deadline:
+                continue
+            log.error("relay %s: settling failed for good; the sweeper will", request_id)
+            return
+        log.warning("relay %s: settled at attempt %d", request_id, attempt + 1)
+        _settled(request, outcome, settled)
+        return
 
 
 # ---------------------------------------------------------------- requests and refusals
