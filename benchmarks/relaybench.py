@@ -379,7 +379,29 @@ def cpu_per_request(bench: Bench) -> dict[str, list[float]]:
             answered = max(done.requests - done.non_2xx, 1)
             figures[name].append(round(used / answered * 1e6, 1))
             log(f"cpu {name:14} {figures[name][-1]:7.1f} µs/request ({answered} answered)")
+    if "relay-pg-a" in bench.servers:
+        figures["relay-pg-many"] = cpu_postgres(bench)
     return figures
+
+
+def cpu_postgres(bench: Bench) -> list[float]:
+    """The two PostgreSQL instances' CPU together per answered request under the 64-user
+    load (not PostgreSQL's own): whether they are CPU-bound or waiting on the database."""
+    from harness import run_split
+
+    instances = [bench.servers[name] for name in ("relay-pg-a", "relay-pg-b")]
+    env = {"QLB_TOKENS_FILE": str(_many_keys["relay-pg-a"]), "QLB_MODEL": MODEL}
+    load = Case("cpu", "cpu", "relay-pg-a", "/v1/chat/completions", "chat_many.lua", 200, env,
+                also="relay-pg-b")  # fmt: skip
+    found = []
+    for _ in range(CPU_ROUNDS):
+        before = sum(_cpu_seconds(server.pid) for server in instances)
+        done = run_split(bench, load, CPU_SECONDS)
+        used = sum(_cpu_seconds(server.pid) for server in instances) - before
+        answered = max(done.requests - done.non_2xx, 1)
+        found.append(round(used / answered * 1e6, 1))
+        log(f"cpu relay-pg x2, many {found[-1]:7.1f} µs/request ({answered} answered)")
+    return found
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -620,7 +642,24 @@ def _cpu_rows(cpu: dict[str, list[float]] | None) -> list[dict[str, Any]]:
         return []
     ceiling, relay = (statistics.median(cpu[name]) for name in ("relay-ceiling", "relay"))
     ratios = [c / r for c, r in zip(cpu["relay-ceiling"], cpu["relay"], strict=True) if r]
+    out = []
+    if cpu.get("relay-pg-many"):
+        pg = statistics.median(cpu["relay-pg-many"])
+        out.append(
+            ratio_row(
+                f"CPU per request: ceiling ÷ relay, PostgreSQL x2, {MANY_USERS} users",
+                round(pg, 1),
+                "µs/req",
+                round(ceiling, 1),
+                "",
+                None,
+                ceiling / pg,
+                note="both instances' CPU per answered request (not PostgreSQL's); per round "
+                + ", ".join(f"{v:g}" for v in cpu["relay-pg-many"]),
+            )
+        )
     return [
+        *out,
         ratio_row(
             "CPU per request: ceiling ÷ relay, SQLite FULL",
             round(relay, 1),
@@ -631,7 +670,7 @@ def _cpu_rows(cpu: dict[str, list[float]] | None) -> list[dict[str, Any]]:
             ceiling / relay,
             note=f"server process CPU (all threads) per answered request; per round "
             f"{min(ratios):.2f}-{max(ratios):.2f}x",
-        )
+        ),
     ]
 
 
