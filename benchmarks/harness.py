@@ -141,10 +141,13 @@ def check_case(bench: Bench, case: Case) -> None:
     """One request as the Lua script would send it: the expected status, or stop."""
     env = case.run_env()
     url = bench.servers[case.server].base_url + case.path
-    if case.script == "chat.lua":
+    if case.script in ("chat.lua", "chat_many.lua"):
+        token = env.get("QLB_TOKEN", "none")
+        if case.script == "chat_many.lua":
+            token = Path(env["QLB_TOKENS_FILE"]).read_text().split()[0]
         reply = httpx.post(
             url,
-            headers={"Authorization": f"Bearer {env.get('QLB_TOKEN', 'none')}"},
+            headers={"Authorization": f"Bearer {token}"},
             json={"model": env.get("QLB_MODEL", "bench-gpt"), "max_tokens": 64,
                   "messages": [{"role": "user", "content": "Say hello."}]},
             timeout=10,

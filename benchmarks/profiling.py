@@ -137,7 +137,7 @@ def profile_cases(bench: Bench, cases: list[Case], out_dir: Path) -> dict[str, A
     profiles: dict[str, Any] = {}
     seconds = 5 if bench.config.quick else 10
     for case in cases:
-        if case.name not in ("balance", "usage", "relay", "relay-ceiling"):
+        if case.name not in ("balance", "usage", "relay", "relay-ceiling", "relay-pg-many"):
             continue
         log(f"profiling {case.name} with py-spy for {seconds} s under wrk")
         pid = bench.servers[case.server].pid

@@ -15,6 +15,11 @@ wrk and the stream client; every server under test on the server core, one worke
   every request is key-checked, reserved, relayed, settled and logged;
 - `relay-pg`: two `quotaledger serve` instances on one PostgreSQL database (the load split
   between them by two wrk processes), both on the server core: the same CPU as the ceiling;
+- `relay-many`, `relay-pg-many`: the same servers with the load spread over `MANY_USERS`
+  accounts, one key each (`chat_many.lua` picks the next key on every request). The
+  single-user rows stay: one user's requests serialise on that user's row lock (every
+  reservation and settlement takes it), which is the worst case; real traffic spreads over
+  many users, whose batches do not wait for each other;
 - `litellm`: LiteLLM's proxy (`litellm --config`, master key, no database, 1 worker) from its
   own virtualenv (QLB_LITELLM, default /tmp/litellm-venv/bin/litellm), when installed.
 
@@ -63,7 +68,9 @@ LITELLM = os.environ.get("QLB_LITELLM", "/tmp/litellm-venv/bin/litellm")
 LITELLM_KEY = "sk-litellm-bench-master-key"
 STREAMS, STREAM_EVENTS, STREAM_SECONDS = 1000, 200, 20.0
 MESSAGES_RUNS = 200
+MANY_USERS = 64  # accounts of the spread-load cases, one relay key each
 _keys: dict[str, str] = {}  # server name -> the relay key its load sends
+_many_keys: dict[str, Path] = {}  # server name -> the file of MANY_USERS keys (one a line)
 _postgres_databases: list[str] = []
 
 
@@ -77,6 +84,7 @@ def setup(bench: Bench) -> None:
     sqlite_path = work / "relay.db"
     migrate(sqlite_path)
     _keys["relay"] = provision(sqlite_url(sqlite_path), upstream.base_url)
+    _many_keys["relay"] = provision_many(sqlite_url(sqlite_path), work / "relay-keys.txt")
     bench.servers["relay"] = start_relay("relay", sqlite_url(sqlite_path), work)
     bench.servers["relay-ceiling"] = start_passthrough(upstream.base_url, work)
     _keys["relay-ceiling"] = _keys["upstream"] = "none"
@@ -144,6 +152,26 @@ def provision(database_url: str, upstream: str) -> str:
         database.dispose()
 
 
+def provision_many(database_url: str, path: Path, users: int = MANY_USERS) -> Path:
+    """`users` more accounts with a large balance and one relay key each, the keys written
+    to `path` one a line (for chat_many.lua); the path."""
+    from quotaledger import accounts, keys, ledger
+    from quotaledger.store.database import Database
+
+    database = Database(database_url)
+    raws = []
+    try:
+        for i in range(users):
+            name = f"relay-bench-{i:03d}"
+            account = accounts.create_account(database, name, "relay-bench-password")
+            ledger.top_up(database, name, 10**15)
+            raws.append(keys.create_key(database, account.id, "bench")[1])
+    finally:
+        database.dispose()
+    path.write_text("\n".join(raws) + "\n")
+    return path
+
+
 def start_relay(name: str, database_url: str, work: Path) -> Server:
     port = free_port()
     env = clean_env(QUOTALEDGER_SECRET_KEY=SECRET_KEY)
@@ -181,9 +209,11 @@ def setup_postgres(bench: Bench, upstream: str) -> None:
     )
     subprocess.run([PYTHON, "-c", code, url], env=clean_env(), check=True, capture_output=True)
     key = provision(url, upstream)
+    many = provision_many(url, bench.workdir / "relay-pg-keys.txt")
     for instance in ("relay-pg-a", "relay-pg-b"):
         bench.servers[instance] = start_relay(instance, url, bench.workdir)
         _keys[instance] = key
+        _many_keys[instance] = many
 
 
 def drop_postgres() -> None:
@@ -250,13 +280,26 @@ def cases(bench: Bench) -> list[Case]:
         env = {"QLB_TOKEN": _keys[server], "QLB_MODEL": MODEL}
         return Case(name, label, server, chat, "chat.lua", 200, env, connections, also=also)
 
+    def spread(name: str, label: str, server: str, also: str | None = None) -> Case:
+        env = {"QLB_TOKENS_FILE": str(_many_keys[server]), "QLB_MODEL": MODEL}
+        return Case(name, label, server, chat, "chat_many.lua", 200, env, also=also)
+
     found = [
         case("relay-ceiling", "ceiling: bare pass-through", "relay-ceiling"),
         case("relay", "relay, SQLite", "relay"),
+        spread("relay-many", f"relay, SQLite, {MANY_USERS} users", "relay"),
     ]
     if "relay-pg-a" in bench.servers:
         found.append(
             case("relay-pg", "relay, PostgreSQL, 2 instances", "relay-pg-a", also="relay-pg-b")
+        )
+        found.append(
+            spread(
+                "relay-pg-many",
+                f"relay, PostgreSQL, 2 instances, {MANY_USERS} users",
+                "relay-pg-a",
+                also="relay-pg-b",
+            )
         )
     if "litellm" in bench.servers:
         found.append(case("litellm", "LiteLLM proxy", "litellm"))
@@ -356,7 +399,29 @@ def cpu_per_request(bench: Bench) -> dict[str, list[float]]:
             answered = max(done.requests - done.non_2xx, 1)
             figures[name].append(round(used / answered * 1e6, 1))
             log(f"cpu {name:14} {figures[name][-1]:7.1f} µs/request ({answered} answered)")
+    if "relay-pg-a" in bench.servers:
+        figures["relay-pg-many"] = cpu_postgres(bench)
     return figures
+
+
+def cpu_postgres(bench: Bench) -> list[float]:
+    """The two PostgreSQL instances' CPU together per answered request under the 64-user
+    load (not PostgreSQL's own): whether they are CPU-bound or waiting on the database."""
+    from harness import run_split
+
+    instances = [bench.servers[name] for name in ("relay-pg-a", "relay-pg-b")]
+    env = {"QLB_TOKENS_FILE": str(_many_keys["relay-pg-a"]), "QLB_MODEL": MODEL}
+    load = Case("cpu", "cpu", "relay-pg-a", "/v1/chat/completions", "chat_many.lua", 200, env,
+                also="relay-pg-b")  # fmt: skip
+    found = []
+    for _ in range(CPU_ROUNDS):
+        before = sum(_cpu_seconds(server.pid) for server in instances)
+        done = run_split(bench, load, CPU_SECONDS)
+        used = sum(_cpu_seconds(server.pid) for server in instances) - before
+        answered = max(done.requests - done.non_2xx, 1)
+        found.append(round(used / answered * 1e6, 1))
+        log(f"cpu relay-pg x2, many {found[-1]:7.1f} µs/request ({answered} answered)")
+    return found
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -484,8 +549,10 @@ def rows(bench: Bench, summary: dict[str, Any], extra: dict[str, Any]) -> list[d
     if not bench.wants("relay"):  # `--only relay-streams`
         return _stream_rows(extra.get("relay_streams"))
     for name, metric, target in (
-        ("relay", "relay non-stream, SQLite FULL", 0.6),
-        ("relay-pg", "relay non-stream, PostgreSQL x2", 0.6),
+        ("relay", "relay non-stream, SQLite FULL, 1 user", 0.6),
+        ("relay-many", f"relay non-stream, SQLite FULL, {MANY_USERS} users", 0.6),
+        ("relay-pg", "relay non-stream, PostgreSQL x2, 1 user", 0.6),
+        ("relay-pg-many", f"relay non-stream, PostgreSQL x2, {MANY_USERS} users", 0.6),
     ):
         out += _throughput_row(summary, name, metric, ceil_rps, target)
     out += _litellm_rows(bench, summary)
@@ -626,7 +693,24 @@ def _cpu_rows(cpu: dict[str, list[float]] | None) -> list[dict[str, Any]]:
         return []
     ceiling, relay = (statistics.median(cpu[name]) for name in ("relay-ceiling", "relay"))
     ratios = [c / r for c, r in zip(cpu["relay-ceiling"], cpu["relay"], strict=True) if r]
+    out = []
+    if cpu.get("relay-pg-many"):
+        pg = statistics.median(cpu["relay-pg-many"])
+        out.append(
+            ratio_row(
+                f"CPU per request: ceiling ÷ relay, PostgreSQL x2, {MANY_USERS} users",
+                round(pg, 1),
+                "µs/req",
+                round(ceiling, 1),
+                "",
+                None,
+                ceiling / pg,
+                note="both instances' CPU per answered request (not PostgreSQL's); per round "
+                + ", ".join(f"{v:g}" for v in cpu["relay-pg-many"]),
+            )
+        )
     return [
+        *out,
         ratio_row(
             "CPU per request: ceiling ÷ relay, SQLite FULL",
             round(relay, 1),
@@ -637,7 +721,7 @@ def _cpu_rows(cpu: dict[str, list[float]] | None) -> list[dict[str, Any]]:
             ceiling / relay,
             note=f"server process CPU (all threads) per answered request; per round "
             f"{min(ratios):.2f}-{max(ratios):.2f}x",
-        )
+        ),
     ]
 
 

@@ -82,8 +82,12 @@ class Database:
             # invalidates the pool (SQLAlchemy's default on a disconnect), and what failed on
             # one is retried once on a fresh connection: `fetch_one` here, a group commit's
             # batch by `GroupCommit` (each item alone).
+            # The same cap as before (2 x pool_size), all of it kept: overflow connections
+            # are closed on check-in when the pool is full, and under load (admission reads
+            # in threads, the group-commit thread) that opened a new PostgreSQL connection
+            # (a backend fork, authentication) for about every 5 relayed requests.
             self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=POOL_RECYCLE_SECONDS
+                url, pool_size=2 * pool_size, max_overflow=0, pool_recycle=POOL_RECYCLE_SECONDS
             )
 
     @contextmanager
