@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from quotaledger.server.upstream import Target, Upstream
+from quotaledger.server.upstream import Reply, Target, Upstream
 
 BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -22,15 +22,20 @@ def _headers(**scenario: Any) -> list[tuple[str, str]]:
     return [("content-type", "application/json"), ("X-Fake-Scenario", json.dumps(scenario))]
 
 
+async def _open(upstream: Upstream, fake_upstream: Any, **scenario: Any) -> Reply:
+    """A streamed chat on the fake upstream, playing `scenario`."""
+    return await upstream.open(
+        _target(fake_upstream), "/v1/chat/completions", "", _headers(**scenario),
+        json.dumps(BODY).encode(),
+    )  # fmt: skip
+
+
 async def test_a_body_silent_past_the_idle_timeout_raises_timeout_error(
     fake_upstream: Any,
 ) -> None:
     upstream = Upstream(idle_timeout=0.4)
     try:
-        reply = await upstream.open(
-            _target(fake_upstream), "/v1/chat/completions", "", _headers(stall_after=2),
-            json.dumps(BODY).encode(),
-        )  # fmt: skip
+        reply = await _open(upstream, fake_upstream, stall_after=2)
         received = b""
         with pytest.raises(TimeoutError):
             async for chunk in reply.chunks():
@@ -49,10 +54,7 @@ async def test_a_body_whose_events_keep_coming_is_read_to_its_end_and_leaves_the
     # stream does).
     upstream = Upstream(idle_timeout=0.2)
     try:
-        reply = await upstream.open(
-            _target(fake_upstream), "/v1/chat/completions", "", _headers(duration=0.3),
-            json.dumps(BODY).encode(),
-        )  # fmt: skip
+        reply = await _open(upstream, fake_upstream, duration=0.3)
         received = b""
         async for chunk in reply.chunks():
             received += chunk
@@ -69,10 +71,7 @@ async def test_bytes_that_never_make_an_event_time_out(fake_upstream: Any) -> No
     # byte at a time that never completes one): idle, whatever the bytes.
     upstream = Upstream(idle_timeout=0.2)
     try:
-        reply = await upstream.open(
-            _target(fake_upstream), "/v1/chat/completions", "", _headers(duration=2.0),
-            json.dumps(BODY).encode(),
-        )  # fmt: skip
+        reply = await _open(upstream, fake_upstream, duration=2.0)
         received = b""
         with pytest.raises(TimeoutError):
             async for chunk in reply.chunks():
