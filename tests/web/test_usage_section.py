@@ -148,6 +148,10 @@ def test_the_log_pages_with_the_keyboard(visit: Visit, alice: Person) -> None:
     ])  # fmt: skip
     visit.log_in(alice)
     page = visit.page
+    # The log loads after the page: Next is enabled only once it has (a loaded machine
+    # showed the race).
+    expect(page.locator("#log-page")).to_have_text("Page 1 of 2 · 25 requests")
+    expect(page.get_by_role("button", name="Next")).to_be_enabled()
     page.get_by_role("button", name="Next").focus()
     page.keyboard.press("Enter")
     expect(page.locator("#log-page")).to_have_text("Page 2 of 2 · 25 requests")

@@ -59,12 +59,16 @@ function filterQuery() {
   return wanted;
 }
 
+let logAsked = 0; // the latest log request: an older answer arriving late is dropped
+
 async function loadLog() {
+  const asked = ++logAsked;
   const params = new URLSearchParams(query);
   params.set("p", page);
   params.set("page_size", PAGE_SIZE);
   log.body.closest("table").setAttribute("aria-busy", "true");
   const answer = await getJSON(`/api/log/self?${params}`);
+  if (asked !== logAsked) return;
   log.body.closest("table").removeAttribute("aria-busy");
   if (!answer.ok) {
     showError(log.error, answer.message);
