@@ -13,7 +13,6 @@ cancelled out. Needs valgrind; ~1 minute per tree and path.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import re
 import subprocess
@@ -41,9 +40,6 @@ async def _run(path: str, requests: int) -> None:
             "401-malformed": ("off", "ql_" + "B" * 38),
             "429": ("limited", token),
         }[path]
-        if os.environ.get("QLB_GC_FREEZE") == "1":
-            gc.collect()
-            gc.freeze()
         await asgi_cost.per_request_us(built[app], sent, requests)
 
 
