@@ -28,10 +28,16 @@ sys.path.insert(0, str(HERE))
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-def scope(token: str | None) -> dict[str, Any]:
-    headers = [(b"host", b"127.0.0.1:8000"), (b"accept-encoding", b"gzip")]
+def scope(
+    token: str | None,
+    method: str = "GET",
+    path: str = "/api/user/self",
+    headers: tuple[tuple[bytes, bytes], ...] = ((b"accept-encoding", b"gzip"),),
+) -> dict[str, Any]:
+    """One request's ASGI scope: `token` in `Authorization` as it is sent (raw or Bearer)."""
+    sent = [(b"host", b"127.0.0.1:8000"), *headers]
     if token:
-        headers.append((b"authorization", token.encode()))
+        sent.append((b"authorization", token.encode()))
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -39,12 +45,12 @@ def scope(token: str | None) -> dict[str, Any]:
         "server": ("127.0.0.1", 8000),
         "client": ("127.0.0.1", 50000),
         "scheme": "http",
-        "method": "GET",
+        "method": method,
         "root_path": "",
-        "path": "/api/user/self",
-        "raw_path": b"/api/user/self",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
-        "headers": headers,
+        "headers": sent,
         "state": {},
     }
 

@@ -29,30 +29,18 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import asgi_cost  # noqa: E402 - found through the path above
+
 BODY = b'{"model":"bench-gpt","messages":[{"role":"user","content":"Say hello."}],"max_tokens":64}'
 
 
 def scope(key: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-        "scheme": "http",
-        "method": "POST",
-        "root_path": "",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"127.0.0.1:8000"),
-            (b"authorization", b"Bearer " + key.encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(BODY)).encode()),
-        ],
-        "state": {},
-    }
+    return asgi_cost.scope(
+        "Bearer " + key,
+        "POST",
+        "/v1/chat/completions",
+        ((b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))),
+    )
 
 
 async def one(app: Any, key: str, statuses: dict[int, int]) -> None:
