@@ -137,42 +137,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=args.seconds * 4 + 60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = time.perf_counter()
+
+        def stream(delay: float = 0.0, concurrent: bool = True) -> Any:
+            return one_stream(
+                session, args.url, headers, body(args.anthropic), pause,
+                args.expect or events, ttfe, lateness, args.sample_every, delay,
+                spans if concurrent else None, transit if concurrent else None,
+            )  # fmt: skip
+
         if args.sequential:
-            done = [
-                await one_stream(
-                    session,
-                    args.url,
-                    headers,
-                    body(args.anthropic),
-                    pause,
-                    args.expect or events,
-                    ttfe,
-                    lateness,
-                    args.sample_every,
-                )
-                for _ in range(args.streams)
-            ]
+            done = [await stream(concurrent=False) for _ in range(args.streams)]
         else:
-            done = await asyncio.gather(
-                *(
-                    one_stream(
-                        session,
-                        args.url,
-                        headers,
-                        body(args.anthropic),
-                        pause,
-                        args.expect or events,
-                        ttfe,
-                        lateness,
-                        args.sample_every,
-                        # --ramp: stream i opens i/N of the ramp after the first.
-                        args.ramp * i / args.streams,
-                        spans,
-                        transit,
-                    )
-                    for i in range(args.streams)
-                )
-            )
+            # --ramp: stream i opens i/N of the ramp after the first.
+            ramp = args.ramp / args.streams
+            done = await asyncio.gather(*(stream(ramp * i) for i in range(args.streams)))
         wall = time.perf_counter() - started
     completed = sum(done)
     return {
