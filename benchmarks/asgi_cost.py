@@ -82,8 +82,8 @@ async def per_request_us(
 
 
 def apps(workdir: Path) -> tuple[dict[str, App], str]:
-    from quotaledger import accounts
-    from quotaledger.bootstrap import prepare_database
+    from quotaledger.identity import accounts
+    from quotaledger.identity.bootstrap import prepare_database
     from quotaledger.server.app import create_app
     from quotaledger.settings import Settings
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 from fixtures import CLIENT_CORE, PYTHON, ROOT, SERVER_CORE, free_port, pinned
 
-from quotaledger.relay.sse import SSEParser
+from quotaledger.wire.sse import SSEParser
 
 REQUESTS, CONCURRENCY, EVENTS, ROUNDS = 2000, 200, 50, 5
 BODY = {"model": "fake-gpt", "messages": [{"role": "user", "content": "Hi"}]}

@@ -115,7 +115,7 @@ def build(work: Path, upstream: str) -> tuple[Any, Any, str]:
     import relaybench
     from relay_ceiling import passthrough_app
 
-    from quotaledger.bootstrap import prepare_database
+    from quotaledger.identity.bootstrap import prepare_database
     from quotaledger.server.app import create_app
     from quotaledger.settings import Settings
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from quotaledger.relay.anthropic_messages import MessagesStream
-from quotaledger.relay.openai_chat import ChatStream
-from quotaledger.relay.sse import SSEParser
+from quotaledger.wire.anthropic_messages import MessagesStream
+from quotaledger.wire.openai_chat import ChatStream
+from quotaledger.wire.sse import SSEParser
 
 HEAD = {
     "id": "chatcmpl-abc123def456",

@@ -15,9 +15,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-from quotaledger import accounts, keys, ledger, pricing
-from quotaledger.reservations import reserve
-from quotaledger.settlement import Outcome, settle
+from quotaledger.billing import ledger, pricing
+from quotaledger.billing.reservations import reserve
+from quotaledger.billing.settlement import Outcome, settle
+from quotaledger.identity import accounts, keys
 from quotaledger.store.database import Database
 from quotaledger.store.migrate import upgrade
 from quotaledger.token_usage import TokenUsage

@@ -32,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from quotaledger.relay.sse import SSEParser
+from quotaledger.wire.sse import SSEParser
 
 
 def body(anthropic: bool) -> dict[str, Any]:

@@ -122,7 +122,9 @@ def start_upstream(work: Path) -> Server:
 
 def provision(database_url: str, upstream: str) -> str:
     """Prices, the two channels, an account with a large balance and its relay key; the key."""
-    from quotaledger import accounts, channels, keys, ledger, pricing
+    from quotaledger.billing import ledger, pricing
+    from quotaledger.identity import accounts, keys
+    from quotaledger.relay import channels
     from quotaledger.secret import Secret
     from quotaledger.store.database import Database
 
@@ -155,7 +157,8 @@ def provision(database_url: str, upstream: str) -> str:
 def provision_many(database_url: str, path: Path, users: int = MANY_USERS) -> Path:
     """`users` more accounts with a large balance and one relay key each, the keys written
     to `path` one a line (for chat_many.lua); the path."""
-    from quotaledger import accounts, keys, ledger
+    from quotaledger.billing import ledger
+    from quotaledger.identity import accounts, keys
     from quotaledger.store.database import Database
 
     database = Database(database_url)

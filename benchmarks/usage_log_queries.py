@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from sqlalchemy import insert, text
 
-from quotaledger import accounts, usage_log
+from quotaledger.billing import usage_log
+from quotaledger.identity import accounts
 from quotaledger.store.database import Database
 from quotaledger.store.migrate import upgrade
 from quotaledger.store.tables import usage

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from quotaledger import accounts
-from quotaledger.accounts import Account
-from quotaledger.bootstrap import prepare_database
+from quotaledger.identity import accounts
+from quotaledger.identity.accounts import Account
+from quotaledger.identity.bootstrap import prepare_database
 from quotaledger.server.app import create_app
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database

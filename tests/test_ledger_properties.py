@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from quotaledger import accounts, ledger, pricing
+from quotaledger.billing import ledger, pricing
 from quotaledger.errors import AuthenticationFailed, IdempotencyConflict, InsufficientQuota
+from quotaledger.identity import accounts
 from quotaledger.store.database import Database
 from support import check_invariant
 

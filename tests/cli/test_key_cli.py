@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner, Result
 
-from quotaledger import keys
 from quotaledger.cli.main import cli
+from quotaledger.identity import keys
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 

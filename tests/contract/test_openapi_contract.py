@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import checks
 
-from quotaledger import accounts, pricing
-from quotaledger.bootstrap import prepare_database
+from quotaledger.billing import pricing
+from quotaledger.identity import accounts
+from quotaledger.identity.bootstrap import prepare_database
 from quotaledger.server.app import create_app
 from quotaledger.settings import Settings
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import itertools
 
-from quotaledger import keys, ledger, pricing
-from quotaledger.keys import ApiKey, KeyLimits
-from quotaledger.reservations import reserve
-from quotaledger.settlement import Outcome, settle
+from quotaledger.billing import ledger, pricing
+from quotaledger.billing.reservations import reserve
+from quotaledger.billing.settlement import Outcome, settle
+from quotaledger.identity import keys
+from quotaledger.identity.keys import ApiKey, KeyLimits
 from quotaledger.store.database import Database
 from quotaledger.token_usage import TokenUsage, UsageSource
 

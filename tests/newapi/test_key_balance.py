@@ -11,8 +11,8 @@ from newapi_support import price_models, relay_row
 from shape import assert_shaped_like, mismatches, recorded
 from starlette.testclient import TestClient
 
-from quotaledger import keys
-from quotaledger.keys import KeyLimits
+from quotaledger.identity import keys
+from quotaledger.identity.keys import KeyLimits
 from quotaledger.store.database import Database
 
 

@@ -11,7 +11,7 @@ from newapi_support import MODEL, price_models, relay_row
 from shape import assert_shaped_like
 from starlette.testclient import TestClient
 
-from quotaledger import keys
+from quotaledger.identity import keys
 from quotaledger.store.database import Database
 from support import issue_token, login
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from quotaledger import accounts, audit, redemptions
+from quotaledger.billing import audit, redemptions
+from quotaledger.identity import accounts
 from quotaledger.store.database import Database
 from support import LiveServer, _empty_postgres, start_server, stop_server, token_from
 

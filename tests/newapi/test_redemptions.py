@@ -12,8 +12,9 @@ from shape import assert_shaped_like
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from quotaledger import accounts, audit, redemptions
+from quotaledger.billing import audit, redemptions
 from quotaledger.errors import AlreadyExists, InvalidInput, NotFound
+from quotaledger.identity import accounts
 from quotaledger.store.database import Database
 from quotaledger.store.tables import grants
 from quotaledger.store.tables import redemptions as redemption_rows

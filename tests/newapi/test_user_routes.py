@@ -7,7 +7,8 @@ from newapi_support import MODEL, price_models
 from shape import assert_shaped_like
 from starlette.testclient import TestClient
 
-from quotaledger import channels, pricing
+from quotaledger.billing import pricing
+from quotaledger.relay import channels
 from quotaledger.secret import Secret
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database

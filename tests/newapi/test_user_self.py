@@ -6,7 +6,7 @@ from __future__ import annotations
 from shape import assert_shaped_like
 from starlette.testclient import TestClient
 
-from quotaledger import accounts
+from quotaledger.identity import accounts
 from quotaledger.store.database import Database
 from support import ADMIN_PASSWORD, issue_token
 

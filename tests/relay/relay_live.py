@@ -22,8 +22,10 @@ import httpx
 import pytest
 from wire_support import load_fake_upstream
 
-from quotaledger import accounts, audit, channels, keys, ledger
-from quotaledger.keys import KeyLimits
+from quotaledger.billing import audit, ledger
+from quotaledger.identity import accounts, keys
+from quotaledger.identity.keys import KeyLimits
+from quotaledger.relay import channels
 from quotaledger.secret import Secret
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage

@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from quotaledger import accounts, audit, keys, ledger, pricing
-from quotaledger.keys import ApiKey, KeyLimits
-from quotaledger.reservations import Reservation, reserve
+from quotaledger.billing import audit, ledger, pricing
+from quotaledger.billing.reservations import Reservation, reserve
+from quotaledger.identity import accounts, keys
+from quotaledger.identity.keys import ApiKey, KeyLimits
 from quotaledger.store.database import Database
 
 # 2 USD in, 8 USD out per million tokens: a request costs input + 4 x output quota.

@@ -9,7 +9,7 @@ from typing import Any
 from relay_support import funded
 from sqlalchemy import event
 
-from quotaledger import audit, ledger
+from quotaledger.billing import audit, ledger
 from quotaledger.store.database import Database
 
 

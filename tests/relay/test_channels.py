@@ -10,9 +10,16 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from quotaledger import channels, pricing
-from quotaledger.channels import Channel, ChannelCipher, ChannelSpec, CoolDown, choose_channels
+from quotaledger.billing import pricing
 from quotaledger.errors import AlreadyExists, InvalidInput, NotConfigured, NotFound
+from quotaledger.relay import channels
+from quotaledger.relay.channels import (
+    Channel,
+    ChannelCipher,
+    ChannelSpec,
+    CoolDown,
+    choose_channels,
+)
 from quotaledger.settings import Secret
 from quotaledger.store.database import Database
 from quotaledger.store.tables import channels as channels_table
@@ -182,7 +189,7 @@ def test_a_channel_failing_repeatedly_is_skipped_for_the_cool_down_logged_once(
     for _ in range(2):
         cooldown.failed("flaky")
     assert choose_channels("m", pool, cooldown=cooldown)[0].name == "flaky"
-    with caplog.at_level(logging.WARNING, logger="quotaledger.channels"):
+    with caplog.at_level(logging.WARNING, logger="quotaledger.relay.channels"):
         cooldown.failed("flaky")
     assert [c.name for c in choose_channels("m", pool, cooldown=cooldown)] == ["steady"]
     assert len(caplog.records) == 1 and "flaky" in caplog.text

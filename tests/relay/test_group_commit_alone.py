@@ -15,9 +15,9 @@ from relay_support import MODEL, funded, price_model
 from relay_support import balance as quota_of
 from sqlalchemy import event
 
-from quotaledger import audit
-from quotaledger.reservations import ReserveRequest, reserve_async
-from quotaledger.settlement import Outcome, settle_async
+from quotaledger.billing import audit
+from quotaledger.billing.reservations import ReserveRequest, reserve_async
+from quotaledger.billing.settlement import Outcome, settle_async
 from quotaledger.store.database import Database
 from quotaledger.token_usage import TokenUsage
 

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from quotaledger import accounts, keys, tokens
+from quotaledger import tokens
 from quotaledger.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
-from quotaledger.keys import KeyLimits
+from quotaledger.identity import accounts, keys
+from quotaledger.identity.keys import KeyLimits
 from quotaledger.store.database import Database
 from quotaledger.store.tables import api_keys
 

@@ -15,7 +15,8 @@ from relay_live import MESSAGES, MODEL, Customer, Relay, balance, customer, log_
 from sqlalchemy import select
 
 from alert_inbox import SECRET_PATH, Inbox, running_inbox
-from quotaledger import accounts, ledger
+from quotaledger.billing import ledger
+from quotaledger.identity import accounts
 from quotaledger.store.tables import metadata
 from support import LiveServer, _empty_postgres
 

@@ -34,7 +34,7 @@ from relay_live import (
     settled,
 )
 
-from quotaledger import keys
+from quotaledger.identity import keys
 
 
 def sdk(relay: Relay, who: Customer, max_retries: int = 0) -> openai.OpenAI:

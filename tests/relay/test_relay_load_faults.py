@@ -36,9 +36,9 @@ from relay_support import Funded, funded, price_model
 from relay_support import balance as quota_of
 from sqlalchemy import func, select
 
-from quotaledger import audit
-from quotaledger.reservations import Reservation, ReserveRequest, reserve_async
-from quotaledger.settlement import Outcome, settle_async
+from quotaledger.billing import audit
+from quotaledger.billing.reservations import Reservation, ReserveRequest, reserve_async
+from quotaledger.billing.settlement import Outcome, settle_async
 from quotaledger.store.database import Database
 from quotaledger.store.tables import api_keys, reservations, usage
 from quotaledger.token_usage import TokenUsage

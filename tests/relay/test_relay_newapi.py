@@ -21,7 +21,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
 
 
 def _username(relay: Relay, user_id: int) -> str:
-    from quotaledger import accounts
+    from quotaledger.identity import accounts
 
     with relay.database.read() as connection:
         return accounts.get_account_in(connection, user_id).username

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from quotaledger import channels, pricing
+from quotaledger.billing import pricing
+from quotaledger.relay import channels
 from quotaledger.secret import Secret
 from quotaledger.server.offers import read_offers
 from quotaledger.store.database import Database

@@ -11,10 +11,10 @@ from fractions import Fraction
 
 import pytest
 
-from quotaledger import pricing
+from quotaledger.billing import pricing
+from quotaledger.billing.pricing import make_price, relay_cost, reservation_cost
 from quotaledger.errors import InvalidInput
 from quotaledger.money import QUOTA_PER_USD
-from quotaledger.pricing import make_price, relay_cost, reservation_cost
 from quotaledger.store.database import Database
 from quotaledger.token_usage import TokenUsage
 

@@ -21,11 +21,11 @@ from relay_support import (
     reserve_for,
 )
 
+from quotaledger.billing.reservations import Reservation, record_progress
+from quotaledger.billing.settlement import Outcome, settle, sweep
 from quotaledger.errors import InsufficientQuota
-from quotaledger.keys import KeyLimits
-from quotaledger.reservations import Reservation, record_progress
+from quotaledger.identity.keys import KeyLimits
 from quotaledger.settings import Settings
-from quotaledger.settlement import Outcome, settle, sweep
 from quotaledger.store.database import Database
 from quotaledger.token_usage import TokenUsage
 

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from relay_support import Funded, balance, funded, price_model, reserve_for
 
-from quotaledger import audit, ledger
+from quotaledger.billing import audit, ledger
+from quotaledger.billing.reservations import record_progress
+from quotaledger.billing.settlement import Outcome, settle, sweep
 from quotaledger.errors import InsufficientQuota
-from quotaledger.keys import KeyLimits
-from quotaledger.reservations import record_progress
-from quotaledger.settlement import Outcome, settle, sweep
+from quotaledger.identity.keys import KeyLimits
 from quotaledger.store.database import Database
 from quotaledger.token_usage import TokenUsage
 
@@ -40,7 +40,7 @@ class ReservationMachine(RuleBasedStateMachine):
 
     @rule(amount=st.integers(1, 20_000))
     def grant(self, amount: int) -> None:
-        from quotaledger import accounts
+        from quotaledger.identity import accounts
 
         with self.database.read() as connection:
             name = accounts.get_account_in(connection, self.who.user_id).username

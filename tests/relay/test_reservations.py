@@ -18,11 +18,12 @@ from relay_support import (
 )
 from sqlalchemy import select
 
-from quotaledger import keys, pricing
+from quotaledger.billing import pricing
+from quotaledger.billing.reservations import reserve
+from quotaledger.billing.settlement import Outcome, settle
 from quotaledger.errors import AuthenticationFailed, IdempotencyConflict, InsufficientQuota
-from quotaledger.keys import KeyLimits
-from quotaledger.reservations import reserve
-from quotaledger.settlement import Outcome, settle
+from quotaledger.identity import keys
+from quotaledger.identity.keys import KeyLimits
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
 from quotaledger.token_usage import TokenUsage, UsageSource

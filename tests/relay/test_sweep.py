@@ -10,8 +10,8 @@ import pytest
 from relay_support import assert_consistent, balance, funded, key_now, price_model, reserve_for
 from sqlalchemy import select
 
-from quotaledger.reservations import record_progress, record_progress_async
-from quotaledger.settlement import Outcome, settle, sweep
+from quotaledger.billing.reservations import record_progress, record_progress_async
+from quotaledger.billing.settlement import Outcome, settle, sweep
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
 from quotaledger.token_usage import TokenUsage

@@ -9,12 +9,12 @@ import httpx
 import pytest
 from wire_support import client_events
 
-from quotaledger.relay import counting
-from quotaledger.relay.anthropic_messages import MessagesStream, prepare_messages
-from quotaledger.relay.openai_chat import ChatStream, prepare_chat
-from quotaledger.relay.openai_responses import ResponsesStream, prepare_responses
-from quotaledger.relay.sse import SSEParser
 from quotaledger.token_usage import TokenUsage, UsageSource
+from quotaledger.wire import counting
+from quotaledger.wire.anthropic_messages import MessagesStream, prepare_messages
+from quotaledger.wire.openai_chat import ChatStream, prepare_chat
+from quotaledger.wire.openai_responses import ResponsesStream, prepare_responses
+from quotaledger.wire.sse import SSEParser
 
 ANSWER = "Hello from the fake upstream! How can I help?"
 CHAT = {"model": "fake-gpt", "messages": [{"role": "user", "content": "Hi"}], "stream": True}

@@ -13,16 +13,16 @@ from wire_samples import (
 )
 from wire_support import client_events, relay_stream
 
-from quotaledger.relay import counting
-from quotaledger.relay.anthropic_messages import (
+from quotaledger.token_usage import TokenUsage, UsageSource
+from quotaledger.wire import counting
+from quotaledger.wire.anthropic_messages import (
     MessagesStream,
     count_tokens_answer,
     message_usage,
     parse_usage,
     prepare_messages,
 )
-from quotaledger.relay.errors import InvalidRequest
-from quotaledger.token_usage import TokenUsage, UsageSource
+from quotaledger.wire.errors import InvalidRequest
 
 REQUEST = {
     "model": "claude-sonnet-4-5",

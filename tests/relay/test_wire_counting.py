@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quotaledger.relay import counting
+from quotaledger.wire import counting
 
 SPEC = Path("/work/shared/SPEC.md")
 
@@ -27,7 +27,7 @@ def test_counting_works_with_the_network_blocked_and_no_tokenizer_cache(tmp_path
         socket.create_connection = refuse
         socket.getaddrinfo = refuse
 
-        from quotaledger.relay import counting
+        from quotaledger.wire import counting
         print(counting.count_text("Hello, world! How are you today?"))
         """
     )

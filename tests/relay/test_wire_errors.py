@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from wire_support import serve_app
 
-from quotaledger.relay.errors import (
+from quotaledger.wire.errors import (
     WireFormat,
     anthropic_stream_error,
     error_body,

@@ -12,16 +12,16 @@ from wire_samples import (
 )
 from wire_support import client_events, relay_stream
 
-from quotaledger.relay import counting
-from quotaledger.relay.errors import InvalidRequest
-from quotaledger.relay.openai_chat import (
+from quotaledger.token_usage import TokenUsage, UsageSource
+from quotaledger.wire import counting
+from quotaledger.wire.errors import InvalidRequest
+from quotaledger.wire.openai_chat import (
     ChatStream,
     completion_usage,
     embeddings_usage,
     parse_usage,
     prepare_chat,
 )
-from quotaledger.token_usage import TokenUsage, UsageSource
 
 REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 

@@ -6,15 +6,15 @@ import pytest
 from wire_samples import RESPONSES_STREAM, RESPONSES_STREAM_CUT
 from wire_support import client_events, relay_stream
 
-from quotaledger.relay import counting
-from quotaledger.relay.errors import InvalidRequest
-from quotaledger.relay.openai_responses import (
+from quotaledger.token_usage import TokenUsage, UsageSource
+from quotaledger.wire import counting
+from quotaledger.wire.errors import InvalidRequest
+from quotaledger.wire.openai_responses import (
     ResponsesStream,
     parse_usage,
     prepare_responses,
     response_usage,
 )
-from quotaledger.token_usage import TokenUsage, UsageSource
 
 REQUEST = {"model": "gpt-5-codex", "input": "Write a haiku", "stream": True}
 

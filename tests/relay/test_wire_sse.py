@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from wire_samples import ANTHROPIC_STREAM, OPENAI_CHAT_STREAM, RESPONSES_STREAM
 
-from quotaledger.relay.sse import SSEEvent, SSEParser
+from quotaledger.wire.sse import SSEEvent, SSEParser
 
 
 def _parse(*chunks: bytes) -> list[SSEEvent]:

@@ -31,7 +31,7 @@ def load_fake_upstream() -> ModuleType:
 
 def relay_stream(tracker: Any, stream: bytes, *, chunk: int = 7, finish: bool = True) -> bytes:
     """What the client receives when `stream` passes through `tracker`, in small chunks."""
-    from quotaledger.relay.sse import SSEParser
+    from quotaledger.wire.sse import SSEParser
 
     parser = SSEParser()
     sent = b"".join(
@@ -44,7 +44,7 @@ def relay_stream(tracker: Any, stream: bytes, *, chunk: int = 7, finish: bool = 
 
 def client_events(sent: bytes) -> list[Any]:
     """The JSON payloads of the events a client received (`[DONE]` as the string)."""
-    from quotaledger.relay.sse import SSEParser
+    from quotaledger.wire.sse import SSEParser
 
     events = SSEParser().feed(sent)
     return [e.data if e.data == "[DONE]" else e.json() for e in events if e.has_data]

@@ -18,8 +18,9 @@ import pytest
 from scale_support import Instances, admin_token
 from sqlalchemy import func, select
 
-from quotaledger import accounts, ledger, pricing
+from quotaledger.billing import ledger, pricing
 from quotaledger.errors import QuotaLedgerError
+from quotaledger.identity import accounts
 from quotaledger.settings import normalise_database_url
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage, users
@@ -176,7 +177,7 @@ def test_a_failure_between_the_debit_and_the_usage_row_leaves_neither(
     sqlite_url: str, failing: str
 ) -> None:
     """A trigger makes the database itself fail one of the charge's two writes."""
-    from quotaledger.bootstrap import prepare_database
+    from quotaledger.identity.bootstrap import prepare_database
     from quotaledger.settings import Settings
 
     database = prepare_database(Settings(database_url=sqlite_url))
@@ -203,7 +204,7 @@ def test_a_failure_between_the_debit_and_the_usage_row_leaves_neither(
 
 
 def test_a_refused_charge_in_a_batch_does_not_undo_the_others(sqlite_url: str) -> None:
-    from quotaledger.bootstrap import prepare_database
+    from quotaledger.identity.bootstrap import prepare_database
     from quotaledger.settings import Settings
 
     database = prepare_database(Settings(database_url=sqlite_url))

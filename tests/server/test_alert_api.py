@@ -11,8 +11,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from alert_inbox import SECRET_PATH, Inbox, running_inbox
-from quotaledger import keys, pricing
-from quotaledger.keys import KeyLimits
+from quotaledger.billing import pricing
+from quotaledger.identity import keys
+from quotaledger.identity.keys import KeyLimits
 from quotaledger.settings import Secret, Settings
 from quotaledger.store.database import Database
 from support import ADMIN_PASSWORD, issue_token, login

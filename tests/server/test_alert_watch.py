@@ -20,13 +20,15 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from alert_inbox import SECRET_PATH, Inbox, running_inbox
-from quotaledger import accounts, alerts, keys, ledger
-from quotaledger.alerts import Thresholds
-from quotaledger.keys import KeyLimits
-from quotaledger.reservations import reserve
+from quotaledger.alerting import alerts
+from quotaledger.alerting.alerts import Thresholds
+from quotaledger.billing import ledger
+from quotaledger.billing.reservations import reserve
+from quotaledger.billing.settlement import Outcome, settle
+from quotaledger.identity import accounts, keys
+from quotaledger.identity.keys import KeyLimits
 from quotaledger.server.alert_watch import AlertWatch, Tracked, level
 from quotaledger.settings import Secret, Settings
-from quotaledger.settlement import Outcome, settle
 from quotaledger.store.database import Database
 from quotaledger.store.tables import alert_settings, alert_states, metadata
 

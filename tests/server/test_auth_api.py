@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from quotaledger import accounts, tokens
+from quotaledger import tokens
+from quotaledger.identity import accounts
 from quotaledger.store.database import Database
 from support import issue_token, login
 

@@ -6,7 +6,7 @@ import gzip
 
 from starlette.testclient import TestClient
 
-from quotaledger import pricing
+from quotaledger.billing import pricing
 from quotaledger.store.database import Database
 from support import issue_token, login
 

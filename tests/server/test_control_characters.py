@@ -9,7 +9,7 @@ import json
 import pytest
 from starlette.testclient import TestClient
 
-from quotaledger import ledger, pricing
+from quotaledger.billing import ledger, pricing
 from quotaledger.errors import InvalidInput
 from quotaledger.store.database import Database
 from support import check_invariant

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from quotaledger import accounts
+from quotaledger.identity import accounts
 from quotaledger.store.database import Database
 from support import login
 

@@ -10,7 +10,7 @@ import pytest
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from quotaledger import pricing
+from quotaledger.billing import pricing
 from quotaledger.server.app import create_app
 from quotaledger.server.calls import Call
 from quotaledger.settings import Settings

@@ -9,7 +9,8 @@ import logging
 import pytest
 from starlette.testclient import TestClient
 
-from quotaledger import ledger, pricing, tokens
+from quotaledger import tokens
+from quotaledger.billing import ledger, pricing
 from quotaledger.money import MAX_QUOTA
 from quotaledger.server.app import create_app
 from quotaledger.settings import Settings
@@ -154,8 +155,8 @@ def test_a_replay_that_waited_on_the_first_charge_gets_its_answer_not_402(
     second waits on the first's row lock and must answer as a replay, not 402."""
     import threading
 
-    from quotaledger import accounts
-    from quotaledger.bootstrap import prepare_database
+    from quotaledger.identity import accounts
+    from quotaledger.identity.bootstrap import prepare_database
     from support import _empty_postgres
 
     _empty_postgres(postgres_server_url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from quotaledger import pricing
+from quotaledger.billing import pricing
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage, users
 from support import issue_token

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from quotaledger import accounts
-from quotaledger.accounts import account_for_token_digest_async as lookup
-from quotaledger.bootstrap import prepare_database
 from quotaledger.errors import AuthenticationFailed
+from quotaledger.identity import accounts
+from quotaledger.identity.accounts import account_for_token_digest_async as lookup
+from quotaledger.identity.bootstrap import prepare_database
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 from quotaledger.tokens import hash_token

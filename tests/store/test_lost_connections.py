@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from quotaledger import accounts
-from quotaledger.bootstrap import prepare_database
+from quotaledger.identity import accounts
+from quotaledger.identity.bootstrap import prepare_database
 from quotaledger.settings import Settings
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import httpx
 from playwright.sync_api import Page
 
-from quotaledger import accounts, keys, ledger, redemptions
+from quotaledger.billing import ledger, redemptions
+from quotaledger.identity import accounts, keys
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
 from support import LiveServer

@@ -14,8 +14,8 @@ from browser_helpers import Person, Visit, _database
 from playwright.sync_api import Page, expect
 
 from alert_inbox import SECRET_PATH, Inbox, running_inbox
-from quotaledger import accounts, keys
-from quotaledger.keys import KeyLimits
+from quotaledger.identity import accounts, keys
+from quotaledger.identity.keys import KeyLimits
 from support import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.browser

@@ -10,7 +10,7 @@ import io
 import pytest
 from starlette.testclient import TestClient
 
-from quotaledger import usage_log
+from quotaledger.billing import usage_log
 from quotaledger.server import log_export
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage

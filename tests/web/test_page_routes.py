@@ -7,7 +7,7 @@ import re
 
 from starlette.testclient import TestClient
 
-from quotaledger import accounts
+from quotaledger.identity import accounts
 from support import issue_token, login
 
 NO_REDIRECTS = {"follow_redirects": False}

@@ -79,7 +79,7 @@ def add(
           --models claude-sonnet-4 --map claude-sonnet-4=claude-sonnet-4-20250514 \\
           --api-key-env ANTHROPIC_API_KEY
     """
-    from quotaledger import channels
+    from quotaledger.relay import channels
     from quotaledger.settings import Secret, Settings
 
     cipher = channels.ChannelCipher(Settings.from_env(database_url=database_url).secret_key)
@@ -122,7 +122,7 @@ def _mapping(mappings: tuple[str, ...]) -> dict[str, str]:
 @handles_errors
 def list_channels(as_json: bool, database_url: str | None) -> None:
     """List the channels (highest priority first); keys only as hints."""
-    from quotaledger import channels
+    from quotaledger.relay import channels
 
     found = channels.list_channels(open_database(database_url))
     if as_json:
@@ -156,7 +156,7 @@ def _simple(verb: str) -> Any:
     @database_url_option
     @handles_errors
     def command(name: str, database_url: str | None) -> None:
-        from quotaledger import channels
+        from quotaledger.relay import channels
 
         database = open_database(database_url)
         if verb == "delete":
@@ -182,7 +182,7 @@ delete = _simple("delete")
 def test_channel(name: str, model: str | None, timeout: float, database_url: str | None) -> None:
     """Send channel NAME one tiny request (at most 1 output token); print the status and
     the latency. Exit 0 on a 2xx answer, 1 on another status, 5 when unreachable."""
-    from quotaledger import channels
+    from quotaledger.relay import channels
     from quotaledger.settings import Settings
 
     cipher = channels.ChannelCipher(Settings.from_env(database_url=database_url).secret_key)

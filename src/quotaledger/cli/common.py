@@ -68,7 +68,7 @@ def open_database(database_url: str | None, *, create: bool = False) -> Any:
     creates its own): a missing file is a one-line error naming the path, so a command run
     from the wrong place or with a mistyped URL cannot start a second, empty ledger. When
     no URL was given, says on stderr which file the default is."""
-    from quotaledger.bootstrap import prepare_database, sqlite_file
+    from quotaledger.identity.bootstrap import prepare_database, sqlite_file
 
     settings = Settings.from_env(database_url=database_url)
     if database_url is None:  # neither the flag nor QUOTALEDGER_DATABASE_URL

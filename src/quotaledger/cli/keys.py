@@ -59,7 +59,7 @@ def create(
       quotaledger key create alice --name ci --usd 5 --expires 30d --models gpt-4o-mini
       quotaledger key create alice --name office --allow-ip 10.0.0.0/8 --period day --period-usd 2
     """
-    from quotaledger import accounts, keys
+    from quotaledger.identity import accounts, keys
 
     if unlimited and (usd is not None or quota is not None):
         raise click.UsageError("give --usd, --quota or --unlimited, not several")
@@ -113,7 +113,7 @@ def list_keys(
     username: str | None, include_deleted: bool, as_json: bool, database_url: str | None
 ) -> None:
     """List the API keys of USER, or of everyone."""
-    from quotaledger import accounts, keys
+    from quotaledger.identity import accounts, keys
 
     database = open_database(database_url)
     owner = accounts.find_account(database, username).id if username else None
@@ -150,19 +150,19 @@ def _change(verb: str, apply: Any) -> Any:
 
 
 def _disable(database: Any, key_id: int) -> Any:
-    from quotaledger import keys
+    from quotaledger.identity import keys
 
     return keys.set_key_status(database, key_id, "disabled")
 
 
 def _enable(database: Any, key_id: int) -> Any:
-    from quotaledger import keys
+    from quotaledger.identity import keys
 
     return keys.set_key_status(database, key_id, "enabled")
 
 
 def _delete(database: Any, key_id: int) -> Any:
-    from quotaledger import keys
+    from quotaledger.identity import keys
 
     return keys.delete_key(database, key_id)
 

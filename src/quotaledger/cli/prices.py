@@ -62,7 +62,7 @@ def set_price(
       quotaledger price set claude-sonnet-4 --input-usd-per-mtok 3 --output-usd-per-mtok 15 \\
           --cache-read-usd-per-mtok 0.3
     """
-    from quotaledger import pricing
+    from quotaledger.billing import pricing
 
     new = pricing.make_price(
         model,
@@ -83,7 +83,7 @@ def set_price(
 @handles_errors
 def list_prices(as_json: bool, database_url: str | None) -> None:
     """List model prices."""
-    from quotaledger import pricing
+    from quotaledger.billing import pricing
 
     found = pricing.list_prices(open_database(database_url))
     if as_json:
@@ -101,14 +101,14 @@ def list_prices(as_json: bool, database_url: str | None) -> None:
 @handles_errors
 def delete_price(model: str, database_url: str | None) -> None:
     """Delete MODEL's price (charges for it are then refused)."""
-    from quotaledger import pricing
+    from quotaledger.billing import pricing
 
     pricing.delete_price(open_database(database_url), model)
     click.echo(f"Deleted the price of {model}.")
 
 
 def _describe(p: object) -> str:
-    from quotaledger.pricing import Price
+    from quotaledger.billing.pricing import Price
 
     assert isinstance(p, Price)
     if p.per_call_usd is not None:
@@ -143,7 +143,7 @@ def set_group(name: str, ratio: str, database_url: str | None) -> None:
     Example:
       quotaledger group set vip --ratio 0.8
     """
-    from quotaledger import pricing
+    from quotaledger.billing import pricing
 
     value = pricing.set_group_ratio(open_database(database_url), name, ratio)
     click.echo(f"Group {name}: prices x {value}.")

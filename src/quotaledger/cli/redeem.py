@@ -47,7 +47,7 @@ def create(
       quotaledger redeem create --usd 5
       quotaledger redeem create --usd 10 --count 20 --expires 30d --name launch
     """
-    from quotaledger import redemptions
+    from quotaledger.billing import redemptions
 
     amount = amount_in_quota(usd, quota, required=True)
     expires_at = expiry(expires) if expires else None
@@ -71,7 +71,7 @@ def create(
 @handles_errors
 def list_codes(as_json: bool, database_url: str | None) -> None:
     """List every code: its hint, value, state and who redeemed it."""
-    from quotaledger import redemptions
+    from quotaledger.billing import redemptions
 
     found = redemptions.list_codes(open_database(database_url))
     now = time.time()
@@ -98,7 +98,7 @@ def list_codes(as_json: bool, database_url: str | None) -> None:
 @handles_errors
 def disable(code_id: int, database_url: str | None) -> None:
     """Disable the code ID: it can no longer be redeemed."""
-    from quotaledger import redemptions
+    from quotaledger.billing import redemptions
 
     code = redemptions.disable_code(open_database(database_url), code_id)
     click.echo(f"Disabled redemption code {code.id} ({code.hint}).")

@@ -37,7 +37,7 @@ def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
     """
     import uvicorn
 
-    from quotaledger.bootstrap import prepare_database
+    from quotaledger.identity.bootstrap import prepare_database
     from quotaledger.logging import configure_logging
     from quotaledger.settings import Settings
 

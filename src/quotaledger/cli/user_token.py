@@ -31,7 +31,7 @@ def token(name: str, password_stdin: bool, database_url: str | None) -> None:
       export ADMIN_TOKEN="$(quotaledger user token admin)"    # asks for the password
       printf '%s\\n' "$PASSWORD" | quotaledger user token alice --password-stdin
     """
-    from quotaledger import accounts
+    from quotaledger.identity import accounts
 
     password = _read_password(password_stdin)
     database = open_database(database_url)

@@ -51,7 +51,8 @@ def create(
       quotaledger user create alice --usd 50
       printf '%s' "$PASSWORD" | quotaledger user create bob --password-stdin --quota 1000000
     """
-    from quotaledger import accounts, passwords
+    from quotaledger import passwords
+    from quotaledger.identity import accounts
 
     initial = amount_in_quota(usd, quota, required=False)
     if password_stdin:
@@ -80,7 +81,7 @@ def topup(name: str, usd: str | None, quota: int | None, database_url: str | Non
       quotaledger user topup alice --usd 20
       quotaledger user topup alice --quota 500000
     """
-    from quotaledger import ledger
+    from quotaledger.billing import ledger
 
     amount = amount_in_quota(usd, quota, required=True)
     balance = ledger.top_up(open_database(database_url), name, amount, note="top-up (CLI)")
@@ -93,7 +94,7 @@ def topup(name: str, usd: str | None, quota: int | None, database_url: str | Non
 @handles_errors
 def disable(name: str, database_url: str | None) -> None:
     """Disable NAME: its token and sessions stop working (403)."""
-    from quotaledger import accounts
+    from quotaledger.identity import accounts
 
     accounts.set_status(open_database(database_url), name, "disabled")
     click.echo(f"Disabled {name!r}.")
@@ -105,7 +106,7 @@ def disable(name: str, database_url: str | None) -> None:
 @handles_errors
 def enable(name: str, database_url: str | None) -> None:
     """Enable NAME again."""
-    from quotaledger import accounts
+    from quotaledger.identity import accounts
 
     accounts.set_status(open_database(database_url), name, "enabled")
     click.echo(f"Enabled {name!r}.")
@@ -117,7 +118,7 @@ def enable(name: str, database_url: str | None) -> None:
 @handles_errors
 def list_users(as_json: bool, database_url: str | None) -> None:
     """List every account with its balance."""
-    from quotaledger import accounts
+    from quotaledger.identity import accounts
 
     found = accounts.list_accounts(open_database(database_url))
     if as_json:
@@ -148,7 +149,7 @@ def list_users(as_json: bool, database_url: str | None) -> None:
 @handles_errors
 def show(name: str, as_json: bool, database_url: str | None) -> None:
     """Show one account."""
-    from quotaledger import accounts
+    from quotaledger.identity import accounts
 
     account = accounts.find_account(open_database(database_url), name)
     if as_json:

@@ -3,7 +3,7 @@ the threshold crossed (or that it is back above them), in the monitor's `Message
 
 from __future__ import annotations
 
-from quotaledger.alert_states import OK, Found
+from quotaledger.alerting.states import OK, Found
 from quotaledger.money import format_usd
 from quotaledger.monitor.messages import Message
 from quotaledger.monitor.state import State

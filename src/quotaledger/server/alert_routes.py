@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from quotaledger import alert_states, alerts
-from quotaledger.alerts import AlertSettings, Thresholds
+from quotaledger.alerting import alerts
+from quotaledger.alerting import states as alert_states
+from quotaledger.alerting.alerts import AlertSettings, Thresholds
 from quotaledger.errors import InvalidInput
 from quotaledger.money import format_usd, usd_to_quota
 from quotaledger.monitor.notify import check_url
@@ -29,7 +30,7 @@ from quotaledger.server.responses import ok
 from quotaledger.server.services import Services
 
 router = APIRouter()
-log = logging.getLogger("quotaledger.alerts")
+log = logging.getLogger("quotaledger.alerting.alerts")
 AnyCaller = Annotated[Caller, Depends(any_caller)]
 Usd = Annotated[Decimal | None, Field(None, ge=0, le=Decimal(10) ** 12)]
 

@@ -33,9 +33,11 @@ from decimal import Decimal
 
 from starlette.concurrency import run_in_threadpool
 
-from quotaledger import alert_states, alerts
-from quotaledger.alert_states import OK
-from quotaledger.alerts import AlertCipher, Thresholds
+from quotaledger.alerting import alerts
+from quotaledger.alerting import states as alert_states
+from quotaledger.alerting.alerts import AlertCipher, Thresholds
+from quotaledger.alerting.states import OK
+from quotaledger.billing.settlement import Settlement
 from quotaledger.money import quota_to_usd
 from quotaledger.monitor import config as monitor_config
 from quotaledger.monitor.messages import Message
@@ -43,10 +45,9 @@ from quotaledger.monitor.notify import Notifier
 from quotaledger.monitor.state import State, level_of
 from quotaledger.server.alert_messages import compose
 from quotaledger.settings import Settings
-from quotaledger.settlement import Settlement
 from quotaledger.store.database import Database
 
-log = logging.getLogger("quotaledger.alerts")
+log = logging.getLogger("quotaledger.alerting.alerts")
 RECOVERY_MARGIN = Decimal("0.10")  # the watcher's default (monitor/config.py)
 REFRESH_SECONDS = 30.0
 STOP_SECONDS = 5.0  # the longest a shutdown waits for the step in progress

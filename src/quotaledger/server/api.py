@@ -18,8 +18,10 @@ from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from quotaledger import __version__, accounts, ledger, pricing, sessions
+from quotaledger import __version__
+from quotaledger.billing import ledger, pricing
 from quotaledger.errors import AuthenticationFailed, InvalidInput
+from quotaledger.identity import accounts, sessions
 from quotaledger.money import MAX_QUOTA, QUOTA_PER_USD, format_usd, usd_to_quota
 from quotaledger.server import openapi
 from quotaledger.server.auth import (

@@ -25,7 +25,6 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp
 
 from quotaledger import __version__
-from quotaledger.relay.errors import WireFormat, error_body
 from quotaledger.server import (
     alert_routes,
     api,
@@ -48,6 +47,7 @@ from quotaledger.server.services import Services
 from quotaledger.server.sweeper import sweep_forever
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
+from quotaledger.wire.errors import WireFormat, error_body
 
 
 def _openai_refusal(status: int, message: str) -> bytes:

@@ -10,9 +10,10 @@ from typing import Literal
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from quotaledger import accounts, sessions, tokens
-from quotaledger.accounts import MALFORMED_REFUSAL, Account
+from quotaledger import tokens
 from quotaledger.errors import AuthenticationFailed, PermissionDenied
+from quotaledger.identity import accounts, sessions
+from quotaledger.identity.accounts import MALFORMED_REFUSAL, Account
 from quotaledger.server.calls import Call
 from quotaledger.server.errors import within_limit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from quotaledger.accounts import Account
+from quotaledger.identity.accounts import Account
 from quotaledger.server.auth import authenticate, check_caller, token_account
 from quotaledger.server.calls import Answer, Call, Headers
 from quotaledger.server.errors import within_limit

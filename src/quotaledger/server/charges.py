@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from quotaledger import ledger
+from quotaledger.billing import ledger
 from quotaledger.errors import QuotaLedgerError
 from quotaledger.server.auth import account_by_token, require_admin
 from quotaledger.server.bodies import parse_json

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from quotaledger import keys
-from quotaledger.keys import Admission
+from quotaledger.identity import keys
+from quotaledger.identity.keys import Admission
 from quotaledger.money import QUOTA_PER_USD, format_usd
 from quotaledger.server.calls import Answer, Call
 from quotaledger.server.errors import within_limit

@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from quotaledger import alert_states, keys, tokens
+from quotaledger import tokens
+from quotaledger.alerting import states as alert_states
 from quotaledger.errors import InvalidInput
-from quotaledger.keys import ApiKey, KeyLimits
+from quotaledger.identity import keys
+from quotaledger.identity.keys import ApiKey, KeyLimits
 from quotaledger.money import MAX_QUOTA, format_usd
 from quotaledger.server.auth import Caller, any_caller
 from quotaledger.server.errors import HTTPError

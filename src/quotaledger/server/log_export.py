@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from quotaledger import usage_log
+from quotaledger.billing import usage_log
 from quotaledger.money import format_usd
 from quotaledger.server.services import Services
 from quotaledger.server.usage_routes import AnyCaller, Filter

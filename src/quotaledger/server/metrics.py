@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from quotaledger.settlement import Outcome, Settlement
+    from quotaledger.billing.settlement import Outcome, Settlement
 
 
 class Metrics:

@@ -16,12 +16,13 @@ from decimal import Decimal
 
 from starlette.concurrency import run_in_threadpool
 
-from quotaledger import channels, pricing
+from quotaledger.billing import pricing
 from quotaledger.errors import NotConfigured
-from quotaledger.relay import counting
+from quotaledger.relay import channels
 from quotaledger.server.upstream import Target, Upstream
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
+from quotaledger.wire import counting
 
 log = logging.getLogger("quotaledger.relay")
 

@@ -20,9 +20,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from quotaledger import sessions
-from quotaledger.accounts import Account
 from quotaledger.errors import PermissionDenied
+from quotaledger.identity import sessions
+from quotaledger.identity.accounts import Account
 from quotaledger.money import format_usd
 from quotaledger.server import log_export
 from quotaledger.server.auth import SESSION_COOKIE

@@ -32,11 +32,17 @@ from typing import Any
 import aiohttp
 import orjson
 
-from quotaledger import keys, pricing, reservations, settlement
+from quotaledger.billing import pricing, reservations, settlement
 from quotaledger.errors import AuthenticationFailed, InvalidInput, NotFound
-from quotaledger.relay import anthropic_messages
-from quotaledger.relay.errors import InvalidRequest, WireFormat, error_body
-from quotaledger.relay.formats import (
+from quotaledger.identity import keys
+from quotaledger.server.calls import Answer, Call, Headers, Stream
+from quotaledger.server.errors import HTTPError, refusal
+from quotaledger.server.offers import Candidate, Offers
+from quotaledger.server.upstream import Reply, UpstreamFailure
+from quotaledger.token_usage import TokenUsage
+from quotaledger.wire import anthropic_messages
+from quotaledger.wire.errors import InvalidRequest, WireFormat, error_body
+from quotaledger.wire.formats import (
     CHAT,
     EMBEDDINGS,
     MESSAGES,
@@ -45,12 +51,7 @@ from quotaledger.relay.formats import (
     Prepared,
     Tracker,
 )
-from quotaledger.relay.sse import SSEParser
-from quotaledger.server.calls import Answer, Call, Headers, Stream
-from quotaledger.server.errors import HTTPError, refusal
-from quotaledger.server.offers import Candidate, Offers
-from quotaledger.server.upstream import Reply, UpstreamFailure
-from quotaledger.token_usage import TokenUsage
+from quotaledger.wire.sse import SSEParser
 
 log = logging.getLogger("quotaledger.relay")
 

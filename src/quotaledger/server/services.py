@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
-from quotaledger import pricing
+from quotaledger.billing import pricing
 from quotaledger.server.alert_watch import AlertWatch
 from quotaledger.server.metrics import Metrics
 from quotaledger.server.offers import RelayRuntime

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
-from quotaledger import settlement
+from quotaledger.billing import settlement
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 

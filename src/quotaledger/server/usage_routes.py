@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from quotaledger import usage_log
+from quotaledger.billing import usage_log
 from quotaledger.money import format_usd
 from quotaledger.server.auth import Caller, any_caller
 from quotaledger.server.newapi_docs import described

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from quotaledger import alert_states, pricing, redemptions
+from quotaledger.alerting import states as alert_states
+from quotaledger.billing import pricing, redemptions
 from quotaledger.server.auth import Caller, any_caller
 from quotaledger.server.calls import Call
 from quotaledger.server.errors import HTTPError, within_limit

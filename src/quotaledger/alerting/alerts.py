@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from quotaledger.channels import ChannelCipher
 from quotaledger.errors import InvalidInput, NotFound
+from quotaledger.relay.channels import ChannelCipher
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import alert_settings, alert_states, api_keys, key_alerts, users
 

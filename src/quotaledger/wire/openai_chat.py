@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 import orjson
 
-from quotaledger.relay.counting import local_usage
-from quotaledger.relay.counts import count, optional_count
-from quotaledger.relay.errors import DONE, InvalidRequest, openai_stream_error
-from quotaledger.relay.sse import SSEEvent
 from quotaledger.token_usage import TokenUsage
+from quotaledger.wire.counting import local_usage
+from quotaledger.wire.counts import count, optional_count
+from quotaledger.wire.errors import DONE, InvalidRequest, openai_stream_error
+from quotaledger.wire.sse import SSEEvent
 
 CapField = Literal["max_tokens", "max_completion_tokens"]
 _REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek / vLLM, OpenRouter

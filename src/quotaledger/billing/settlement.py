@@ -18,10 +18,10 @@ from typing import Any, ClassVar, NamedTuple
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
+from quotaledger.billing.pricing import CACHE_COLUMNS, price_from_columns, relay_cost
+from quotaledger.billing.reservations import Clock
 from quotaledger.errors import InvalidInput, NotFound
 from quotaledger.money import MAX_QUOTA
-from quotaledger.pricing import CACHE_COLUMNS, price_from_columns, relay_cost
-from quotaledger.reservations import Clock
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
 from quotaledger.store.group_commit import apply_items

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from quotaledger import accounts, passwords
+from quotaledger import passwords
 from quotaledger.errors import AlreadyExists, NotFound
+from quotaledger.identity import accounts
 from quotaledger.settings import Settings, default_database_path
 from quotaledger.store.database import Database
 from quotaledger.store.migrate import upgrade

@@ -23,11 +23,11 @@ from typing import Any
 
 import orjson
 
-from quotaledger.relay.counting import count_texts, local_usage, messages_prompt_tokens
-from quotaledger.relay.counts import count, optional_count
-from quotaledger.relay.errors import InvalidRequest, anthropic_stream_error
-from quotaledger.relay.sse import SSEEvent
 from quotaledger.token_usage import TokenUsage, UsageSource
+from quotaledger.wire.counting import count_texts, local_usage, messages_prompt_tokens
+from quotaledger.wire.counts import count, optional_count
+from quotaledger.wire.errors import InvalidRequest, anthropic_stream_error
+from quotaledger.wire.sse import SSEEvent
 
 # The usage fields of message_start / message_delta, flattened ("a.b" for nested ones).
 _FIELDS = (

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 from sqlalchemy.exc import IntegrityError
 
 from quotaledger import passwords, tokens
+from quotaledger.billing.ledger import grant_in
 from quotaledger.errors import (
     AlreadyExists,
     AuthenticationFailed,
@@ -21,7 +22,6 @@ from quotaledger.errors import (
     NotFound,
     PermissionDenied,
 )
-from quotaledger.ledger import grant_in
 from quotaledger.money import format_usd
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database, now

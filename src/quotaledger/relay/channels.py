@@ -33,13 +33,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from quotaledger.billing.pricing import PRICE_FORMATS
 from quotaledger.errors import AlreadyExists, InvalidInput, NotConfigured, NotFound
-from quotaledger.pricing import PRICE_FORMATS
 from quotaledger.settings import Secret
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import channels, prices
 
-log = logging.getLogger("quotaledger.channels")
+log = logging.getLogger("quotaledger.relay.channels")
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MIN_SECRET_LENGTH = 32

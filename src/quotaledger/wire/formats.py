@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from quotaledger.relay import anthropic_messages, counting, openai_chat, openai_responses
-from quotaledger.relay.errors import InvalidRequest, WireFormat
-from quotaledger.relay.sse import SSEEvent
 from quotaledger.token_usage import TokenUsage
+from quotaledger.wire import anthropic_messages, counting, openai_chat, openai_responses
+from quotaledger.wire.errors import InvalidRequest, WireFormat
+from quotaledger.wire.sse import SSEEvent
 
 
 class Prepared(Protocol):

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from quotaledger.alerts import Thresholds, account_subject, key_subject, watched_thresholds_in
+from quotaledger.alerting.alerts import (
+    Thresholds,
+    account_subject,
+    key_subject,
+    watched_thresholds_in,
+)
 from quotaledger.store.database import Database
 from quotaledger.store.tables import alert_states, api_keys, users
 

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from quotaledger.billing.pricing import cost_in_quota, price_from_columns
 from quotaledger.errors import (
     IdempotencyConflict,
     InsufficientQuota,
@@ -30,7 +31,6 @@ from quotaledger.errors import (
     QuotaLedgerError,
 )
 from quotaledger.money import MAX_QUOTA
-from quotaledger.pricing import cost_in_quota, price_from_columns
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import grants, groups, prices, usage, users

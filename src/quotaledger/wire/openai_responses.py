@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 import orjson
 
-from quotaledger.relay.counting import local_usage
-from quotaledger.relay.counts import count, optional_count
-from quotaledger.relay.errors import InvalidRequest
-from quotaledger.relay.sse import SSEEvent
 from quotaledger.token_usage import TokenUsage
+from quotaledger.wire.counting import local_usage
+from quotaledger.wire.counts import count, optional_count
+from quotaledger.wire.errors import InvalidRequest
+from quotaledger.wire.sse import SSEEvent
 
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _OUTPUT_DELTAS = frozenset(

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from quotaledger import tokens
+from quotaledger.billing.ledger import grant_in
 from quotaledger.errors import AlreadyExists, InvalidInput, NotFound
-from quotaledger.ledger import grant_in
 from quotaledger.money import MAX_QUOTA
 from quotaledger.store.database import Database
 from quotaledger.store.tables import redemptions, users

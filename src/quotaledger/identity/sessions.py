@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select
 
-from quotaledger.accounts import ACCOUNT_COLUMNS, Account, account_from_row
 from quotaledger.errors import PermissionDenied
+from quotaledger.identity.accounts import ACCOUNT_COLUMNS, Account, account_from_row
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import sessions, users
 

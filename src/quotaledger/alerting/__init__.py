@@ -1,0 +1,1 @@
+"""Balance alerts on the server: thresholds per account and key, and their states."""

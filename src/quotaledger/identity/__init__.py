@@ -1,0 +1,1 @@
+"""Who is calling: accounts and their passwords, sessions, API keys, the first admin."""
