@@ -61,7 +61,7 @@ class Reasoning:
 class ToolCall:
     id: str
     name: str
-    arguments: str  # JSON text, as OpenAI carries it (Anthropic's `input` and Gemini's `args` dumped)
+    arguments: str  # JSON text, as OpenAI carries it (Anthropic input, Gemini args: dumped)
 
 
 @dataclass(frozen=True, slots=True)
