@@ -1,5 +1,5 @@
 """The relay's ceiling: a bare pass-through. A Starlette route forwards the request body to
-the upstream with the very client the relay uses (`quotaledger.server.upstream.Upstream`:
+the upstream with the very client the relay uses (`quotaledger.relay.upstream.Upstream`:
 one pooled aiohttp session, the same timeouts and header filtering) and answers what came
 back, streamed when the upstream streams. No auth, no key check, no reservation, no
 settlement, no log row: what no metered relay route can beat on this machine.
@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from quotaledger.server.upstream import Target, Upstream, UpstreamFailure
+from quotaledger.relay.upstream import Target, Upstream, UpstreamFailure
 
 _FORWARDED = ("content-type", "anthropic-version", "accept")
 
@@ -32,7 +32,8 @@ def passthrough_app(upstream_url: str) -> Starlette:
         body = await request.body()
         headers = [(k, v) for k, v in request.headers.items() if k in _FORWARDED]
         try:
-            reply = await upstream.open(target, request.url.path, "", headers, body)
+            url = target.base_url + request.url.path.removeprefix("/v1")
+            reply = await upstream.open(target, url, headers, body)
         except UpstreamFailure as exc:
             return Response(exc.body, status_code=exc.status or 502)
         kind = reply.content_type

@@ -8,7 +8,7 @@ The fake upstream (examples/fake_upstream.py, on uvloop) runs pinned to the clie
 wrk and the stream client; every server under test on the server core, one worker each:
 
 - `relay-ceiling`: `relay_ceiling.py`, a Starlette route forwarding the body with the relay's
-  own aiohttp client (`quotaledger.server.upstream.Upstream`), launched through `serve`'s
+  own aiohttp client (`quotaledger.relay.upstream.Upstream`), launched through `serve`'s
   uvicorn settings as the balance ceiling is;
 - `relay`: `quotaledger serve` on a SQLite file (`synchronous=FULL`, the default) with one
   OpenAI channel and one Anthropic channel on the fake upstream, a priced model and a key:

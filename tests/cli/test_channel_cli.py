@@ -113,7 +113,8 @@ class _Upstream(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        headers = {k.lower(): v for k, v in self.headers.items()}  # names are case-blind
+        self.seen.append({"path": self.path, "headers": headers, "body": body})
         if self.status != 200:
             answer: dict[str, Any] = {"error": {"message": "Incorrect API key provided"}}
         elif self.path.endswith("/messages"):
@@ -155,7 +156,7 @@ def test_channel_test_sends_one_tiny_openai_request(run, upstream: str) -> None:
     assert "(m-2026)" in result.stdout
     [request] = _Upstream.seen
     assert request["path"] == "/v1/chat/completions"
-    assert request["headers"]["Authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert request["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert request["body"]["model"] == "m-2026" and request["body"]["max_tokens"] == 1
 
 
@@ -169,7 +170,7 @@ def test_channel_test_speaks_anthropic_to_an_anthropic_channel(run, upstream: st
     assert request["path"] == "/v1/messages"
     assert request["headers"]["x-api-key"] == UPSTREAM_KEY
     assert request["headers"]["anthropic-version"] == "2023-06-01"
-    assert "Authorization" not in request["headers"]
+    assert "authorization" not in request["headers"]
     assert request["body"]["model"] == "n"
 
 

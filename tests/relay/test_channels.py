@@ -99,7 +99,7 @@ def test_a_base_url_with_credentials_or_another_scheme_is_refused(url: str) -> N
         ({"name": "has space"}, "name"),
         ({"models": ()}, "models"),
         ({"model_map": {"other": "x"}}, "map"),
-        ({"format": "gemini"}, "format"),
+        ({"format": "cohere"}, "format"),
         ({"weight": 0}, "weight"),
         ({"api_key": Secret("two words")}, "api_key"),
     ],
@@ -169,14 +169,25 @@ def test_within_a_priority_the_weight_decides_how_often_a_channel_is_first() -> 
     assert 0.73 < firsts["heavy"] / 20_000 < 0.77  # 3 / (3 + 1)
 
 
-def test_only_enabled_channels_serving_the_model_in_the_format_are_candidates() -> None:
+def test_only_enabled_channels_serving_the_model_are_candidates_native_ones_first() -> None:
     pool = [
         _channel("off", status="disabled"), _channel("other", models=("x",)),
         _channel("claude", format="anthropic"), _channel("ok"),
     ]  # fmt: skip
 
-    assert [c.name for c in choose_channels("m", pool, price_format="openai")] == ["ok"]
-    assert {c.name for c in choose_channels("m", pool)} == {"claude", "ok"}
+    def native(c: Channel) -> bool:
+        return c.format == "openai"
+
+    for _ in range(50):  # whatever the draw, the native channel comes first
+        ordered = choose_channels("m", pool, preferred=native, rng=random.Random())
+        assert [c.name for c in ordered] == ["ok", "claude"]
+
+
+def test_a_higher_priority_converted_channel_still_comes_before_a_native_one() -> None:
+    pool = [_channel("claude", format="anthropic", priority=5), _channel("ok")]
+
+    ordered = choose_channels("m", pool, preferred=lambda c: c.format == "openai")
+    assert [c.name for c in ordered] == ["claude", "ok"]
 
 
 def test_a_channel_failing_repeatedly_is_skipped_for_the_cool_down_logged_once(

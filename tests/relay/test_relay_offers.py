@@ -8,8 +8,8 @@ import pytest
 
 from quotaledger.billing import pricing
 from quotaledger.relay import channels
+from quotaledger.relay.offers import read_offers
 from quotaledger.secret import Secret
-from quotaledger.server.offers import read_offers
 from quotaledger.store.database import Database
 
 SECRET = Secret("the-secret-of-this-server-0123456789")

@@ -15,6 +15,7 @@ from quotaledger.billing import pricing
 from quotaledger.billing.pricing import make_price, relay_cost, reservation_cost
 from quotaledger.errors import InvalidInput
 from quotaledger.money import QUOTA_PER_USD
+from quotaledger.relay import providers
 from quotaledger.store.database import Database
 from quotaledger.token_usage import TokenUsage
 
@@ -156,7 +157,7 @@ def test_the_integer_arithmetic_rounds_exactly_as_the_rational_formula() -> None
             cache_write_1h_usd_per_mtok=cache[2] if rng.random() < 0.5 else None,
         )  # fmt: skip
         ratio = Decimal(rng.choice(("1", "0.8", "1.333", "0", "2.5", "0.0001")))
-        fmt = rng.choice(pricing.PRICE_FORMATS)
+        fmt = rng.choice(providers.FORMATS)
         counts = tuple(rng.choice((0, 1, 7, 999, 123_457, 10**9)) for _ in range(5))
         rates = pricing.token_rates(price, fmt)
         ordered = (rates.input, rates.cache_read, rates.cache_write, rates.cache_write_1h,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from quotaledger.server.upstream import Reply, Target, Upstream
+from quotaledger.relay.upstream import Reply, Target, Upstream
 
 BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -25,7 +25,8 @@ def _headers(**scenario: Any) -> list[tuple[str, str]]:
 async def _open(upstream: Upstream, fake_upstream: Any, **scenario: Any) -> Reply:
     """A streamed chat on the fake upstream, playing `scenario`."""
     return await upstream.open(
-        _target(fake_upstream), "/v1/chat/completions", "", _headers(**scenario),
+        _target(fake_upstream), fake_upstream.base_url + "/v1/chat/completions",
+        _headers(**scenario),
         json.dumps(BODY).encode(),
     )  # fmt: skip
 

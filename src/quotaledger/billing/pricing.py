@@ -27,6 +27,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from quotaledger.errors import InvalidInput, NotFound
 from quotaledger.money import MAX_QUOTA, QUOTA_PER_USD, parse_usd, usd_to_quota
+from quotaledger.relay.providers import PROVIDERS
+from quotaledger.relay.providers.base import FULL_PRICE
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import groups, prices
 from quotaledger.token_usage import TokenUsage
@@ -197,9 +199,6 @@ def list_group_ratios(database: Database) -> dict[str, Decimal]:
 
 # ------------------------------------------------------------------ the relay's cost (SPEC §8, §8a)
 
-# Anthropic's published ratios of the input price: cache read, 5-minute write, 1-hour write.
-ANTHROPIC_CACHE_RATIOS = (Fraction(1, 10), Fraction(5, 4), Fraction(2))
-PRICE_FORMATS = ("openai", "anthropic")
 _QUOTA_PER_TOKEN_AT_ONE_USD_PER_MTOK = Fraction(QUOTA_PER_USD, 1_000_000)
 
 
@@ -225,13 +224,20 @@ def token_rates(price: Price, price_format: str = "openai") -> TokenRates:
     if price.per_call_usd is not None:
         raise ValueError(f"{price.model} is priced per call")
     base = Fraction(price.input_usd_per_mtok or 0)
-    ratios = ANTHROPIC_CACHE_RATIOS if price_format == "anthropic" else (Fraction(1),) * 3
+    ratios = _cache_ratios(price_format)
     given = (getattr(price, column) for column in CACHE_COLUMNS)
     read, write, write_1h = (
         base * ratio if value is None else Fraction(value)
         for value, ratio in zip(given, ratios, strict=True)
     )
     return TokenRates(base, read, write, write_1h, Fraction(price.output_usd_per_mtok or 0))
+
+
+def _cache_ratios(price_format: str) -> tuple[Fraction, Fraction, Fraction]:
+    """What unset cache prices default to on a channel of `price_format`: its provider's
+    ratios of the input price (a format no longer known: the input price itself)."""
+    known = PROVIDERS.get(price_format)
+    return FULL_PRICE if known is None else known.cache_ratios
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,9 @@ class Outcome:
     latency_ms: int | None = None
     ttft_ms: int | None = None
     session_id: str | None = None
+    client_format: str | None = None  # the client's wire format (chat, messages, gemini...)
+    channel_format: str | None = None  # the channel's (openai, openai-chat, anthropic, gemini)
+    dropped: str | None = None  # fields the conversion could not carry, comma-separated
 
     @property
     def answered(self) -> bool:
@@ -172,7 +175,7 @@ _LOG_COLUMNS = [
     "quota_after", "created_at", "key_id", "key_name", "upstream_model", "channel",
     "is_stream", "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens",
     "quota_reserved", "written_off", "usage_source", "end_reason", "status", "latency_ms",
-    "ttft_ms", "session_id",
+    "ttft_ms", "session_id", "client_format", "channel_format", "dropped_fields",
 ]  # fmt: skip
 _LOG = CompiledStatement(insert(usage), column_keys=_LOG_COLUMNS)
 
@@ -355,7 +358,9 @@ def _log_row(
         "usage_source": None if outcome.usage is None else str(outcome.usage.source),
         "end_reason": outcome.end_reason, "status": outcome.status,
         "latency_ms": outcome.latency_ms, "ttft_ms": outcome.ttft_ms,
-        "session_id": outcome.session_id,
+        "session_id": outcome.session_id, "client_format": outcome.client_format,
+        "channel_format": outcome.channel_format,
+        "dropped_fields": None if outcome.dropped is None else outcome.dropped[:512],
     }  # fmt: skip
 
 

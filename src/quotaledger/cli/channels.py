@@ -18,6 +18,7 @@ from quotaledger.cli.common import (
     print_json,
 )
 from quotaledger.cli.exits import Exit
+from quotaledger.relay.providers import FORMATS, PROVIDERS
 
 
 @click.group()
@@ -29,9 +30,8 @@ def channel() -> None:
 @click.argument("name")
 @click.option(
     "--base-url",
-    required=True,
     metavar="URL",
-    help="The upstream's base URL, as its OpenAI SDK takes it (https://host/v1).",
+    help="The upstream's base URL, as its SDK takes it (https://host/v1) [gemini: Google's].",
 )
 @click.option("--models", required=True, metavar="A,B", help="The models this channel serves.")
 @click.option(
@@ -56,15 +56,17 @@ def channel() -> None:
 @click.option(
     "--format",
     "wire_format",
-    type=click.Choice(["openai", "anthropic"]),
+    type=click.Choice(FORMATS),
     default="openai",
     show_default=True,
-    help="openai: chat, embeddings, responses; anthropic: messages.",
+    help="The upstream's API: openai (chat, embeddings, responses), openai-chat (chat and "
+    "embeddings only: DeepSeek, Kimi, GLM, Qwen, OpenRouter, vLLM...), anthropic (messages), "
+    "gemini (generateContent). Every client endpoint works on every format (converted).",
 )
 @database_url_option
 @handles_errors
 def add(
-    name: str, base_url: str, models: str, mappings: tuple[str, ...], api_key_stdin: bool,
+    name: str, base_url: str | None, models: str, mappings: tuple[str, ...], api_key_stdin: bool,
     api_key_env: str | None, priority: int, weight: int, wire_format: str,
     database_url: str | None,
 ) -> None:  # fmt: skip
@@ -78,10 +80,17 @@ def add(
       quotaledger channel add claude --format anthropic --base-url https://api.anthropic.com \\
           --models claude-sonnet-4 --map claude-sonnet-4=claude-sonnet-4-20250514 \\
           --api-key-env ANTHROPIC_API_KEY
+      quotaledger channel add deepseek --format openai-chat \\
+          --base-url https://api.deepseek.com --models deepseek-chat --api-key-env DEEPSEEK_KEY
+      quotaledger channel add google --format gemini --models gemini-2.5-flash \\
+          --api-key-env GEMINI_API_KEY
     """
     from quotaledger.relay import channels
     from quotaledger.settings import Secret, Settings
 
+    base_url = base_url or PROVIDERS[wire_format].default_base_url
+    if base_url is None:
+        raise click.UsageError(f"--base-url is required for {wire_format} channels")
     cipher = channels.ChannelCipher(Settings.from_env(database_url=database_url).secret_key)
     spec = channels.ChannelSpec(
         name=name, base_url=base_url, models=tuple(models.split(",")),
@@ -199,16 +208,16 @@ def test_channel(name: str, model: str | None, timeout: float, database_url: str
 
 
 def _probe(found: Any, api_key: str, model: str, timeout: float) -> tuple[int, float, str]:
-    """(status, seconds, a short reason) of one minimal request in the channel's format."""
+    """(status, seconds, a short reason) of the cheapest call of the channel's provider."""
     import httpx
 
-    body = {"model": found.upstream_model(model), "max_tokens": 1,
-            "messages": [{"role": "user", "content": "ping"}]}  # fmt: skip
-    if found.format == "anthropic":
-        url, headers = found.url("messages"), {"x-api-key": api_key,
-                                               "anthropic-version": "2023-06-01"}  # fmt: skip
-    else:
-        url, headers = found.url("chat/completions"), {"Authorization": f"Bearer {api_key}"}
+    from quotaledger.relay.providers import provider
+
+    upstream = provider(found.format)
+    model_name = found.upstream_model(model)
+    url = upstream.url(found.base_url, upstream.probe.operation, model_name)
+    body = upstream.probe.body(model_name)
+    headers = dict([*upstream.headers({}), *upstream.auth(api_key)])
     started = time.perf_counter()
     try:
         response = httpx.post(url, json=body, headers=headers, timeout=timeout)

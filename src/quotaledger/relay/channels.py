@@ -33,8 +33,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from quotaledger.billing.pricing import PRICE_FORMATS
 from quotaledger.errors import AlreadyExists, InvalidInput, NotConfigured, NotFound
+from quotaledger.relay.providers import FORMATS, provider
 from quotaledger.settings import Secret
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import channels, prices
@@ -104,7 +104,7 @@ class Channel:
     id: int
     name: str
     base_url: str
-    format: str  # openai | anthropic
+    format: str  # a channel format: `relay.providers.FORMATS`
     models: tuple[str, ...]
     model_map: dict[str, str] = field(hash=False)
     priority: int
@@ -120,11 +120,6 @@ class Channel:
     def upstream_model(self, model: str) -> str:
         """The name upstream knows `model` by."""
         return self.model_map.get(model, model)
-
-    def url(self, endpoint: str) -> str:
-        """The upstream URL of `endpoint`, the client's path after `/v1` (`chat/completions`,
-        `messages`, `embeddings`, `responses`, `models`)."""
-        return self.base_url + "/" + endpoint.lstrip("/")
 
     def api_key(self, cipher: ChannelCipher) -> str:
         """The upstream key, in clear: only for the request that sends it."""
@@ -191,8 +186,8 @@ def _validated(spec: ChannelSpec) -> dict[str, Any]:
         raise InvalidInput("map", f"maps models the channel does not serve: {', '.join(unknown)}")
     if any(not v or len(v) > 128 for v in spec.model_map.values()):
         raise InvalidInput("map", "upstream model names must be 1-128 characters")
-    if spec.format not in PRICE_FORMATS:
-        raise InvalidInput("format", "must be openai or anthropic")
+    if spec.format not in FORMATS:
+        raise InvalidInput("format", f"must be one of {', '.join(FORMATS)}")
     if not -1_000_000 <= spec.priority <= 1_000_000:
         raise InvalidInput("priority", "must be between -1000000 and 1000000")
     if not 1 <= spec.weight <= 1_000_000:
@@ -201,7 +196,7 @@ def _validated(spec: ChannelSpec) -> dict[str, Any]:
     if not key or len(key) > 4096 or any(c.isspace() for c in key):
         raise InvalidInput("api_key", "must be 1-4096 characters without spaces or newlines")
     return {
-        "name": spec.name, "base_url": normalise_base_url(spec.base_url),
+        "name": spec.name, "base_url": normalise_base_url(spec.base_url, spec.format),
         "format": spec.format, "models": ",".join(models),
         "model_map": json.dumps(spec.model_map, sort_keys=True),
         "priority": spec.priority, "weight": spec.weight,
@@ -215,15 +210,15 @@ def _models(models: Iterable[str]) -> list[str]:
     return cleaned
 
 
-def normalise_base_url(url: str) -> str:
-    """An http(s) URL without credentials, query or fragment; no trailing slash; `/v1`
-    when it has no path at all."""
+def normalise_base_url(url: str, channel_format: str = "openai") -> str:
+    """An http(s) URL without credentials, query or fragment; no trailing slash; the
+    format's default path (`/v1`, Gemini's `/v1beta`) when it has no path at all."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput("base_url", "must be an http:// or https:// URL with a host")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise InvalidInput("base_url", "must not carry credentials, a query or a fragment")
-    path = parts.path.rstrip("/") or "/v1"
+    path = parts.path.rstrip("/") or provider(channel_format).default_path
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
@@ -317,26 +312,24 @@ def choose_channels(
     model: str,
     candidates: Iterable[Channel],
     *,
-    price_format: str | None = None,
     cooldown: CoolDown | None = None,
     rng: random.Random | None = None,
+    preferred: Callable[[Channel], bool] | None = None,
 ) -> list[Channel]:
-    """The enabled channels serving `model` (of `price_format`, when given), in the order to
-    try them: priority descending, weighted random within a priority (a channel of weight 3
-    comes first three times as often as one of weight 1). Channels cooling down are left
-    out, unless all are: then all are returned, in the same order, rather than none."""
+    """The enabled channels serving `model`, in the order to try them: priority descending;
+    within a priority the `preferred` ones first (those that serve the request natively),
+    weighted random among equals (a channel of weight 3 comes first three times as often as
+    one of weight 1). Channels cooling down are left out, unless all are: then all are
+    returned, in the same order, rather than none."""
     rng = rng or _RNG
-    serving = [
-        c for c in candidates
-        if c.status == "enabled" and c.serves(model)
-        and (price_format is None or c.format == price_format)
-    ]  # fmt: skip
+    serving = [c for c in candidates if c.status == "enabled" and c.serves(model)]
     if cooldown is not None:
         warm = [c for c in serving if not cooldown.cooling(c.name)]
         serving = warm or serving
-    serving.sort(key=lambda c: -c.priority)
+    rank = preferred or (lambda _c: True)
+    serving.sort(key=lambda c: (-c.priority, not rank(c)))
     ordered: list[Channel] = []
-    for _, tier in groupby(serving, key=lambda c: c.priority):
+    for _, tier in groupby(serving, key=lambda c: (c.priority, rank(c))):
         ordered += _weighted_shuffle(list(tier), rng)
     return ordered
 

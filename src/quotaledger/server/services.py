@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from starlette.concurrency import run_in_threadpool
 
 from quotaledger.billing import pricing
+from quotaledger.relay.offers import RelayRuntime
 from quotaledger.server.alert_watch import AlertWatch
 from quotaledger.server.metrics import Metrics
-from quotaledger.server.offers import RelayRuntime
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database

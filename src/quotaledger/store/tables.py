@@ -147,6 +147,15 @@ for _usage_column in (
     usage.append_column(_usage_column)
 Index("usage_key_newest", usage.c.key_id, usage.c.id)
 
+for _usage_column in (
+    # Migration 0005 (SPEC §11): the client's and the channel's wire formats, and what a
+    # conversion between them could not carry (named fields, comma-separated).
+    Column("client_format", String(16), nullable=True),
+    Column("channel_format", String(16), nullable=True),
+    Column("dropped_fields", String(512), nullable=True),
+):
+    usage.append_column(_usage_column)
+
 api_keys = Table(
     "api_keys",
     metadata,
@@ -200,7 +209,10 @@ channels = Table(
     Column("api_key_encrypted", Text, nullable=False),
     Column("api_key_hint", String(16), nullable=False),
     Column("created_at", BigInteger, nullable=False),
-    CheckConstraint("format IN ('openai', 'anthropic')", name="channel_format_known"),
+    # Widened by migration 0005 (SPEC §11); `relay.providers.FORMATS` lists the same names.
+    CheckConstraint(
+        "format IN ('openai', 'openai-chat', 'anthropic', 'gemini')", name="channel_format_known"
+    ),
     CheckConstraint("status IN ('enabled', 'disabled')", name="channel_status_known"),
     CheckConstraint("weight >= 1", name="channel_weight_positive"),
 )

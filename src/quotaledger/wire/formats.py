@@ -41,10 +41,12 @@ class Tracker(Protocol):
 
 @dataclass(frozen=True)
 class Format:
-    name: str  # for logs and metrics: chat, embeddings, responses, messages
-    path: str  # the upstream path (the same as ours)
+    # The operation (`relay.providers`), for logs and metrics too: chat, embeddings,
+    # responses, messages, gemini. A channel whose provider serves it natively gets the
+    # body as received; any other gets it converted (`wire.conversions`), keyed by this name.
+    name: str
     wire: WireFormat  # the envelope of our own errors
-    channel_format: str  # the channels that serve it: openai | anthropic
+    convertible: bool  # whether a channel of another format can serve it (not embeddings)
     prompt_tokens: Callable[[dict[str, Any]], int]  # estimated locally, no margin
     margin_percent: int  # added to the estimate for the reservation
     prepare: Callable[[Any, int], Prepared]  # (client body, default output cap)
@@ -81,9 +83,8 @@ def _chat_tracker(prepared: Prepared, prompt_tokens: int) -> Tracker:
 
 CHAT = Format(
     name="chat",
-    path="/v1/chat/completions",
     wire=WireFormat.OPENAI,
-    channel_format="openai",
+    convertible=True,
     prompt_tokens=counting.chat_prompt_tokens,
     margin_percent=counting.OPENAI_MARGIN_PERCENT,
     prepare=lambda body, cap: openai_chat.prepare_chat(body, default_max_tokens=cap),
@@ -93,9 +94,8 @@ CHAT = Format(
 
 EMBEDDINGS = Format(
     name="embeddings",
-    path="/v1/embeddings",
     wire=WireFormat.OPENAI,
-    channel_format="openai",
+    convertible=False,
     prompt_tokens=counting.embeddings_input_tokens,
     margin_percent=counting.OPENAI_MARGIN_PERCENT,
     prepare=_prepare_embeddings,
@@ -105,9 +105,8 @@ EMBEDDINGS = Format(
 
 RESPONSES = Format(
     name="responses",
-    path="/v1/responses",
     wire=WireFormat.OPENAI,
-    channel_format="openai",
+    convertible=True,
     prompt_tokens=counting.responses_prompt_tokens,
     margin_percent=counting.OPENAI_MARGIN_PERCENT,
     prepare=lambda body, cap: openai_responses.prepare_responses(body, default_max_tokens=cap),
@@ -119,9 +118,8 @@ RESPONSES = Format(
 
 MESSAGES = Format(
     name="messages",
-    path="/v1/messages",
     wire=WireFormat.ANTHROPIC,
-    channel_format="anthropic",
+    convertible=True,
     prompt_tokens=counting.messages_prompt_tokens,
     margin_percent=counting.ANTHROPIC_MARGIN_PERCENT,
     # max_tokens is required by this API: the client's cap is the cap.

@@ -55,13 +55,6 @@ class Target:
     base_url: str  # the channel's API root, e.g. https://api.openai.com/v1 (`channels`)
     auth_headers: tuple[tuple[str, str], ...]
 
-    def url(self, path: str, query: str = "") -> str:
-        """The upstream URL of our `path` (`/v1/chat/completions`): the part after `/v1`
-        appended to the channel's root, so that a root such as `https://host/openai/v1`
-        or `https://host/api` works as the provider documents it."""
-        tail = path.removeprefix("/v1")
-        return f"{self.base_url}{tail}" + (f"?{query}" if query else "")
-
 
 class UpstreamFailure(Exception):
     """An attempt failed before any byte reached the client."""
@@ -229,19 +222,19 @@ class Upstream:
     async def open(
         self,
         target: Target,
-        path: str,
-        query: str,
+        url: str,
         headers: Iterable[tuple[str, str]],
         body: bytes,
     ) -> Reply:
-        """POST `body` to `target` and wait for the answer's head (at most
+        """POST `body` to `url` on `target`'s pool and wait for the answer's head (at most
         `first_byte_timeout`). A 2xx comes back as a `Reply`; anything else raises
-        `UpstreamFailure` with the upstream's own status and (bounded) body."""
-        return await self._request("POST", target, target.url(path, query), headers, body)
+        `UpstreamFailure` with the upstream's own status and (bounded) body. The URL comes
+        from the channel's provider (`relay.providers`)."""
+        return await self._request("POST", target, url, headers, body)
 
-    async def get(self, target: Target, path: str, headers: Iterable[tuple[str, str]]) -> Reply:
-        """A GET (listing models, `channel test`)."""
-        return await self._request("GET", target, target.url(path), headers, None)
+    async def get(self, target: Target, url: str, headers: Iterable[tuple[str, str]]) -> Reply:
+        """A GET (listing models)."""
+        return await self._request("GET", target, url, headers, None)
 
     async def _request(
         self,

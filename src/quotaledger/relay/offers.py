@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from starlette.concurrency import run_in_threadpool
-
 from quotaledger.billing import pricing
 from quotaledger.errors import NotConfigured
 from quotaledger.relay import channels
-from quotaledger.server.upstream import Target, Upstream
+from quotaledger.relay.providers import PROVIDERS
+from quotaledger.relay.providers.base import Provider
+from quotaledger.relay.upstream import Target, Upstream
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 from quotaledger.wire import counting
@@ -31,15 +31,22 @@ OFFERS_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Candidate:
-    """A channel as the relay calls it."""
+    """A channel as the relay calls it: its provider, and its credential decrypted once."""
 
     name: str
-    format: str  # openai | anthropic
+    provider: Provider
     target: Target
     model_map: Mapping[str, str]
 
+    @property
+    def format(self) -> str:
+        return self.provider.name
+
     def upstream_model(self, model: str) -> str:
         return self.model_map.get(model, model)
+
+    def url(self, operation: str, model: str, *, stream: bool = False) -> str:
+        return self.provider.url(self.target.base_url, operation, model, stream=stream)
 
 
 @dataclass(frozen=True)
@@ -53,17 +60,18 @@ class Offers:
     def ratio(self, group: str) -> Decimal:
         return self.ratios.get(group, Decimal(1))
 
-    def candidates(self, model: str, channel_format: str, runtime: RelayRuntime) -> list[Candidate]:
-        """The channels to try for `model`, in order (priority, then weighted random;
-        channels in cool-down last)."""
+    def candidates(self, model: str, operation: str, runtime: RelayRuntime) -> list[Candidate]:
+        """The channels to try for `model`, in order: priority, then within a priority the
+        channels that serve `operation` natively before those it is converted for (SPEC
+        §11), weighted random among equals; channels in cool-down last."""
         if model not in self.models:
             return []
         ordered = channels.choose_channels(
             model,
             self.channels,
-            price_format=channel_format,
             cooldown=runtime.cooldown,
             rng=runtime.rng,
+            preferred=lambda c: PROVIDERS[c.format].serves_natively(operation),
         )
         return [self.callable_as[c.name] for c in ordered]
 
@@ -98,13 +106,9 @@ def read_offers(
 
 
 def _candidate(channel: channels.Channel, cipher: channels.ChannelCipher) -> Candidate:
-    api_key = channel.api_key(cipher)
-    if channel.format == "anthropic":
-        auth = (("x-api-key", api_key),)
-    else:
-        auth = (("authorization", f"Bearer {api_key}"),)
-    target = Target(channel.name, channel.base_url, auth)
-    return Candidate(channel.name, channel.format, target, dict(channel.model_map))
+    provider = PROVIDERS[channel.format]
+    target = Target(channel.name, channel.base_url, provider.auth(channel.api_key(cipher)))
+    return Candidate(channel.name, provider, target, dict(channel.model_map))
 
 
 class OfferCache:
@@ -121,7 +125,7 @@ class OfferCache:
             return self._offers
         async with self._lock:  # one read for every request waiting on a stale cache
             if self._offers is None or time.monotonic() >= self._until:
-                self._offers = await run_in_threadpool(
+                self._offers = await asyncio.to_thread(
                     read_offers, self.database, self.cipher, self.warned
                 )
                 self._until = time.monotonic() + OFFERS_SECONDS

@@ -1,0 +1,707 @@
+"""The relay pipeline: one relayed request from its key to its settlement, with no HTTP
+server in it (SPEC §8, §8a, §11). `server/relay.py` reads a request into a `ClientRequest`,
+runs it here, and writes what comes back (or the refusal raised) in the client's format.
+
+Every relayed request takes the same steps, whatever its wire format (`wire.formats`):
+
+1. **admit**: the key (`keys.admit`: unknown, disabled, expired, network, model...), the
+   model offered (a price and an enabled channel), the rate limit;
+2. **size the reservation**: the prompt estimated locally and the request's most expensive
+   outcome reserved (`reservations.reserve`): the prompt estimate with a margin plus the
+   output cap, the client's or ours (lowered to what the balance covers); nothing goes
+   upstream unless that reservation holds;
+3. **choose a channel**: the channels serving the model, in order (priority; native before
+   converted; weighted random), until one answers 2xx; a failure before the first byte moves
+   on to the next;
+4. **convert** the request for a channel of another format (`wire.conversions`), or pass it
+   as received to one that speaks it;
+5. **call** the channel through its provider (`relay.providers`: URL, credential, headers);
+6. **track** the answer (a stream event by event, as it arrives, converted back into the
+   client's grammar when it was converted) while its usage is read;
+7. **settle** the reservation exactly once with the actual usage (`settlement.settle`),
+   however it ended: answered, failed mid-way, client gone, idle upstream. A request whose
+   instance died is settled by the sweeper instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from quotaledger.billing import pricing, reservations, settlement
+from quotaledger.errors import AuthenticationFailed, NotFound
+from quotaledger.identity import keys
+from quotaledger.relay.offers import Candidate, Offers, RelayRuntime
+from quotaledger.relay.upstream import Reply, UpstreamFailure
+from quotaledger.settings import Settings
+from quotaledger.store.database import Database
+from quotaledger.token_usage import TokenUsage
+from quotaledger.wire import conversions, ir
+from quotaledger.wire.counting import local_usage
+from quotaledger.wire.errors import InvalidRequest, WireFormat
+from quotaledger.wire.formats import Format, Prepared, Tracker
+from quotaledger.wire.sse import SSEParser
+
+log = logging.getLogger("quotaledger.relay")
+
+# The smallest output cap the relay lowers its default to before refusing with 402.
+MIN_OUTPUT_TOKENS = 16
+# A stream records its usage so far this often (and at least three times per reservation
+# TTL), so that a sweeper can settle it if its instance dies, and never sweeps it alive.
+PROGRESS_SECONDS = 15.0
+# Whole (non-streamed) answers larger than this are refused: no model answer is near it.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# One server-sent event larger than this ends the stream as an upstream failure: a broken or
+# hostile upstream sending a line without end must not grow the relay's memory.
+MAX_EVENT_BYTES = 1024 * 1024
+
+
+# ---------------------------------------------------------------- what goes in and out
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """A relayed request as the pipeline needs it, read from HTTP by the adapter."""
+
+    api_key: str | None
+    client_address: str
+    body: bytes
+    # The client's headers by lower-case name (first occurrence): those a provider takes
+    # (`anthropic-beta`...) go on, the rest stay here.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    # Where the model and streaming come from the path rather than the body (Gemini's
+    # `models/{model}:streamGenerateContent`), the adapter says so here.
+    path_model: str | None = None
+    path_stream: bool | None = None
+    sse: bool = True  # Gemini without `?alt=sse` streams a JSON array instead
+    # `?beta=true`: the one query parameter that goes upstream (SPEC §11), on messages to an
+    # Anthropic channel (Claude Code sends it). Anything else in the client's query string
+    # (a Gemini `?key=` above all) stays here.
+    beta: bool = False
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+class Hooks(Protocol):
+    """What the adapter wants to know or decide along the way (limits, metrics, alerts)."""
+
+    async def limit(self, key_id: int) -> None:
+        """Raise the adapter's refusal when the key is over its rate limit."""
+        ...
+
+    def reserved(self) -> None: ...
+
+    def settled(
+        self, model: str, outcome: settlement.Outcome, settled: settlement.Settlement
+    ) -> None: ...
+
+
+@dataclass
+class Relay:
+    """What the pipeline runs on: the database, the settings, the per-process runtime
+    (offers, upstream pools, cool-downs) and the adapter's hooks."""
+
+    database: Database
+    settings: Settings
+    runtime: RelayRuntime
+    hooks: Hooks
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """A whole answer, in the client's format."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class RelayedStream:
+    """A streamed answer: chunks in the client's grammar, sent as they come."""
+
+    status: int
+    chunks: AsyncIterator[bytes]
+    headers: list[tuple[str, str]]
+    media_type: str = "text/event-stream"
+
+
+# ---------------------------------------------------------------- one relayed request
+
+
+@dataclass
+class _Request:
+    """One relayed request on its way: what the steps learn and the settlement needs."""
+
+    relay: Relay
+    client: ClientRequest
+    format: Format
+    request_id: str
+    started: float = field(default_factory=time.monotonic)
+    user_id: int = 0
+    model: str = ""
+    prompt_tokens: int = 0
+    candidate: Candidate | None = None
+    conversion: conversions.Conversion | None = None
+    dropped: tuple[str, ...] = ()
+    first_byte: float | None = None
+    settled: bool = False
+    counted: bool = False  # in `_in_flight` (until the answer, or the start of a stream)
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        return [("x-request-id", self.request_id)]
+
+    def elapsed_ms(self, since: float | None = None) -> int:
+        return int(((since or time.monotonic()) - self.started) * 1000)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What was sent to one channel: its body and, when converted, the conversion."""
+
+    candidate: Candidate
+    body: dict[str, Any]
+    conversion: conversions.Conversion | None
+    dropped: tuple[str, ...] = ()
+
+
+# Relayed requests of this process between their start and their answer (or the start of
+# their stream): with one alone, its reservation and settlement commit right on the event
+# loop (`Database.group_commit(alone=True)`) instead of through the group-commit thread.
+# A stream's settlement, after its start, always goes through the thread.
+_in_flight = 0
+
+
+def _alone(request: _Request) -> bool:
+    return request.counted and _in_flight == 1
+
+
+async def relay_request(
+    relay: Relay, client: ClientRequest, fmt: Format, request_id: str
+) -> Relayed | RelayedStream:
+    """Run one request through every step; raises the refusal when it is refused."""
+    global _in_flight
+    request = _Request(relay, client, fmt, request_id, counted=True)
+    _in_flight += 1
+    try:
+        return await _relay_admitted(request)
+    finally:
+        _in_flight -= 1
+        request.counted = False
+
+
+async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
+    relay, client, fmt = request.relay, request.client, request.format
+    digest = key_digest(client)  # a missing or malformed key: 401 before anything else
+    body = client_body(client)
+    request.model = _model_of(client, body)
+    prepared = fmt.prepare(body, relay.settings.relay_default_max_tokens)
+    offers = await relay.runtime.offers.get()
+    admission = await admit(relay, client, digest, offers, request.model)
+    candidates = offers.candidates(request.model, fmt.name, relay.runtime)
+    if not fmt.convertible:
+        candidates = [c for c in candidates if c.provider.serves_natively(fmt.name)]
+    if not candidates:
+        raise NotFound(f"model {request.model!r} is not offered for {fmt.name}")
+    await relay.hooks.limit(admission.key.id)
+    request.user_id = admission.key.user_id
+    request.prompt_tokens = fmt.prompt_tokens(body)
+    prepared = await _reserve(request, offers, admission, body, prepared, candidates[0])
+    # Until the answer (or its stream) starts, the reservation is kept alive: an upstream
+    # that thinks longer than the reservation TTL must not look like a dead instance.
+    waiting = _Progress(request, None)
+    try:
+        try:
+            reply, attempt = await _first_answer(request, candidates, body, prepared)
+        except BaseException as exc:
+            await _settle(request, _refused_outcome(request, exc, prepared))
+            raise
+        if prepared.stream and (fmt.tracker is not None or attempt.conversion is not None):
+            tracker = _tracker(request, attempt, prepared)
+            media = "application/json" if not client.sse else "text/event-stream"
+            chunks = _stream(request, reply, tracker)
+            return RelayedStream(reply.status, chunks, request.headers, media)
+        return await _whole_answer(request, reply, attempt)
+    finally:
+        waiting.close()
+
+
+def _model_of(client: ClientRequest, body: Any) -> str:
+    if client.path_model is not None:
+        return client.path_model
+    model = body.get("model") if isinstance(body, dict) else None
+    return str(model)
+
+
+def key_digest(client: ClientRequest) -> str:
+    if not client.api_key:
+        raise AuthenticationFailed("missing API key: send Authorization: Bearer sk-ql-...")
+    return keys.key_digest(client.api_key.strip())
+
+
+def client_body(client: ClientRequest) -> Any:
+    try:
+        return orjson.loads(client.body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the body is not valid JSON") from None
+
+
+async def admit(
+    relay: Relay, client: ClientRequest, digest: str, offers: Offers, model: str | None
+) -> keys.Admission:
+    return await keys.admit_async(
+        relay.database, digest, client.client_address, model, offers.models
+    )
+
+
+async def _reserve(
+    request: _Request,
+    offers: Offers,
+    admission: keys.Admission,
+    body: Any,
+    prepared: Prepared,
+    likeliest: Candidate,
+) -> Prepared:
+    """Reserve the request's most expensive outcome, at the cache prices of the channel
+    likeliest to serve it. When the relay chose the output cap (the client set none) and
+    the balance covers less, the cap is lowered to what it covers, down to
+    `MIN_OUTPUT_TOKENS`; the client's own cap is never lowered."""
+    fmt = request.format
+    price_format = likeliest.format
+    price = offers.prices[request.model]
+    ratio = offers.ratio(admission.group)
+    prompt = fmt.reserved_prompt_tokens(request.prompt_tokens)
+    output = prepared.reserved_output_tokens
+    amount = pricing.reservation_cost(price, prompt, output, ratio, price_format)
+    lowerable = bool(getattr(prepared, "cap_set_by_relay", False))
+    floor = amount
+    if lowerable:
+        choices = max(1, output // max(1, _cap(prepared)))
+        least = MIN_OUTPUT_TOKENS * choices
+        floor = pricing.reservation_cost(price, prompt, least, ratio, price_format)
+    relay = request.relay
+    reserved = await reservations.reserve_async(
+        relay.database,
+        reservations.ReserveRequest(
+            request.request_id,
+            user_id=admission.key.user_id,
+            key_id=admission.key.id,
+            model=request.model,
+            group=admission.group,
+            amount=amount,
+            minimum=floor,
+            price_format=price_format,
+        ),
+        alone=_alone(request),
+    )
+    relay.hooks.reserved()
+    if reserved.amount >= amount:
+        return prepared
+    covered = pricing.affordable_output_tokens(price, prompt, reserved.amount, ratio, price_format)
+    choices = max(1, output // max(1, _cap(prepared)))
+    cap = max(MIN_OUTPUT_TOKENS, (covered or 0) // choices)
+    return request.format.prepare(body, cap)
+
+
+def _cap(prepared: Prepared) -> int:
+    return int(getattr(prepared, "output_cap", prepared.reserved_output_tokens) or 1)
+
+
+async def _first_answer(
+    request: _Request, candidates: list[Candidate], body: Any, prepared: Prepared
+) -> tuple[Reply, _Attempt]:
+    """The first 2xx answer of the candidate channels, tried in order, at most
+    `QUOTALEDGER_RELAY_RETRIES` + 1 of them; the last failure when none answers."""
+    relay = request.relay
+    attempts = candidates[: relay.settings.relay_retries + 1]
+    failure: UpstreamFailure | None = None
+    for candidate in attempts:
+        attempt = _attempt(request, candidate, body, prepared)
+        try:
+            reply = await _open(request, attempt, prepared.stream)
+        except UpstreamFailure as exc:
+            failure = exc if attempt.conversion is None else _converted_failure(attempt, exc)
+            relay.runtime.cooldown.failed(candidate.name)
+            log.warning(
+                "relay %s: channel %s failed before the first byte (%s)",
+                request.request_id,
+                candidate.name,
+                exc.reason,
+            )
+            if not exc.retryable:
+                break
+            continue
+        relay.runtime.cooldown.succeeded(candidate.name)
+        request.candidate, request.conversion = candidate, attempt.conversion
+        request.dropped = attempt.dropped
+        request.first_byte = time.monotonic()
+        return reply, attempt
+    assert failure is not None
+    raise failure
+
+
+def _attempt(request: _Request, candidate: Candidate, body: Any, prepared: Prepared) -> _Attempt:
+    """What goes to `candidate`: the prepared body as received (model renamed) to a channel
+    that speaks the client's format, else the request converted for it."""
+    upstream_model = candidate.upstream_model(request.model)
+    if candidate.provider.serves_natively(request.format.name):
+        return _Attempt(candidate, {**prepared.body, "model": upstream_model}, None)
+    conversion = conversions.conversion(request.format.name, candidate.format)
+    if conversion is None:  # cannot happen: every client format converts to every channel's
+        raise NotFound(f"{request.format.name} cannot be served by a {candidate.format} channel")
+    cap = getattr(prepared, "output_cap", None) if _cap_needed(prepared) else None
+    upstream, conversation = conversion.request(body, model=upstream_model, output_cap=cap)
+    return _Attempt(candidate, upstream, conversion, tuple(conversation.dropped))
+
+
+def _cap_needed(prepared: Prepared) -> bool:
+    # The client's own cap travels inside the conversion; the relay's is sent when it chose
+    # one (no cap from the client) so that the output cannot exceed what was reserved.
+    return bool(getattr(prepared, "cap_set_by_relay", True))
+
+
+async def _open(request: _Request, attempt: _Attempt, stream: bool) -> Reply:
+    candidate = attempt.candidate
+    provider = candidate.provider
+    if attempt.conversion is None:
+        operation = request.format.name
+        url = candidate.url(operation, candidate.upstream_model(request.model), stream=stream)
+        if request.client.beta and provider.name == "anthropic":
+            url += "?beta=true"
+    else:
+        operation = provider.converted_operation
+        url = candidate.url(operation, candidate.upstream_model(request.model), stream=stream)
+    headers = provider.headers(request.client.headers)
+    headers.append(("content-type", "application/json"))
+    body = attempt.body
+    if provider.name == "gemini":  # Gemini's model is in the URL, not the body
+        body = {k: v for k, v in body.items() if k != "model"}
+    return await request.relay.runtime.upstream.open(
+        candidate.target, url, headers, orjson.dumps(body)
+    )
+
+
+def _converted_failure(attempt: _Attempt, exc: UpstreamFailure) -> UpstreamFailure:
+    """An upstream's error from a converted call, rewritten in the client's error shape with
+    its status kept (the client's SDK must read it)."""
+    assert attempt.conversion is not None
+    status = exc.status or 502
+    body = attempt.conversion.error(status, exc.body) if exc.status else b""
+    kept = tuple((k, v) for k, v in exc.headers if k.lower() == "retry-after")
+    return UpstreamFailure(
+        exc.reason,
+        status=exc.status,
+        body=body,
+        headers=(*kept, ("content-type", "application/json")),
+        retryable=exc.retryable,
+        timed_out=exc.timed_out,
+    )
+
+
+def _tracker(request: _Request, attempt: _Attempt, prepared: Prepared) -> Tracker:
+    if attempt.conversion is not None:
+        return attempt.conversion.stream(
+            prompt_tokens=request.prompt_tokens, sse=request.client.sse
+        )
+    assert request.format.tracker is not None
+    return request.format.tracker(prepared, request.prompt_tokens)
+
+
+async def _whole_answer(request: _Request, reply: Reply, attempt: _Attempt) -> Relayed:
+    try:
+        raw = await reply.read(MAX_ANSWER_BYTES)
+    except (aiohttp.ClientError, TimeoutError, UpstreamFailure) as exc:
+        reply.close()
+        await _settle(request, _outcome(request, 502, None, "upstream_failed"))
+        raise UpstreamFailure(f"upstream failed while answering ({type(exc).__name__})") from None
+    reply.release()
+    try:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        answer = None
+    if attempt.conversion is not None:
+        raw, usage = _converted_answer(request, attempt.conversion, answer)
+    else:
+        usage = request.format.answer_usage(answer, request.prompt_tokens)
+    await _settle(request, _outcome(request, reply.status, usage, "completed", stream=False))
+    return Relayed(reply.status, raw, request.headers)
+
+
+def _converted_answer(
+    request: _Request, conversion: conversions.Conversion, answer: Any
+) -> tuple[bytes, TokenUsage]:
+    if answer is None:
+        raise UpstreamFailure("the upstream's answer is not JSON", status=502, retryable=False)
+    try:
+        raw, converted = conversion.answer(answer)
+    except (InvalidRequest, ValueError, TypeError, KeyError) as exc:
+        raise UpstreamFailure(
+            f"the upstream's answer could not be read ({type(exc).__name__})", retryable=False
+        ) from None
+    usage = converted.usage
+    if usage is None:  # none reported, or none believable: counted over what it said
+        output = [p.text if isinstance(p, ir.Text | ir.Reasoning) else p.arguments
+                  for p in converted.parts]  # fmt: skip
+        reasoning = [p.text for p in converted.parts if isinstance(p, ir.Reasoning)]
+        usage = local_usage(request.prompt_tokens, output, reasoning)
+    return raw, usage
+
+
+async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIterator[bytes]:
+    """The upstream's events, passed on as they come; settled once the stream ends, how
+    ever it ends (the client leaving cancels this generator: the upstream is closed)."""
+    end = "completed"
+    parser = SSEParser()
+    progress = _Progress(request, tracker)
+    recorded = False  # the first delivered content is recorded at once (then every beat)
+    try:
+        try:
+            async for chunk in reply.chunks():
+                events = parser.feed(chunk)
+                if events:
+                    reply.progressed()  # bytes without a whole event are still idle
+                    # The events that came in one read go out in one write (one send, one
+                    # syscall): they were ready at the same time, none is held back.
+                    out = b"".join([tracker.relay(event) for event in events])
+                    if out:
+                        yield out
+                    if not recorded and tracker.delivered:
+                        # A stream shorter than a beat whose instance dies is then swept
+                        # at what it had delivered, not at nothing.
+                        recorded = True
+                        progress.beat_now()
+                if len(parser.pending) > MAX_EVENT_BYTES:
+                    raise _EventTooLarge
+            tail = tracker.finish()
+            if tail:
+                end = "upstream_ended_early"
+        except TimeoutError:
+            end = "idle_timeout"
+            idle = request.relay.settings.relay_stream_idle_timeout
+            tail = tracker.fail(f"the upstream sent nothing for {idle} s")
+        except aiohttp.ClientError:
+            end = "upstream_failed"
+            tail = tracker.fail("the upstream connection failed mid-stream")
+        except _EventTooLarge:
+            end = "upstream_failed"
+            tail = tracker.fail(f"the upstream sent an event over {MAX_EVENT_BYTES} bytes")
+        if tail:
+            yield tail
+    except (GeneratorExit, asyncio.CancelledError):
+        end = "client_disconnected"
+        raise
+    finally:
+        reply.close()  # the upstream sees the request cancelled if it was still going
+        progress.close()
+        await asyncio.shield(_settle_stream(request, tracker, end))
+
+
+_NOTHING_YET = TokenUsage()
+
+
+class _EventTooLarge(Exception):
+    """An upstream event went past `MAX_EVENT_BYTES` without ending."""
+
+
+class _Progress:
+    """A request's heartbeat: every `PROGRESS_SECONDS` (at least three times per reservation
+    TTL) its usage so far is recorded, in the background, never holding an event back. The
+    sweeper then settles a dead instance's stream to what it had delivered, and never sweeps
+    a live request, however long its upstream stays silent. Without a `tracker` (waiting for
+    the upstream's answer) nothing was delivered yet: the beat records none."""
+
+    def __init__(self, request: _Request, tracker: Tracker | None) -> None:
+        self.request, self.tracker = request, tracker
+        ttl = request.relay.settings.relay_reservation_ttl
+        self.every = min(PROGRESS_SECONDS, ttl / 3)
+        # A timer, not a sleeping task: most streams end before their first beat, and a
+        # task to create, cancel and await cost every stream's start and end far more.
+        self.loop = asyncio.get_running_loop()
+        self.timer = self.loop.call_later(self.every, self._due)
+        self.task: asyncio.Future[None] | None = None
+        self.closed = False
+
+    def _due(self) -> None:
+        self.task = asyncio.ensure_future(self._beat())
+
+    def beat_now(self) -> None:
+        """Record the progress now (in the background), then every `every` seconds."""
+        if self.closed or (self.task is not None and not self.task.done()):
+            return
+        self.timer.cancel()
+        self._due()
+
+    async def _beat(self) -> None:
+        tracker = self.tracker
+        usage = _NOTHING_YET if tracker is None else tracker.usage()
+        try:
+            await reservations.record_progress_async(
+                self.request.relay.database,
+                self.request.request_id,
+                usage,
+                None if tracker is None else 200,
+            )
+        except Exception:  # the next beat tries again; the settle does not depend on it
+            log.warning("relay %s: recording progress failed", self.request.request_id)
+        if not self.closed:
+            self.timer = self.loop.call_later(self.every, self._due)
+
+    def close(self) -> None:
+        # Not awaited: it runs in the `finally` of a stream its client may have left, and
+        # an await there could take a second cancellation before the settlement starts (a
+        # beat still running after the settle finds the reservation gone and writes nothing).
+        self.closed = True
+        self.timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+
+async def _settle_stream(request: _Request, tracker: Tracker, end: str) -> None:
+    delivered = tracker.delivered
+    if end in ("upstream_failed", "idle_timeout", "upstream_ended_early") and not delivered:
+        # Nothing reached the client: nothing is charged (SPEC §8, failures).
+        await _settle(request, _outcome(request, 502, None, end))
+        return
+    await _settle(request, _outcome(request, 200, tracker.usage(), end))
+
+
+def _outcome(
+    request: _Request, status: int, usage: TokenUsage | None, end: str, *, stream: bool = True
+) -> settlement.Outcome:
+    candidate = request.candidate
+    ttft = None if request.first_byte is None else request.elapsed_ms(request.first_byte)
+    return settlement.Outcome(
+        status=status,
+        usage=usage,
+        end_reason=end,
+        upstream_model=candidate.upstream_model(request.model) if candidate else None,
+        channel=candidate.name if candidate else None,
+        is_stream=stream,
+        latency_ms=request.elapsed_ms(),
+        ttft_ms=ttft,
+        session_id=request.client.header("x-claude-code-session-id"),
+        client_format=request.format.name,
+        channel_format=candidate.format if candidate else None,
+        dropped=",".join(request.dropped) or None,
+    )
+
+
+def refused_status(exc: BaseException, fmt: Format) -> int:
+    """The status the client is told when every channel failed before the first byte: the
+    upstream's own, passed on unmodified where the client's tools match on its wording
+    (`passes_through`), else 504 for a timeout and 502 for the rest."""
+    if isinstance(exc, UpstreamFailure):
+        if passes_through(exc, fmt) and exc.status is not None:
+            return exc.status
+        return 504 if exc.timed_out else 502
+    return 502
+
+
+def passes_through(exc: UpstreamFailure, fmt: Format) -> bool:
+    """Whether an upstream's error goes to the client as it came: Anthropic's always (agents
+    match on its wording; 529 included), any non-retryable 4xx about the request itself. A
+    channel's own credentials refused (401/403) are ours to hide: the client's key is fine."""
+    status = exc.status
+    if status is None or status in (401, 403) or not exc.body:
+        return False
+    return fmt.wire is WireFormat.ANTHROPIC or (status < 500 and not exc.retryable)
+
+
+def _refused_outcome(
+    request: _Request, exc: BaseException, prepared: Prepared
+) -> settlement.Outcome:
+    # The row records what the client saw.
+    status = refused_status(exc, request.format)
+    return settlement.Outcome(
+        status=status,
+        end_reason="upstream_refused",
+        is_stream=prepared.stream,
+        client_format=request.format.name,
+    )
+
+
+async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
+    if request.settled:
+        return
+    request.settled = True
+    relay = request.relay
+    try:
+        settled = await settlement.settle_async(
+            relay.database, request.request_id, request.user_id, outcome, alone=_alone(request)
+        )
+    except Exception:
+        log.exception("relay %s: settling failed; trying again", request.request_id)
+        task = asyncio.ensure_future(_settle_later(request, outcome))
+        _retrying.add(task)  # held here: the loop keeps only weak references to tasks
+        task.add_done_callback(_retrying.discard)
+        return
+    relay.hooks.settled(request.model, outcome, settled)
+
+
+_retrying: set[asyncio.Task[None]] = set()
+RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)  # then every 15 s, for one reservation TTL
+
+
+async def _settle_later(request: _Request, outcome: settlement.Outcome) -> None:
+    """A settlement that failed (the database away, a connection cut), tried again in the
+    background. Each attempt first records the answer's usage as the reservation's progress:
+    should this instance give up or die, the sweeper then charges what was delivered rather
+    than releasing it. Ends when it went through (or a sweeper settled it: a replay)."""
+    relay = request.relay
+    database, request_id = relay.database, request.request_id
+    deadline = time.monotonic() + relay.settings.relay_reservation_ttl
+    attempt = 0
+    while True:
+        await asyncio.sleep(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
+        attempt += 1
+        try:
+            if outcome.usage is not None and outcome.status is not None:
+                await reservations.record_progress_async(
+                    database, request_id, outcome.usage, outcome.status
+                )
+            settled = await settlement.settle_async(database, request_id, request.user_id, outcome)
+        except NotFound:  # neither open nor settled: nothing is left to do
+            return
+        except Exception:
+            if time.monotonic() < deadline:
+                continue
+            log.error("relay %s: settling failed for good; the sweeper will", request_id)
+            return
+        log.warning("relay %s: settled at attempt %d", request_id, attempt + 1)
+        relay.hooks.settled(request.model, outcome, settled)
+        return
+
+
+# ---------------------------------------------------------------- request ids
+
+
+class _RequestIds:
+    """`req_` + 24 hex digits: 16 drawn at random once per process (and again after 2**32
+    ids, or in a forked child), then a counter. Unique without a system call per request;
+    a request id is a name (the reservation's key, `X-Request-Id`), never a secret."""
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._prefix = ""
+        self._next: Iterator[int] = iter(())
+
+    def new(self) -> str:
+        n = next(self._next, None)
+        if n is None or self._pid != os.getpid():
+            self._pid, self._prefix = os.getpid(), "req_" + os.urandom(8).hex()
+            self._next = iter(range(2**32))
+            n = next(self._next)
+        return f"{self._prefix}{n:08x}"
+
+
+new_request_id = _RequestIds().new
