@@ -287,7 +287,9 @@ def _cost(closed: _Closed, context: _Context, outcome: Outcome) -> int:
         return 0
     ratio = Decimal(context.ratio) if context.ratio is not None else Decimal(1)
     try:
-        return relay_cost(price, outcome.usage or TokenUsage(), ratio, closed.price_format)
+        # The cache prices of the channel that answered (the reservation guessed one).
+        price_format = outcome.channel_format or closed.price_format
+        return relay_cost(price, outcome.usage or TokenUsage(), ratio, price_format)
     except InvalidInput:  # past the largest amount: whatever the funding rows cover
         return MAX_QUOTA
 

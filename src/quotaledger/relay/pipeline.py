@@ -26,6 +26,7 @@ Every relayed request takes the same steps, whatever its wire format (`wire.form
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -43,7 +44,7 @@ from quotaledger.relay.offers import Candidate, Offers, RelayRuntime
 from quotaledger.relay.upstream import Reply, UpstreamFailure
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
-from quotaledger.token_usage import TokenUsage
+from quotaledger.token_usage import TokenUsage, UsageSource
 from quotaledger.wire import conversions, ir
 from quotaledger.wire.counting import local_usage
 from quotaledger.wire.errors import InvalidRequest, WireFormat
@@ -204,6 +205,10 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
     relay, client, fmt = request.relay, request.client, request.format
     digest = key_digest(client)  # a missing or malformed key: 401 before anything else
     body = client_body(client)
+    if client.path_model is not None and isinstance(body, dict):
+        # Gemini names the model and streaming in the path: the steps read them from the
+        # body, as for the other formats (and never send them upstream in it).
+        body = {**body, "model": client.path_model, "stream": bool(client.path_stream)}
     request.model = _model_of(client, body)
     prepared = fmt.prepare(body, relay.settings.relay_default_max_tokens)
     offers = await relay.runtime.offers.get()
@@ -223,6 +228,9 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
     try:
         try:
             reply, attempt = await _first_answer(request, candidates, body, prepared)
+        except asyncio.CancelledError:
+            await asyncio.shield(_settle(request, _left_outcome(request, prepared.stream)))
+            raise
         except BaseException as exc:
             await _settle(request, _refused_outcome(request, exc, prepared))
             raise
@@ -384,11 +392,14 @@ async def _open(request: _Request, attempt: _Attempt, stream: bool) -> Reply:
     headers = provider.headers(request.client.headers)
     headers.append(("content-type", "application/json"))
     body = attempt.body
-    if provider.name == "gemini":  # Gemini's model is in the URL, not the body
-        body = {k: v for k, v in body.items() if k != "model"}
+    if provider.name == "gemini":  # Gemini's model and streaming are in the URL
+        body = {k: v for k, v in body.items() if k not in _IN_GEMINI_URL}
     return await request.relay.runtime.upstream.open(
         candidate.target, url, headers, orjson.dumps(body)
     )
+
+
+_IN_GEMINI_URL = frozenset({"model", "stream"})
 
 
 def _converted_failure(attempt: _Attempt, exc: UpstreamFailure) -> UpstreamFailure:
@@ -420,6 +431,10 @@ def _tracker(request: _Request, attempt: _Attempt, prepared: Prepared) -> Tracke
 async def _whole_answer(request: _Request, reply: Reply, attempt: _Attempt) -> Relayed:
     try:
         raw = await reply.read(MAX_ANSWER_BYTES)
+    except asyncio.CancelledError:
+        reply.close()  # the upstream sees the call cancelled
+        await asyncio.shield(_settle(request, _left_outcome(request, False)))
+        raise
     except (aiohttp.ClientError, TimeoutError, UpstreamFailure) as exc:
         reply.close()
         await _settle(request, _outcome(request, 502, None, "upstream_failed"))
@@ -594,6 +609,14 @@ def _outcome(
         channel_format=candidate.format if candidate else None,
         dropped=",".join(request.dropped) or None,
     )
+
+
+def _left_outcome(request: _Request, stream: bool) -> settlement.Outcome:
+    """The client left before its answer (SPEC §8b): the upstream call is cancelled and the
+    prompt charged, as an upstream bills a cancelled call; 499 on the log row."""
+    outcome = _outcome(request, 499, None, "client_disconnected", stream=stream)
+    prompt = TokenUsage(input=request.prompt_tokens, source=UsageSource.LOCAL)
+    return dataclasses.replace(outcome, usage=prompt)
 
 
 def refused_status(exc: BaseException, fmt: Format) -> int:

@@ -87,6 +87,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/models"): _relay_route(
         relay.models, _OPENAI, "The models offered and allowed to this API key"
     ),
+    ("GET", "/v1/models/{model}"): _relay_route(
+        relay.model, _OPENAI, "One model offered and allowed to this API key"
+    ),
     # What an API key may still spend, asked with the key (SPEC §9): new-api's route in the
     # envelope; OpenAI's legacy billing routes, with OpenAI's errors, with and without /v1.
     ("GET", "/api/usage/token"): Route(token_usage, described("This API key's balance")),

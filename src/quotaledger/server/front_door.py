@@ -16,15 +16,17 @@ errors under `/v1`). An endpoint returns an `Answer`, or a `Stream` sent as it i
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from quotaledger.server.bodies import BODY_METHODS, read_body, replay
-from quotaledger.server.calls import Call, Endpoint, Stream, read_head
+from quotaledger.server.calls import Answer, Call, Endpoint, Stream, read_head
 from quotaledger.server.errors import Refusal, refusal
-from quotaledger.server.finisher import Finish, WriteRefusal, accepts_gzip
+from quotaledger.server.finisher import Finish, WriteRefusal, accepts_gzip, disconnected
 from quotaledger.server.proxies import is_https
 from quotaledger.server.responses import envelope_refusal
 from quotaledger.server.services import Services
@@ -49,6 +51,24 @@ class FrontDoor:
         self.routes = routes
         self.framework = framework
         self.services = services
+        # Routes with one `{name}` segment at their end (`/v1/models/{model}`), by prefix.
+        self.templates = [
+            (method, path.partition("{")[0], route)
+            for (method, path), route in routes.items()
+            if path.endswith("}")
+        ]
+
+    def route(self, method: str, path: str) -> Route | None:
+        """The route of (method, path): an exact one, else a template whose last segment
+        takes the rest of the path."""
+        route = self.routes.get((method, path))
+        if route is None and self.templates:
+            for wanted, prefix, template in self.templates:
+                if method == wanted and path.startswith(prefix):
+                    rest = path[len(prefix) :]
+                    if rest and "/" not in rest:
+                        return template
+        return route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan, websockets
@@ -64,7 +84,7 @@ class FrontDoor:
         )
         https = is_https(scope, settings.trusted_proxies)
         finish = Finish(send, method, path, gzip, https, services.metrics)
-        route = self.routes.get((method, path))
+        route = self.route(method, path)
         try:
             body = b""
             if method in BODY_METHODS:  # read whole, and handed on as read (even when empty)
@@ -75,7 +95,13 @@ class FrontDoor:
             if route is None:
                 await self.framework(scope, receive, finish.send)
                 return
-            answer = await route.endpoint(Call(scope, head, body, services))
+            call = Call(scope, head, body, services)
+            if route.relay_body:  # a model may think for minutes: a client may leave
+                answer = await _unless_gone(route.endpoint(call), receive)
+                if answer is None:
+                    return  # nobody to answer (the relay cancelled its upstream, settled)
+            else:
+                answer = await route.endpoint(call)
             if isinstance(answer, Stream):
                 await finish.stream(answer, receive)
             else:
@@ -86,6 +112,37 @@ class FrontDoor:
             await finish.refuse(
                 _refusal(exc, method, path), route.write_refusal if route else envelope_refusal
             )
+
+
+async def _unless_gone(
+    answering: Awaitable[Answer | Stream], receive: Receive
+) -> Answer | Stream | None:
+    """The endpoint's answer, or None when the client left first: the endpoint is then
+    cancelled where it waits (SPEC §8b: the relay cancels its upstream call and settles).
+    The endpoint runs in this task (no hop to another: a stream's first read is as soon as
+    before); a watcher cancels it if the disconnect comes first."""
+    this = asyncio.current_task()
+    assert this is not None
+    left = False
+
+    def cancel_it(watch: asyncio.Future[None]) -> None:
+        nonlocal left
+        if not watch.cancelled() and watch.exception() is None:
+            left = True
+            this.cancel()
+
+    gone = asyncio.ensure_future(disconnected(receive))
+    gone.add_done_callback(cancel_it)
+    try:
+        return await answering
+    except asyncio.CancelledError:
+        if left:
+            this.uncancel()
+            return None
+        raise
+    finally:
+        gone.remove_done_callback(cancel_it)
+        gone.cancel()
 
 
 def _refusal(exc: Exception, method: str, path: str) -> Refusal:
