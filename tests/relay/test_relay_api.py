@@ -138,6 +138,16 @@ def test_models_lists_what_is_offered_and_allowed_to_the_key(relay: Relay) -> No
     assert [m.id for m in sdk(relay, limited).models.list()] == [MODEL]
 
 
+def test_one_model_is_retrieved_as_openai_sdks_ask_for_it(relay: Relay) -> None:
+    limited = customer(relay, models=(MODEL,))
+    found = sdk(relay, limited).models.retrieve(MODEL)
+    assert (found.id, found.object) == (MODEL, "model")
+    with pytest.raises(openai.NotFoundError):
+        sdk(relay, limited).models.retrieve(CLAUDE)  # offered, but not to this key
+    with pytest.raises(openai.NotFoundError):
+        sdk(relay, limited).models.retrieve("no-such-model")
+
+
 # ---------------------------------------------------------------- refusals
 
 
