@@ -12,10 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents import install_agents, run_agent
-from relay_live import ANSWER, CLAUDE, MODEL, Customer, Relay, balance, consistent, customer
+from relay_live import (
+    ANSWER,
+    CLAUDE,
+    MODEL,
+    Customer,
+    Relay,
+    balance,
+    consistent,
+    customer,
+    relay_server,
+)
 from relay_live import log_rows as rows_of
-from relay_live import relay_server
+
+from agents import install_agents, run_agent
 
 pytestmark = pytest.mark.slow
 
