@@ -46,8 +46,8 @@ SCHEMA = {
 }
 RESULT = "18 degrees and sunny"
 QUESTION = "What is the weather in Paris?"
-CLIENTS = ("chat", "responses", "messages", "gemini")
-CHANNELS = tuple(FORMAT_MODELS)
+CLIENTS = ("chat", "messages")
+CHANNELS = ("openai", "openai-chat", "anthropic")
 
 
 @pytest.fixture(scope="module")

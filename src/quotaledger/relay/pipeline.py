@@ -153,6 +153,7 @@ class _Request:
     prompt_tokens: int = 0
     candidate: Candidate | None = None
     conversion: conversions.Conversion | None = None
+    conversation: ir.Conversation | None = None  # decoded once, if any channel converts
     dropped: tuple[str, ...] = ()
     first_byte: float | None = None
     settled: bool = False
@@ -218,6 +219,7 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
         candidates = [c for c in candidates if c.provider.serves_natively(fmt.name)]
     if not candidates:
         raise NotFound(f"model {request.model!r} is not offered for {fmt.name}")
+    request.conversation = _decoded(request, candidates, body)
     await relay.hooks.limit(admission.key.id)
     request.user_id = admission.key.user_id
     request.prompt_tokens = fmt.prompt_tokens(body)
@@ -242,6 +244,16 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
         return await _whole_answer(request, reply, attempt)
     finally:
         waiting.close()
+
+
+def _decoded(request: _Request, candidates: list[Candidate], body: Any) -> ir.Conversation | None:
+    """The request in the conversation shape when a candidate needs it converted: decoded
+    once, before anything is reserved, so that a request no conversion can carry is a 400."""
+    for candidate in candidates:
+        conversion = conversions.conversion(request.format.name, candidate.format)
+        if conversion is not None:
+            return conversion.decode(body)
+    return None
 
 
 def _model_of(client: ClientRequest, body: Any) -> str:
@@ -365,11 +377,12 @@ def _attempt(request: _Request, candidate: Candidate, body: Any, prepared: Prepa
     if candidate.provider.serves_natively(request.format.name):
         return _Attempt(candidate, {**prepared.body, "model": upstream_model}, None)
     conversion = conversions.conversion(request.format.name, candidate.format)
-    if conversion is None:  # cannot happen: every client format converts to every channel's
-        raise NotFound(f"{request.format.name} cannot be served by a {candidate.format} channel")
+    assert conversion is not None and request.conversation is not None  # see _decoded
     cap = getattr(prepared, "output_cap", None) if _cap_needed(prepared) else None
-    upstream, conversation = conversion.request(body, model=upstream_model, output_cap=cap)
-    return _Attempt(candidate, upstream, conversion, tuple(conversation.dropped))
+    upstream, dropped = conversion.encode(
+        request.conversation, model=upstream_model, output_cap=cap
+    )
+    return _Attempt(candidate, upstream, conversion, tuple(dropped))
 
 
 def _cap_needed(prepared: Prepared) -> bool:
@@ -421,8 +434,9 @@ def _converted_failure(attempt: _Attempt, exc: UpstreamFailure) -> UpstreamFailu
 
 def _tracker(request: _Request, attempt: _Attempt, prepared: Prepared) -> Tracker:
     if attempt.conversion is not None:
+        usage = request.conversation is not None and request.conversation.stream_usage
         return attempt.conversion.stream(
-            prompt_tokens=request.prompt_tokens, sse=request.client.sse
+            prompt_tokens=request.prompt_tokens, sse=request.client.sse, usage=usage
         )
     assert request.format.tracker is not None
     return request.format.tracker(prepared, request.prompt_tokens)
@@ -465,8 +479,10 @@ def _converted_answer(
         ) from None
     usage = converted.usage
     if usage is None:  # none reported, or none believable: counted over what it said
-        output = [p.text if isinstance(p, ir.Text | ir.Reasoning) else p.arguments
-                  for p in converted.parts]  # fmt: skip
+        output = [
+            p.text if isinstance(p, ir.Text | ir.Reasoning) else p.arguments
+            for p in converted.parts
+        ]
         reasoning = [p.text for p in converted.parts if isinstance(p, ir.Reasoning)]
         usage = local_usage(request.prompt_tokens, output, reasoning)
     return raw, usage
