@@ -15,6 +15,7 @@ import pytest
 from relay_live import (
     ANSWER,
     CLAUDE,
+    FORMAT_MODELS,
     MODEL,
     Customer,
     Relay,
@@ -39,7 +40,7 @@ def bin_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
-    yield from relay_server(tmp_path_factory)
+    yield from relay_server(tmp_path_factory, formats=True)
 
 
 def _cost(row: Any, in_per_mtok: int, out_per_mtok: int) -> int:
@@ -65,30 +66,41 @@ def _tool_result_went_back(relay: Relay, path: str, seen: int) -> None:
     assert MARK.encode() in bodies[-1]
 
 
-def test_claude_code_runs_a_tool_turn(relay: Relay, bin_dir: Path, tmp_path: Path) -> None:
+CLAUDE_CHANNELS = [
+    pytest.param(CLAUDE, "/v1/messages", (3, 15), id="anthropic"),
+    pytest.param(FORMAT_MODELS["openai-chat"], "/v1/chat/completions", (1, 2), id="openai-chat"),
+]
+
+
+@pytest.mark.parametrize(("model", "path", "prices"), CLAUDE_CHANNELS)
+def test_claude_code_runs_a_tool_turn(
+    relay: Relay, bin_dir: Path, tmp_path: Path, model: str, path: str, prices: tuple[int, int]
+) -> None:
+    """Natively, and on an OpenAI-compatible chat channel (DeepSeek, Kimi, GLM...): the
+    Messages request converted to Chat Completions and the answer back."""
     who = customer(relay)
     start = balance(relay, who).quota
-    seen = len(relay.upstream.requests_to("/v1/messages"))
+    seen = len(relay.upstream.requests_to(path))
     command = json.dumps({"command": f"echo {MARK}", "description": "Print a word"})
     relay.upstream.script(tool_call=True, tool_name="Bash", tool_arguments=command, times=1)
     turn = run_agent(
-        [str(bin_dir / "claude"), "-p", "Run the echo.", "--model", CLAUDE,
+        [str(bin_dir / "claude"), "-p", "Run the echo.", "--model", model,
          "--output-format", "json", "--allowedTools", "Bash(echo:*)"],
         {
             "ANTHROPIC_BASE_URL": relay.server.base_url,
             "ANTHROPIC_API_KEY": who.key,
-            "ANTHROPIC_DEFAULT_HAIKU_MODEL": CLAUDE,
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
             "DISABLE_TELEMETRY": "1",
             "DISABLE_AUTOUPDATER": "1",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         },
         tmp_path,
     )  # fmt: skip
-    assert turn.exit_code == 0, turn.stderr[-2000:]
+    assert turn.exit_code == 0, turn.stdout[-2000:] + turn.stderr[-2000:]
     result = json.loads(turn.stdout)
     assert (result["is_error"], result["result"], result["num_turns"]) == (False, ANSWER, 2)
-    _tool_result_went_back(relay, "/v1/messages", seen)
-    _charged_exactly(relay, who, start, (3, 15))
+    _tool_result_went_back(relay, path, seen)
+    _charged_exactly(relay, who, start, prices)
     assert {r["session_id"] for r in rows_of(relay, who)} == {result["session_id"]}
 
 
@@ -108,7 +120,7 @@ def test_codex_runs_a_tool_turn(relay: Relay, bin_dir: Path, tmp_path: Path) -> 
         {"CODEX_HOME": str(home), "QUOTALEDGER_KEY": who.key},
         tmp_path,
     )
-    assert turn.exit_code == 0, turn.stderr[-2000:]
+    assert turn.exit_code == 0, turn.stdout[-2000:] + turn.stderr[-2000:]
     assert ANSWER in turn.stdout
     _tool_result_went_back(relay, "/v1/responses", seen)
     _charged_exactly(relay, who, start, (2, 8))

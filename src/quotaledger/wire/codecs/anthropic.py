@@ -66,10 +66,15 @@ def decode_request(body: Any) -> ir.Conversation:
     conversation.system = _system(body.get("system"))
     for index, message in enumerate(list_field(body, "messages", required=True)):
         where = f"messages[{index}]"
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise InvalidRequest(f"{where}.role must be user or assistant", where)
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "system":  # Claude Code sends reminders as system turns among the others
+            texts = _blocks(message.get("content"), where, conversation.dropped)
+            conversation.system += [p for p in texts if isinstance(p, ir.Text)]
+            continue
+        if role not in ("user", "assistant"):
+            raise InvalidRequest(f"{where}.role must be user, assistant or system", where)
         parts = tuple(_blocks(message.get("content"), where, conversation.dropped))
-        conversation.messages.append(ir.Message(message["role"], parts))
+        conversation.messages.append(ir.Message(role, parts))
     for index, tool in enumerate(list_field(body, "tools")):
         decoded = _decode_tool(tool, f"tools[{index}]")
         if decoded is None:
@@ -85,15 +90,12 @@ def decode_request(body: Any) -> ir.Conversation:
     top_k = positive_int(body, "top_k")
     conversation.top_k = top_k
     conversation.stop = stop_list(body.get("stop_sequences"), "stop_sequences")
-    conversation.reasoning = _decode_thinking(body.get("thinking"))
+    conversation.reasoning = _decode_thinking(body.get("thinking"), body.get("output_config"))
     if body.get("stream") not in (None, True, False):
         raise InvalidRequest("stream: Input should be a valid boolean", "stream")
     conversation.stream = body.get("stream") is True
-    conversation.dropped += [
-        n
-        for n in ("metadata", "service_tier", "container", "mcp_servers")
-        if body.get(n) is not None
-    ]
+    uncarried = ("metadata", "service_tier", "container", "mcp_servers", "context_management")
+    conversation.dropped += [n for n in uncarried if body.get(n) is not None]
     return conversation
 
 
@@ -187,13 +189,18 @@ def _decode_tool_choice(conversation: ir.Conversation, choice: Any) -> None:
         conversation.parallel_tool_calls = False
 
 
-def _decode_thinking(thinking: Any) -> ir.ReasoningConfig | None:
+def _decode_thinking(thinking: Any, output_config: Any) -> ir.ReasoningConfig | None:
+    """`thinking` (enabled with a budget, adaptive, disabled) and `output_config.effort`."""
+    level = as_dict(output_config).get("effort")
+    chosen = level if level in ("low", "medium", "high") else None
     if not isinstance(thinking, dict):
-        return None
+        return ir.ReasoningConfig(effort=chosen) if chosen else None
     if thinking.get("type") == "disabled":
         return ir.ReasoningConfig(enabled=False)
     budget = thinking.get("budget_tokens")
-    return ir.ReasoningConfig(budget_tokens=budget if isinstance(budget, int) else None)
+    return ir.ReasoningConfig(
+        effort=chosen, budget_tokens=budget if isinstance(budget, int) else None
+    )
 
 
 def encode_answer(answer: ir.Answer) -> dict[str, Any]:
