@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from limits_support import FakeClock
+
 from support import free_port
 
 

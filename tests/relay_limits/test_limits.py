@@ -8,17 +8,17 @@ from collections.abc import AsyncIterator
 import pytest
 from limits_support import FakeClock
 
+from quotaledger.errors import InvalidInput
 from quotaledger.relay.limits import (
     Lease,
-    LimitSpec,
     Limiter,
+    LimitSpec,
     MemoryCounters,
     Rates,
     Refusal,
     checked_rates,
     go_duration,
 )
-from quotaledger.errors import InvalidInput
 
 
 @pytest.fixture(params=["memory", "redis"])

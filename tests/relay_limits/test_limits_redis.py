@@ -17,8 +17,8 @@ from limits_support import command_calls
 from quotaledger.relay.limits import (
     FallbackCounters,
     Lease,
-    LimitSpec,
     Limiter,
+    LimitSpec,
     Rates,
     Refusal,
 )
