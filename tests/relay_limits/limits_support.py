@@ -24,3 +24,52 @@ def command_calls(url: str) -> dict[str, int]:
     finally:
         client.close()
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+class ScriptedUpstream:
+    """An HTTP server on loopback answering each request with the next scripted status
+    (a status, a (status, body) pair, or "hang": no answer until the client gives up); the
+    last entry repeats."""
+
+    def __init__(self, *script: object) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.script = list(script)
+        self.requests = 0
+        self.release = threading.Event()
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                step = upstream._next()
+                if step == "hang":
+                    upstream.release.wait(30)
+                    return
+                status, body = step if isinstance(step, tuple) else (step, "{}")
+                data = str(body).encode()
+                self.send_response(int(status))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _next(self) -> object:
+        self.requests += 1
+        return self.script.pop(0) if len(self.script) > 1 else self.script[0]
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
