@@ -83,7 +83,9 @@ def channel(database: Database, upstream: BalanceUpstream) -> channels.Channel:
     return added
 
 
-def poller(database: Database, inbox: Inbox, clock: FakeClock, seen: list[Watch]) -> ChannelBalances:
+def poller(
+    database: Database, inbox: Inbox, clock: FakeClock, seen: list[Watch]
+) -> ChannelBalances:
     return ChannelBalances(database, CIPHER, urls=[inbox.url], clock=clock,
                            on_balance=seen.append)  # fmt: skip
 
@@ -119,8 +121,9 @@ async def test_one_alert_per_crossing_then_one_when_it_is_resolved(
         "[quotaledger] WARNING: Channel deep upstream balance is running low",
         "[quotaledger] RESOLVED: Channel deep upstream balance is back above its alert level",
     ]
-    assert "upstream balance $4.00 (deepseek), at or below the alert level of 5" in (
-        inbox.received[0]["message"]
+    assert (
+        "upstream balance $4.00 (deepseek), at or below the alert level of 5"
+        in (inbox.received[0]["message"])
     )
     assert UPSTREAM_KEY not in json.dumps(inbox.received)
 
