@@ -18,7 +18,8 @@ from quotaledger.relay import balances, channels
 from quotaledger.relay.balances import OK, Watch
 from quotaledger.relay.health import DISABLED, HealthBook
 from quotaledger.relay.health import OK as HEALTHY
-from quotaledger.server.balance_watch import ChannelBalances
+from quotaledger.monitor import channel_balances as edges
+from quotaledger.relay.balance_poll import ChannelBalances
 from quotaledger.settings import Secret, Settings
 from quotaledger.store.database import Database
 
@@ -86,8 +87,12 @@ def channel(database: Database, upstream: BalanceUpstream) -> channels.Channel:
 def poller(
     database: Database, inbox: Inbox, clock: FakeClock, seen: list[Watch]
 ) -> ChannelBalances:
-    return ChannelBalances(database, CIPHER, urls=[inbox.url], clock=clock,
-                           on_balance=seen.append)  # fmt: skip
+    """The poller as the server builds it: the client's provider, the monitor's rule and
+    Apprise."""
+    return ChannelBalances(
+        database, CIPHER, fetch=edges.fetcher(timeout=2), level=edges.level,
+        send=edges.sender([inbox.url]), clock=clock, on_balance=seen.append,
+    )  # fmt: skip
 
 
 async def test_the_balance_is_read_with_the_channels_key_and_stored(
@@ -151,7 +156,7 @@ async def test_an_empty_channel_is_disabled_and_enabled_again_when_refilled(
     await watcher.check(channel.id)
     health = HealthBook(database).get(channel.id)
     assert (health.state, health.cause, health.reason) == (
-        DISABLED, "balance", "upstream balance $0.00",
+        DISABLED, "balance", "upstream balance 0.00 USD",
     )  # fmt: skip
     assert "The channel is disabled until it is refilled." in inbox.received[0]["message"]
     upstream.balance = "30.00"
