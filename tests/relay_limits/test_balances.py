@@ -14,12 +14,12 @@ import pytest
 from limits_support import FakeClock
 
 from alert_inbox import Inbox, running_inbox
+from quotaledger.monitor import channel_balances as edges
 from quotaledger.relay import balances, channels
+from quotaledger.relay.balance_poll import ChannelBalances
 from quotaledger.relay.balances import OK, Watch
 from quotaledger.relay.health import DISABLED, HealthBook
 from quotaledger.relay.health import OK as HEALTHY
-from quotaledger.monitor import channel_balances as edges
-from quotaledger.relay.balance_poll import ChannelBalances
 from quotaledger.settings import Secret, Settings
 from quotaledger.store.database import Database
 
