@@ -73,3 +73,46 @@ class ScriptedUpstream:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+class CommandLog:
+    """The commands clients send to the Redis at `url` (MONITOR), scripts' own commands
+    left out: what a test counts as round trips. Use as a context manager around the
+    calls to count; `commands` holds them afterwards."""
+
+    MARK = "commandlog-end-mark"
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        import redis
+
+        self.url = url
+        self.commands: list[str] = []
+        self._client = redis.Redis.from_url(url)
+        self._monitor = self._client.monitor()
+        self._monitor.__enter__()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+
+    def _listen(self) -> None:
+        for seen in self._monitor.listen():
+            command = str(seen.get("command", ""))
+            if self.MARK in command:
+                return
+            # HELLO: the marker's own connection opening
+            if seen.get("client_type") != "lua" and not command.startswith("HELLO"):
+                self.commands.append(command.split(" ", 1)[0].upper())
+
+    def __enter__(self) -> CommandLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import redis
+
+        marker = redis.Redis.from_url(self.url)
+        marker.echo(self.MARK)
+        marker.close()
+        self._thread.join(10)
+        self._monitor.__exit__(None, None, None)
+        self._client.close()
