@@ -63,6 +63,8 @@ class StatsRecorder:
         now = time.time() if now is None else now
         tally, self._tally = self._tally, Tally()
         successes, self._last_success = self._last_success, {}
+        if not tally:  # nothing answered here since the last flush: no write at all
+            return
         with database.write() as connection:
             for (channel_id, minute, bucket), count in tally.items():
                 connection.execute(_upsert(database, channel_id, minute, bucket, count))
