@@ -230,3 +230,23 @@ def test_a_limit_must_be_positive() -> None:
     assert checked_rates(10, None, 2) == Rates(10, None, 2)
     with pytest.raises(InvalidInput, match="tpm"):
         checked_rates(None, 0, None)
+
+
+async def test_memory_counters_forget_ended_windows_and_keep_live_ones(clock: FakeClock) -> None:
+    import quotaledger.relay.limits as limits_module
+
+    counters = MemoryCounters()
+    limiter = Limiter(counters, clock=clock)
+    old = limits_module._MAX_MEMORY_COUNTERS
+    limits_module._MAX_MEMORY_COUNTERS = 5
+    try:
+        for key_id in range(5):
+            await admitted(limiter, LimitSpec(key_id, 1, "m", 1, key=Rates(rpm=1)))
+        held = await admitted(limiter, LimitSpec(99, 1, "m", 1, key=Rates(concurrency=1)))
+        clock.advance(60)
+        await admitted(limiter, LimitSpec(100, 1, "m", 1, key=Rates(rpm=1)))
+        assert len(counters._windows) == 1  # the five ended windows are gone
+        await refused(limiter, LimitSpec(99, 1, "m", 1, key=Rates(concurrency=1)))  # kept
+        await held.release()
+    finally:
+        limits_module._MAX_MEMORY_COUNTERS = old

@@ -40,6 +40,7 @@ REQUESTS, TOKENS, CONCURRENCY = "requests", "tokens", "concurrency"
 KINDS = (REQUESTS, TOKENS, CONCURRENCY)
 WINDOW_MS = 60_000
 COUNT_TOKENS_RPM = 600
+_MAX_MEMORY_COUNTERS = 100_000
 Clock = Callable[[], float]
 
 
@@ -180,6 +181,8 @@ class MemoryCounters:
             used.append(count + c.cost)
             reset.append(_reset(c, start))
             windows.append(start)
+        if len(self._windows) + len(self._leases) > _MAX_MEMORY_COUNTERS:
+            self._forget(now_ms)
         for c, start in zip(counters, windows, strict=True):
             if c.kind == CONCURRENCY:
                 self._leases.setdefault(c.name, {})[lease] = now_ms + ttl_ms
@@ -187,6 +190,13 @@ class MemoryCounters:
                 window = self._windows.setdefault(c.name, [start, 0])
                 window[0], window[1] = start, (window[1] if window[0] == start else 0) + c.cost
         return Taken(None, tuple(used), tuple(reset), tuple(windows))
+
+    def _forget(self, now_ms: int) -> None:
+        # Ended windows and empty lease sets count for nothing: dropped, so that memory
+        # follows the keys in use, not every key ever seen.
+        self._windows = {n: w for n, w in self._windows.items() if now_ms < w[0] + WINDOW_MS}
+        for name in [n for n in self._leases if not self._held(n, now_ms)]:
+            del self._leases[name]
 
     def _held(self, name: str, now_ms: int) -> dict[str, int]:
         held = self._leases.get(name, {})
