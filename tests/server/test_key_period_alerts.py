@@ -3,7 +3,8 @@ spend, its remaining budget and what its period still allows, whichever is less.
 
 from __future__ import annotations
 
-from test_alert_watch import DOLLAR, inbox, open_account, spend, watch  # noqa: F401 - fixtures
+import test_alert_watch as alert_watch_tests
+from test_alert_watch import DOLLAR, open_account, spend
 
 from alert_inbox import Inbox
 from quotaledger.alerting import alerts
@@ -11,11 +12,15 @@ from quotaledger.alerting.alerts import Thresholds, spendable
 from quotaledger.server.alert_watch import AlertWatch
 from quotaledger.store.database import Database
 
+# The alert watch tests' fixtures, used here by name.
+inbox = alert_watch_tests.inbox
+watch = alert_watch_tests.watch
+
 
 async def test_an_unlimited_key_with_a_daily_limit_is_alerted_on_what_the_day_allows(
     database: Database,
     watch: AlertWatch,
-    inbox: Inbox,  # noqa: F811
+    inbox: Inbox,
 ) -> None:
     who = open_account(database, watch, inbox, 100 * DOLLAR, period="day",
                        period_quota=10 * DOLLAR)  # fmt: skip
@@ -33,7 +38,7 @@ async def test_an_unlimited_key_with_a_daily_limit_is_alerted_on_what_the_day_al
 async def test_a_limited_key_is_alerted_on_its_period_when_the_period_is_tighter(
     database: Database,
     watch: AlertWatch,
-    inbox: Inbox,  # noqa: F811
+    inbox: Inbox,
 ) -> None:
     who = open_account(database, watch, inbox, 100 * DOLLAR, quota=50 * DOLLAR,
                        period="month", period_quota=5 * DOLLAR)  # fmt: skip
