@@ -77,6 +77,17 @@ class Settings:
     relay_sweep_interval: int = 60
     # Relay request bodies (chat histories, images) are larger than the API's.
     relay_max_body_bytes: int = 32 * 1024 * 1024
+    # Limits and channel health (SPEC §12). With QUOTALEDGER_REDIS_URL set and Redis away:
+    # `local` (count per instance) or `refuse` (503).
+    limits_fallback: str = "local"
+    # A concurrency slot's lease: a holder that died frees its slots after this long.
+    limits_lease_ttl: int = 300
+    # `count_tokens` calls per key and minute, counted toward no other limit.
+    rate_limit_count_tokens: int = 600
+    # Seconds between two polls of a channel's upstream balance.
+    channel_balance_interval: int = 900
+    # Apprise URLs (comma or space separated) for the operator's alerts (channel balances).
+    operator_alert_urls: Secret | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -115,6 +126,8 @@ class Settings:
         for name in _RATE_LIMITS:
             _check_rate(name, getattr(self, name))
         _check_relay(self)
+        if self.limits_fallback not in {"local", "refuse"}:
+            raise SettingsError("QUOTALEDGER_LIMITS_FALLBACK must be local or refuse")
 
     @property
     def is_sqlite(self) -> bool:
@@ -151,7 +164,7 @@ def _convert(name: str, raw: str) -> Any:
             return float(raw)
         if name == "always_gzip":
             return _parse_bool(raw)
-        if name in {"redis_url", "admin_password"}:
+        if name in {"redis_url", "admin_password", "operator_alert_urls"}:
             return Secret(raw)
         if name == "trusted_proxies":
             return tuple(
@@ -174,6 +187,9 @@ _RELAY_MINIMUMS = {
     "relay_stream_idle_timeout": 1,
     "relay_sweep_interval": 1,
     "relay_max_body_bytes": 1024,
+    "limits_lease_ttl": 5,
+    "rate_limit_count_tokens": 1,
+    "channel_balance_interval": 60,
 }
 _RATE_LIMITS = (
     "rate_limit_balance",

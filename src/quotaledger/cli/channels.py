@@ -131,11 +131,14 @@ def _mapping(mappings: tuple[str, ...]) -> dict[str, str]:
 @handles_errors
 def list_channels(as_json: bool, database_url: str | None) -> None:
     """List the channels (highest priority first); keys only as hints."""
+    from quotaledger.cli.channel_health import health_columns, health_json, read_health
     from quotaledger.relay import channels
 
-    found = channels.list_channels(open_database(database_url))
+    database = open_database(database_url)
+    found = channels.list_channels(database)
+    seen = read_health(database)
     if as_json:
-        print_json([channel_json(c) for c in found])
+        print_json([channel_json(c) | health_json(seen, c.id) for c in found])
         return
     if not found:
         click.echo("No channels. Add one with: quotaledger channel add NAME --base-url URL ...")
@@ -143,11 +146,12 @@ def list_channels(as_json: bool, database_url: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "format", "base URL", "models", "priority", "weight", "status", "key")
+    table = Table("name", "format", "base URL", "models", "priority", "weight", "status", "key",
+                  "health", "last error", "last success", "p50", "ok (1 h)", "balance")  # fmt: skip
     for c in found:
         served = ", ".join(f"{m}→{c.model_map[m]}" if m in c.model_map else m for m in c.models)
         table.add_row(c.name, c.format, c.base_url, served, str(c.priority), str(c.weight),
-                      c.status, c.api_key_hint)  # fmt: skip
+                      c.status, c.api_key_hint, *health_columns(seen, c.id))  # fmt: skip
     Console().print(table)
 
 
@@ -172,11 +176,18 @@ def _simple(verb: str) -> Any:
             channels.delete_channel(database, name)
         else:
             channels.set_channel_status(database, name, f"{verb}d")
+        if verb == "enable":  # the operator's word: an automatic disable or cool-down ends
+            from quotaledger.relay.health import HealthBook
+
+            HealthBook(database).reset(channels.get_channel(database, name).id)
         click.echo(f"{verb.capitalize()}d channel {name}.")
 
     return command
 
 
+from quotaledger.cli.channel_health import balance  # noqa: E402 - after the group
+
+channel.add_command(balance)
 disable = _simple("disable")
 enable = _simple("enable")
 delete = _simple("delete")

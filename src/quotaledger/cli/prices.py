@@ -147,3 +147,8 @@ def set_group(name: str, ratio: str, database_url: str | None) -> None:
 
     value = pricing.set_group_ratio(open_database(database_url), name, ratio)
     click.echo(f"Group {name}: prices x {value}.")
+
+
+from quotaledger.cli.limits import group_limits  # noqa: E402 - registered after the group's own
+
+group.add_command(group_limits)

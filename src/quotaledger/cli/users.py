@@ -173,3 +173,8 @@ def _usd(quota: int) -> str:
 
 def _balance(quota: int) -> str:
     return f"{_usd(quota)} ({quota:,} quota)"
+
+
+from quotaledger.cli.limits import user_limits  # noqa: E402 - registered after the group's own
+
+user.add_command(user_limits)

@@ -27,6 +27,7 @@ from quotaledger import tokens
 from quotaledger.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
 from quotaledger.money import MAX_QUOTA
 from quotaledger.periods import PERIODS, next_period_start, period_start
+from quotaledger.relay.limits import NO_RATES, Rates
 from quotaledger.settings import Network
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
@@ -63,6 +64,10 @@ class ApiKey:
     created_at: int
     last_used_at: int | None
     owner: str  # the owner's username
+    # Rate limits (SPEC §12, `relay.rates`); None: none of that kind.
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
 
     def state(self, now: float) -> str:
         """enabled, disabled, deleted, expired or exhausted (the last two derived)."""
@@ -101,6 +106,7 @@ _KEY_COLUMNS = (
     *(api_keys.c[name] for name in ("period_used", "period_start", "created_at")),
     api_keys.c.last_used_at,
     users.c.username,
+    *(api_keys.c[name] for name in ("rpm", "tpm", "concurrency")),
 )
 
 
@@ -382,6 +388,7 @@ class Admission:
     key: ApiKey
     user_quota: int
     user_group: str
+    account_rates: Rates = NO_RATES  # the owner's own rate limits (SPEC §12)
 
     @property
     def group(self) -> str:
@@ -400,6 +407,7 @@ def key_digest(raw_key: str) -> str:
 _ADMIT = CompiledStatement(
     _select_keys()
     .add_columns(users.c.status, users.c.quota, users.c.group)
+    .add_columns(users.c.rpm, users.c.tpm, users.c.concurrency)
     .where(api_keys.c.key_hash == bindparam("digest"))
 )
 
@@ -448,12 +456,12 @@ async def lookup_async(database: Database, digest: str) -> Admission:
     if row is None:
         raise AuthenticationFailed("unknown API key")
     key = _key_from_row(row)
-    user_status, user_quota, user_group = row[len(_KEY_COLUMNS) :]
+    user_status, user_quota, user_group = row[len(_KEY_COLUMNS) : len(_KEY_COLUMNS) + 3]
     if key.deleted_at is not None:
         raise AuthenticationFailed("this API key is deleted")
     if user_status != "enabled":
         raise PermissionDenied("the account of this API key is disabled")
-    return Admission(key, int(user_quota), str(user_group))
+    return Admission(key, int(user_quota), str(user_group), _account_rates(row))
 
 
 def _admission(
@@ -463,7 +471,7 @@ def _admission(
     if row is None:
         raise AuthenticationFailed("unknown API key")
     key = _key_from_row(row)
-    user_status, user_quota, user_group = row[len(_KEY_COLUMNS) :]
+    user_status, user_quota, user_group = row[len(_KEY_COLUMNS) : len(_KEY_COLUMNS) + 3]
     _check_key(key, now)
     _check_address(key, client_address)
     if user_status != "enabled":
@@ -473,7 +481,12 @@ def _admission(
             raise PermissionDenied(f"this API key may not use model {model!r}")
         if model not in offered:
             raise NotFound(f"model {model!r} is not offered")
-    return Admission(key, int(user_quota), str(user_group))
+    return Admission(key, int(user_quota), str(user_group), _account_rates(row))
+
+
+def _account_rates(row: Any) -> Rates:
+    rpm, tpm, concurrency = row[len(_KEY_COLUMNS) + 3 :]
+    return Rates(rpm, tpm, concurrency)
 
 
 def _check_key(key: ApiKey, now: float) -> None:

@@ -173,6 +173,7 @@ def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager
             sweep_forever(services.database, services.settings, services.alerts.settled)
         )
         services.alerts.start()
+        services.channel_jobs.start()
         await services.relay.warm()
         # Everything loaded so far (modules, tables, the tokenizer) lives as long as the
         # process: frozen out of the collector's sight, a full collection with 1,000 streams
@@ -184,6 +185,7 @@ def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
         await services.alerts.stop()
+        await services.channel_jobs.stop()
         await services.relay.close()
         await services.database.close_group_commits()
 
