@@ -339,12 +339,17 @@ def deduct_in(connection: Connection, user_id: int, quota: int, note: str = "") 
     return int(new_quota)
 
 
-def adjust(database: Database, user_id: int, quota: int, reason: str) -> int:
+def adjust(
+    database: Database, user_id: int, quota: int, reason: str, *, by: str | None = None
+) -> int:
     """A grant (`quota` > 0) or a deduction (`quota` < 0) with its reason, one ledger entry;
-    returns the new balance. The reason is required: the entry must say why."""
+    returns the new balance. The reason is required: the entry must say why (and `by`
+    whom, when given)."""
     reason = check_text("reason", reason.strip())
-    if not 1 <= len(reason) <= 200:
-        raise InvalidInput("reason", "say why, in 1-200 characters")
+    if not 1 <= len(reason) <= 160:
+        raise InvalidInput("reason", "say why, in 1-160 characters")
+    if by:
+        reason = f"{reason} (by {by})"
     with database.write() as connection:
         if quota > 0:
             return grant_in(connection, user_id, quota, reason)
@@ -362,4 +367,4 @@ def ledger_entries(database: Database, user_id: int, limit: int = 50) -> list[di
             .order_by(grants.c.id.desc())
             .limit(limit)
         ).all()
-    return [dict(row._mapping) for row in rows]
+    return [{str(k): v for k, v in row._asdict().items()} for row in rows]

@@ -37,7 +37,8 @@ def _rows(database: Database, start: int, group: Any | None) -> list[dict[str, A
     with database.read() as connection:
         rows = connection.execute(statement).all()
     return [
-        {name: (int(v) if name != "key" else v) for name, v in row._mapping.items()} for row in rows
+        {str(name): (int(v) if name != "key" else v) for name, v in row._asdict().items()}
+        for row in rows
     ]
 
 

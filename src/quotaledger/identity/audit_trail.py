@@ -71,5 +71,8 @@ def trail_page(
             .limit(page_size)
             .offset((page - 1) * page_size)
         ).all()
-    items = [{**row._mapping, "detail": json.loads(row.detail)} for row in rows]
+    items = [
+        {**{str(k): v for k, v in row._asdict().items()}, "detail": json.loads(row.detail)}
+        for row in rows
+    ]
     return items, int(total)

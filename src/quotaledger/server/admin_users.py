@@ -166,14 +166,15 @@ class GrantBody(BaseModel):
 
 @router.post(
     "/api/user/grant",
-    **described("Grant or deduct quota with a reason (admin): a ledger entry", (*API_WRITE, 402)),
+    **described("Grant or deduct quota with a reason (admin): a ledger entry", API_WRITE),
 )
 async def grant(request: Request, body: GrantBody, caller: AdminCaller) -> Response:
     amount = body.amount()
     database = database_of(request)
     account = await run_in_threadpool(account_admin.get_account, database, body.id)
-    reason = f"{body.reason.strip()} (by {caller.account.username})"
-    balance = await run_in_threadpool(ledger.adjust, database, body.id, amount, reason)
+    balance = await run_in_threadpool(
+        lambda: ledger.adjust(database, body.id, amount, body.reason, by=caller.account.username)
+    )
     services_of(request).alerts.check(alert_states.account_subject(body.id))
     action = "user.grant" if amount > 0 else "user.deduct"
     await audit(request, caller, action, account.username, quota=amount, reason=body.reason)
