@@ -47,8 +47,17 @@ def fake_upstream() -> Iterator[Any]:
         yield running
 
 
-def channel_body(base_url: str, name: str = "main", key: str = "sk-upstream-secret-0042",
-                 **extra: Any) -> dict[str, Any]:  # fmt: skip
+def channel_body(
+    base_url: str, name: str = "main", key: str = "sk-upstream-secret-0042", **extra: Any
+) -> dict[str, Any]:
     """A new-api channel body (type 1, OpenAI) on `base_url`."""
-    return {"type": 1, "name": name, "key": key, "base_url": base_url,
-            "models": "gpt-test,gpt-other", "priority": 0, "weight": 1, **extra}  # fmt: skip
+    return {
+        "type": 1,
+        "name": name,
+        "key": key,
+        "base_url": base_url,
+        "models": "gpt-test,gpt-other",
+        "priority": 0,
+        "weight": 1,
+        **extra,
+    }

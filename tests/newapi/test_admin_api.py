@@ -45,8 +45,9 @@ def test_channels_answer_in_new_apis_shapes_and_never_with_their_key(
     api: TestClient, admin: dict[str, str]
 ) -> None:
     with fake_upstream() as upstream:
-        added = api.post("/api/channel/", json=channel_body(upstream.base_url + "/v1"),
-                         headers=admin)  # fmt: skip
+        added = api.post(
+            "/api/channel/", json=channel_body(upstream.base_url + "/v1"), headers=admin
+        )
         assert added.status_code == 200, added.text
         channel_id = added.json()["data"]["id"]
         tested = api.get(f"/api/channel/test/{channel_id}", headers=admin)
@@ -78,15 +79,21 @@ def test_a_channel_test_against_a_dead_upstream_says_why(
 def test_editing_a_channel_keeps_its_key_unless_a_new_one_is_sent(
     api: TestClient, admin: dict[str, str]
 ) -> None:
-    channel = api.post("/api/channel/", json=channel_body("https://up.example/v1"),
-                       headers=admin).json()["data"]  # fmt: skip
+    channel = api.post(
+        "/api/channel/", json=channel_body("https://up.example/v1"), headers=admin
+    ).json()["data"]
 
-    kept = api.put("/api/channel/", json={"id": channel["id"], "priority": 5, "key": "",
-                                          "weight": 3}, headers=admin).json()["data"]  # fmt: skip
-    changed = api.put("/api/channel/", json={"id": channel["id"], "key": "sk-new-key-999999"},
-                      headers=admin).json()["data"]  # fmt: skip
-    disabled = api.put("/api/channel/", json={"id": channel["id"], "status": 2},
-                       headers=admin).json()["data"]  # fmt: skip
+    kept = api.put(
+        "/api/channel/",
+        json={"id": channel["id"], "priority": 5, "key": "", "weight": 3},
+        headers=admin,
+    ).json()["data"]
+    changed = api.put(
+        "/api/channel/", json={"id": channel["id"], "key": "sk-new-key-999999"}, headers=admin
+    ).json()["data"]
+    disabled = api.put(
+        "/api/channel/", json={"id": channel["id"], "status": 2}, headers=admin
+    ).json()["data"]
 
     assert (kept["priority"], kept["weight"], kept["api_key_hint"]) == (5, 3, "…0042")
     assert changed["api_key_hint"] == "…9999"
@@ -106,14 +113,18 @@ def test_a_channel_takes_every_format_the_relay_knows_by_name(
         answer = api.post("/api/channel/", json=body, headers=admin)
         assert answer.status_code == 200, answer.text
         assert answer.json()["data"]["format"] == name
-    refused = api.post("/api/channel/", json=channel_body("https://x.example", name="bad",
-                                                          format="telex"), headers=admin)  # fmt: skip
+    refused = api.post(
+        "/api/channel/",
+        json=channel_body("https://x.example", name="bad", format="telex"),
+        headers=admin,
+    )
     assert refused.status_code == 422 and "format" in refused.json()["message"]
 
 
 def test_deleting_a_channel_removes_it(api: TestClient, admin: dict[str, str]) -> None:
-    channel_id = api.post("/api/channel/", json=channel_body("https://up.example/v1"),
-                          headers=admin).json()["data"]["id"]  # fmt: skip
+    channel_id = api.post(
+        "/api/channel/", json=channel_body("https://up.example/v1"), headers=admin
+    ).json()["data"]["id"]
 
     assert api.delete(f"/api/channel/{channel_id}", headers=admin).status_code == 200
 
@@ -144,8 +155,9 @@ def test_manage_disables_enables_promotes_and_demotes(
     alice = make_user("alice").account
     seen = {}
     for action in ("disable", "enable", "promote", "demote"):
-        answer = api.post("/api/user/manage", json={"id": alice.id, "action": action},
-                          headers=admin).json()  # fmt: skip
+        answer = api.post(
+            "/api/user/manage", json={"id": alice.id, "action": action}, headers=admin
+        ).json()
         assert_shaped_like(answer, "user_manage")
         seen[action] = (answer["data"]["role"], answer["data"]["status"])
 
@@ -171,8 +183,7 @@ def test_deleting_a_user_with_ledger_history_is_refused(
     empty = make_user("empty", quota=0).account
 
     refused = api.post("/api/user/manage", json={"id": rich.id, "action": "delete"}, headers=admin)
-    deleted = api.post("/api/user/manage", json={"id": empty.id, "action": "delete"},
-                       headers=admin)  # fmt: skip
+    deleted = api.post("/api/user/manage", json={"id": empty.id, "action": "delete"}, headers=admin)
 
     assert refused.status_code == 409 and "disable" in refused.json()["message"]
     assert deleted.status_code == 200
@@ -195,14 +206,22 @@ def test_a_grant_and_a_deduction_are_ledger_entries_with_their_reason(
 ) -> None:
     alice = make_user("alice", quota=1_000_000).account
 
-    granted = api.post("/api/user/grant", json={"id": alice.id, "quota": 250_000,
-                                                "reason": "support ticket 12"}, headers=admin)  # fmt: skip
-    deducted = api.post("/api/user/grant", json={"id": alice.id, "usd": "-0.5",
-                                                 "reason": "refund reversed"}, headers=admin)  # fmt: skip
-    too_much = api.post("/api/user/grant", json={"id": alice.id, "quota": -10**9,
-                                                 "reason": "oops"}, headers=admin)  # fmt: skip
-    no_reason = api.post("/api/user/grant", json={"id": alice.id, "quota": 5, "reason": "  "},
-                         headers=admin)  # fmt: skip
+    granted = api.post(
+        "/api/user/grant",
+        json={"id": alice.id, "quota": 250_000, "reason": "support ticket 12"},
+        headers=admin,
+    )
+    deducted = api.post(
+        "/api/user/grant",
+        json={"id": alice.id, "usd": "-0.5", "reason": "refund reversed"},
+        headers=admin,
+    )
+    too_much = api.post(
+        "/api/user/grant", json={"id": alice.id, "quota": -(10**9), "reason": "oops"}, headers=admin
+    )
+    no_reason = api.post(
+        "/api/user/grant", json={"id": alice.id, "quota": 5, "reason": "  "}, headers=admin
+    )
 
     assert granted.json()["data"]["quota"] == 1_250_000
     assert deducted.json()["data"]["quota"] == 1_000_000
@@ -210,13 +229,15 @@ def test_a_grant_and_a_deduction_are_ledger_entries_with_their_reason(
     assert accounts.find_account(database, "alice").quota == 1_000_000
     ledger = api.get(f"/api/user/{alice.id}", headers=admin).json()["data"]["ledger"]
     assert [(e["quota"], e["note"]) for e in ledger[:2]] == [
-        (-250_000, "refund reversed (by admin)"), (250_000, "support ticket 12 (by admin)"),
-    ]  # fmt: skip
+        (-250_000, "refund reversed (by admin)"),
+        (250_000, "support ticket 12 (by admin)"),
+    ]
     assert invariant.check_invariant(database) == []
     entries = _audit(api, admin, action="user.")
     assert [(e["action"], e["detail"]["quota"]) for e in entries] == [
-        ("user.deduct", -250_000), ("user.grant", 250_000),
-    ]  # fmt: skip
+        ("user.deduct", -250_000),
+        ("user.grant", 250_000),
+    ]
 
 
 def test_resetting_a_password_ends_every_session_of_that_user(
@@ -228,13 +249,18 @@ def test_resetting_a_password_ends_every_session_of_that_user(
         login(browser, "alice", alice.password)
         assert browser.get("/api/log/self").status_code == 200
 
-        reset = admin_client.post("/api/user/reset_password", json={"id": alice.account.id},
-                                  headers=headers)  # fmt: skip
+        reset = admin_client.post(
+            "/api/user/reset_password", json={"id": alice.account.id}, headers=headers
+        )
 
         new_password = reset.json()["data"]["password"]
         assert browser.get("/api/log/self").status_code == 401
-        assert browser.post("/api/user/login", json={"username": "alice",
-                            "password": alice.password}).status_code == 401  # fmt: skip
+        assert (
+            browser.post(
+                "/api/user/login", json={"username": "alice", "password": alice.password}
+            ).status_code
+            == 401
+        )
         login(browser, "alice", new_password)
 
 
@@ -252,8 +278,11 @@ def test_changing_ones_password_needs_the_current_one_and_ends_other_sessions(
 
         wrong = here.put("/api/user/self", json=body, headers={"X-CSRF-Token": csrf})
         no_csrf = here.put("/api/user/self", json={**body, "original_password": alice.password})
-        right = here.put("/api/user/self", json={**body, "original_password": alice.password},
-                         headers={"X-CSRF-Token": csrf})  # fmt: skip
+        right = here.put(
+            "/api/user/self",
+            json={**body, "original_password": alice.password},
+            headers={"X-CSRF-Token": csrf},
+        )
 
         assert (wrong.status_code, no_csrf.status_code, right.status_code) == (401, 403, 200)
         assert right.json()["data"]["sessions_ended"] == 1
@@ -268,13 +297,15 @@ def test_changing_ones_password_needs_the_current_one_and_ends_other_sessions(
 def test_redemption_codes_are_shown_once_then_listed_by_hint(
     api: TestClient, admin: dict[str, str]
 ) -> None:
-    created = api.post("/api/redemption/", json={"name": "launch", "count": 3, "quota": 500_000},
-                       headers=admin).json()  # fmt: skip
+    created = api.post(
+        "/api/redemption/", json={"name": "launch", "count": 3, "quota": 500_000}, headers=admin
+    ).json()
     codes = created["data"]
     first = api.get("/api/redemption/", params={"p": 1, "page_size": 10}, headers=admin).json()
     code_id = first["data"]["items"][0]["id"]
-    disabled = api.put("/api/redemption/?status_only=true", json={"id": code_id, "status": 2},
-                       headers=admin).json()  # fmt: skip
+    disabled = api.put(
+        "/api/redemption/?status_only=true", json={"id": code_id, "status": 2}, headers=admin
+    ).json()
 
     assert_shaped_like(created, "redemption_create")
     assert_shaped_like(first, "redemption_list")
@@ -283,8 +314,9 @@ def test_redemption_codes_are_shown_once_then_listed_by_hint(
     assert not any(code in listed for code in codes)
     assert disabled["data"]["state"] == "disabled"
     assert [e["action"] for e in _audit(api, admin, action="redemption.")] == [
-        "redemption.disable", "redemption.create",
-    ]  # fmt: skip
+        "redemption.disable",
+        "redemption.create",
+    ]
     assert not any(code in str(_audit(api, admin)) for code in codes)
 
 
@@ -349,19 +381,30 @@ def test_the_dashboard_counts_requests_tokens_quota_and_errors(
 def test_prices_and_group_ratios_are_set_with_every_field(
     api: TestClient, admin: dict[str, str]
 ) -> None:
-    body = {"model": "claude-x", "input_usd_per_mtok": "3", "output_usd_per_mtok": "15",
-            "cache_read_usd_per_mtok": "0.3", "cache_write_usd_per_mtok": "3.75",
-            "cache_write_1h_usd_per_mtok": "6"}  # fmt: skip
+    body = {
+        "model": "claude-x",
+        "input_usd_per_mtok": "3",
+        "output_usd_per_mtok": "15",
+        "cache_read_usd_per_mtok": "0.3",
+        "cache_write_usd_per_mtok": "3.75",
+        "cache_write_1h_usd_per_mtok": "6",
+    }
     assert api.put("/api/admin/prices/", json=body, headers=admin).status_code == 200
-    assert api.put("/api/admin/groups/", json={"name": "vip", "ratio": "0.8"},
-                   headers=admin).status_code == 200  # fmt: skip
+    assert (
+        api.put(
+            "/api/admin/groups/", json={"name": "vip", "ratio": "0.8"}, headers=admin
+        ).status_code
+        == 200
+    )
 
     listed = api.get("/api/admin/prices/", headers=admin).json()["data"]
 
     assert listed["models"] == [{**body, "per_call_usd": None}]
     assert listed["group_ratios"]["vip"] == "0.8"
-    assert api.delete("/api/admin/prices/", params={"model": "claude-x"},
-                      headers=admin).status_code == 200  # fmt: skip
+    assert (
+        api.delete("/api/admin/prices/", params={"model": "claude-x"}, headers=admin).status_code
+        == 200
+    )
     actions = [e["action"] for e in _audit(api, admin)]
     assert actions == ["price.delete", "group.set", "price.set"]
 
