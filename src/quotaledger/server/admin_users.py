@@ -9,6 +9,7 @@ new-api's `PUT /api/user/self` (`{original_password, password}`).
 
 from __future__ import annotations
 
+import logging
 import time
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -21,10 +22,11 @@ from starlette.responses import Response
 from quotaledger import passwords
 from quotaledger.alerting import states as alert_states
 from quotaledger.billing import ledger
-from quotaledger.errors import InvalidInput
+from quotaledger.errors import AuthenticationFailed, InvalidInput
 from quotaledger.identity import account_admin, accounts, keys
 from quotaledger.identity.accounts import Account
 from quotaledger.money import MAX_QUOTA, format_usd, usd_to_quota
+from quotaledger.server import api
 from quotaledger.server.admin_common import (
     AdminCaller,
     Keyword,
@@ -36,11 +38,13 @@ from quotaledger.server.admin_common import (
     services_of,
 )
 from quotaledger.server.auth import Caller, any_caller
+from quotaledger.server.calls import Call
 from quotaledger.server.key_routes import key_item
 from quotaledger.server.newapi_docs import API_WRITE, described
 from quotaledger.server.responses import ok
 
 router = APIRouter()
+security_log = logging.getLogger("quotaledger.security")
 UserId = Annotated[int, Field(ge=1, le=2**62)]
 
 
@@ -253,10 +257,21 @@ class PasswordChange(BaseModel):
 async def change_password(
     request: Request, body: PasswordChange, caller: Annotated[Caller, Depends(any_caller)]
 ) -> Response:
-    ended = await run_in_threadpool(
-        lambda: account_admin.change_password(
-            database_of(request), caller.account, body.original_password, body.password,
-            keep_session=caller.session_id,
-        )
+    """Throttled as logins are: the current password is a password guess."""
+    call, account = Call.of(request), caller.account
+    await api.throttle_password_attempt(call, account.username)
+    try:
+        ended = await run_in_threadpool(
+            lambda: account_admin.change_password(
+                database_of(request), account, body.original_password, body.password,
+                keep_session=caller.session_id,
+            )
+        )  # fmt: skip
+    except AuthenticationFailed:
+        await api.record_password_failure(call, account.username, "password_change_failed")
+        raise
+    security_log.info(
+        "password_changed user=%r address=%s sessions_ended=%d",
+        account.username, call.client_address(), ended,
     )  # fmt: skip
     return ok({"sessions_ended": ended})
