@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from quotaledger.cli.common import (
+    audited,
     database_url_option,
     fail,
     handles_errors,
@@ -96,7 +97,10 @@ def add(
         api_key=Secret(_api_key(api_key_stdin, api_key_env)), model_map=_mapping(mappings),
         format=wire_format, priority=priority, weight=weight,
     )  # fmt: skip
-    added = channels.add_channel(open_database(database_url), cipher, spec)
+    database = open_database(database_url)
+    added = channels.add_channel(database, cipher, spec)
+    audited(database, "channel.add", added.name, format=added.format, base_url=added.base_url,
+            models=list(added.models), key=added.api_key_hint)  # fmt: skip
     click.echo(f"Added channel {added.name} ({added.format}, {added.base_url}, key "
                f"{added.api_key_hint}) serving {', '.join(added.models)}.")  # fmt: skip
 
@@ -171,6 +175,7 @@ def _simple(verb: str) -> Any:
             channels.delete_channel(database, name)
         else:
             channels.set_channel_status(database, name, f"{verb}d")
+        audited(database, f"channel.{verb}", name)
         click.echo(f"{verb.capitalize()}d channel {name}.")
 
     return command
@@ -254,6 +259,9 @@ def edit(
         cipher = channels.ChannelCipher(Settings.from_env(database_url=database_url).secret_key)
     if not changes:
         raise click.UsageError("give at least one setting to change")
-    changed = channels.update_channel(open_database(database_url), cipher, name, changes)
+    database = open_database(database_url)
+    changed = channels.update_channel(database, cipher, name, changes)
+    shown = {k: (v if k != "api_key" else "new key") for k, v in changes.items()}
+    audited(database, "channel.edit", name, **shown)
     click.echo(f"Updated channel {changed.name} ({changed.format}, {changed.base_url}, key "
                f"{changed.api_key_hint}) serving {', '.join(changed.models)}.")  # fmt: skip
