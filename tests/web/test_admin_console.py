@@ -14,6 +14,7 @@ import io
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -276,22 +277,31 @@ def test_logs_of_every_user_are_filtered(visit: Visit, web_server: LiveServer) -
 def test_the_dashboard_draws_its_chart_from_local_assets(
     visit: Visit, web_server: LiveServer
 ) -> None:
-    import time
-
     create_user(web_server, "spender", quota=0)
     log_rows(
         web_server,
         "spender",
         [{"model": "model-d", "quota": 500_000, "created_at": int(time.time()), "channel": "west"}],
     )
+    earlier = [  # a few earlier days, for a chart with some shape
+        {"model": model, "quota": quota, "created_at": int(time.time()) - days * 86_400,
+         "channel": "west", "request_id": f"earlier-{days}"}
+        for days, model, quota in ((2, "model-d", 300_000), (5, "model-e", 800_000),
+                                   (9, "model-e", 450_000), (16, "model-d", 650_000))
+    ]  # fmt: skip
+    create_user(web_server, "spender2", quota=0)
+    log_rows(web_server, "spender2", earlier)
     requests: list[str] = []
     visit.page.on("request", lambda request: requests.append(request.url))
     page = _admin(visit, "/admin")
     page.get_by_role("button", name="30 days").click()
 
     expect(page.locator("#by-model")).to_contain_text("model-d")
+    expect(page.locator("#total-quota")).to_have_text("$5.40")
     expect(page.locator("#by-channel")).to_contain_text("west")
-    expect(page.locator("#day-chart svg rect").first).to_be_attached()
+    expect(page.locator("#day-chart svg rect")).to_have_count(30)
+    expect(page.locator("#day-chart")).not_to_contain_text("NaN")  # rows of other days left out
+    expect(page.locator("#day-chart svg rect title").last).to_contain_text("$1.00")
     assert all(url.startswith(web_server.base_url) for url in requests)
     _screenshot(page, "dashboard")
 
@@ -318,7 +328,7 @@ def test_stored_markup_is_shown_as_text_and_never_run(visit: Visit, web_server: 
             {
                 "model": MARKUP,
                 "quota": 1,
-                "created_at": 1_800_000_000,
+                "created_at": int(time.time()),
                 "key_name": MARKUP[:60],
                 "channel": MARKUP[:60],
                 "request_id": MARKUP,

@@ -29,9 +29,9 @@ _MEASURES = (
 )
 
 
-def _rows(database: Database, start: int, group: Any | None) -> list[dict[str, Any]]:
+def _rows(database: Database, start: int, end: int, group: Any | None) -> list[dict[str, Any]]:
     columns = (*((group.label("key"),) if group is not None else ()), *_MEASURES)
-    statement = select(*columns).where(usage.c.created_at >= start)
+    statement = select(*columns).where(usage.c.created_at >= start, usage.c.created_at < end)
     if group is not None:
         statement = statement.group_by(group).order_by(func.sum(usage.c.quota).desc(), group)
     with database.read() as connection:
@@ -47,15 +47,16 @@ def dashboard(database: Database, days: int, now: int) -> dict[str, Any]:
     by class (`429`, `4xx`, `5xx`; `ok` is the answered requests)."""
     if not 1 <= days <= MAX_DAYS:
         raise InvalidInput("days", f"must be between 1 and {MAX_DAYS}")
-    start = (now // DAY - days + 1) * DAY
+    end = (now // DAY + 1) * DAY  # the end of today (UTC): rows stamped later are not shown
+    start = end - days * DAY
     day = usage.c.created_at - usage.c.created_at % DAY
-    by_class = {row["key"]: row["requests"] for row in _rows(database, start, _ERROR_CLASS)}
+    by_class = {row["key"]: row["requests"] for row in _rows(database, start, end, _ERROR_CLASS)}
     return {
         "days": days,
         "start": start,
-        "totals": _rows(database, start, None)[0],
-        "by_model": _rows(database, start, usage.c.model),
-        "by_channel": _rows(database, start, func.coalesce(usage.c.channel, "")),
-        "by_day": sorted(_rows(database, start, day), key=lambda row: row["key"]),
+        "totals": _rows(database, start, end, None)[0],
+        "by_model": _rows(database, start, end, usage.c.model),
+        "by_channel": _rows(database, start, end, func.coalesce(usage.c.channel, "")),
+        "by_day": sorted(_rows(database, start, end, day), key=lambda row: row["key"]),
         "errors_by_class": {name: by_class.get(name, 0) for name in ("429", "4xx", "5xx")},
     }

@@ -18,7 +18,10 @@ function svg(tag, attributes, text) {
 function drawDays(report, days) {
   const first = report.start / 86_400;
   const quota = new Array(days).fill(0);
-  for (const row of report.by_day) quota[row.key / 86_400 - first] = row.quota;
+  for (const row of report.by_day) {
+    const index = row.key / 86_400 - first;
+    if (index >= 0 && index < days) quota[index] = row.quota;
+  }
   const top = Math.max(...quota, 1);
   const width = WIDTH / days;
   const chart = svg("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", class: "chart-svg", "aria-label": "Quota charged per UTC day" });
