@@ -25,6 +25,9 @@ from quotaledger.relay.channels import Channel
 from quotaledger.relay.providers import FORMATS, PROVIDERS
 from quotaledger.secret import Secret
 from quotaledger.server.admin_common import (
+    CHANNEL_WRITE,
+    ONE,
+    WRITE,
     AdminCaller,
     Keyword,
     Page,
@@ -34,7 +37,7 @@ from quotaledger.server.admin_common import (
     page_data,
     services_of,
 )
-from quotaledger.server.newapi_docs import API_WRITE, described
+from quotaledger.server.newapi_docs import described
 from quotaledger.server.responses import ok
 
 router = APIRouter()
@@ -167,7 +170,7 @@ async def list_channels(
     return ok(page_data([channel_item(c) for c in shown], len(found), number, page_size))
 
 
-@router.get("/api/channel/{channel_id}", **described("One channel (admin)", (401, 403, 404)))
+@router.get("/api/channel/{channel_id}", **described("One channel (admin)", ONE))
 async def get_channel(request: Request, channel_id: ChannelId, caller: AdminCaller) -> Response:
     found = await run_in_threadpool(channels.get_channel_by_id, database_of(request), channel_id)
     return ok(channel_item(found))
@@ -175,7 +178,7 @@ async def get_channel(request: Request, channel_id: ChannelId, caller: AdminCall
 
 @router.get(
     "/api/channel/test/{channel_id}",
-    **described("Send the channel its cheapest request; `time` in seconds", (401, 403, 404)),
+    **described("Send the channel its cheapest request; `time` in seconds", (*ONE, 503)),
 )
 async def test_channel(
     request: Request, channel_id: ChannelId, caller: AdminCaller,
@@ -208,7 +211,7 @@ def _body_channel(raw: dict[str, Any]) -> ChannelBody:
 
 
 @router.post(
-    "/api/channel/", **described("Add a channel (admin); its key is kept encrypted", API_WRITE)
+    "/api/channel/", **described("Add a channel (admin); its key is kept encrypted", CHANNEL_WRITE)
 )
 @router.post("/api/channel", include_in_schema=False)
 async def add_channel(request: Request, raw: dict[str, Any], caller: AdminCaller) -> Response:
@@ -242,7 +245,7 @@ async def add_channel(request: Request, raw: dict[str, Any], caller: AdminCaller
 
 
 @router.put(
-    "/api/channel/", **described("Change a channel (admin); no key: the key is kept", API_WRITE)
+    "/api/channel/", **described("Change a channel (admin); no key: the key is kept", CHANNEL_WRITE)
 )
 @router.put("/api/channel", include_in_schema=False)
 async def update_channel(request: Request, raw: dict[str, Any], caller: AdminCaller) -> Response:
@@ -270,7 +273,7 @@ async def update_channel(request: Request, raw: dict[str, Any], caller: AdminCal
     return ok(channel_item(changed))
 
 
-@router.delete("/api/channel/{channel_id}", **described("Delete a channel (admin)", API_WRITE))
+@router.delete("/api/channel/{channel_id}", **described("Delete a channel (admin)", WRITE))
 async def delete_channel(request: Request, channel_id: ChannelId, caller: AdminCaller) -> Response:
     database = database_of(request)
     found = await run_in_threadpool(channels.get_channel_by_id, database, channel_id)

@@ -12,12 +12,17 @@ from starlette.concurrency import run_in_threadpool
 from quotaledger.identity import audit_trail
 from quotaledger.server.auth import Caller, authenticate, require_admin
 from quotaledger.server.calls import Call
+from quotaledger.server.newapi_docs import API_READ, API_WRITE
 from quotaledger.server.services import Services
 
 Page = Annotated[int | None, Query(ge=1, le=1_000_000)]
 Size = Annotated[int, Query(ge=1, le=100)]
 Keyword = Annotated[str | None, Query(max_length=128)]
 ADMIN_REFUSAL = "this needs an admin account"
+# The statuses the admin routes answer with, for /openapi.json (and the contract test).
+ONE = (*API_READ, 404)
+WRITE = (*API_WRITE, 409)
+CHANNEL_WRITE = (*WRITE, 503)  # 503: no QUOTALEDGER_SECRET_KEY to encrypt a channel key
 
 
 async def admin_caller(request: Request) -> Caller:

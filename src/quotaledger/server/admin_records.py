@@ -26,6 +26,7 @@ from quotaledger.identity import audit_trail
 from quotaledger.money import MAX_QUOTA, format_usd, usd_to_quota
 from quotaledger.server import log_export
 from quotaledger.server.admin_common import (
+    WRITE,
     AdminCaller,
     Keyword,
     Page,
@@ -34,7 +35,7 @@ from quotaledger.server.admin_common import (
     database_of,
     page_data,
 )
-from quotaledger.server.newapi_docs import API_WRITE, described
+from quotaledger.server.newapi_docs import described
 from quotaledger.server.responses import ok
 from quotaledger.server.usage_routes import Text, Timestamp, log_item
 
@@ -86,7 +87,7 @@ class CodesBody(BaseModel):
 
 @router.post(
     "/api/redemption/",
-    **described("Create codes (admin): data lists them, shown only here", API_WRITE),
+    **described("Create codes (admin): data lists them, shown only here", WRITE),
 )
 @router.post("/api/redemption", include_in_schema=False)
 async def create_codes(request: Request, body: CodesBody, caller: AdminCaller) -> Response:
@@ -110,7 +111,7 @@ class CodeStatusBody(BaseModel):
     status: int | None = None
 
 
-@router.put("/api/redemption/", **described("Disable a code (admin): status 2", API_WRITE))
+@router.put("/api/redemption/", **described("Disable a code (admin): status 2", WRITE))
 @router.put("/api/redemption", include_in_schema=False)
 async def update_code(
     request: Request, body: CodeStatusBody, caller: AdminCaller, status_only: str | None = None
@@ -229,7 +230,7 @@ class PriceBody(BaseModel):
     cache_write_1h_usd_per_mtok: Usd = None
 
 
-@router.put("/api/admin/prices/", **described("Set a model's price (admin)", API_WRITE))
+@router.put("/api/admin/prices/", **described("Set a model's price (admin)", WRITE))
 async def set_price(request: Request, body: PriceBody, caller: AdminCaller) -> Response:
     fields = {k: (v.strip() or None) if v else None for k, v in body.model_dump().items()}
     model = fields.pop("model") or ""
@@ -239,7 +240,7 @@ async def set_price(request: Request, body: PriceBody, caller: AdminCaller) -> R
     return ok(new.as_row())
 
 
-@router.delete("/api/admin/prices/", **described("Delete a model's price (admin)", API_WRITE))
+@router.delete("/api/admin/prices/", **described("Delete a model's price (admin)", WRITE))
 async def delete_price(
     request: Request, caller: AdminCaller, model: Annotated[str, Query(max_length=128)]
 ) -> Response:
@@ -254,7 +255,7 @@ class GroupBody(BaseModel):
     ratio: str = Field(min_length=1, max_length=40)
 
 
-@router.put("/api/admin/groups/", **described("Set a group's price ratio (admin)", API_WRITE))
+@router.put("/api/admin/groups/", **described("Set a group's price ratio (admin)", WRITE))
 async def set_group(request: Request, body: GroupBody, caller: AdminCaller) -> Response:
     ratio = await run_in_threadpool(
         pricing.set_group_ratio, database_of(request), body.name, body.ratio

@@ -28,6 +28,8 @@ from quotaledger.identity.accounts import Account
 from quotaledger.money import MAX_QUOTA, format_usd, usd_to_quota
 from quotaledger.server import api
 from quotaledger.server.admin_common import (
+    ONE,
+    WRITE,
     AdminCaller,
     Keyword,
     Page,
@@ -40,7 +42,7 @@ from quotaledger.server.admin_common import (
 from quotaledger.server.auth import Caller, any_caller
 from quotaledger.server.calls import Call
 from quotaledger.server.key_routes import key_item
-from quotaledger.server.newapi_docs import API_WRITE, described
+from quotaledger.server.newapi_docs import described
 from quotaledger.server.responses import ok
 
 router = APIRouter()
@@ -78,7 +80,7 @@ async def search_users(
     return await _page(request, p or page, page_size, keyword)
 
 
-@router.get("/api/user/{user_id:int}", **described("One account (admin), with its ledger"))
+@router.get("/api/user/{user_id:int}", **described("One account (admin), with its ledger", ONE))
 async def get_user(
     request: Request, caller: AdminCaller, user_id: Annotated[int, Path(ge=1, le=2**62)]
 ) -> Response:
@@ -101,7 +103,7 @@ class CreateBody(BaseModel):
     quota: int = Field(0, ge=0, le=MAX_QUOTA)
 
 
-@router.post("/api/user/", **described("Create an account (admin)", (*API_WRITE, 409)))
+@router.post("/api/user/", **described("Create an account (admin)", WRITE))
 @router.post("/api/user", include_in_schema=False)
 async def create_user(request: Request, body: CreateBody, caller: AdminCaller) -> Response:
     password = body.password or passwords.random_password()
@@ -126,7 +128,7 @@ class ManageBody(BaseModel):
 
 @router.post(
     "/api/user/manage",
-    **described("disable, enable, promote, demote or delete an account (admin)", (*API_WRITE, 409)),
+    **described("disable, enable, promote, demote or delete an account (admin)", WRITE),
 )
 async def manage_user(request: Request, body: ManageBody, caller: AdminCaller) -> Response:
     database, me = database_of(request), caller.account.id
@@ -170,7 +172,7 @@ class GrantBody(BaseModel):
 
 @router.post(
     "/api/user/grant",
-    **described("Grant or deduct quota with a reason (admin): a ledger entry", API_WRITE),
+    **described("Grant or deduct quota with a reason (admin): a ledger entry", WRITE),
 )
 async def grant(request: Request, body: GrantBody, caller: AdminCaller) -> Response:
     amount = body.amount()
@@ -193,7 +195,7 @@ class IdBody(BaseModel):
 
 @router.post(
     "/api/user/reset_password",
-    **described("A new random password (admin), shown once; every session ends", API_WRITE),
+    **described("A new random password (admin), shown once; every session ends", WRITE),
 )
 async def reset_password(request: Request, body: IdBody, caller: AdminCaller) -> Response:
     database = database_of(request)
@@ -227,7 +229,7 @@ class KeyStatusBody(BaseModel):
 
 
 @router.put(
-    "/api/admin/keys/", **described("Enable (1) or disable (2) any user's key (admin)", API_WRITE)
+    "/api/admin/keys/", **described("Enable (1) or disable (2) any user's key (admin)", WRITE)
 )
 async def key_status(request: Request, body: KeyStatusBody, caller: AdminCaller) -> Response:
     status = "enabled" if body.status == 1 else "disabled"
@@ -251,7 +253,7 @@ class PasswordChange(BaseModel):
     "/api/user/self",
     **described(
         "Change one's password (the current one required); every other session ends",
-        (*API_WRITE, 401),
+        WRITE,
     ),
 )
 async def change_password(
