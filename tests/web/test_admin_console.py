@@ -26,6 +26,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from quotaledger.billing import pricing
 from quotaledger.identity import accounts
+from quotaledger.relay import channels
+from quotaledger.secret import Secret
 from quotaledger.store.database import Database
 from support import ADMIN_PASSWORD, LiveServer, start_server, stop_server
 
@@ -319,6 +321,10 @@ def test_stored_markup_is_shown_as_text_and_never_run(visit: Visit, web_server: 
 
         keys.create_key(database, account.id, MARKUP[:60], keys.KeyLimits())
         redemptions.create_codes(database, 1000, name=MARKUP[:60])
+        accounts.create_account(database, "grouped", "grouped-password-1", group=MARKUP[:60])
+        cipher = channels.ChannelCipher(Secret(SECRET_KEY))
+        spec = channels.ChannelSpec("marked", "https://up.example/v1", (MARKUP,), Secret("sk-x"))
+        channels.add_channel(database, cipher, spec)
     finally:
         database.dispose()
     log_rows(
@@ -353,6 +359,8 @@ def test_stored_markup_is_shown_as_text_and_never_run(visit: Visit, web_server: 
         ("/admin/audit", "#audit-rows"),
         ("/admin", "#by-model"),
         ("/admin", "#by-channel"),
+        ("/admin/channels", "#channel-rows"),
+        ("/admin/users", "#user-rows"),
     ):
         page.goto(path)
         expect(page.locator(where)).to_contain_text("<img src=x")
