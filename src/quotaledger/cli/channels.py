@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 import click
 
 from quotaledger.cli.common import (
+    audited,
     database_url_option,
     fail,
     handles_errors,
@@ -97,7 +97,10 @@ def add(
         api_key=Secret(_api_key(api_key_stdin, api_key_env)), model_map=_mapping(mappings),
         format=wire_format, priority=priority, weight=weight,
     )  # fmt: skip
-    added = channels.add_channel(open_database(database_url), cipher, spec)
+    database = open_database(database_url)
+    added = channels.add_channel(database, cipher, spec)
+    audited(database, "channel.add", added.name, format=added.format, base_url=added.base_url,
+            models=list(added.models), key=added.api_key_hint)  # fmt: skip
     click.echo(f"Added channel {added.name} ({added.format}, {added.base_url}, key "
                f"{added.api_key_hint}) serving {', '.join(added.models)}.")  # fmt: skip
 
@@ -180,6 +183,7 @@ def _simple(verb: str) -> Any:
             from quotaledger.relay.health import HealthBook
 
             HealthBook(database).reset(channels.get_channel(database, name).id)
+        audited(database, f"channel.{verb}", name)
         click.echo(f"{verb.capitalize()}d channel {name}.")
 
     return command
@@ -207,35 +211,68 @@ def test_channel(name: str, model: str | None, timeout: float, database_url: str
 
     cipher = channels.ChannelCipher(Settings.from_env(database_url=database_url).secret_key)
     found = channels.get_channel(open_database(database_url), name)
-    model = model or found.models[0]
-    status, elapsed, detail = _probe(found, found.api_key(cipher), model, timeout)
+    result = channels.probe_channel(found, cipher, model, timeout)
+    if result.status == 0:
+        fail(f"channel {name}: {result.detail}", Exit.NETWORK)
     line = (
-        f"channel {name}: HTTP {status} in {elapsed * 1000:.0f} ms ({found.upstream_model(model)})"
+        f"channel {name}: HTTP {result.status} in {result.seconds * 1000:.0f} ms "
+        f"({result.upstream_model})"
     )
-    if 200 <= status < 300:
+    if result.ok:
         click.echo(line)
         return
-    fail(f"{line}: {detail}", Exit.ERROR)
+    fail(f"{line}: {result.detail}", Exit.ERROR)
 
 
-def _probe(found: Any, api_key: str, model: str, timeout: float) -> tuple[int, float, str]:
-    """(status, seconds, a short reason) of the cheapest call of the channel's provider."""
-    import httpx
+@channel.command()
+@click.argument("name")
+@click.option("--rename", metavar="NEW", help="A new name for the channel.")
+@click.option("--base-url", metavar="URL", help="A new base URL.")
+@click.option("--models", metavar="A,B", help="The models it serves (replaces the list).")
+@click.option("--map", "mappings", multiple=True, metavar="A=UPSTREAM-A",
+              help="Replace the model map (repeat for several; --map '' clears it).")  # fmt: skip
+@click.option("--api-key-stdin", is_flag=True, help="A new upstream key, from standard input.")
+@click.option("--api-key-env", metavar="VAR", help="A new upstream key, from variable VAR.")
+@click.option("--priority", type=int, help="A new priority.")
+@click.option("--weight", type=int, help="A new weight.")
+@click.option("--format", "wire_format", type=click.Choice(FORMATS), help="A new format.")
+@database_url_option
+@handles_errors
+def edit(
+    name: str, rename: str | None, base_url: str | None, models: str | None,
+    mappings: tuple[str, ...], api_key_stdin: bool, api_key_env: str | None,
+    priority: int | None, weight: int | None, wire_format: str | None, database_url: str | None,
+) -> None:  # fmt: skip
+    """Change channel NAME: only the options given change; the key stays unless a new one
+    is given (and is never shown).
 
-    from quotaledger.relay.providers import provider
+    \b
+    Examples:
+      quotaledger channel edit openai --priority 10 --weight 3
+      printf '%s' "$NEW_KEY" | quotaledger channel edit openai --api-key-stdin
+    """
+    from quotaledger.relay import channels
+    from quotaledger.settings import Secret, Settings
 
-    upstream = provider(found.format)
-    model_name = found.upstream_model(model)
-    url = upstream.url(found.base_url, upstream.probe.operation, model_name)
-    body = upstream.probe.body(model_name)
-    headers = dict([*upstream.headers({}), *upstream.auth(api_key)])
-    started = time.perf_counter()
-    try:
-        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
-    except httpx.HTTPError as exc:
-        reason = (str(exc) or type(exc).__name__).replace(api_key, "…")
-        fail(f"channel {found.name}: {url} unreachable: {reason}", Exit.NETWORK)
-        raise  # not reached: fail() exits
-    elapsed = time.perf_counter() - started
-    detail = response.text[:300].replace(api_key, "…").replace("\n", " ")
-    return response.status_code, elapsed, detail
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in (("name", rename), ("base_url", base_url), ("priority", priority),
+                           ("weight", weight), ("format", wire_format))
+        if value is not None
+    }  # fmt: skip
+    if models is not None:
+        changes["models"] = tuple(models.split(","))
+    if mappings:
+        changes["model_map"] = _mapping(tuple(m for m in mappings if m))
+    cipher = None
+    if api_key_stdin or api_key_env:
+        changes["api_key"] = Secret(_api_key(api_key_stdin, api_key_env))
+        cipher = channels.ChannelCipher(Settings.from_env(database_url=database_url).secret_key)
+    if not changes:
+        raise click.UsageError("give at least one setting to change")
+    database = open_database(database_url)
+    changed = channels.update_channel(database, cipher, name, changes)
+    shown = {k: (v if k != "api_key" else "new key") for k, v in changes.items()}
+    audited(database, "channel.edit", name, **shown)
+    click.echo(f"Updated channel {changed.name} ({changed.format}, {changed.base_url}, key "
+               f"{changed.api_key_hint}) serving {', '.join(changed.models)}.")  # fmt: skip

@@ -10,6 +10,7 @@ import click
 
 from quotaledger.cli.amounts import amount_in_quota, amount_options
 from quotaledger.cli.common import (
+    audited,
     database_url_option,
     handles_errors,
     json_option,
@@ -88,6 +89,7 @@ def create(
     if rates:
         stored.set_key_rates(database, created.id, rates)
         created = keys.get_key(database, created.id)
+    audited(database, "key.create", f"{owner.username}/{created.name}", id=created.id)
     if as_json:
         print_json(key_json(created) | {"key": raw})
         return
@@ -153,7 +155,9 @@ def _change(verb: str, apply: Any) -> Any:
     @database_url_option
     @handles_errors
     def command(key_id: int, database_url: str | None) -> None:
-        changed = apply(open_database(database_url), key_id)
+        database = open_database(database_url)
+        changed = apply(database, key_id)
+        audited(database, f"key.{verb}", f"{changed.owner}/{changed.name}", id=changed.id)
         click.echo(f"{verb.capitalize()}d API key {changed.id} {changed.name!r}.")
 
     return command

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from quotaledger.cli.common import (
+    audited,
     database_url_option,
     handles_errors,
     json_option,
@@ -73,7 +74,9 @@ def set_price(
         cache_write_usd_per_mtok=cache_write_usd_per_mtok,
         cache_write_1h_usd_per_mtok=cache_write_1h_usd_per_mtok,
     )
-    pricing.set_price(open_database(database_url), new)
+    database = open_database(database_url)
+    pricing.set_price(database, new)
+    audited(database, "price.set", model, **new.as_row())
     click.echo(f"{model}: {_describe(new)}")
 
 
@@ -103,7 +106,9 @@ def delete_price(model: str, database_url: str | None) -> None:
     """Delete MODEL's price (charges for it are then refused)."""
     from quotaledger.billing import pricing
 
-    pricing.delete_price(open_database(database_url), model)
+    database = open_database(database_url)
+    pricing.delete_price(database, model)
+    audited(database, "price.delete", model)
     click.echo(f"Deleted the price of {model}.")
 
 
@@ -145,7 +150,9 @@ def set_group(name: str, ratio: str, database_url: str | None) -> None:
     """
     from quotaledger.billing import pricing
 
-    value = pricing.set_group_ratio(open_database(database_url), name, ratio)
+    database = open_database(database_url)
+    value = pricing.set_group_ratio(database, name, ratio)
+    audited(database, "group.set", name, ratio=str(value))
     click.echo(f"Group {name}: prices x {value}.")
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, update
 
 from quotaledger import tokens
 from quotaledger.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
@@ -298,6 +298,34 @@ def key_page(
     with database.read() as connection:
         total = connection.execute(
             select(func.count()).select_from(api_keys).where(condition)
+        ).scalar_one()
+        rows = connection.execute(
+            _select_keys()
+            .where(condition)
+            .order_by(api_keys.c.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        ).all()
+    return [_key_from_row(row) for row in rows], int(total)
+
+
+def all_keys_page(
+    database: Database, page: int, page_size: int, keyword: str | None = None
+) -> tuple[list[ApiKey], int]:
+    """One page of every user's keys (not deleted), newest first, for the operator console:
+    `keyword` matches a part of the key's name or its owner's username, or a key's hint."""
+    condition: ColumnElement[bool] = api_keys.c.deleted_at.is_(None)
+    if keyword:
+        pattern = f"%{keyword.strip()}%"
+        condition &= (
+            api_keys.c.name.like(pattern)
+            | users.c.username.like(pattern)
+            | (api_keys.c.key_hint == keyword.strip())
+        )
+    joined = api_keys.join(users, users.c.id == api_keys.c.user_id)
+    with database.read() as connection:
+        total = connection.execute(
+            select(func.count()).select_from(joined).where(condition)
         ).scalar_one()
         rows = connection.execute(
             _select_keys()

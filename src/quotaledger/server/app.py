@@ -26,6 +26,8 @@ from starlette.types import ASGIApp
 
 from quotaledger import __version__
 from quotaledger.server import (
+    admin_api,
+    admin_pages,
     alert_routes,
     api,
     balance,
@@ -142,10 +144,12 @@ def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> Fast
     framework.include_router(api.router)
     framework.include_router(newapi_router)
     framework.include_router(alert_routes.router)
+    framework.include_router(admin_api.router)  # last: its /api/user/{id} is the most general
     # The front door's routes, for /openapi.json (and a 405 for their other methods).
     for (method, path), route in routes.items():
         framework.add_api_route(path, _front_door_only, methods=[method], **route.openapi)
     pages.install(framework)
+    framework.include_router(admin_pages.router)
     docs.install(framework)
     return framework
 

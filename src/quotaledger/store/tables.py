@@ -61,7 +61,8 @@ grants = Table(
     Column("quota", BigInteger, nullable=False),
     Column("note", String(200), nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
-    CheckConstraint("quota > 0", name="grant_positive"),
+    # A deduction by an admin is a negative grant with its reason (migration 0006).
+    CheckConstraint("quota <> 0", name="grant_not_zero"),
     Index("grants_user", "user_id"),
 )
 
@@ -381,4 +382,20 @@ channel_balances = Table(
     Column("level", String(16), nullable=False, server_default="OK"),
     Column("announced", String(16), nullable=False, server_default="OK"),
     Column("next_poll_at", BigInteger, nullable=False, server_default="0"),
+)
+
+# The operator console (SPEC §13, migration 0006): every admin action, who, what, when and
+# from which address. The actor's name is kept as text: the trail outlives the account.
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("actor_id", BigInteger, nullable=True),
+    Column("actor", String(64), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("action", String(64), nullable=False),  # "channel.add", "user.grant", ...
+    Column("target", String(200), nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default="{}"),  # JSON, never a secret
+    Index("admin_audit_created", "created_at"),
 )

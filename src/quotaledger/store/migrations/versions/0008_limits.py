@@ -2,7 +2,7 @@
 upstream balances (SPEC §12)
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-# Chained to main's head when written (0005); the lead re-chains at merge.
-down_revision = "0005"
+# After 0006 (the operator console).
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
