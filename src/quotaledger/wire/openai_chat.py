@@ -15,13 +15,15 @@ error text) and the prompt it estimated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
 from quotaledger.token_usage import TokenUsage
-from quotaledger.wire.counting import local_usage
+from quotaledger.wire import counting
+from quotaledger.wire.counting import TextTally, local_usage
 from quotaledger.wire.counts import count, optional_count
 from quotaledger.wire.errors import DONE, InvalidRequest, openai_stream_error
 from quotaledger.wire.sse import SSEEvent
@@ -162,28 +164,41 @@ def completion_texts(answer: Any) -> tuple[list[str], list[str]]:
     return output, reasoning
 
 
-def _message_texts(message: dict[str, Any], output: list[str], reasoning: list[str]) -> None:
+def _message_texts(
+    message: dict[str, Any], output: list[str] | TextTally, reasoning: list[str] | TextTally
+) -> None:
     """Content, refusal, reasoning and tool-call arguments of a message or a delta."""
+    add, add_reasoning = _adder(output), _adder(reasoning)
     for name in ("content", "refusal"):
         if isinstance(message.get(name), str):
-            output.append(message[name])
+            add(message[name])
     for name in _REASONING_FIELDS:
         if isinstance(message.get(name), str):
-            output.append(message[name])
-            reasoning.append(message[name])
+            add(message[name])
+            add_reasoning(message[name])
     calls = message.get("tool_calls")
     for call in calls if isinstance(calls, list) else []:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
             for name in ("name", "arguments"):
                 if isinstance(function.get(name), str):
-                    output.append(function[name])
+                    add(function[name])
+
+
+def _adder(texts: list[str] | TextTally) -> Callable[[str], None]:
+    return texts.add if isinstance(texts, TextTally) else texts.append
+
+
+def reported_usage(answer: Any) -> TokenUsage | None:
+    """A whole chat answer's own usage report (None when absent or malformed), for
+    `billing.believable` to judge."""
+    return parse_usage(answer.get("usage")) if isinstance(answer, dict) else None
 
 
 def completion_usage(answer: Any, *, prompt_tokens: int) -> TokenUsage:
     """A non-stream chat answer's usage: upstream's when believable, else counted here."""
     output, reasoning = completion_texts(answer)
-    reported = parse_usage(answer.get("usage")) if isinstance(answer, dict) else None
+    reported = reported_usage(answer)
     if reported is not None and _believable(reported, output):
         return reported
     return local_usage(prompt_tokens, output, reasoning)
@@ -217,14 +232,15 @@ class ChatStream:
         self.reported: TokenUsage | None = None
         self.upstream_error: dict[str, Any] | None = None
         self.done = False
-        self._output: list[str] = []
-        self._reasoning: list[str] = []
+        # What was delivered, kept within a bound for counting (`counting.TextTally`).
+        self._output = TextTally()
+        self._reasoning = TextTally()
         self._head: dict[str, Any] = {}
 
     @property
     def delivered(self) -> bool:
         """Whether any content, reasoning or tool call reached the client."""
-        return any(self._output)
+        return self._output.any
 
     def relay(self, event: SSEEvent) -> bytes:
         # Runs for every event of every stream: type() checks and one dict lookup per field
@@ -258,7 +274,7 @@ class ChatStream:
                 if type(delta) is not dict:
                     continue
                 if len(delta) == 1 and type(content := delta.get("content")) is str:
-                    self._output.append(content)  # nothing else in it to count
+                    self._output.add(content)  # nothing else in it to count
                 else:
                     _message_texts(delta, self._output, self._reasoning)
         if chunk.get("usage") is None:
@@ -281,11 +297,25 @@ class ChatStream:
 
     def _believed(self) -> TokenUsage | None:
         reported = self.reported
-        return reported if reported is not None and _believable(reported, self._output) else None
+        if reported is None or (reported.output == 0 and self.delivered):
+            return None
+        return reported
 
     def usage(self) -> TokenUsage:
         """Upstream's believable usage when the stream reported one, else counted here."""
-        return self._believed() or local_usage(self.prompt_tokens, self._output, self._reasoning)
+        return self._believed() or self.local_usage()
+
+    def reported_usage(self) -> TokenUsage | None:
+        """The stream's own usage report, for `billing.believable` to judge."""
+        return self.reported
+
+    def local_usage(self) -> TokenUsage:
+        """The usage counted here over what was delivered, at a bounded cost."""
+        return local_usage(self.prompt_tokens, self._output, self._reasoning)
+
+    async def local_usage_exact(self) -> TokenUsage:
+        """`local_usage` counted exactly in a worker thread."""
+        return await counting.local_usage_exact(self.prompt_tokens, self._output, self._reasoning)
 
     def finish(self) -> bytes:
         """What the client still needs once upstream's body has ended (cleanly or not)."""
