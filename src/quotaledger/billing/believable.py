@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from quotaledger.token_usage import TokenUsage, UsageSource
 
@@ -49,8 +50,7 @@ class Bounds:
         return PROMPT_CEILING_FACTOR * max(0, self.prompt_estimate) + PROMPT_CEILING_SLACK
 
 
-@dataclass(frozen=True)
-class Judged:
+class Judged(NamedTuple):
     usage: TokenUsage  # what to charge
     note: str | None  # why it is not the report (comma-separated reasons), None if it is
 
