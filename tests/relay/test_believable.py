@@ -38,14 +38,23 @@ def test_output_above_the_cap_sent_is_counted_locally() -> None:
 
 def test_the_cap_counts_once_per_choice() -> None:
     reported = TokenUsage(input=400, output=2500)
-    assert judge(reported, Bounds(1000, choices=3, prompt_estimate=400), _local, delivered=True).note is None
-    assert judge(reported, Bounds(1000, choices=2, prompt_estimate=400), _local, delivered=True).note
+    assert (
+        judge(reported, Bounds(1000, choices=3, prompt_estimate=400), _local, delivered=True).note
+        is None
+    )
+    assert judge(
+        reported, Bounds(1000, choices=2, prompt_estimate=400), _local, delivered=True
+    ).note
 
 
 def test_output_counted_locally_is_never_above_the_cap() -> None:
     huge = TokenUsage(input=400, output=50_000, reasoning=40_000, source=UsageSource.LOCAL)
     judged = judge(None, BOUNDS, lambda: huge, delivered=True)
-    assert (judged.usage.output, judged.usage.reasoning, judged.note) == (1000, 1000, "usage_missing")
+    assert (judged.usage.output, judged.usage.reasoning, judged.note) == (
+        1000,
+        1000,
+        "usage_missing",
+    )
 
 
 def test_a_prompt_under_half_the_estimate_is_the_estimate() -> None:
@@ -99,10 +108,14 @@ def test_hostile_counts_in_every_format_charge_at_most_the_rule(value: object) -
     reports = [
         openai_chat.reported_usage({"usage": {"prompt_tokens": value, "completion_tokens": value}}),
         openai_responses.reported_usage({"usage": {"input_tokens": value, "output_tokens": value}}),
-        anthropic_messages.reported_usage({"usage": {"input_tokens": value, "output_tokens": value}}),
+        anthropic_messages.reported_usage(
+            {"usage": {"input_tokens": value, "output_tokens": value}}
+        ),
     ]
     # The most the rule allows: the prompt ceiling and the cap, at this price.
-    most = relay_cost(GPT, TokenUsage(input=8 * 400 + PROMPT_CEILING_SLACK, output=1000), Decimal(1))
+    most = relay_cost(
+        GPT, TokenUsage(input=8 * 400 + PROMPT_CEILING_SLACK, output=1000), Decimal(1)
+    )
     for reported in reports:
         judged = judge(reported, BOUNDS, _local, delivered=True)
         assert relay_cost(GPT, judged.usage, Decimal(1)) <= most
@@ -118,7 +131,9 @@ def test_no_report_charges_more_than_the_ceiling_and_the_cap(
     i: int, read: int, write: int, out: int, searches: int, estimate: int, n: int
 ) -> None:
     bounds = Bounds(output_cap=4096, choices=n, prompt_estimate=estimate, web_searches_seen=3)
-    usage = TokenUsage(input=i, cache_read=read, cache_write_1h=write, output=out, web_search=searches)
+    usage = TokenUsage(
+        input=i, cache_read=read, cache_write_1h=write, output=out, web_search=searches
+    )
     judged = judge(usage, bounds, _local, delivered=True)
     assert 0 <= judged.usage.output <= 4096 * n
     assert 0 <= judged.usage.prompt_tokens <= max(bounds.prompt_ceiling, LOCAL.prompt_tokens)

@@ -29,7 +29,12 @@ def test_a_balance_that_covers_the_cap_reserves_it_in_full_and_sends_no_cap() ->
     ask = _ask()
     full = reservation_cost(SONNET, 20_000, 32_000, ONE, "anthropic")
     sized = size(ask, covered=full)
-    assert (sized.amount, sized.output_cap, sized.cap_sent, sized.fits) == (full, 32_000, None, True)
+    assert (sized.amount, sized.output_cap, sized.cap_sent, sized.fits) == (
+        full,
+        32_000,
+        None,
+        True,
+    )
 
 
 def test_claude_code_on_a_small_balance_gets_a_lowered_cap_not_a_refusal() -> None:
@@ -78,7 +83,11 @@ def test_n_choices_reserve_the_cap_for_each_and_lower_it_for_each() -> None:
 
 def test_a_cap_smaller_than_the_minimum_output_is_its_own_floor() -> None:
     ask = _ask(client_cap=100, min_output=1024)
-    assert size(ask).floor == size(ask).amount == reservation_cost(SONNET, 20_000, 100, ONE, "anthropic")
+    assert (
+        size(ask).floor
+        == size(ask).amount
+        == reservation_cost(SONNET, 20_000, 100, ONE, "anthropic")
+    )
 
 
 def test_a_per_call_price_reserves_the_call_and_has_no_cap_to_size() -> None:
@@ -114,13 +123,17 @@ def test_thinking_goes_off_when_no_valid_budget_fits_the_lowered_cap() -> None:
 
 
 def test_the_models_maximum_comes_from_the_setting_then_the_known_list_then_a_fallback() -> None:
-    set_max = make_price("gpt-5", input_usd_per_mtok="1", output_usd_per_mtok="2", max_output_tokens=777)
+    set_max = make_price(
+        "gpt-5", input_usd_per_mtok="1", output_usd_per_mtok="2", max_output_tokens=777
+    )
     plain = make_price("gpt-5", input_usd_per_mtok="1", output_usd_per_mtok="2")
     assert pricing.max_output_tokens(set_max, "gpt-5") == 777
     assert pricing.max_output_tokens(plain, "gpt-5-mini-2025-08-07") == 128_000
     assert pricing.max_output_tokens(plain, "anthropic/claude-opus-4-1") == 32_000
     assert pricing.max_output_tokens(plain, "claude-opus-4-5-20251101") == 64_000
-    assert pricing.max_output_tokens(None, "my-local-llama") == known_models.FALLBACK_MAX_OUTPUT_TOKENS
+    assert (
+        pricing.max_output_tokens(None, "my-local-llama") == known_models.FALLBACK_MAX_OUTPUT_TOKENS
+    )
     assert known_models.known_model("o10-preview") is None  # prefixes end at a separator
 
 
