@@ -97,9 +97,26 @@ def add(
         api_key=Secret(_api_key(api_key_stdin, api_key_env)), model_map=_mapping(mappings),
         format=wire_format, priority=priority, weight=weight,
     )  # fmt: skip
-    added = channels.add_channel(open_database(database_url), cipher, spec)
+    database = open_database(database_url)
+    added = channels.add_channel(database, cipher, spec)
     click.echo(f"Added channel {added.name} ({added.format}, {added.base_url}, key "
                f"{added.api_key_hint}) serving {', '.join(added.models)}.")  # fmt: skip
+    _warn_unpriced(database, added.models)
+
+
+def _warn_unpriced(database: Any, models: tuple[str, ...]) -> None:
+    """A model is offered only when it has a price (SPEC §8): say which are not, at once,
+    rather than let the first request find a 404."""
+    from quotaledger.billing import pricing
+
+    priced = {p.model for p in pricing.list_prices(database)}
+    for model in models:
+        if model not in priced:
+            click.echo(
+                f"Warning: {model} has no price, so it is not offered until one is set: "
+                f"quotaledger price set {model} --input-usd-per-mtok X --output-usd-per-mtok Y",
+                err=True,
+            )
 
 
 def _api_key(from_stdin: bool, variable: str | None) -> str:
