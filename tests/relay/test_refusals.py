@@ -98,7 +98,8 @@ def test_anthropic_sdk_raises_at_once_on_402_billing_error(refusing) -> None:  #
     with (
         pytest.raises(anthropic.APIStatusError) as raised,
         client.messages.stream(  # as Claude Code calls it: streamed, max_tokens 32000
-            model="claude-sonnet-4-5", max_tokens=32_000,
+            model="claude-sonnet-4-5",
+            max_tokens=32_000,
             messages=[{"role": "user", "content": "hi"}],
         ) as stream,  # fmt: skip
     ):

@@ -78,6 +78,33 @@ def prepare_messages(body: Any, *, upstream_model: str | None = None) -> Prepare
     return PreparedMessages(upstream, body.get("stream") is True, cap)
 
 
+def thinking_budget(body: dict[str, Any]) -> int | None:
+    """The client's extended-thinking budget (`thinking.budget_tokens` of an enabled
+    `thinking`), or None."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    return count(thinking.get("budget_tokens"))
+
+
+def with_output_cap(
+    body: dict[str, Any],
+    cap: int,
+    *,
+    thinking_budget: int | None = None,
+    thinking_off: bool = False,
+) -> dict[str, Any]:
+    """`body` (a copy) with `max_tokens` lowered to `cap` and, as `billing.sizing` decided,
+    the thinking budget lowered to `thinking_budget` or thinking turned off (Anthropic wants
+    `1024 <= budget_tokens < max_tokens`; a request without a valid one is refused)."""
+    capped = {**body, "max_tokens": cap}
+    if thinking_off:
+        capped.pop("thinking", None)
+    elif thinking_budget is not None and isinstance(body.get("thinking"), dict):
+        capped["thinking"] = {**body["thinking"], "budget_tokens": thinking_budget}
+    return capped
+
+
 def count_tokens_answer(body: Any) -> bytes:
     """`/v1/messages/count_tokens` answered here (no anthropic channel): `{"input_tokens": N}`."""
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):

@@ -108,6 +108,35 @@ def prepare_chat(
     )
 
 
+# OpenAI's reasoning models take only `max_completion_tokens` on chat completions (they
+# refuse `max_tokens`); every OpenAI-compatible server reads `max_tokens`.
+_COMPLETION_CAP_MODELS = ("o1", "o3", "o4", "gpt-5")
+
+
+def cap_field(model: str) -> CapField:
+    """The chat field `model` takes its output cap in (SPEC §8b)."""
+    name = model.rsplit("/", 1)[-1].lower()
+    for prefix in _COMPLETION_CAP_MODELS:
+        if name == prefix or name.startswith((prefix + "-", prefix + ".")):
+            return "max_completion_tokens"
+    return "max_tokens"
+
+
+def client_cap(body: dict[str, Any]) -> int | None:
+    """The client's own output cap per choice (`max_completion_tokens`, else `max_tokens`),
+    or None; `InvalidRequest` for one that is not a positive integer."""
+    return _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
+
+
+def with_output_cap(body: dict[str, Any], cap: int, model: str) -> dict[str, Any]:
+    """`body` (a copy) with its output cap lowered to `cap`: in the field the client used,
+    else the one `model` takes; never both (OpenAI refuses a request with both)."""
+    capped = {k: v for k, v in body.items() if k not in ("max_tokens", "max_completion_tokens")}
+    used = [name for name in ("max_completion_tokens", "max_tokens") if body.get(name) is not None]
+    capped[used[0] if used else cap_field(model)] = cap
+    return capped
+
+
 def parse_usage(usage: Any) -> TokenUsage | None:
     """OpenAI's chat `usage` object, or None when absent or not believable."""
     if not isinstance(usage, dict):

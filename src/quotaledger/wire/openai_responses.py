@@ -83,6 +83,12 @@ def prepare_responses(
     )
 
 
+def with_output_cap(body: dict[str, Any], cap: int) -> dict[str, Any]:
+    """`body` (a copy) with `max_output_tokens` lowered to `cap` (reasoning tokens count in
+    it; Responses has no separate reasoning budget to lower)."""
+    return {**body, "max_output_tokens": cap}
+
+
 def parse_usage(usage: Any) -> TokenUsage | None:
     """A Responses `usage` object, or None when absent or not believable."""
     if not isinstance(usage, dict):
