@@ -74,11 +74,11 @@ def test_counting_exactly_off_the_loop_leaves_it_free() -> None:
 
 
 def _chat_events(text: str, size: int) -> list[bytes]:
-    return [
-        b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {"content": text[i : i + size]}}]})
-        + b"\n\n"
-        for i in range(0, len(text), size)
-    ]  # fmt: skip
+    def event(content: str) -> bytes:
+        chunk = {"choices": [{"index": 0, "delta": {"content": content}}]}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    return [event(text[i : i + size]) for i in range(0, len(text), size)]
 
 
 def test_a_stream_of_big_events_without_usage_keeps_a_bounded_text_and_never_stalls() -> None:

@@ -31,7 +31,7 @@ class _Refusing:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 outer.requests += 1
                 self.rfile.read(int(self.headers.get("content-length", 0)))
                 self.send_response(outer.answer.status)
