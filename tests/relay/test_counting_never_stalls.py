@@ -148,3 +148,13 @@ def test_sampled_pieces_estimate_as_the_joined_text_does() -> None:
     text = TWENTY_MB[:500_000]
     pieces = [text[i : i + 37] for i in range(0, len(text), 37)]
     assert counting.estimate_texts(pieces) == counting.estimate_text(text)
+
+
+def test_past_the_bound_a_tally_keeps_only_a_short_tail_of_tiny_deltas() -> None:
+    tally = counting.TextTally()
+    for _ in range(counting.KEEP_CHARS // 4 + 300_000):
+        tally.add("abcd")
+    assert tally.dropped_chars == 1_200_000
+    assert counting.SAMPLE_SIZE <= tally._tail_chars < counting.SAMPLE_SIZE + 4
+    assert tally._tail_chars == sum(map(len, tally._tail))
+    assert tally.tokens() == tally.kept_chars // 4 + 300_000  # "abcd" is one cl100k token

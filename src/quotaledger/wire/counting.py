@@ -197,14 +197,17 @@ class TextTally:
     characters (small pieces joined as they come, so millions of deltas hold a few
     strings), then a count of the characters dropped and a short tail of them."""
 
-    __slots__ = ("_chunks", "_pending", "_tail", "any", "dropped_chars", "kept_chars")
+    __slots__ = (
+        "_chunks", "_pending", "_tail", "_tail_chars", "any", "dropped_chars", "kept_chars",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self._chunks: list[str] = []
         self._pending: list[str] = []
         self.kept_chars = 0
         self.dropped_chars = 0
-        self._tail: deque[str] = deque()
+        self._tail: deque[str] = deque()  # the last dropped pieces, about SAMPLE_SIZE chars
+        self._tail_chars = 0
         self.any = False  # any non-empty piece: something was delivered
 
     def add(self, text: str) -> None:
@@ -220,8 +223,9 @@ class TextTally:
             return
         self.dropped_chars += len(text)
         self._tail.append(text)
-        while len(self._tail) > 1 and sum(map(len, self._tail)) > SAMPLE_SIZE:
-            self._tail.popleft()
+        self._tail_chars += len(text)
+        while len(self._tail) > 1 and self._tail_chars - len(self._tail[0]) >= SAMPLE_SIZE:
+            self._tail_chars -= len(self._tail.popleft())
 
     def kept(self) -> list[str]:
         """The pieces kept, in order."""
