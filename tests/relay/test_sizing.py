@@ -68,8 +68,18 @@ def test_no_cap_from_the_client_reserves_the_models_maximum_and_sends_nothing() 
 
 
 def test_a_client_cap_above_the_models_maximum_reserves_the_maximum() -> None:
-    sized = size(_ask(client_cap=200_000, model_max=64_000), covered=10**9)
+    ask = _ask(client_cap=200_000, model_max=64_000)
+    sized = size(ask, covered=10**9)
     assert (sized.output_cap, sized.cap_sent) == (64_000, None)
+    # Nothing was sent: the upstream works under the client's own cap.
+    assert sizing.upstream_cap(ask, sized) == 200_000
+
+
+def test_the_upstream_works_under_the_cap_sent_else_the_clients_else_the_models() -> None:
+    lowered = _ask(prompt_tokens=2000)
+    assert sizing.upstream_cap(lowered, size(lowered, covered=25_000)) == 2533
+    uncapped = _ask(client_cap=None)
+    assert sizing.upstream_cap(uncapped, size(uncapped)) == 64_000
 
 
 def test_n_choices_reserve_the_cap_for_each_and_lower_it_for_each() -> None:

@@ -93,6 +93,14 @@ def size(ask: SizingRequest, covered: int | None = None) -> Sizing:
     return Sizing(_cost(ask, lowered * n), floor, lowered, lowered, budget, off)
 
 
+def upstream_cap(ask: SizingRequest, sized: Sizing) -> int:
+    """The output cap per choice the upstream works under: the one sent, else the client's,
+    else the model's maximum (`believable.Bounds.output_cap`)."""
+    if sized.cap_sent is not None:
+        return sized.cap_sent
+    return ask.client_cap if ask.client_cap is not None else ask.model_max
+
+
 def lowered_thinking(budget: int | None, cap: int) -> tuple[int | None, bool]:
     """(the budget to send, whether thinking goes off) for a client's thinking `budget`
     under a lowered `cap` (the module's rule). (None, False): leave it as it is."""
