@@ -53,6 +53,22 @@ def test_without_a_secret_key_a_channel_is_refused_with_the_reason(run) -> None:
     assert [c["name"] for c in _listed(run)] == ["main"]
 
 
+def test_channel_add_warns_of_each_model_without_a_price(run) -> None:  # type: ignore[no-untyped-def]
+    assert (
+        run(
+            "price", "set", "m", "--input-usd-per-mtok", "1", "--output-usd-per-mtok", "2"
+        ).exit_code
+        == 0
+    )
+
+    added = _add(run, "main", "https://api.example.com/v1")
+
+    assert added.exit_code == 0
+    assert "Warning: n has no price, so it is not offered" in added.stderr
+    assert "quotaledger price set n " in added.stderr
+    assert "Warning: m" not in added.stderr
+
+
 def test_the_upstream_key_is_nowhere_in_clear(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     added = _add(run, "main", "https://api.example.com/v1", "--map", "m=m-2026")
     table = run("channel", "list")

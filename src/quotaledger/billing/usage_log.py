@@ -73,7 +73,8 @@ _ROW_COLUMNS = (
     usage.c.upstream_model, usage.c.channel, usage.c.is_stream, usage.c.cached_tokens,
     usage.c.cache_write_tokens, usage.c.cache_write_1h_tokens, usage.c.quota_reserved,
     usage.c.written_off, usage.c.usage_source, usage.c.end_reason, usage.c.status,
-    usage.c.latency_ms, usage.c.ttft_ms, _group_of_row.label("group"),
+    usage.c.latency_ms, usage.c.ttft_ms, _group_of_row.label("group"), usage.c.session_id,
+    usage.c.usage_note, usage.c.web_search_calls, usage.c.price_tier,
 )  # fmt: skip
 
 

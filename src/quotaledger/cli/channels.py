@@ -103,6 +103,22 @@ def add(
             models=list(added.models), key=added.api_key_hint)  # fmt: skip
     click.echo(f"Added channel {added.name} ({added.format}, {added.base_url}, key "
                f"{added.api_key_hint}) serving {', '.join(added.models)}.")  # fmt: skip
+    _warn_unpriced(database, added.models)
+
+
+def _warn_unpriced(database: Any, models: tuple[str, ...]) -> None:
+    """A model is offered only when it has a price (SPEC §8): say which are not, at once,
+    rather than let the first request find a 404."""
+    from quotaledger.billing import pricing
+
+    priced = {p.model for p in pricing.list_prices(database)}
+    for model in models:
+        if model not in priced:
+            click.echo(
+                f"Warning: {model} has no price, so it is not offered until one is set: "
+                f"quotaledger price set {model} --input-usd-per-mtok X --output-usd-per-mtok Y",
+                err=True,
+            )
 
 
 def _api_key(from_stdin: bool, variable: str | None) -> str:

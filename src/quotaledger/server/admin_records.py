@@ -209,7 +209,7 @@ async def prices(request: Request, caller: AdminCaller) -> Response:
     database = database_of(request)
     found = await run_in_threadpool(pricing.list_prices, database)
     ratios = await run_in_threadpool(pricing.list_group_ratios, database)
-    empty: dict[str, str | None] = dict.fromkeys(PRICE_FIELDS)
+    empty: dict[str, str | int | None] = dict.fromkeys(PRICE_FIELDS)
     rows = [empty | p.as_row() for p in found]
     return ok({"models": rows, "group_ratios": {k: str(v) for k, v in ratios.items()}})
 

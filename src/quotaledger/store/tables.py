@@ -161,6 +161,30 @@ for _usage_column in (
 ):
     usage.append_column(_usage_column)
 
+_caps_column: Column[int] | Column[str]
+for _caps_column in (
+    # Migration 0007 (SPEC §8b): the model's maximum output, a long-context tier (a prompt
+    # threshold and the tier's own prices) and web search per 1,000 calls.
+    Column("max_output_tokens", BigInteger, nullable=True),
+    Column("long_context_threshold", BigInteger, nullable=True),
+    Column("long_input_usd_per_mtok", String(40), nullable=True),
+    Column("long_output_usd_per_mtok", String(40), nullable=True),
+    Column("long_cache_read_usd_per_mtok", String(40), nullable=True),
+    Column("long_cache_write_usd_per_mtok", String(40), nullable=True),
+    Column("long_cache_write_1h_usd_per_mtok", String(40), nullable=True),
+    Column("web_search_usd_per_kcall", String(40), nullable=True),
+):
+    prices.append_column(_caps_column)
+
+for _caps_column in (
+    # Migration 0007 (SPEC §8b): why the usage charged is not the one reported (NULL: it
+    # is, or there was none), the web searches charged, and the price tier ("long").
+    Column("usage_note", String(64), nullable=True),
+    Column("web_search_calls", BigInteger, nullable=False, server_default="0"),
+    Column("price_tier", String(16), nullable=True),
+):
+    usage.append_column(_caps_column)
+
 api_keys = Table(
     "api_keys",
     metadata,

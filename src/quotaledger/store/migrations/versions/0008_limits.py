@@ -2,7 +2,7 @@
 upstream balances (SPEC §12)
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-# After 0006 (the operator console).
-down_revision = "0006"
+# After 0007.
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
