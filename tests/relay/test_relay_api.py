@@ -182,15 +182,42 @@ def test_a_balance_too_small_is_402_not_retried_and_nothing_goes_upstream(relay:
     consistent(relay)
 
 
-def test_without_max_tokens_the_default_cap_is_lowered_to_what_the_balance_covers(
+def test_without_a_cap_none_is_sent_when_the_balance_covers_the_models_maximum(
     relay: Relay,
 ) -> None:
-    who = customer(relay, quota=1_000)  # far less than 4,096 output tokens at 4 quota each
-    sdk(relay, who).chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    """SPEC §8b: no cap from the client reserves the model's maximum output and sends no cap
+    upstream (Codex's long reasoning turns are not cut at a default of ours)."""
+    who = customer(relay)
+    raw = sdk(relay, who).chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
     sent = relay.upstream.requests_to("/v1/chat/completions")[-1].json()
-    assert 16 <= sent["max_tokens"] < 250
+    assert "max_tokens" not in sent and "max_completion_tokens" not in sent
+    assert raw.headers.get("x-quotaledger-output-cap") is None
+    [row] = settled(relay, who, 1)
+    assert row["quota_reserved"] >= 32_768 * 4  # the fallback maximum output, at 4 quota each
+    consistent(relay)
+
+
+def test_a_cap_the_balance_cannot_cover_is_lowered_sent_and_announced(relay: Relay) -> None:
+    who = customer(relay, quota=20_000)  # the prompt and ~4,900 output tokens at 4 quota each
+    raw = sdk(relay, who).chat.completions.with_raw_response.create(
+        model=MODEL, messages=MESSAGES, max_tokens=32_000
+    )  # type: ignore[arg-type]
+    sent = relay.upstream.requests_to("/v1/chat/completions")[-1].json()
+    assert 1_024 <= sent["max_tokens"] < 5_000
+    assert raw.headers["x-quotaledger-output-cap"] == str(sent["max_tokens"])
     settled(relay, who, 1)
     assert balance(relay, who).quota >= 0
+    consistent(relay)
+
+
+def test_a_balance_below_the_prompt_and_the_minimum_output_is_refused(relay: Relay) -> None:
+    who = customer(relay, quota=1_000)  # less than 1,024 output tokens at 4 quota each
+    seen = len(relay.upstream.requests)
+    with pytest.raises(openai.APIStatusError) as refused:
+        sdk(relay, who).chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    assert refused.value.status_code == 402
+    assert len(relay.upstream.requests) == seen
+    assert balance(relay, who).quota == 1_000
     consistent(relay)
 
 

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
-from quotaledger.billing import pricing, reservations, settlement
+from quotaledger.billing import believable, pricing, reservations, settlement, sizing
 from quotaledger.errors import AuthenticationFailed, NotFound
 from quotaledger.identity import keys
 from quotaledger.relay.offers import Candidate, Offers, RelayRuntime
@@ -48,7 +48,7 @@ from quotaledger.token_usage import TokenUsage, UsageSource
 from quotaledger.wire import conversions, ir
 from quotaledger.wire.counting import local_usage
 from quotaledger.wire.errors import InvalidRequest, WireFormat
-from quotaledger.wire.formats import Format, Prepared, Tracker
+from quotaledger.wire.formats import Capped, Format, Prepared, Tracker
 from quotaledger.wire.sse import SSEParser
 
 log = logging.getLogger("quotaledger.relay")
@@ -154,6 +154,9 @@ class _Request:
     candidate: Candidate | None = None
     conversion: conversions.Conversion | None = None
     conversation: ir.Conversation | None = None  # decoded once, if any channel converts
+    sized: sizing.Sizing | None = None
+    output_cap: int = 0  # output tokens per choice the upstream works under
+    choices: int = 1
     dropped: tuple[str, ...] = ()
     first_byte: float | None = None
     settled: bool = False
@@ -161,7 +164,10 @@ class _Request:
 
     @property
     def headers(self) -> list[tuple[str, str]]:
-        return [("x-request-id", self.request_id)]
+        said = [("x-request-id", self.request_id)]
+        if self.sized is not None and self.sized.cap_sent is not None:
+            said.append(("x-quotaledger-output-cap", str(self.sized.cap_sent)))
+        return said
 
     def elapsed_ms(self, since: float | None = None) -> int:
         return int(((since or time.monotonic()) - self.started) * 1000)
@@ -211,7 +217,7 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
         # body, as for the other formats (and never send them upstream in it).
         body = {**body, "model": client.path_model, "stream": bool(client.path_stream)}
     request.model = _model_of(client, body)
-    prepared = fmt.prepare(body, relay.settings.relay_default_max_tokens)
+    prepared = fmt.prepare(body, None)  # no cap added: the relay sends one only when lowered
     offers = await relay.runtime.offers.get()
     admission = await admit(relay, client, digest, offers, request.model)
     candidates = offers.candidates(request.model, fmt.name, relay.runtime)
@@ -223,7 +229,7 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
     await relay.hooks.limit(admission.key.id)
     request.user_id = admission.key.user_id
     request.prompt_tokens = fmt.prompt_tokens(body)
-    prepared = await _reserve(request, offers, admission, body, prepared, candidates[0])
+    await _reserve(request, offers, admission, body, candidates[0])
     # Until the answer (or its stream) starts, the reservation is kept alive: an upstream
     # that thinks longer than the reservation TTL must not look like a dead instance.
     waiting = _Progress(request, None)
@@ -289,27 +295,29 @@ async def _reserve(
     offers: Offers,
     admission: keys.Admission,
     body: Any,
-    prepared: Prepared,
     likeliest: Candidate,
-) -> Prepared:
-    """Reserve the request's most expensive outcome, at the cache prices of the channel
-    likeliest to serve it. When the relay chose the output cap (the client set none) and
-    the balance covers less, the cap is lowered to what it covers, down to
-    `MIN_OUTPUT_TOKENS`; the client's own cap is never lowered."""
-    fmt = request.format
-    price_format = likeliest.format
+) -> None:
+    """Reserve the request's most expensive outcome (`billing.sizing`, SPEC §8b): the prompt
+    estimate with its margin plus the output cap in effect (the client's, else the model's
+    maximum), at the cache prices of the channel likeliest to serve it. When the balance
+    covers less, the cap is lowered to what it covers (and sent upstream); refused (402)
+    only below the prompt plus `QUOTALEDGER_RELAY_MIN_OUTPUT_TOKENS`."""
+    fmt, relay = request.format, request.relay
     price = offers.prices[request.model]
-    ratio = offers.ratio(admission.group)
-    prompt = fmt.reserved_prompt_tokens(request.prompt_tokens)
-    output = prepared.reserved_output_tokens
-    amount = pricing.reservation_cost(price, prompt, output, ratio, price_format)
-    lowerable = bool(getattr(prepared, "cap_set_by_relay", False))
-    floor = amount
-    if lowerable:
-        choices = max(1, output // max(1, _cap(prepared)))
-        least = MIN_OUTPUT_TOKENS * choices
-        floor = pricing.reservation_cost(price, prompt, least, ratio, price_format)
-    relay = request.relay
+    fields = body if isinstance(body, dict) else {}
+    client_cap = fmt.client_cap(fields)
+    ask = sizing.SizingRequest(
+        price=price,
+        ratio=offers.ratio(admission.group),
+        price_format=likeliest.format,
+        prompt_tokens=fmt.reserved_prompt_tokens(request.prompt_tokens),
+        client_cap=client_cap if isinstance(client_cap, int) and client_cap > 0 else None,
+        model_max=pricing.max_output_tokens(price, request.model),
+        choices=_choices(fields),
+        min_output=relay.settings.relay_min_output_tokens,
+        thinking_budget=fmt.thinking_budget(fields),
+    )
+    plan = sizing.size(ask)
     reserved = await reservations.reserve_async(
         relay.database,
         reservations.ReserveRequest(
@@ -318,23 +326,21 @@ async def _reserve(
             key_id=admission.key.id,
             model=request.model,
             group=admission.group,
-            amount=amount,
-            minimum=floor,
-            price_format=price_format,
+            amount=plan.amount,
+            minimum=plan.floor,
+            price_format=likeliest.format,
         ),
         alone=_alone(request),
     )
     relay.hooks.reserved()
-    if reserved.amount >= amount:
-        return prepared
-    covered = pricing.affordable_output_tokens(price, prompt, reserved.amount, ratio, price_format)
-    choices = max(1, output // max(1, _cap(prepared)))
-    cap = max(MIN_OUTPUT_TOKENS, (covered or 0) // choices)
-    return request.format.prepare(body, cap)
+    request.sized = sizing.size(ask, covered=reserved.amount)
+    request.output_cap = sizing.upstream_cap(ask, request.sized)
+    request.choices = ask.choices
 
 
-def _cap(prepared: Prepared) -> int:
-    return int(getattr(prepared, "output_cap", prepared.reserved_output_tokens) or 1)
+def _choices(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
 
 async def _first_answer(
@@ -374,21 +380,27 @@ def _attempt(request: _Request, candidate: Candidate, body: Any, prepared: Prepa
     """What goes to `candidate`: the prepared body as received (model renamed) to a channel
     that speaks the client's format, else the request converted for it."""
     upstream_model = candidate.upstream_model(request.model)
+    sized = request.sized
     if candidate.provider.serves_natively(request.format.name):
-        return _Attempt(candidate, {**prepared.body, "model": upstream_model}, None)
+        native = {**prepared.body, "model": upstream_model}
+        if sized is not None and sized.cap_sent is not None:
+            lowered = Capped(
+                sized.cap_sent, upstream_model, sized.thinking_budget, sized.thinking_off
+            )
+            native = request.format.capped(native, lowered)
+        return _Attempt(candidate, native, None)
     conversion = conversions.conversion(request.format.name, candidate.format)
     assert conversion is not None and request.conversation is not None  # see _decoded
-    cap = getattr(prepared, "output_cap", None) if _cap_needed(prepared) else None
+    # A lowered cap replaces the client's; with none from the client the model's maximum
+    # goes, for the formats that require a cap (Anthropic's).
+    lowered_cap = sized.cap_sent if sized is not None else None
     upstream, dropped = conversion.encode(
-        request.conversation, model=upstream_model, output_cap=cap
+        request.conversation,
+        model=upstream_model,
+        output_cap=lowered_cap or request.output_cap,
+        lowered=lowered_cap is not None,
     )
     return _Attempt(candidate, upstream, conversion, tuple(dropped))
-
-
-def _cap_needed(prepared: Prepared) -> bool:
-    # The client's own cap travels inside the conversion; the relay's is sent when it chose
-    # one (no cap from the client) so that the output cannot exceed what was reserved.
-    return bool(getattr(prepared, "cap_set_by_relay", True))
 
 
 async def _open(request: _Request, attempt: _Attempt, stream: bool) -> Reply:
@@ -603,12 +615,36 @@ async def _settle_stream(request: _Request, tracker: Tracker, end: str) -> None:
         # Nothing reached the client: nothing is charged (SPEC §8, failures).
         await _settle(request, _outcome(request, 502, None, end))
         return
-    await _settle(request, _outcome(request, 200, tracker.usage(), end))
+    local = getattr(tracker, "local_usage", None)
+    await _settle(request, _outcome(request, 200, tracker.usage(), end, local=local))
+
+
+def _judged(
+    request: _Request, usage: TokenUsage | None, local: Any = None, *, delivered: bool = True
+) -> tuple[TokenUsage | None, str | None]:
+    """The usage to charge and the log row's note (`billing.believable`, SPEC §8b): an
+    upstream's report above the cap it worked under, or with a prompt under half the local
+    estimate, is not believed."""
+    if usage is None:
+        return None, None
+    reported = usage if usage.source is UsageSource.UPSTREAM else None
+    counted = local if callable(local) else (lambda: usage)
+    bounds = believable.Bounds(request.output_cap, request.choices, request.prompt_tokens)
+    judged = believable.judge(reported, bounds, counted, delivered=delivered)
+    note = None if reported is None and judged.note == "usage_missing" else judged.note
+    return judged.usage, note
 
 
 def _outcome(
-    request: _Request, status: int, usage: TokenUsage | None, end: str, *, stream: bool = True
+    request: _Request,
+    status: int,
+    usage: TokenUsage | None,
+    end: str,
+    *,
+    stream: bool = True,
+    local: Any = None,
 ) -> settlement.Outcome:
+    usage, note = _judged(request, usage, local) if request.output_cap else (usage, None)
     candidate = request.candidate
     ttft = None if request.first_byte is None else request.elapsed_ms(request.first_byte)
     return settlement.Outcome(
@@ -624,6 +660,7 @@ def _outcome(
         client_format=request.format.name,
         channel_format=candidate.format if candidate else None,
         dropped=",".join(request.dropped) or None,
+        usage_note=note,
     )
 
 

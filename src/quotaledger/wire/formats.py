@@ -40,6 +40,17 @@ class Tracker(Protocol):
 
 
 @dataclass(frozen=True)
+class Capped:
+    """A lowered output cap, for the upstream `model`: the budget to send with it, or
+    thinking turned off."""
+
+    cap: int
+    model: str
+    thinking_budget: int | None = None
+    thinking_off: bool = False
+
+
+@dataclass(frozen=True)
 class Format:
     # The operation (`relay.providers`), for logs and metrics too: chat, embeddings,
     # responses, messages, gemini. A channel whose provider serves it natively gets the
@@ -49,9 +60,14 @@ class Format:
     convertible: bool  # whether a channel of another format can serve it (not embeddings)
     prompt_tokens: Callable[[dict[str, Any]], int]  # estimated locally, no margin
     margin_percent: int  # added to the estimate for the reservation
-    prepare: Callable[[Any, int], Prepared]  # (client body, default output cap)
+    prepare: Callable[[Any, int | None], Prepared]  # (client body, a cap to send, or None)
     answer_usage: Callable[[Any, int], TokenUsage]  # (answer, prompt estimate)
     tracker: Callable[[Prepared, int], Tracker] | None  # (prepared, prompt estimate)
+    # The client's own output cap per choice (None: it set none), its thinking budget, and
+    # its body with a lowered cap (and budget) as `billing.sizing` decided (SPEC §8b).
+    client_cap: Callable[[dict[str, Any]], int | None] = lambda _body: None
+    thinking_budget: Callable[[dict[str, Any]], int | None] = lambda _body: None
+    capped: Callable[[dict[str, Any], Capped], dict[str, Any]] = lambda body, _cap: body
 
     def reserved_prompt_tokens(self, prompt_tokens: int) -> int:
         return counting.with_margin(prompt_tokens, self.margin_percent)
@@ -64,7 +80,7 @@ class PreparedEmbeddings:
     reserved_output_tokens: int = 0
 
 
-def _prepare_embeddings(body: Any, _default_cap: int) -> PreparedEmbeddings:
+def _prepare_embeddings(body: Any, _default_cap: int | None) -> PreparedEmbeddings:
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     if not isinstance(body.get("model"), str) or not body["model"]:
@@ -90,6 +106,8 @@ CHAT = Format(
     prepare=lambda body, cap: openai_chat.prepare_chat(body, default_max_tokens=cap),
     answer_usage=lambda answer, prompt: openai_chat.completion_usage(answer, prompt_tokens=prompt),
     tracker=_chat_tracker,
+    client_cap=openai_chat.client_cap,
+    capped=lambda body, c: openai_chat.with_output_cap(body, c.cap, c.model),
 )
 
 EMBEDDINGS = Format(
@@ -114,6 +132,8 @@ RESPONSES = Format(
         answer, prompt_tokens=prompt
     ),
     tracker=lambda _prepared, prompt: openai_responses.ResponsesStream(prompt_tokens=prompt),
+    client_cap=lambda body: body.get("max_output_tokens"),
+    capped=lambda body, c: openai_responses.with_output_cap(body, c.cap),
 )
 
 MESSAGES = Format(
@@ -128,4 +148,9 @@ MESSAGES = Format(
         answer, prompt_tokens=prompt
     ),
     tracker=lambda _prepared, prompt: anthropic_messages.MessagesStream(prompt_tokens=prompt),
+    client_cap=lambda body: body.get("max_tokens"),
+    thinking_budget=anthropic_messages.thinking_budget,
+    capped=lambda body, c: anthropic_messages.with_output_cap(
+        body, c.cap, thinking_budget=c.thinking_budget, thinking_off=c.thinking_off
+    ),
 )

@@ -76,7 +76,7 @@ def _check_chat(body: Any) -> dict[str, Any]:
 def prepare_chat(
     body: Any,
     *,
-    default_max_tokens: int,
+    default_max_tokens: int | None,
     upstream_model: str | None = None,
     cap_field: CapField = "max_tokens",
 ) -> PreparedChat:
@@ -95,7 +95,7 @@ def prepare_chat(
     client_cap = _positive_int(checked, "max_completion_tokens") or _positive_int(
         checked, "max_tokens"
     )
-    if client_cap is None:
+    if client_cap is None and default_max_tokens is not None:
         upstream[cap_field] = default_max_tokens
     stream = checked.get("stream") is True
     wants_usage = False
@@ -103,9 +103,8 @@ def prepare_chat(
         options = checked.get("stream_options") or {}
         wants_usage = options.get("include_usage") is True
         upstream["stream_options"] = {**options, "include_usage": True}
-    return PreparedChat(
-        upstream, stream, wants_usage, client_cap or default_max_tokens, choices, client_cap is None
-    )
+    cap = client_cap or default_max_tokens or 0
+    return PreparedChat(upstream, stream, wants_usage, cap, choices, client_cap is None)
 
 
 # OpenAI's reasoning models take only `max_completion_tokens` on chat completions (they

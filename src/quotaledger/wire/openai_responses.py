@@ -57,7 +57,7 @@ class PreparedResponses:
 
 
 def prepare_responses(
-    body: Any, *, default_max_tokens: int, upstream_model: str | None = None
+    body: Any, *, default_max_tokens: int | None, upstream_model: str | None = None
 ) -> PreparedResponses:
     """Check a Responses request and build the upstream body: `model` mapped, and
     `max_output_tokens` set to `default_max_tokens` when the client set none."""
@@ -76,10 +76,10 @@ def prepare_responses(
     upstream = dict(body)
     if upstream_model:
         upstream["model"] = upstream_model
-    if cap is None:
+    if cap is None and default_max_tokens is not None:
         upstream["max_output_tokens"] = default_max_tokens
     return PreparedResponses(
-        upstream, body.get("stream") is True, cap or default_max_tokens, cap is None
+        upstream, body.get("stream") is True, cap or default_max_tokens or 0, cap is None
     )
 
 

@@ -66,12 +66,18 @@ class Conversion:
         return self.client_side.decode_request(body)
 
     def encode(
-        self, conversation: ir.Conversation, *, model: str, output_cap: int | None = None
+        self,
+        conversation: ir.Conversation,
+        *,
+        model: str,
+        output_cap: int | None = None,
+        lowered: bool = False,
     ) -> tuple[dict[str, Any], list[str]]:
         """The upstream body for `model`, and the fields it could not carry. `output_cap` is
-        the relay's cap, sent when the client set none."""
+        the relay's cap: sent when the client set none, or instead of the client's when the
+        relay `lowered` it to what the balance covers."""
         attempt = dataclasses.replace(conversation, dropped=list(conversation.dropped))
-        if attempt.max_output_tokens is None and output_cap is not None:
+        if output_cap is not None and (lowered or attempt.max_output_tokens is None):
             attempt.max_output_tokens = output_cap
         return self.channel_side.encode_request(attempt, model=model), attempt.dropped
 
