@@ -38,14 +38,14 @@ import aiohttp
 import orjson
 
 from quotaledger.billing import believable, pricing, reservations, settlement, sizing
-from quotaledger.errors import AuthenticationFailed, NotFound
+from quotaledger.errors import AuthenticationFailed, InsufficientQuota, NotFound
 from quotaledger.identity import keys
 from quotaledger.relay.offers import Candidate, Offers, RelayRuntime
 from quotaledger.relay.upstream import Reply, UpstreamFailure
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 from quotaledger.token_usage import TokenUsage, UsageSource
-from quotaledger.wire import conversions, ir
+from quotaledger.wire import conversions, ir, refusals
 from quotaledger.wire.counting import local_usage
 from quotaledger.wire.errors import InvalidRequest, WireFormat
 from quotaledger.wire.formats import Capped, Format, Prepared, Tracker
@@ -318,7 +318,21 @@ async def _reserve(
         thinking_budget=fmt.thinking_budget(fields),
     )
     plan = sizing.size(ask)
-    reserved = await reservations.reserve_async(
+    try:
+        reserved = await _reserve_sized(request, admission, plan, likeliest)
+    except InsufficientQuota as exc:
+        raise OutOfMoney(exc, _shortfall(exc, ask)) from None
+    relay.hooks.reserved()
+    request.sized = sizing.size(ask, covered=reserved.amount)
+    request.output_cap = sizing.upstream_cap(ask, request.sized)
+    request.choices = ask.choices
+
+
+async def _reserve_sized(
+    request: _Request, admission: keys.Admission, plan: sizing.Sizing, likeliest: Candidate
+) -> reservations.Reservation:
+    relay = request.relay
+    return await reservations.reserve_async(
         relay.database,
         reservations.ReserveRequest(
             request.request_id,
@@ -332,10 +346,29 @@ async def _reserve(
         ),
         alone=_alone(request),
     )
-    relay.hooks.reserved()
-    request.sized = sizing.size(ask, covered=reserved.amount)
-    request.output_cap = sizing.upstream_cap(ask, request.sized)
-    request.choices = ask.choices
+
+
+class OutOfMoney(InsufficientQuota):
+    """The balance cannot cover the prompt and the minimum output: refused with the
+    relay's honest message in the client's format (`wire.refusals`)."""
+
+    def __init__(self, cause: InsufficientQuota, shortfall: refusals.Shortfall) -> None:
+        super().__init__(cause.cost, cause.available, cause.funding)
+        self.shortfall = shortfall
+
+
+def _shortfall(exc: InsufficientQuota, ask: sizing.SizingRequest) -> refusals.Shortfall:
+    covered = pricing.affordable_output_tokens(
+        ask.price, ask.prompt_tokens, exc.available, ask.ratio, ask.price_format
+    )
+    fitting = None if not covered else covered // max(1, ask.choices)
+    return refusals.Shortfall(
+        needed=exc.cost,
+        available=exc.available,
+        funding=exc.funding,
+        fitting_cap=fitting,
+        minimum_output=ask.least_output,
+    )
 
 
 def _choices(body: dict[str, Any]) -> int:

@@ -26,7 +26,7 @@ from quotaledger.relay.upstream import UpstreamFailure
 from quotaledger.server.calls import Answer, Call, Headers, Stream
 from quotaledger.server.errors import HTTPError, refusal
 from quotaledger.server.services import Services
-from quotaledger.wire import anthropic_messages
+from quotaledger.wire import anthropic_messages, refusals
 from quotaledger.wire.errors import InvalidRequest, WireFormat, error_body
 from quotaledger.wire.formats import CHAT, EMBEDDINGS, MESSAGES, RESPONSES, Format
 
@@ -260,6 +260,9 @@ def _refused(
     headers = _id_header(request_id)
     if isinstance(exc, UpstreamFailure):
         return _upstream_refusal(exc, wire, headers, fmt)
+    if isinstance(exc, pipeline.OutOfMoney) and fmt is not None:
+        out = refusals.refusal(fmt.name, exc.shortfall)
+        return Answer(out.status, out.body, [*headers, *_encoded(list(out.headers))])
     if isinstance(exc, InvalidRequest):
         return Answer(400, error_body(wire, 400, str(exc), param=exc.param), headers)
     if isinstance(exc, InvalidInput):
