@@ -188,7 +188,7 @@ def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager
 
 
 def app_from_env() -> FrontDoor:
-    """Factory for `uvicorn --factory` workers: settings from `QUOTALEDGER_*`."""
+    """Factory for the engine's workers (Granian, `factory=True`): settings from `QUOTALEDGER_*`."""
     from quotaledger.logging import configure_logging
 
     settings = Settings.from_env()
