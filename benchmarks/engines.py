@@ -60,7 +60,7 @@ def command(engine: str, target: str, port: int, *, ours: bool) -> list[str]:
                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
                 "--no-access-log", target]  # fmt: skip
     return [str(BIN / "hypercorn"), "--worker-class", "uvloop", "--bind",
-            f"127.0.0.1:{port}", "--log-level", "warning", target.replace(":", ":") + "()"]  # fmt: skip
+            f"127.0.0.1:{port}", "--log-level", "warning", target + "()"]  # fmt: skip
 
 
 def _has_old_protocol() -> bool:
@@ -73,7 +73,9 @@ def _has_old_protocol() -> bool:
 def start(name: str, engine: str, target: str, work: Path, **env: str) -> Server:
     port = free_port()
     environment = clean_env(PYTHONPATH=BENCH, **env)
-    server = _spawn(name, command(engine, target, port, ours=target == APP), environment, work, port)
+    server = _spawn(
+        name, command(engine, target, port, ours=target == APP), environment, work, port
+    )
     return _wait_ready(server, "/healthz" if target == APP else "/__ceiling__")
 
 
@@ -114,8 +116,8 @@ def setup(work: Path, engines: list[str], servers: dict[str, Server]) -> list[tu
             f"self-{engine}", engine, APP, work, QUOTALEDGER_DATABASE_URL=small.url, **ours
         )
         if not body_file.exists():
-            reply = httpx.get(servers[f"self-{engine}"].base_url + "/api/user/self",
-                              headers={"Authorization": token, "Accept-Encoding": "identity"})  # fmt: skip
+            plain = {"Authorization": token, "Accept-Encoding": "identity"}
+            reply = httpx.get(servers[f"self-{engine}"].base_url + "/api/user/self", headers=plain)
             body_file.write_bytes(reply.content)
         servers[f"bare-{engine}"] = start(
             f"bare-{engine}", engine, BARE, work, QLB_UPSTREAM=upstream.base_url,
@@ -154,7 +156,9 @@ def rounds(
     return results
 
 
-def report(results: dict[str, list[dict[str, float]]], engines: list[str], args: argparse.Namespace) -> None:
+def report(
+    results: dict[str, list[dict[str, float]]], engines: list[str], args: argparse.Namespace
+) -> None:
     def median(label: str, field: str = "requests_per_s") -> float:
         return statistics.median(run[field] for run in results[label])
 
@@ -168,8 +172,9 @@ def report(results: dict[str, list[dict[str, float]]], engines: list[str], args:
         base = (f"bare pass-through chat, {fastest_pass}" if "chat" in label
                 else f"bare JSON route, {fastest_bare}")  # fmt: skip
         bad = sum(run["non_2xx"] + run["socket_errors"] for run in results[label])
+        errors = f" (ERRORS {bad})" if bad else ""
         print(f"| {label} | {median(label):,.0f} | {median(label, 'p99_ms'):.1f} | "
-              f"{median(label) / median(base):.2f}×{' (ERRORS %d)' % bad if bad else ''} |")  # fmt: skip
+              f"{median(label) / median(base):.2f}x{errors} |")  # fmt: skip
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / "engines-latest.json").write_text(json.dumps(results, indent=1))

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from quotaledger.settings import Settings, SettingsError
-from support import LiveServer, free_port, start_server, stop_server
+from support import LiveServer, start_server, stop_server
 
 MIB = 1024 * 1024
 TIMEOUT = 1.0  # QUOTALEDGER_HEADER_TIMEOUT for these servers

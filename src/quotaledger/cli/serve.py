@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import os
 import resource
+from typing import TYPE_CHECKING
 
 import click
 
 from quotaledger.cli.common import database_url_option, handles_errors
 from quotaledger.settings import Settings, redact_database_url
+
+if TYPE_CHECKING:
+    from granian.server import MPServer, MTServer
 
 # The CLI never imports the server: the app is named to Granian's workers as a string.
 APP = "quotaledger.server.app:app_from_env"
@@ -67,7 +71,7 @@ def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
     engine(settings).serve()
 
 
-def engine(settings: Settings) -> object:
+def engine(settings: Settings) -> MPServer | MTServer:
     """The Granian server for `settings` (not started)."""
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
