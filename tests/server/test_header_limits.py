@@ -210,7 +210,7 @@ def _rss(pid: int) -> int:
 def test_1500_half_open_connections_are_all_dropped_and_memory_stays_bounded(
     server: LiveServer,
 ) -> None:
-    pid, port = server.process.pid, _port(server)
+    pid, port = server.worker_pid, _port(server)
     before = _rss(pid)
     sockets = []
     for i in range(1500):
@@ -244,7 +244,7 @@ def test_1500_half_open_connections_are_all_dropped_and_memory_stays_bounded(
 def test_eight_connections_sending_64_mib_of_headers_barely_move_memory(
     server: LiveServer,
 ) -> None:
-    pid, port = server.process.pid, _port(server)
+    pid, port = server.worker_pid, _port(server)
     before = _rss(pid)
     answers: list[bytes] = []
 
