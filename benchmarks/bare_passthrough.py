@@ -36,6 +36,8 @@ def create_app() -> Starlette:
         body = await request.body()
         headers = {k: v for k, v in request.headers.items() if k in _FORWARDED}
         headers["authorization"] = "Bearer x"
+        if "session" not in pool:  # run without a lifespan (in-process, benchmarks/relay_cost)
+            pool["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         reply = await pool["session"].post(upstream + request.url.path, data=body, headers=headers)
         kind = reply.headers.get("content-type", "application/json")
         if kind.startswith("text/event-stream"):
@@ -57,9 +59,9 @@ def create_app() -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        pool["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         yield
-        await pool["session"].close()
+        if "session" in pool:
+            await pool.pop("session").close()
 
     routes = [
         Route("/v1/chat/completions", forward, methods=["POST"]),
