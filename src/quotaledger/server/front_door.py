@@ -138,7 +138,7 @@ def _may_exceed(head: Head, limit: int) -> bool:
 
 
 def _openai(status: int, message: str) -> bytes:
-    # OpenAI answers a path it does not know with code null, not "model_not_found".
+    # A path or method the HTTP layer does not know: say so, not the 404's "model_not_found".
     code = "unknown_url" if status in (404, 405) else None
     return error_body(WireFormat.OPENAI, status, message, code=code)
 
