@@ -75,6 +75,8 @@ class Scenario:
     cache_write_1h: int = 0
     usage: str = "normal"  # normal | none (no usage at all) | wrong (negative numbers)
     tool_call: bool = False  # answer with one tool call instead of text
+    tool_name: str = TOOL_NAME  # the tool it calls (an agent's own: "Bash", "shell"...)
+    tool_arguments: str = TOOL_ARGUMENTS  # its arguments, JSON text
     reset_after: int | None = None  # events, then the TCP connection is reset
     stall_after: int | None = None  # events, then silence until the client leaves
     error_after: int | None = None  # events, then the format's in-stream error event, then end
@@ -201,7 +203,7 @@ class Call:
     def output_tokens(self) -> int:
         if self.scenario.output_tokens is not None:
             return self.scenario.output_tokens
-        extra = len(_pieces(TOOL_ARGUMENTS)) if self.scenario.tool_call else 0
+        extra = len(_pieces(self.scenario.tool_arguments)) if self.scenario.tool_call else 0
         return len(self.words) + extra + self.scenario.reasoning_tokens
 
     @property
@@ -434,11 +436,11 @@ def _finish_reason(call: Call) -> str:
     return "length" if call.truncated else "tool_calls" if call.scenario.tool_call else "stop"
 
 
-def _tool_call(arguments: str) -> dict[str, Any]:
+def _tool_call(name: str, arguments: str) -> dict[str, Any]:
     return {
         "id": _id("call_"),
         "type": "function",
-        "function": {"name": TOOL_NAME, "arguments": arguments},
+        "function": {"name": name, "arguments": arguments},
     }
 
 
@@ -457,7 +459,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             message = {
                 "role": "assistant",
                 "content": None,
-                "tool_calls": [_tool_call(TOOL_ARGUMENTS)],
+                "tool_calls": [_tool_call(call.scenario.tool_name, call.scenario.tool_arguments)],
             }
         choice = {
             "index": 0,
@@ -491,9 +493,9 @@ def _chat_events(call: Call, head: dict[str, Any]) -> list[bytes]:
 
     events = [chunk({"role": "assistant", "content": "", "refusal": None})]
     if call.scenario.tool_call:
-        first = {"index": 0, **_tool_call("")}
+        first = {"index": 0, **_tool_call(call.scenario.tool_name, "")}
         events.append(chunk({"tool_calls": [first]}))
-        for piece in _pieces(TOOL_ARGUMENTS):
+        for piece in _pieces(call.scenario.tool_arguments):
             events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
     else:
         events.extend(chunk({"content": word}) for word in call.words)
@@ -605,8 +607,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         if call.scenario.reasoning_tokens:
             content.append({"type": "thinking", "thinking": THINKING, "signature": "c2lnbmF0dXJl"})
         if call.scenario.tool_call:
-            tool = {"type": "tool_use", "id": _id("toolu_"), "name": TOOL_NAME}
-            content.append({**tool, "input": orjson.loads(TOOL_ARGUMENTS)})
+            tool = {"type": "tool_use", "id": _id("toolu_"), "name": call.scenario.tool_name}
+            content.append({**tool, "input": orjson.loads(call.scenario.tool_arguments)})
         else:
             content.append({"type": "text", "text": "".join(call.words)})
         usage = _anthropic_usage(call, at_start=True) | {"output_tokens": call.output_tokens}
@@ -649,8 +651,10 @@ def _messages_events(call: Call, message_id: str) -> list[bytes]:
         events.insert(-1, _delta(index, {"type": "signature_delta", "signature": "c2lnbmF0dXJl"}))
         index += 1
     if call.scenario.tool_call:
-        block = {"type": "tool_use", "id": _id("toolu_"), "name": TOOL_NAME, "input": {}}
-        events += _block(index, block, "input_json_delta", "partial_json", TOOL_ARGUMENTS)
+        tool = call.scenario.tool_name
+        block = {"type": "tool_use", "id": _id("toolu_"), "name": tool, "input": {}}
+        arguments = call.scenario.tool_arguments
+        events += _block(index, block, "input_json_delta", "partial_json", arguments)
     else:
         events += _block(
             index, {"type": "text", "text": ""}, "text_delta", "text", "".join(call.words)
@@ -753,7 +757,7 @@ def _response_object(
 def _responses_item(call: Call, item_id: str, done: bool) -> dict[str, Any]:
     status = "completed" if done else "in_progress"
     if call.scenario.tool_call:
-        arguments = TOOL_ARGUMENTS if done else ""
+        arguments = call.scenario.tool_arguments if done else ""
         call_id = "call_" + item_id[3:]
         return {
             "id": item_id,
@@ -761,7 +765,7 @@ def _responses_item(call: Call, item_id: str, done: bool) -> dict[str, Any]:
             "status": status,
             "arguments": arguments,
             "call_id": call_id,
-            "name": TOOL_NAME,
+            "name": call.scenario.tool_name,
         }
     content = (
         [{"type": "output_text", "annotations": [], "logprobs": [], "text": "".join(call.words)}]
@@ -826,7 +830,7 @@ def _responses_events(call: Call, response_id: str, item_id: str) -> list[bytes]
         item=_responses_item(call, item_id, done=False),
     )
     if call.scenario.tool_call:
-        for piece in _pieces(TOOL_ARGUMENTS):
+        for piece in _pieces(call.scenario.tool_arguments):
             emit(
                 "response.function_call_arguments.delta",
                 item_id=item_id,
@@ -837,7 +841,7 @@ def _responses_events(call: Call, response_id: str, item_id: str) -> list[bytes]
             "response.function_call_arguments.done",
             item_id=item_id,
             output_index=0,
-            arguments=TOOL_ARGUMENTS,
+            arguments=call.scenario.tool_arguments,
         )
     else:
         part = {"item_id": item_id, "output_index": 0, "content_index": 0}

@@ -80,12 +80,26 @@ class Settings:
     # The relay (SPEC §8). The secret key encrypts upstream channel keys at rest.
     secret_key: Secret | None = None
     relay_default_max_tokens: int = 4096
+    # The least output per choice a reservation is lowered to before the request is refused
+    # with 402 (SPEC §8b, `billing.sizing`).
+    relay_min_output_tokens: int = 1024
     relay_retries: int = 2
     relay_reservation_ttl: int = 900
     relay_stream_idle_timeout: int = 300
     relay_sweep_interval: int = 60
     # Relay request bodies (chat histories, images) are larger than the API's.
     relay_max_body_bytes: int = 32 * 1024 * 1024
+    # Limits and channel health (SPEC §12). With QUOTALEDGER_REDIS_URL set and Redis away:
+    # `local` (count per instance) or `refuse` (503).
+    limits_fallback: str = "local"
+    # A concurrency slot's lease: a holder that died frees its slots after this long.
+    limits_lease_ttl: int = 300
+    # `count_tokens` calls per key and minute, counted toward no other limit.
+    rate_limit_count_tokens: int = 600
+    # Seconds between two polls of a channel's upstream balance.
+    channel_balance_interval: int = 900
+    # Apprise URLs (comma or space separated) for the operator's alerts (channel balances).
+    operator_alert_urls: Secret | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -133,6 +147,8 @@ class Settings:
         for name in _RATE_LIMITS:
             _check_rate(name, getattr(self, name))
         _check_relay(self)
+        if self.limits_fallback not in {"local", "refuse"}:
+            raise SettingsError("QUOTALEDGER_LIMITS_FALLBACK must be local or refuse")
 
     @property
     def is_sqlite(self) -> bool:
@@ -171,7 +187,7 @@ def _convert(name: str, raw: str) -> Any:
             return float(raw)
         if name in {"always_gzip", "access_log"}:
             return _parse_bool(raw)
-        if name in {"redis_url", "admin_password"}:
+        if name in {"redis_url", "admin_password", "operator_alert_urls"}:
             return Secret(raw)
         if name == "trusted_proxies":
             return tuple(
@@ -189,11 +205,15 @@ def _convert(name: str, raw: str) -> Any:
 # The relay's integer settings and their smallest sensible value.
 _RELAY_MINIMUMS = {
     "relay_default_max_tokens": 1,
+    "relay_min_output_tokens": 1,
     "relay_retries": 0,
     "relay_reservation_ttl": 1,
     "relay_stream_idle_timeout": 1,
     "relay_sweep_interval": 1,
     "relay_max_body_bytes": 1024,
+    "limits_lease_ttl": 5,
+    "rate_limit_count_tokens": 1,
+    "channel_balance_interval": 60,
 }
 _RATE_LIMITS = (
     "rate_limit_balance",

@@ -11,6 +11,7 @@ into this one shape, which `pricing` charges, `reservations` records as progress
 Reasoning tokens are billed as output: every provider already counts them inside its output
 figure (`completion_tokens`, `output_tokens`), so `output` here includes them and `reasoning`
 only says how many of them were reasoning (for the log), never to be added again.
+Web searches are counted apart: they are priced per call, not per token.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class TokenUsage:
     output: int = 0  # reasoning included
     reasoning: int = 0  # of which reasoning (informational)
     source: UsageSource = UsageSource.UPSTREAM
+    # Server-side tool calls the provider bills per call (SPEC §8b): Anthropic's
+    # `server_tool_use.web_search_requests`, the `web_search_call` items of a response.
+    web_search: int = 0
 
     @property
     def prompt_tokens(self) -> int:

@@ -184,7 +184,8 @@ def test_price_set_list_delete(run) -> None:  # type: ignore[no-untyped-def]
             ),
             "not both",
         ),
-        (("price", "set", "m", "--input-usd-per-mtok", "1"), "both input and output"),
+        # An input price alone is an embeddings price (issue 22); an output price alone is not.
+        (("price", "set", "m", "--output-usd-per-mtok", "1"), "input (and output) prices"),
         (("price", "set", "m", "--per-call-usd", "nan"), "per_call_usd"),
         (("price", "delete", "ghost"), "no price is set"),
         (("group", "set", "vip", "--ratio", "-1"), "ratio"),

@@ -53,6 +53,22 @@ def test_without_a_secret_key_a_channel_is_refused_with_the_reason(run) -> None:
     assert [c["name"] for c in _listed(run)] == ["main"]
 
 
+def test_channel_add_warns_of_each_model_without_a_price(run) -> None:  # type: ignore[no-untyped-def]
+    assert (
+        run(
+            "price", "set", "m", "--input-usd-per-mtok", "1", "--output-usd-per-mtok", "2"
+        ).exit_code
+        == 0
+    )
+
+    added = _add(run, "main", "https://api.example.com/v1")
+
+    assert added.exit_code == 0
+    assert "Warning: n has no price, so it is not offered" in added.stderr
+    assert "quotaledger price set n " in added.stderr
+    assert "Warning: m" not in added.stderr
+
+
 def test_the_upstream_key_is_nowhere_in_clear(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     added = _add(run, "main", "https://api.example.com/v1", "--map", "m=m-2026")
     table = run("channel", "list")
@@ -192,3 +208,60 @@ def test_channel_test_of_an_unreachable_upstream_is_a_network_error(run) -> None
 
     assert result.exit_code == 5
     assert "unreachable" in result.output and UPSTREAM_KEY not in result.output
+
+
+def test_channel_edit_changes_only_what_it_is_given(run) -> None:  # type: ignore[no-untyped-def]
+    _add(run, "main", "https://api.example.com/v1")
+
+    edited = run("channel", "edit", "main", "--priority", "9", "--weight", "4", "--models", "m,o")
+    [channel] = _listed(run)
+
+    assert edited.exit_code == 0, edited.output
+    assert (channel["priority"], channel["weight"], channel["models"]) == (9, 4, ["m", "o"])
+    assert (
+        channel["api_key_hint"] == "…XYZW" and channel["base_url"] == "https://api.example.com/v1"
+    )
+    assert UPSTREAM_KEY not in edited.output
+
+
+def test_channel_edit_takes_a_new_key_and_a_new_name(run) -> None:  # type: ignore[no-untyped-def]
+    _add(run, "main", "https://api.example.com/v1")
+
+    edited = run("channel", "edit", "main", "--rename", "primary", "--api-key-stdin",
+                 input="sk-replacement-key-0000ABCD\n")  # fmt: skip
+    [channel] = _listed(run)
+
+    assert edited.exit_code == 0, edited.output
+    assert (channel["name"], channel["api_key_hint"]) == ("primary", "…ABCD")
+    assert "sk-replacement-key-0000ABCD" not in edited.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [((), "give at least one setting"), (("--weight", "0"), "weight"),
+     (("--map", "zz=upstream"), "does not serve")],
+)  # fmt: skip
+def test_channel_edit_refuses_bad_changes(run, extra: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
+    _add(run, "main", "https://api.example.com/v1")
+    result = run("channel", "edit", "main", *extra)
+    assert result.exit_code != 0 and message in result.output
+    assert run("channel", "edit", "nowhere", "--weight", "2").exit_code != 0
+
+
+def test_channel_commands_leave_entries_in_the_audit_trail(run, migrated_sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    from quotaledger.identity import audit_trail
+    from quotaledger.store.database import Database
+
+    _add(run, "main", "https://api.example.com/v1")
+    run("channel", "edit", "main", "--weight", "2")
+    run("channel", "disable", "main")
+
+    database = Database(migrated_sqlite_url)
+    try:
+        entries, _ = audit_trail.trail_page(database, 1, 10)
+    finally:
+        database.dispose()
+    assert [e["action"] for e in entries] == ["channel.disable", "channel.edit", "channel.add"]
+    assert all(e["actor"].startswith("cli:") and e["address"] == "cli" for e in entries)
+    assert entries[1]["detail"] == {"weight": 2}
+    assert UPSTREAM_KEY not in str(entries)

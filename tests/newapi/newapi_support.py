@@ -44,6 +44,7 @@ def relay_row(
     outcome = Outcome(
         status, used, end_reason="stop", upstream_model="gpt-test-2026",
         channel="main", is_stream=True, latency_ms=1_600, ttft_ms=250,
+        session_id="6f1c2a9e-claude-code-session",
     )  # fmt: skip
     settle(database, request_id, key.user_id, outcome)
     return request_id

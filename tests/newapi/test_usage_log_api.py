@@ -46,6 +46,9 @@ def test_log_rows_of_the_relay_and_of_admin_charges_have_new_apis_fields(
         250,
     )
     assert (admin["model_name"], admin["quota"], admin["status"]) == (FIXED, 10_000, 200)
+    # Claude Code's X-Claude-Code-Session-Id, recorded on the row, is returned (issue 22).
+    assert (relay["session_id"], admin["session_id"]) == ("6f1c2a9e-claude-code-session", None)
+    assert (relay["usage_note"], relay["web_search_calls"], relay["price_tier"]) == (None, 0, None)
 
 
 def test_paging_with_p_ends_with_an_empty_page(

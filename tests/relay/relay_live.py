@@ -69,10 +69,12 @@ def relay_server(
     *,
     instances: int = 1,
     env: dict[str, str] | None = None,
+    formats: bool = False,
 ) -> Iterator[Relay]:
     """Start a relay (see the module's docstring) on `database_url` (a new SQLite file by
     default; an empty PostgreSQL database otherwise), with `instances` serve processes; a
-    module-scoped fixture yields it."""
+    module-scoped fixture yields it. With `formats`, one more channel of each format serves a
+    model of its own (`FORMAT_MODELS`), for the conversion tests."""
     tmp = tmp_path_factory.mktemp("relay")
     url = database_url or f"sqlite:///{tmp / 'relay.db'}"
     env = {
@@ -101,6 +103,8 @@ def relay_server(
             "claude", running.base_url, (CLAUDE,), Secret(UPSTREAM_KEY), format="anthropic"
         )
         channels.add_channel(database, cipher, claude)
+        if formats:
+            _add_format_channels(url, env, database, cipher, running.base_url)
         relay = Relay([], running.upstream, database, tmp, env)
         try:
             for _ in range(instances):
@@ -110,6 +114,30 @@ def relay_server(
             for server in relay.servers:
                 stop_server(server)
             database.dispose()
+
+
+# One model per channel format, served only by a channel of that format, priced alike:
+# 1 USD in, 2 USD out per million tokens (half a quota per input token, 1 per output token).
+FORMAT_MODELS = {
+    "openai": "via-openai",
+    "openai-chat": "via-openai-chat",
+    "anthropic": "via-anthropic",
+    "gemini": "via-gemini",
+}
+
+
+def _add_format_channels(
+    url: str, env: dict[str, str], database: Database, cipher: Any, base_url: str
+) -> None:
+    for channel_format, model in FORMAT_MODELS.items():
+        _cli(url, env, "price", "set", model, "--input-usd-per-mtok", "1",
+             "--output-usd-per-mtok", "2", "--cache-read-usd-per-mtok", "0.1",
+             "--cache-write-usd-per-mtok", "1.25")  # fmt: skip
+        root = base_url + ("/v1beta" if channel_format == "gemini" else "/v1")
+        spec = channels.ChannelSpec(
+            f"ch-{channel_format}", root, (model,), Secret(UPSTREAM_KEY), format=channel_format
+        )
+        channels.add_channel(database, cipher, spec)
 
 
 @contextlib.contextmanager

@@ -186,6 +186,8 @@ def test_models_in_anthropics_shape_when_asked_with_anthropic_version(relay: Rel
     listed = claude(relay, who).models.list()
     assert [m.id for m in listed.data] == [CLAUDE]
     assert listed.data[0].type == "model"
+    found = claude(relay, who).models.retrieve(CLAUDE)
+    assert (found.id, found.type) == (CLAUDE, "model")
 
 
 def test_thirty_concurrent_streams_on_a_balance_for_ten_never_go_below_zero(

@@ -138,6 +138,16 @@ def test_models_lists_what_is_offered_and_allowed_to_the_key(relay: Relay) -> No
     assert [m.id for m in sdk(relay, limited).models.list()] == [MODEL]
 
 
+def test_one_model_is_retrieved_as_openai_sdks_ask_for_it(relay: Relay) -> None:
+    limited = customer(relay, models=(MODEL,))
+    found = sdk(relay, limited).models.retrieve(MODEL)
+    assert (found.id, found.object) == (MODEL, "model")
+    with pytest.raises(openai.NotFoundError):
+        sdk(relay, limited).models.retrieve(CLAUDE)  # offered, but not to this key
+    with pytest.raises(openai.NotFoundError):
+        sdk(relay, limited).models.retrieve("no-such-model")
+
+
 # ---------------------------------------------------------------- refusals
 
 
@@ -244,6 +254,36 @@ def test_a_client_that_leaves_cancels_upstream_and_pays_for_what_it_received(
     [row] = settled(relay, who, 1)
     assert row["end_reason"] == "client_disconnected"
     assert row["quota"] > 0  # the prompt, at least
+    deadline = time.monotonic() + 5
+    while relay.upstream.cancellations == cancelled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert relay.upstream.cancellations == cancelled + 1
+    consistent(relay)
+
+
+def test_a_client_that_leaves_a_whole_answer_cancels_upstream_and_pays_the_prompt(
+    relay: Relay,
+) -> None:
+    """SPEC §8b: a non-streamed call whose client leaves (an SDK timing out on a model that
+    thinks for minutes) is cancelled upstream; the prompt is charged; the row says 499."""
+    who = customer(relay)
+    before = balance(relay, who)
+    relay.upstream.script(first_byte_delay=20.0, path="/v1/chat/completions")
+    cancelled = relay.upstream.cancellations
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            relay.v1 + "/chat/completions",
+            headers={"authorization": f"Bearer {who.key}"},
+            json={"model": MODEL, "messages": MESSAGES},
+            timeout=httpx.Timeout(5.0, read=1.0),
+        )
+    [row] = settled(relay, who, 1)
+    assert (row["status"], row["end_reason"]) == (499, "client_disconnected")
+    assert row["completion_tokens"] == 0 and row["prompt_tokens"] > 0
+    assert row["quota"] > 0  # the prompt
+    after = balance(relay, who)
+    assert before.quota - after.quota == row["quota"]
+    assert after.request_count == before.request_count  # not an answered request
     deadline = time.monotonic() + 5
     while relay.upstream.cancellations == cancelled and time.monotonic() < deadline:
         time.sleep(0.05)

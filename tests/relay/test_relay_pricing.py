@@ -24,16 +24,17 @@ CLAUDE = make_price("claude", input_usd_per_mtok="3", output_usd_per_mtok="15")
 ONE = Decimal(1)
 
 
-def test_openai_cached_input_costs_the_input_price_unless_priced() -> None:
+def test_openai_cached_input_costs_the_models_cached_ratio_unless_priced() -> None:
     usage = TokenUsage(input=1000, cache_read=200, output=500)
-    # (1000*2.5 + 200*2.5 + 500*10) / 1e6 USD = $0.008 = 4000 quota
-    assert relay_cost(GPT, usage, ONE) == 4000
-    cheaper = make_price(
+    # gpt-4o's cached input is half its input price (issue 22 item 6):
+    # (1000*2.5 + 200*1.25 + 500*10) / 1e6 USD = $0.00775 = 3875 quota
+    assert relay_cost(GPT, usage, ONE) == 3875
+    dearer = make_price(
         "gpt-4o", input_usd_per_mtok="2.5", output_usd_per_mtok="10",
-        cache_read_usd_per_mtok="1.25",
+        cache_read_usd_per_mtok="2.5",
     )  # fmt: skip
-    # (2500 + 200*1.25 + 5000) / 2 = 3875
-    assert relay_cost(cheaper, usage, ONE) == 3875
+    # A cache-read price set is the price: (2500 + 200*2.5 + 5000) / 2 = 4000
+    assert relay_cost(dearer, usage, ONE) == 4000
 
 
 def test_anthropic_cache_classes_default_to_anthropics_ratios_and_the_group_ratio_applies() -> None:
@@ -44,9 +45,10 @@ def test_anthropic_cache_classes_default_to_anthropics_ratios_and_the_group_rati
     # rates 3, 0.3, 3.75, 6, 15: 300 + 3000 + 7500 + 6000 + 4500 = 21300 -> /2 = 10650
     assert relay_cost(CLAUDE, usage, ONE, "anthropic") == 10650
     assert relay_cost(CLAUDE, usage, Decimal("0.8"), "anthropic") == 8520
-    # The same usage on an openai channel: every cache class at the input price 3.
-    # 300 + 30000 + 6000 + 3000 + 4500 = 43800 -> 21900
-    assert relay_cost(CLAUDE, usage, ONE, "openai") == 21900
+    # The same usage on an openai channel: cache writes at the input price 3, cache reads
+    # at the documented default of an unknown model (`claude` is not a known name), 0.5x:
+    # 300 + 15000 + 6000 + 3000 + 4500 = 28800 -> 14400
+    assert relay_cost(CLAUDE, usage, ONE, "openai") == 14400
     assert usage.prompt_tokens == 13_100
 
 

@@ -219,3 +219,30 @@ def test_the_sections_fit_a_narrow_screen_in_dark_mode(visit: Visit, alice: Pers
     expect(page.locator("#log-table tbody tr")).to_have_count(3)
     expect(page.locator("#usage-chart rect.bar")).to_have_count(3)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+
+def test_the_log_shows_cache_tokens_channel_and_latency(visit: Visit, alice: Person) -> None:
+    log_rows(visit.server, alice.username, [
+        {"model": "claude-sonnet-4-5", "quota": 20_000, "created_at": days_ago(0),
+         "cached_tokens": 12_000, "cache_write_tokens": 1_500, "cache_write_1h_tokens": 500,
+         "channel": "anthropic-main", "latency_ms": 2_350},
+        {"model": "gpt-5", "quota": 1_000, "created_at": days_ago(1), "latency_ms": 420,
+         "cached_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": 0,
+         "channel": None},
+    ])  # fmt: skip
+    visit.log_in(alice)
+    page = visit.page
+    expect(page.locator("#log-table tbody tr")).to_have_count(2)
+    headers = page.locator("#log-table thead th").all_text_contents()  # (CSS upper-cases)
+    assert headers[3:9] == [
+        "Tokens in",
+        "Tokens out",
+        "Cache read",
+        "Cache write",
+        "Cost",
+        "Channel",
+    ]
+    second, first = log_rows_table(page)  # newest (the last written) first
+    assert first[5:9] == ["12,000", "2,000", "$0.04", "anthropic-main"]
+    assert first[9] == "2.4 s"
+    assert second[5:10] == ["0", "0", "$0.002", "—", "420 ms"]

@@ -16,13 +16,16 @@ found at and told of is in `alert_states.py`; the crossings are found and sent b
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, and_, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotaledger.errors import InvalidInput, NotFound
+from quotaledger.periods import period_start
 from quotaledger.relay.channels import ChannelCipher
 from quotaledger.store.database import Database, now
 from quotaledger.store.tables import alert_settings, alert_states, api_keys, key_alerts, users
@@ -103,6 +106,27 @@ def url_hint(url: str) -> str:
 
 # ------------------------------------------------------------------ reading
 
+# A key has an amount of its own to watch when it is limited or has a periodic limit (an
+# unlimited key without one spends the account's balance: the account's thresholds apply).
+_WATCHABLE = api_keys.c.unlimited.is_(False) | api_keys.c.period_quota.isnot(None)
+SPENDABLE_COLUMNS = (
+    api_keys.c.remain_quota, api_keys.c.unlimited, api_keys.c.period,
+    api_keys.c.period_quota, api_keys.c.period_used, api_keys.c.period_start,
+)  # fmt: skip
+
+
+def spendable(row: Any, at: float | None = None) -> int:
+    """What a key may still spend now (SPEC §12's "remaining budget and period"): the least
+    of its remaining budget (when limited) and what its period still allows (when it has
+    one), from `SPENDABLE_COLUMNS` in that order."""
+    remain, unlimited, period, period_quota, period_used, started = row
+    at = time.time() if at is None else at
+    left = [] if unlimited else [int(remain)]
+    if period is not None and period_quota is not None:
+        used = int(period_used) if int(started) == period_start(at, period) else 0
+        left.append(max(int(period_quota) - used, 0))
+    return min(left) if left else 0
+
 
 def get_settings(database: Database, user_id: int) -> AlertSettings:
     with database.read() as connection:
@@ -111,17 +135,16 @@ def get_settings(database: Database, user_id: int) -> AlertSettings:
                    alert_settings.c.url_hints).where(alert_settings.c.user_id == user_id)
         ).first()  # fmt: skip
         keys = connection.execute(
-            select(api_keys.c.id, api_keys.c.name, api_keys.c.remain_quota,
+            select(api_keys.c.id, api_keys.c.name, *SPENDABLE_COLUMNS,
                    key_alerts.c.warn_quota, key_alerts.c.critical_quota)
             .select_from(api_keys.outerjoin(key_alerts, key_alerts.c.key_id == api_keys.c.id))
-            .where(api_keys.c.user_id == user_id, api_keys.c.deleted_at.is_(None),
-                   api_keys.c.unlimited.is_(False))
+            .where(api_keys.c.user_id == user_id, api_keys.c.deleted_at.is_(None), _WATCHABLE)
             .order_by(api_keys.c.id)
         ).all()  # fmt: skip
     own = Thresholds() if row is None else Thresholds(row.warn_quota, row.critical_quota)
     hints = () if row is None else tuple(json.loads(row.url_hints))
     listed = tuple(
-        KeyAlert(k.id, k.name, int(k.remain_quota), Thresholds(k.warn_quota, k.critical_quota))
+        KeyAlert(k.id, k.name, spendable(k[2:8]), Thresholds(k.warn_quota, k.critical_quota))
         for k in keys
     )
     return AlertSettings(own, hints, listed)
@@ -187,7 +210,7 @@ def set_key_thresholds(database: Database, user_id: int, key_id: int, levels: Th
     forget what was announced (as `set_thresholds` does for the account)."""
     with database.write() as connection:
         owned = connection.execute(
-            select(api_keys.c.unlimited).where(
+            select(api_keys.c.unlimited, api_keys.c.period_quota).where(
                 api_keys.c.id == key_id, api_keys.c.user_id == user_id,
                 api_keys.c.deleted_at.is_(None),
             )
@@ -200,9 +223,10 @@ def set_key_thresholds(database: Database, user_id: int, key_id: int, levels: Th
                 delete(alert_states).where(alert_states.c.subject == key_subject(key_id))
             )
             return
-        if owned.unlimited:
+        if owned.unlimited and owned.period_quota is None:
             raise InvalidInput("key", "an unlimited key has no budget of its own to watch: "
-                               "set the account's thresholds, or give the key a limit")  # fmt: skip
+                               "set the account's thresholds, or give the key a limit "
+                               "or a periodic limit")  # fmt: skip
         connection.execute(key_alerts.insert().values(
             key_id=key_id, user_id=user_id, warn_quota=levels.warn, critical_quota=levels.critical
         ))  # fmt: skip
@@ -244,6 +268,7 @@ class Watched:
     keys: dict[int, tuple[int, Thresholds]]  # key_id -> (user_id, thresholds)
     levels: dict[str, str]  # subject -> its stored level (`alert_states`); absent: OK
     usernames: dict[str, int]  # username -> user_id of the accounts watched
+    periodic: frozenset[int] = frozenset()  # the watched keys with a periodic limit
 
 
 def watched(database: Database) -> Watched:
@@ -261,9 +286,10 @@ def watched(database: Database) -> Watched:
         keys = connection.execute(
             select(key_alerts.c.key_id, key_alerts.c.user_id, key_alerts.c.warn_quota,
                    key_alerts.c.critical_quota)
+            .add_columns(api_keys.c.period_quota.isnot(None).label("periodic"))
             .select_from(key_alerts.join(api_keys, and_(
                 api_keys.c.id == key_alerts.c.key_id, api_keys.c.deleted_at.is_(None),
-                api_keys.c.unlimited.is_(False),
+                _WATCHABLE,
             )))
         ).all()  # fmt: skip
         levels = connection.execute(select(alert_states.c.subject, alert_states.c.level)).all()
@@ -272,6 +298,7 @@ def watched(database: Database) -> Watched:
         {row.key_id: (row.user_id, Thresholds(row.warn_quota, row.critical_quota)) for row in keys},
         {row.subject: row.level for row in levels},
         {row.username: row.user_id for row in accounts},
+        frozenset(row.key_id for row in keys if row.periodic),
     )
 
 
@@ -289,8 +316,7 @@ def watched_thresholds_in(
         row = connection.execute(
             select(key_alerts.c.user_id, key_alerts.c.warn_quota, key_alerts.c.critical_quota)
             .select_from(key_alerts.join(api_keys, api_keys.c.id == key_alerts.c.key_id))
-            .where(key_alerts.c.key_id == number, api_keys.c.deleted_at.is_(None),
-                   api_keys.c.unlimited.is_(False))
+            .where(key_alerts.c.key_id == number, api_keys.c.deleted_at.is_(None), _WATCHABLE)
         ).first()  # fmt: skip
     if row is None:
         return None

@@ -15,14 +15,17 @@ delivery sends nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotaledger.alerting.alerts import (
+    SPENDABLE_COLUMNS,
     Thresholds,
     account_subject,
     key_subject,
+    spendable,
     watched_thresholds_in,
 )
 from quotaledger.store.database import Database
@@ -54,14 +57,16 @@ def find(database: Database, subject: str) -> Found | None:
         if owner_levels is None:
             return None
         user_id, levels = owner_levels
+        row: Any
         if kind == "account":
             row = connection.execute(
                 select(users.c.username, users.c.quota).where(users.c.id == user_id)
             ).one()
         else:
-            row = connection.execute(
-                select(api_keys.c.name, api_keys.c.remain_quota).where(api_keys.c.id == int(number))
+            key = connection.execute(
+                select(api_keys.c.name, *SPENDABLE_COLUMNS).where(api_keys.c.id == int(number))
             ).one()
+            row = (key[0], spendable(key[1:]))  # its budget and period (SPEC §12)
         stored = connection.execute(
             select(alert_states.c.level, alert_states.c.announced).where(
                 alert_states.c.subject == subject

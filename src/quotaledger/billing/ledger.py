@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -313,3 +313,58 @@ def _replay_in(connection: Connection, user_id: int, request: UsageRequest) -> C
             f"request_id {request.request_id!r} was already used with a different payload"
         )
     return Charge(request.request_id, int(row.quota), int(row.quota_after), replayed=True)
+
+
+def deduct_in(connection: Connection, user_id: int, quota: int, note: str = "") -> int:
+    """Take `quota` back from a user, recorded as a negative grant with its reason (SPEC
+    §13): the invariant holds as for a grant. Never below zero. Returns the new balance."""
+    if not 0 < quota <= MAX_QUOTA:
+        raise InvalidInput("quota", "must be a positive whole number of quota")
+    new_quota = connection.execute(
+        update(users)
+        .where(users.c.id == user_id, users.c.quota >= quota)
+        .values(quota=users.c.quota - quota, granted_total=users.c.granted_total - quota)
+        .returning(users.c.quota)
+    ).scalar()
+    if new_quota is None:
+        exists = connection.execute(select(users.c.quota).where(users.c.id == user_id)).first()
+        if exists is None:
+            raise NotFound(f"no user with id {user_id}")
+        raise InvalidInput(
+            "quota", f"the balance is {exists[0]:,} quota: less than the {quota:,} to deduct"
+        )
+    connection.execute(
+        insert(grants).values(user_id=user_id, quota=-quota, note=note[:200], created_at=now())
+    )
+    return int(new_quota)
+
+
+def adjust(
+    database: Database, user_id: int, quota: int, reason: str, *, by: str | None = None
+) -> int:
+    """A grant (`quota` > 0) or a deduction (`quota` < 0) with its reason, one ledger entry;
+    returns the new balance. The reason is required: the entry must say why (and `by`
+    whom, when given)."""
+    reason = check_text("reason", reason.strip())
+    if not 1 <= len(reason) <= 160:
+        raise InvalidInput("reason", "say why, in 1-160 characters")
+    if by:
+        reason = f"{reason} (by {by})"
+    with database.write() as connection:
+        if quota > 0:
+            return grant_in(connection, user_id, quota, reason)
+        if quota < 0:
+            return deduct_in(connection, user_id, -quota, reason)
+    raise InvalidInput("quota", "must not be zero")
+
+
+def ledger_entries(database: Database, user_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    """The user's latest grants and deductions, newest first."""
+    with database.read() as connection:
+        rows = connection.execute(
+            select(grants.c.id, grants.c.quota, grants.c.note, grants.c.created_at)
+            .where(grants.c.user_id == user_id)
+            .order_by(grants.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [{str(k): v for k, v in row._asdict().items()} for row in rows]

@@ -18,7 +18,13 @@ from typing import Any, ClassVar, NamedTuple
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
-from quotaledger.billing.pricing import CACHE_COLUMNS, price_from_columns, relay_cost
+from quotaledger.billing.pricing import (
+    OPTIONAL_COLUMNS,
+    Price,
+    price_from_columns,
+    price_tier,
+    relay_cost,
+)
 from quotaledger.billing.reservations import Clock
 from quotaledger.errors import InvalidInput, NotFound
 from quotaledger.money import MAX_QUOTA
@@ -47,6 +53,9 @@ class Outcome:
     client_format: str | None = None  # the client's wire format (chat, messages, gemini...)
     channel_format: str | None = None  # the channel's (openai, openai-chat, anthropic, gemini)
     dropped: str | None = None  # fields the conversion could not carry, comma-separated
+    # Why the usage charged is not the one the upstream reported (`billing.believable`):
+    # e.g. "output_above_cap", "prompt_below_estimate"; None when it is (or none came).
+    usage_note: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -113,7 +122,7 @@ _SETTLE_CONTEXT = CompiledStatement(
         prices.c.per_call_usd,
         prices.c.input_usd_per_mtok,
         prices.c.output_usd_per_mtok,
-        *(prices.c[column] for column in CACHE_COLUMNS),
+        *(prices.c[column] for column in OPTIONAL_COLUMNS),
     )
     .select_from(
         users.join(api_keys, api_keys.c.user_id == users.c.id)
@@ -142,6 +151,14 @@ class _Context(NamedTuple):
     cache_read_usd_per_mtok: str | None
     cache_write_usd_per_mtok: str | None
     cache_write_1h_usd_per_mtok: str | None
+    long_input_usd_per_mtok: str | None
+    long_output_usd_per_mtok: str | None
+    long_cache_read_usd_per_mtok: str | None
+    long_cache_write_usd_per_mtok: str | None
+    long_cache_write_1h_usd_per_mtok: str | None
+    web_search_usd_per_kcall: str | None
+    long_context_threshold: int | None
+    max_output_tokens: int | None
 
 
 _SETTLE_ACCOUNT_UPDATE = (
@@ -176,6 +193,7 @@ _LOG_COLUMNS = [
     "is_stream", "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens",
     "quota_reserved", "written_off", "usage_source", "end_reason", "status", "latency_ms",
     "ttft_ms", "session_id", "client_format", "channel_format", "dropped_fields",
+    "usage_note", "web_search_calls", "price_tier",
 ]  # fmt: skip
 _LOG = CompiledStatement(insert(usage), column_keys=_LOG_COLUMNS)
 
@@ -252,10 +270,13 @@ def settle_in(connection: Connection, ask: SettleRequest, now: int) -> Settlemen
              "group": closed.group, "model": closed.model},
         ).fetchone()
     )  # fmt: skip
-    charged, written_off = _charge(closed, context, outcome)
+    price = _price(context)
+    charged, written_off = _charge(closed, context, price, outcome)
     quota_after = int(context.quota) + int(closed.amount) - charged
     log_row = _log_row(request_id, closed, context, outcome, charged, written_off,
                        quota_after, now)  # fmt: skip
+    if price is not None and outcome.usage is not None and price.per_call_usd is None:
+        log_row["price_tier"] = price_tier(price, outcome.usage)
     _apply(connection, closed, context, charged, outcome.answered, now, log_row)
     key_after = int(context.remain_quota) + int(closed.amount) - charged
     return Settlement(
@@ -279,23 +300,31 @@ async def settle_async(
     return settled
 
 
-def _cost(closed: _Closed, context: _Context, outcome: Outcome) -> int:
-    if context.model is None:  # the price was deleted while the request ran
+def _price(context: _Context) -> Price | None:
+    # None: the price was deleted while the request ran.
+    return None if context.model is None else price_from_columns(context)
+
+
+def _cost(closed: _Closed, context: _Context, price: Price | None, outcome: Outcome) -> int:
+    if price is None:
         return int(closed.amount) if outcome.answered else 0
-    price = price_from_columns(context)
     if price.per_call_usd is not None and not outcome.answered:
         return 0
     ratio = Decimal(context.ratio) if context.ratio is not None else Decimal(1)
     try:
-        return relay_cost(price, outcome.usage or TokenUsage(), ratio, closed.price_format)
+        # The cache prices of the channel that answered (the reservation guessed one).
+        price_format = outcome.channel_format or closed.price_format
+        return relay_cost(price, outcome.usage or TokenUsage(), ratio, price_format)
     except InvalidInput:  # past the largest amount: whatever the funding rows cover
         return MAX_QUOTA
 
 
-def _charge(closed: _Closed, context: _Context, outcome: Outcome) -> tuple[int, int]:
+def _charge(
+    closed: _Closed, context: _Context, price: Price | None, outcome: Outcome
+) -> tuple[int, int]:
     """(charged, written off): the cost, with any excess over the reservation charged only
     as far as every funding row still covers it."""
-    cost, reserved = _cost(closed, context, outcome), int(closed.amount)
+    cost, reserved = _cost(closed, context, price, outcome), int(closed.amount)
     if cost <= reserved:
         return cost, 0
     rooms = [int(context.quota)]
@@ -361,6 +390,8 @@ def _log_row(
         "session_id": outcome.session_id, "client_format": outcome.client_format,
         "channel_format": outcome.channel_format,
         "dropped_fields": None if outcome.dropped is None else outcome.dropped[:512],
+        "usage_note": None if outcome.usage_note is None else outcome.usage_note[:64],
+        "web_search_calls": u.web_search, "price_tier": None,
     }  # fmt: skip
 
 

@@ -10,6 +10,8 @@ new one). Grants are not log rows here (new-api's type 1 finds none).
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,24 @@ class LogFilter:
         return self
 
 
+@dataclass(frozen=True)
+class AdminLogFilter(LogFilter):
+    """The operator's filters over every user's log (SPEC §13), besides new-api's: the
+    user (`username`), the channel (by name) and the status the client saw (`status`:
+    a code such as 429, or a class: `2xx`, `4xx`, `5xx`)."""
+
+    username: str | None = None
+    channel: str | None = None
+    status: str | None = None
+
+    def validate(self) -> AdminLogFilter:
+        super().validate()
+        if self.status and not _STATUS_PATTERN.fullmatch(self.status):
+            raise InvalidInput("status", "a status code (429) or a class (2xx, 4xx, 5xx)")
+        return self
+
+
+_STATUS_PATTERN = re.compile(r"[1-5](?:xx|\d\d)")
 _group_of_row = func.coalesce(api_keys.c.group, users.c.group)
 _ANSWERED = func.coalesce(usage.c.status, 200).between(200, 299)
 _ROW_COLUMNS = (
@@ -53,7 +73,8 @@ _ROW_COLUMNS = (
     usage.c.upstream_model, usage.c.channel, usage.c.is_stream, usage.c.cached_tokens,
     usage.c.cache_write_tokens, usage.c.cache_write_1h_tokens, usage.c.quota_reserved,
     usage.c.written_off, usage.c.usage_source, usage.c.end_reason, usage.c.status,
-    usage.c.latency_ms, usage.c.ttft_ms, _group_of_row.label("group"),
+    usage.c.latency_ms, usage.c.ttft_ms, _group_of_row.label("group"), usage.c.session_id,
+    usage.c.usage_note, usage.c.web_search_calls, usage.c.price_tier,
 )  # fmt: skip
 
 
@@ -68,8 +89,11 @@ def _from(wanted: LogFilter | None = None) -> Any:
     )
 
 
-def _conditions(user_id: int, wanted: LogFilter) -> list[ColumnElement[bool]]:
-    found: list[ColumnElement[bool]] = [usage.c.user_id == user_id]
+def _conditions(user_id: int | None, wanted: LogFilter) -> list[ColumnElement[bool]]:
+    """The filters as conditions; `user_id` None: every user's rows (the operator's)."""
+    found: list[ColumnElement[bool]] = [] if user_id is None else [usage.c.user_id == user_id]
+    if isinstance(wanted, AdminLogFilter):
+        found += _admin_conditions(wanted)
     if wanted.type == TYPE_CONSUME:
         found.append(_ANSWERED)
     elif wanted.type == TYPE_ERROR:
@@ -88,6 +112,23 @@ def _conditions(user_id: int, wanted: LogFilter) -> list[ColumnElement[bool]]:
         found.append(_group_of_row == wanted.group)
     if wanted.request_id:
         found.append(usage.c.request_id == wanted.request_id)
+    return found
+
+
+def _admin_conditions(wanted: AdminLogFilter) -> list[ColumnElement[bool]]:
+    found: list[ColumnElement[bool]] = []
+    if wanted.username:
+        owner = select(users.c.id).where(users.c.username == wanted.username).scalar_subquery()
+        found.append(usage.c.user_id == owner)
+    if wanted.channel:
+        found.append(usage.c.channel == wanted.channel)
+    if wanted.status:
+        status = func.coalesce(usage.c.status, 200)
+        if wanted.status.endswith("xx"):
+            low = int(wanted.status[0]) * 100
+            found.append(status.between(low, low + 99))
+        else:
+            found.append(status == int(wanted.status))
     return found
 
 
@@ -148,11 +189,14 @@ class LogStat:
 def log_stat(database: Database, user_id: int, wanted: LogFilter, now: int) -> LogStat:
     """new-api's `{quota, rpm, tpm}`: the quota over the filters; requests and tokens per
     minute over the last 60 seconds, with the filters other than time (as new-api)."""
+    return _stat(database, user_id, wanted, now)
+
+
+def _stat(database: Database, user_id: int | None, wanted: LogFilter, now: int) -> LogStat:
     conditions = _conditions(user_id, wanted.validate())
-    recent = LogFilter(
-        TYPE_CONSUME, now - 60, 0, wanted.token_name, wanted.model_name, wanted.group,
-        wanted.request_id,
-    )  # fmt: skip
+    recent = dataclasses.replace(
+        wanted, type=TYPE_CONSUME, start_timestamp=now - 60, end_timestamp=0
+    )
     tokens = func.coalesce(func.sum(usage.c.prompt_tokens + usage.c.completion_tokens), 0)
     with database.read() as connection:
         quota = connection.execute(
@@ -203,3 +247,29 @@ def hourly_usage(database: Database, user_id: int, start: int, end: int) -> list
         }
         for row in rows
     ]
+
+
+def all_users_log_page(
+    database: Database, wanted: AdminLogFilter, page: int, page_size: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of every user's log rows matching `wanted`, newest first (with each row's
+    user id and username), and their total: the operator's log (SPEC §13)."""
+    conditions = _conditions(None, wanted.validate())
+    with database.read() as connection:
+        total = connection.execute(
+            select(func.count()).select_from(_from(wanted)).where(*conditions)
+        ).scalar_one()
+        rows = connection.execute(
+            select(*_ROW_COLUMNS, usage.c.user_id, users.c.username)
+            .select_from(_from())
+            .where(*conditions)
+            .order_by(usage.c.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        ).all()
+    return [dict(row._mapping) for row in rows], int(total)
+
+
+def all_users_log_stat(database: Database, wanted: AdminLogFilter, now: int) -> LogStat:
+    """`log_stat` over every user's rows."""
+    return _stat(database, None, wanted, now)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 import click
 
 from quotaledger.cli.common import (
+    audited,
     database_url_option,
     fail,
     handles_errors,
@@ -97,9 +97,28 @@ def add(
         api_key=Secret(_api_key(api_key_stdin, api_key_env)), model_map=_mapping(mappings),
         format=wire_format, priority=priority, weight=weight,
     )  # fmt: skip
-    added = channels.add_channel(open_database(database_url), cipher, spec)
+    database = open_database(database_url)
+    added = channels.add_channel(database, cipher, spec)
+    audited(database, "channel.add", added.name, format=added.format, base_url=added.base_url,
+            models=list(added.models), key=added.api_key_hint)  # fmt: skip
     click.echo(f"Added channel {added.name} ({added.format}, {added.base_url}, key "
                f"{added.api_key_hint}) serving {', '.join(added.models)}.")  # fmt: skip
+    _warn_unpriced(database, added.models)
+
+
+def _warn_unpriced(database: Any, models: tuple[str, ...]) -> None:
+    """A model is offered only when it has a price (SPEC §8): say which are not, at once,
+    rather than let the first request find a 404."""
+    from quotaledger.billing import pricing
+
+    priced = {p.model for p in pricing.list_prices(database)}
+    for model in models:
+        if model not in priced:
+            click.echo(
+                f"Warning: {model} has no price, so it is not offered until one is set: "
+                f"quotaledger price set {model} --input-usd-per-mtok X --output-usd-per-mtok Y",
+                err=True,
+            )
 
 
 def _api_key(from_stdin: bool, variable: str | None) -> str:
@@ -131,11 +150,14 @@ def _mapping(mappings: tuple[str, ...]) -> dict[str, str]:
 @handles_errors
 def list_channels(as_json: bool, database_url: str | None) -> None:
     """List the channels (highest priority first); keys only as hints."""
+    from quotaledger.cli.channel_health import health_columns, health_json, read_health
     from quotaledger.relay import channels
 
-    found = channels.list_channels(open_database(database_url))
+    database = open_database(database_url)
+    found = channels.list_channels(database)
+    seen = read_health(database)
     if as_json:
-        print_json([channel_json(c) for c in found])
+        print_json([channel_json(c) | health_json(seen, c.id) for c in found])
         return
     if not found:
         click.echo("No channels. Add one with: quotaledger channel add NAME --base-url URL ...")
@@ -143,11 +165,12 @@ def list_channels(as_json: bool, database_url: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "format", "base URL", "models", "priority", "weight", "status", "key")
+    table = Table("name", "format", "base URL", "models", "priority", "weight", "status", "key",
+                  "health", "last error", "last success", "p50", "ok (1 h)", "balance")  # fmt: skip
     for c in found:
         served = ", ".join(f"{m}→{c.model_map[m]}" if m in c.model_map else m for m in c.models)
         table.add_row(c.name, c.format, c.base_url, served, str(c.priority), str(c.weight),
-                      c.status, c.api_key_hint)  # fmt: skip
+                      c.status, c.api_key_hint, *health_columns(seen, c.id))  # fmt: skip
     Console().print(table)
 
 
@@ -172,11 +195,19 @@ def _simple(verb: str) -> Any:
             channels.delete_channel(database, name)
         else:
             channels.set_channel_status(database, name, f"{verb}d")
+        if verb == "enable":  # the operator's word: an automatic disable or cool-down ends
+            from quotaledger.relay.health import HealthBook
+
+            HealthBook(database).reset(channels.get_channel(database, name).id)
+        audited(database, f"channel.{verb}", name)
         click.echo(f"{verb.capitalize()}d channel {name}.")
 
     return command
 
 
+from quotaledger.cli.channel_health import balance  # noqa: E402 - after the group
+
+channel.add_command(balance)
 disable = _simple("disable")
 enable = _simple("enable")
 delete = _simple("delete")
@@ -196,35 +227,68 @@ def test_channel(name: str, model: str | None, timeout: float, database_url: str
 
     cipher = channels.ChannelCipher(Settings.from_env(database_url=database_url).secret_key)
     found = channels.get_channel(open_database(database_url), name)
-    model = model or found.models[0]
-    status, elapsed, detail = _probe(found, found.api_key(cipher), model, timeout)
+    result = channels.probe_channel(found, cipher, model, timeout)
+    if result.status == 0:
+        fail(f"channel {name}: {result.detail}", Exit.NETWORK)
     line = (
-        f"channel {name}: HTTP {status} in {elapsed * 1000:.0f} ms ({found.upstream_model(model)})"
+        f"channel {name}: HTTP {result.status} in {result.seconds * 1000:.0f} ms "
+        f"({result.upstream_model})"
     )
-    if 200 <= status < 300:
+    if result.ok:
         click.echo(line)
         return
-    fail(f"{line}: {detail}", Exit.ERROR)
+    fail(f"{line}: {result.detail}", Exit.ERROR)
 
 
-def _probe(found: Any, api_key: str, model: str, timeout: float) -> tuple[int, float, str]:
-    """(status, seconds, a short reason) of the cheapest call of the channel's provider."""
-    import httpx
+@channel.command()
+@click.argument("name")
+@click.option("--rename", metavar="NEW", help="A new name for the channel.")
+@click.option("--base-url", metavar="URL", help="A new base URL.")
+@click.option("--models", metavar="A,B", help="The models it serves (replaces the list).")
+@click.option("--map", "mappings", multiple=True, metavar="A=UPSTREAM-A",
+              help="Replace the model map (repeat for several; --map '' clears it).")  # fmt: skip
+@click.option("--api-key-stdin", is_flag=True, help="A new upstream key, from standard input.")
+@click.option("--api-key-env", metavar="VAR", help="A new upstream key, from variable VAR.")
+@click.option("--priority", type=int, help="A new priority.")
+@click.option("--weight", type=int, help="A new weight.")
+@click.option("--format", "wire_format", type=click.Choice(FORMATS), help="A new format.")
+@database_url_option
+@handles_errors
+def edit(
+    name: str, rename: str | None, base_url: str | None, models: str | None,
+    mappings: tuple[str, ...], api_key_stdin: bool, api_key_env: str | None,
+    priority: int | None, weight: int | None, wire_format: str | None, database_url: str | None,
+) -> None:  # fmt: skip
+    """Change channel NAME: only the options given change; the key stays unless a new one
+    is given (and is never shown).
 
-    from quotaledger.relay.providers import provider
+    \b
+    Examples:
+      quotaledger channel edit openai --priority 10 --weight 3
+      printf '%s' "$NEW_KEY" | quotaledger channel edit openai --api-key-stdin
+    """
+    from quotaledger.relay import channels
+    from quotaledger.settings import Secret, Settings
 
-    upstream = provider(found.format)
-    model_name = found.upstream_model(model)
-    url = upstream.url(found.base_url, upstream.probe.operation, model_name)
-    body = upstream.probe.body(model_name)
-    headers = dict([*upstream.headers({}), *upstream.auth(api_key)])
-    started = time.perf_counter()
-    try:
-        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
-    except httpx.HTTPError as exc:
-        reason = (str(exc) or type(exc).__name__).replace(api_key, "…")
-        fail(f"channel {found.name}: {url} unreachable: {reason}", Exit.NETWORK)
-        raise  # not reached: fail() exits
-    elapsed = time.perf_counter() - started
-    detail = response.text[:300].replace(api_key, "…").replace("\n", " ")
-    return response.status_code, elapsed, detail
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in (("name", rename), ("base_url", base_url), ("priority", priority),
+                           ("weight", weight), ("format", wire_format))
+        if value is not None
+    }  # fmt: skip
+    if models is not None:
+        changes["models"] = tuple(models.split(","))
+    if mappings:
+        changes["model_map"] = _mapping(tuple(m for m in mappings if m))
+    cipher = None
+    if api_key_stdin or api_key_env:
+        changes["api_key"] = Secret(_api_key(api_key_stdin, api_key_env))
+        cipher = channels.ChannelCipher(Settings.from_env(database_url=database_url).secret_key)
+    if not changes:
+        raise click.UsageError("give at least one setting to change")
+    database = open_database(database_url)
+    changed = channels.update_channel(database, cipher, name, changes)
+    shown = {k: (v if k != "api_key" else "new key") for k, v in changes.items()}
+    audited(database, "channel.edit", name, **shown)
+    click.echo(f"Updated channel {changed.name} ({changed.format}, {changed.base_url}, key "
+               f"{changed.api_key_hint}) serving {', '.join(changed.models)}.")  # fmt: skip

@@ -76,6 +76,21 @@ def open_database(database_url: str | None, *, create: bool = False) -> Any:
     return prepare_database(settings, announce=_to_stderr, create=create)
 
 
+def audited(database: Any, action: str, target: object = "", **detail: Any) -> None:
+    """Record an admin command in the audit trail (SPEC §13), as the console's actions are:
+    the actor is `cli:` and the local user, the address `cli`. `detail` holds no secret."""
+    import getpass
+
+    from quotaledger.identity import audit_trail
+
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        who = "unknown"
+    actor = audit_trail.Actor(None, f"cli:{who}", "cli")
+    audit_trail.record(database, actor, action, str(target), **detail)
+
+
 def _to_stderr(text: str) -> None:
     click.echo(text, err=True)
 

@@ -10,12 +10,14 @@ import click
 
 from quotaledger.cli.amounts import amount_in_quota, amount_options
 from quotaledger.cli.common import (
+    audited,
     database_url_option,
     handles_errors,
     json_option,
     open_database,
     print_json,
 )
+from quotaledger.cli.limits import key_update, merged, rate_options
 
 
 @click.group()
@@ -40,13 +42,15 @@ def key() -> None:
 @click.option("--period", type=click.Choice(["day", "month"]), help="A periodic limit (UTC).")
 @click.option("--period-usd", metavar="X", help="USD the key may spend per --period.")
 @click.option("--group", metavar="G", help="Pricing group: the user's own, or default.")
+@rate_options
 @json_option
 @database_url_option
 @handles_errors
 def create(
     username: str, name: str, usd: str | None, quota: int | None, unlimited: bool,
     expires: str | None, models: str | None, networks: tuple[str, ...], period: str | None,
-    period_usd: str | None, group: str | None, as_json: bool, database_url: str | None,
+    period_usd: str | None, group: str | None, rpm: Any, tpm: Any, concurrency: Any,
+    as_json: bool, database_url: str | None,
 ) -> None:  # fmt: skip
     """Create an API key for USER and print it once.
 
@@ -58,8 +62,11 @@ def create(
       quotaledger key create alice --name laptop
       quotaledger key create alice --name ci --usd 5 --expires 30d --models gpt-4o-mini
       quotaledger key create alice --name office --allow-ip 10.0.0.0/8 --period day --period-usd 2
+      quotaledger key create alice --name agent --rpm 60 --tpm 200000 --concurrency 4
     """
     from quotaledger.identity import accounts, keys
+    from quotaledger.relay import rates as stored
+    from quotaledger.relay.limits import NO_RATES
 
     if unlimited and (usd is not None or quota is not None):
         raise click.UsageError("give --usd, --quota or --unlimited, not several")
@@ -75,9 +82,14 @@ def create(
         period=period,
         period_quota=amount_in_quota(period_usd, None, required=True) if period_usd else None,
     )
+    rates = merged(NO_RATES, rpm, tpm, concurrency)  # refused before anything is made
     database = open_database(database_url)
     owner = accounts.find_account(database, username)
     created, raw = keys.create_key(database, owner.id, name, limits)
+    if rates:
+        stored.set_key_rates(database, created.id, rates)
+        created = keys.get_key(database, created.id)
+    audited(database, "key.create", f"{owner.username}/{created.name}", id=created.id)
     if as_json:
         print_json(key_json(created) | {"key": raw})
         return
@@ -143,7 +155,9 @@ def _change(verb: str, apply: Any) -> Any:
     @database_url_option
     @handles_errors
     def command(key_id: int, database_url: str | None) -> None:
-        changed = apply(open_database(database_url), key_id)
+        database = open_database(database_url)
+        changed = apply(database, key_id)
+        audited(database, f"key.{verb}", f"{changed.owner}/{changed.name}", id=changed.id)
         click.echo(f"{verb.capitalize()}d API key {changed.id} {changed.name!r}.")
 
     return command
@@ -167,6 +181,7 @@ def _delete(database: Any, key_id: int) -> Any:
     return keys.delete_key(database, key_id)
 
 
+key.add_command(key_update)
 disable = _change("disable", _disable)
 enable = _change("enable", _enable)
 delete = _change("delete", _delete)
@@ -186,6 +201,7 @@ def key_json(k: Any) -> dict[str, Any]:
         "period_remaining": k.period_remaining(time.time()),
         "period_resets_at": k.period_resets_at(time.time()), "created_at": k.created_at,
         "last_used_at": k.last_used_at, "deleted_at": k.deleted_at,
+        "rpm": k.rpm, "tpm": k.tpm, "concurrency": k.concurrency,
     }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ import click
 
 from quotaledger.cli.amounts import amount_in_quota, amount_options
 from quotaledger.cli.common import (
+    audited,
     database_url_option,
     handles_errors,
     json_option,
@@ -51,9 +52,10 @@ def create(
 
     amount = amount_in_quota(usd, quota, required=True)
     expires_at = expiry(expires) if expires else None
-    made = redemptions.create_codes(
-        open_database(database_url), amount, count, name=name, expires_at=expires_at
-    )
+    database = open_database(database_url)
+    made = redemptions.create_codes(database, amount, count, name=name, expires_at=expires_at)
+    audited(database, "redemption.create", name or f"{count} codes", count=count, quota=amount,
+            ids=[code.id for code, _ in made])  # fmt: skip
     if as_json:
         now = time.time()
         print_json([code.as_json(now) | {"code": raw} for code, raw in made])
@@ -100,7 +102,9 @@ def disable(code_id: int, database_url: str | None) -> None:
     """Disable the code ID: it can no longer be redeemed."""
     from quotaledger.billing import redemptions
 
-    code = redemptions.disable_code(open_database(database_url), code_id)
+    database = open_database(database_url)
+    code = redemptions.disable_code(database, code_id)
+    audited(database, "redemption.disable", code.id, name=code.name)
     click.echo(f"Disabled redemption code {code.id} ({code.hint}).")
 
 

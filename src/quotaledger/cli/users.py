@@ -8,6 +8,7 @@ import click
 
 from quotaledger.cli.amounts import amount_in_quota, amount_options
 from quotaledger.cli.common import (
+    audited,
     database_url_option,
     handles_errors,
     json_option,
@@ -63,6 +64,8 @@ def create(
     account = accounts.create_account(
         database, name, password, group=group, role="admin" if admin else "user", quota=initial
     )
+    audited(database, "user.create", account.username, role=account.role, group=group,
+            quota=initial)  # fmt: skip
     click.echo(f"Created {account.role} {account.username!r} with {_balance(account.quota)}.")
     if not password_stdin:
         click.echo(f"Password (shown once): {password}")
@@ -84,7 +87,9 @@ def topup(name: str, usd: str | None, quota: int | None, database_url: str | Non
     from quotaledger.billing import ledger
 
     amount = amount_in_quota(usd, quota, required=True)
-    balance = ledger.top_up(open_database(database_url), name, amount, note="top-up (CLI)")
+    database = open_database(database_url)
+    balance = ledger.top_up(database, name, amount, note="top-up (CLI)")
+    audited(database, "user.grant", name, quota=amount, reason="top-up (CLI)")
     click.echo(f"Added {_balance(amount)} to {name!r}: now {_balance(balance)}.")
 
 
@@ -96,7 +101,9 @@ def disable(name: str, database_url: str | None) -> None:
     """Disable NAME: its token and sessions stop working (403)."""
     from quotaledger.identity import accounts
 
-    accounts.set_status(open_database(database_url), name, "disabled")
+    database = open_database(database_url)
+    accounts.set_status(database, name, "disabled")
+    audited(database, "user.disable", name)
     click.echo(f"Disabled {name!r}.")
 
 
@@ -108,7 +115,9 @@ def enable(name: str, database_url: str | None) -> None:
     """Enable NAME again."""
     from quotaledger.identity import accounts
 
-    accounts.set_status(open_database(database_url), name, "enabled")
+    database = open_database(database_url)
+    accounts.set_status(database, name, "enabled")
+    audited(database, "user.enable", name)
     click.echo(f"Enabled {name!r}.")
 
 
@@ -173,3 +182,8 @@ def _usd(quota: int) -> str:
 
 def _balance(quota: int) -> str:
     return f"{_usd(quota)} ({quota:,} quota)"
+
+
+from quotaledger.cli.limits import user_limits  # noqa: E402 - registered after the group's own
+
+user.add_command(user_limits)

@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, update
 
 from quotaledger import tokens
 from quotaledger.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
 from quotaledger.money import MAX_QUOTA
 from quotaledger.periods import PERIODS, next_period_start, period_start
+from quotaledger.relay.limits import NO_RATES, Rates
 from quotaledger.settings import Network
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
@@ -63,6 +64,10 @@ class ApiKey:
     created_at: int
     last_used_at: int | None
     owner: str  # the owner's username
+    # Rate limits (SPEC §12, `relay.rates`); None: none of that kind.
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
 
     def state(self, now: float) -> str:
         """enabled, disabled, deleted, expired or exhausted (the last two derived)."""
@@ -101,6 +106,7 @@ _KEY_COLUMNS = (
     *(api_keys.c[name] for name in ("period_used", "period_start", "created_at")),
     api_keys.c.last_used_at,
     users.c.username,
+    *(api_keys.c[name] for name in ("rpm", "tpm", "concurrency")),
 )
 
 
@@ -303,6 +309,34 @@ def key_page(
     return [_key_from_row(row) for row in rows], int(total)
 
 
+def all_keys_page(
+    database: Database, page: int, page_size: int, keyword: str | None = None
+) -> tuple[list[ApiKey], int]:
+    """One page of every user's keys (not deleted), newest first, for the operator console:
+    `keyword` matches a part of the key's name or its owner's username, or a key's hint."""
+    condition: ColumnElement[bool] = api_keys.c.deleted_at.is_(None)
+    if keyword:
+        pattern = f"%{keyword.strip()}%"
+        condition &= (
+            api_keys.c.name.like(pattern)
+            | users.c.username.like(pattern)
+            | (api_keys.c.key_hint == keyword.strip())
+        )
+    joined = api_keys.join(users, users.c.id == api_keys.c.user_id)
+    with database.read() as connection:
+        total = connection.execute(
+            select(func.count()).select_from(joined).where(condition)
+        ).scalar_one()
+        rows = connection.execute(
+            _select_keys()
+            .where(condition)
+            .order_by(api_keys.c.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        ).all()
+    return [_key_from_row(row) for row in rows], int(total)
+
+
 # The fields `update_key` may change, by `KeyLimits`' names (and `name`).
 UPDATABLE = ("name", "quota", "expires_at", "models", "networks", "group", "period")
 
@@ -382,6 +416,7 @@ class Admission:
     key: ApiKey
     user_quota: int
     user_group: str
+    account_rates: Rates = NO_RATES  # the owner's own rate limits (SPEC §12)
 
     @property
     def group(self) -> str:
@@ -400,6 +435,7 @@ def key_digest(raw_key: str) -> str:
 _ADMIT = CompiledStatement(
     _select_keys()
     .add_columns(users.c.status, users.c.quota, users.c.group)
+    .add_columns(users.c.rpm, users.c.tpm, users.c.concurrency)
     .where(api_keys.c.key_hash == bindparam("digest"))
 )
 
@@ -448,12 +484,12 @@ async def lookup_async(database: Database, digest: str) -> Admission:
     if row is None:
         raise AuthenticationFailed("unknown API key")
     key = _key_from_row(row)
-    user_status, user_quota, user_group = row[len(_KEY_COLUMNS) :]
+    user_status, user_quota, user_group = row[len(_KEY_COLUMNS) : len(_KEY_COLUMNS) + 3]
     if key.deleted_at is not None:
         raise AuthenticationFailed("this API key is deleted")
     if user_status != "enabled":
         raise PermissionDenied("the account of this API key is disabled")
-    return Admission(key, int(user_quota), str(user_group))
+    return Admission(key, int(user_quota), str(user_group), _account_rates(row))
 
 
 def _admission(
@@ -463,7 +499,7 @@ def _admission(
     if row is None:
         raise AuthenticationFailed("unknown API key")
     key = _key_from_row(row)
-    user_status, user_quota, user_group = row[len(_KEY_COLUMNS) :]
+    user_status, user_quota, user_group = row[len(_KEY_COLUMNS) : len(_KEY_COLUMNS) + 3]
     _check_key(key, now)
     _check_address(key, client_address)
     if user_status != "enabled":
@@ -473,7 +509,12 @@ def _admission(
             raise PermissionDenied(f"this API key may not use model {model!r}")
         if model not in offered:
             raise NotFound(f"model {model!r} is not offered")
-    return Admission(key, int(user_quota), str(user_group))
+    return Admission(key, int(user_quota), str(user_group), _account_rates(row))
+
+
+def _account_rates(row: Any) -> Rates:
+    rpm, tpm, concurrency = row[len(_KEY_COLUMNS) + 3 :]
+    return Rates(rpm, tpm, concurrency)
 
 
 def _check_key(key: ApiKey, now: float) -> None:

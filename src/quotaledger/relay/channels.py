@@ -259,6 +259,101 @@ def delete_channel(database: Database, name: str) -> None:
     log.info("channel %s deleted", name)
 
 
+def get_channel_by_id(database: Database, channel_id: int) -> Channel:
+    with database.read() as connection:
+        row = connection.execute(select(*_COLUMNS).where(channels.c.id == channel_id)).first()
+    if row is None:
+        raise NotFound(f"no channel with id {channel_id}")
+    return _from_row(row)
+
+
+# The fields `update_channel` may change, by `ChannelSpec`'s names.
+EDITABLE = ("name", "base_url", "models", "model_map", "api_key", "format", "priority", "weight")
+
+
+def update_channel(
+    database: Database, cipher: ChannelCipher | None, name: str, changes: dict[str, Any]
+) -> Channel:
+    """Change some of channel `name`'s settings (`EDITABLE`, as `ChannelSpec` takes them),
+    validated as `add_channel` validates a new one. A new `api_key` (a `Secret`) needs the
+    cipher; without one the stored key stays. A base URL is normalised for the (new) format."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise InvalidInput(sorted(unknown)[0], "cannot be changed")
+    current = get_channel(database, name)
+    new_key = changes.get("api_key")
+    spec = ChannelSpec(
+        name=changes.get("name", current.name),
+        base_url=changes.get("base_url", current.base_url),
+        models=tuple(changes.get("models", current.models)),
+        # A kept key is not re-validated: any well-formed stand-in passes the key's rules.
+        api_key=new_key or Secret("kept"),
+        model_map=changes.get("model_map", current.model_map),
+        format=changes.get("format", current.format),
+        priority=changes.get("priority", current.priority),
+        weight=changes.get("weight", current.weight),
+    )
+    values = _validated(spec)
+    if new_key is not None:
+        if cipher is None:
+            raise NotConfigured("a new channel key needs QUOTALEDGER_SECRET_KEY")
+        key = new_key.reveal()
+        values["api_key_encrypted"] = cipher.encrypt(key)
+        values["api_key_hint"] = "…" + key[-4:] if len(key) >= 12 else "…"
+    try:
+        with database.write() as connection:
+            connection.execute(update(channels).where(channels.c.id == current.id).values(**values))
+            row = connection.execute(select(*_COLUMNS).where(channels.c.id == current.id)).one()
+    except IntegrityError:
+        raise AlreadyExists(f"a channel named {spec.name!r} already exists") from None
+    log.info("channel %s updated (%s)", spec.name, ", ".join(sorted(changes)))
+    return _from_row(row)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One test request's outcome: the HTTP status (0 when unreachable), how long it took
+    and a short reason (the answer's start, with the key masked out)."""
+
+    status: int
+    seconds: float
+    detail: str
+    upstream_model: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def probe_channel(
+    channel: Channel, cipher: ChannelCipher, model: str | None = None, timeout: float = 30.0
+) -> ProbeResult:
+    """Send the channel's provider's cheapest call (at most 1 output token) for `model`
+    (default: the channel's first) and time it. What `channel test` and the console's Test
+    button run."""
+    import httpx
+
+    api_key = channel.api_key(cipher)
+    model = model or channel.models[0]
+    if not channel.serves(model):
+        raise InvalidInput("model", f"channel {channel.name!r} does not serve {model!r}")
+    upstream = provider(channel.format)
+    model_name = channel.upstream_model(model)
+    url = upstream.url(channel.base_url, upstream.probe.operation, model_name)
+    headers = dict([*upstream.headers({}), *upstream.auth(api_key)])
+    started = time.perf_counter()
+    try:
+        response = httpx.post(url, json=upstream.probe.body(model_name), headers=headers,
+                              timeout=timeout)  # fmt: skip
+    except httpx.HTTPError as exc:
+        reason = (str(exc) or type(exc).__name__).replace(api_key, "…")
+        return ProbeResult(0, time.perf_counter() - started, f"{url} unreachable: {reason}",
+                           model_name)  # fmt: skip
+    elapsed = time.perf_counter() - started
+    detail = response.text[:300].replace(api_key, "…").replace("\n", " ")
+    return ProbeResult(response.status_code, elapsed, detail, model_name)
+
+
 def offered_models(database: Database) -> frozenset[str]:
     """The models the relay offers: priced, and served by an enabled channel (SPEC §8)."""
     with database.read() as connection:

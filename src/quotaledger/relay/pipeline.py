@@ -26,6 +26,7 @@ Every relayed request takes the same steps, whatever its wire format (`wire.form
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -43,7 +44,7 @@ from quotaledger.relay.offers import Candidate, Offers, RelayRuntime
 from quotaledger.relay.upstream import Reply, UpstreamFailure
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
-from quotaledger.token_usage import TokenUsage
+from quotaledger.token_usage import TokenUsage, UsageSource
 from quotaledger.wire import conversions, ir
 from quotaledger.wire.counting import local_usage
 from quotaledger.wire.errors import InvalidRequest, WireFormat
@@ -152,6 +153,7 @@ class _Request:
     prompt_tokens: int = 0
     candidate: Candidate | None = None
     conversion: conversions.Conversion | None = None
+    conversation: ir.Conversation | None = None  # decoded once, if any channel converts
     dropped: tuple[str, ...] = ()
     first_byte: float | None = None
     settled: bool = False
@@ -204,6 +206,10 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
     relay, client, fmt = request.relay, request.client, request.format
     digest = key_digest(client)  # a missing or malformed key: 401 before anything else
     body = client_body(client)
+    if client.path_model is not None and isinstance(body, dict):
+        # Gemini names the model and streaming in the path: the steps read them from the
+        # body, as for the other formats (and never send them upstream in it).
+        body = {**body, "model": client.path_model, "stream": bool(client.path_stream)}
     request.model = _model_of(client, body)
     prepared = fmt.prepare(body, relay.settings.relay_default_max_tokens)
     offers = await relay.runtime.offers.get()
@@ -213,6 +219,7 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
         candidates = [c for c in candidates if c.provider.serves_natively(fmt.name)]
     if not candidates:
         raise NotFound(f"model {request.model!r} is not offered for {fmt.name}")
+    request.conversation = _decoded(request, candidates, body)
     await relay.hooks.limit(admission.key.id)
     request.user_id = admission.key.user_id
     request.prompt_tokens = fmt.prompt_tokens(body)
@@ -223,6 +230,9 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
     try:
         try:
             reply, attempt = await _first_answer(request, candidates, body, prepared)
+        except asyncio.CancelledError:
+            await asyncio.shield(_settle(request, _left_outcome(request, prepared.stream)))
+            raise
         except BaseException as exc:
             await _settle(request, _refused_outcome(request, exc, prepared))
             raise
@@ -234,6 +244,16 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
         return await _whole_answer(request, reply, attempt)
     finally:
         waiting.close()
+
+
+def _decoded(request: _Request, candidates: list[Candidate], body: Any) -> ir.Conversation | None:
+    """The request in the conversation shape when a candidate needs it converted: decoded
+    once, before anything is reserved, so that a request no conversion can carry is a 400."""
+    for candidate in candidates:
+        conversion = conversions.conversion(request.format.name, candidate.format)
+        if conversion is not None:
+            return conversion.decode(body)
+    return None
 
 
 def _model_of(client: ClientRequest, body: Any) -> str:
@@ -357,11 +377,12 @@ def _attempt(request: _Request, candidate: Candidate, body: Any, prepared: Prepa
     if candidate.provider.serves_natively(request.format.name):
         return _Attempt(candidate, {**prepared.body, "model": upstream_model}, None)
     conversion = conversions.conversion(request.format.name, candidate.format)
-    if conversion is None:  # cannot happen: every client format converts to every channel's
-        raise NotFound(f"{request.format.name} cannot be served by a {candidate.format} channel")
+    assert conversion is not None and request.conversation is not None  # see _decoded
     cap = getattr(prepared, "output_cap", None) if _cap_needed(prepared) else None
-    upstream, conversation = conversion.request(body, model=upstream_model, output_cap=cap)
-    return _Attempt(candidate, upstream, conversion, tuple(conversation.dropped))
+    upstream, dropped = conversion.encode(
+        request.conversation, model=upstream_model, output_cap=cap
+    )
+    return _Attempt(candidate, upstream, conversion, tuple(dropped))
 
 
 def _cap_needed(prepared: Prepared) -> bool:
@@ -384,11 +405,14 @@ async def _open(request: _Request, attempt: _Attempt, stream: bool) -> Reply:
     headers = provider.headers(request.client.headers)
     headers.append(("content-type", "application/json"))
     body = attempt.body
-    if provider.name == "gemini":  # Gemini's model is in the URL, not the body
-        body = {k: v for k, v in body.items() if k != "model"}
+    if provider.name == "gemini":  # Gemini's model and streaming are in the URL
+        body = {k: v for k, v in body.items() if k not in _IN_GEMINI_URL}
     return await request.relay.runtime.upstream.open(
         candidate.target, url, headers, orjson.dumps(body)
     )
+
+
+_IN_GEMINI_URL = frozenset({"model", "stream"})
 
 
 def _converted_failure(attempt: _Attempt, exc: UpstreamFailure) -> UpstreamFailure:
@@ -410,8 +434,9 @@ def _converted_failure(attempt: _Attempt, exc: UpstreamFailure) -> UpstreamFailu
 
 def _tracker(request: _Request, attempt: _Attempt, prepared: Prepared) -> Tracker:
     if attempt.conversion is not None:
+        usage = request.conversation is not None and request.conversation.stream_usage
         return attempt.conversion.stream(
-            prompt_tokens=request.prompt_tokens, sse=request.client.sse
+            prompt_tokens=request.prompt_tokens, sse=request.client.sse, usage=usage
         )
     assert request.format.tracker is not None
     return request.format.tracker(prepared, request.prompt_tokens)
@@ -420,6 +445,10 @@ def _tracker(request: _Request, attempt: _Attempt, prepared: Prepared) -> Tracke
 async def _whole_answer(request: _Request, reply: Reply, attempt: _Attempt) -> Relayed:
     try:
         raw = await reply.read(MAX_ANSWER_BYTES)
+    except asyncio.CancelledError:
+        reply.close()  # the upstream sees the call cancelled
+        await asyncio.shield(_settle(request, _left_outcome(request, False)))
+        raise
     except (aiohttp.ClientError, TimeoutError, UpstreamFailure) as exc:
         reply.close()
         await _settle(request, _outcome(request, 502, None, "upstream_failed"))
@@ -450,8 +479,10 @@ def _converted_answer(
         ) from None
     usage = converted.usage
     if usage is None:  # none reported, or none believable: counted over what it said
-        output = [p.text if isinstance(p, ir.Text | ir.Reasoning) else p.arguments
-                  for p in converted.parts]  # fmt: skip
+        output = [
+            p.text if isinstance(p, ir.Text | ir.Reasoning) else p.arguments
+            for p in converted.parts
+        ]
         reasoning = [p.text for p in converted.parts if isinstance(p, ir.Reasoning)]
         usage = local_usage(request.prompt_tokens, output, reasoning)
     return raw, usage
@@ -594,6 +625,14 @@ def _outcome(
         channel_format=candidate.format if candidate else None,
         dropped=",".join(request.dropped) or None,
     )
+
+
+def _left_outcome(request: _Request, stream: bool) -> settlement.Outcome:
+    """The client left before its answer (SPEC §8b): the upstream call is cancelled and the
+    prompt charged, as an upstream bills a cancelled call; 499 on the log row."""
+    outcome = _outcome(request, 499, None, "client_disconnected", stream=stream)
+    prompt = TokenUsage(input=request.prompt_tokens, source=UsageSource.LOCAL)
+    return dataclasses.replace(outcome, usage=prompt)
 
 
 def refused_status(exc: BaseException, fmt: Format) -> int:

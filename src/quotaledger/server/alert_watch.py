@@ -103,6 +103,7 @@ class AlertWatch:
         self._accounts: dict[int, Tracked] = {}
         self._keys: dict[int, Tracked] = {}
         self._usernames: dict[str, int] = {}
+        self._periodic: frozenset[int] = frozenset()  # watched keys with a periodic limit
         self._queued: set[str] = set()
         self._wake = asyncio.Event()
         self._notifier = Notifier()
@@ -123,7 +124,9 @@ class AlertWatch:
             self.check(alert_states.account_subject(settled.user_id))
         key = None if settled.key_id is None else self._keys.get(settled.key_id)
         remaining = settled.key_remaining
-        if key is not None and remaining is not None and key.moves(remaining):
+        # A periodic key's period may cross first: looked at again after each settlement.
+        periodic = settled.key_id in self._periodic
+        if key is not None and (periodic or (remaining is not None and key.moves(remaining))):
             self.check(alert_states.key_subject(settled.key_id or 0))
 
     def charged(self, username: str, quota_remaining: int) -> None:
@@ -222,6 +225,7 @@ class AlertWatch:
             for key_id, (_, levels) in found.keys.items()
         }
         self._accounts, self._keys, self._usernames = accounts, keys, found.usernames
+        self._periodic = found.periodic
         # Balances also rise outside settlements (top-ups from the CLI): look again at
         # whatever is low, so that its resolved message is not left for the next request.
         self._queued.update(subject for subject, stored in found.levels.items() if stored != OK)

@@ -90,6 +90,11 @@ async def _record_failure(call: Call, username: str, event: str) -> None:
     security_log.warning("%s user=%r address=%s", event, username, call.client_address())
 
 
+# For the other routes that check a password again (the password change, admin_users.py).
+throttle_password_attempt = _throttle_password_attempt
+record_password_failure = _record_failure
+
+
 @router.post("/api/user/login", **openapi.with_body(openapi.LOGIN, LoginBody))
 async def login(request: Request) -> Response:
     call = Call.of(request)

@@ -26,6 +26,8 @@ from starlette.types import ASGIApp
 
 from quotaledger import __version__
 from quotaledger.server import (
+    admin_api,
+    admin_pages,
     alert_routes,
     api,
     balance,
@@ -87,6 +89,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/models"): _relay_route(
         relay.models, _OPENAI, "The models offered and allowed to this API key"
     ),
+    ("GET", "/v1/models/{model}"): _relay_route(
+        relay.model, _OPENAI, "One model offered and allowed to this API key"
+    ),
     # What an API key may still spend, asked with the key (SPEC §9): new-api's route in the
     # envelope; OpenAI's legacy billing routes, with OpenAI's errors, with and without /v1.
     ("GET", "/api/usage/token"): Route(token_usage, described("This API key's balance")),
@@ -139,10 +144,12 @@ def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> Fast
     framework.include_router(api.router)
     framework.include_router(newapi_router)
     framework.include_router(alert_routes.router)
+    framework.include_router(admin_api.router)  # last: its /api/user/{id} is the most general
     # The front door's routes, for /openapi.json (and a 405 for their other methods).
     for (method, path), route in routes.items():
         framework.add_api_route(path, _front_door_only, methods=[method], **route.openapi)
     pages.install(framework)
+    framework.include_router(admin_pages.router)
     docs.install(framework)
     return framework
 
@@ -170,6 +177,7 @@ def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager
             sweep_forever(services.database, services.settings, services.alerts.settled)
         )
         services.alerts.start()
+        services.channel_jobs.start()
         await services.relay.warm()
         # Everything loaded so far (modules, tables, the tokenizer) lives as long as the
         # process: frozen out of the collector's sight, a full collection with 1,000 streams
@@ -181,6 +189,7 @@ def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
         await services.alerts.stop()
+        await services.channel_jobs.stop()
         await services.relay.close()
         await services.database.close_group_commits()
 

@@ -89,8 +89,9 @@ async def token_account(
     headers: dict[str, str] = {}
     if limit_token:
         within_limit(limiter.known_over("balance", digest))
-        await _address_gate(call)
-        headers = within_limit(await limiter.hit("balance", digest))
+        gate, decision = await limiter.hit_gated("balance", digest, _address_key(call))
+        within_limit(gate, ADDRESS_REFUSAL)
+        headers = within_limit(decision)
     try:
         return await accounts.account_for_token_digest_async(services.database, digest), headers
     except AuthenticationFailed:

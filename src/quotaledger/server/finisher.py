@@ -178,7 +178,7 @@ class Finish:
         send = self.raw_send
         await send({"type": "http.response.start", "status": stream.status, "headers": headers})
         pump = asyncio.ensure_future(_pump(stream, send))
-        gone = asyncio.ensure_future(_disconnected(receive))
+        gone = asyncio.ensure_future(disconnected(receive))
         try:
             await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -260,7 +260,7 @@ async def _pump(stream: Stream, send: Send) -> None:
             await aclose()
 
 
-async def _disconnected(receive: Receive) -> None:
+async def disconnected(receive: Receive) -> None:
     """Returns when the client has gone (the body was read before: only the disconnect is
     left to receive)."""
     while (await receive())["type"] != "http.disconnect":

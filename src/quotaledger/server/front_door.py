@@ -22,15 +22,17 @@ and 429 reach each SDK in the shape it reads. An endpoint returns an `Answer`, o
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from quotaledger.server.bodies import BODY_METHODS, read_body, replay
-from quotaledger.server.calls import Call, Endpoint, Head, Stream, read_head
+from quotaledger.server.calls import Answer, Call, Endpoint, Head, Stream, read_head
 from quotaledger.server.errors import Refusal, refusal
-from quotaledger.server.finisher import Finish, WriteRefusal, accepts_gzip
+from quotaledger.server.finisher import Finish, WriteRefusal, accepts_gzip, disconnected
 from quotaledger.server.head_admission import check_key
 from quotaledger.server.proxies import client_address, is_https
 from quotaledger.server.request_limits import AddressGate, BodyBudget
@@ -61,6 +63,24 @@ class FrontDoor:
         settings = services.settings
         self.addresses = AddressGate(settings.max_requests_per_address)
         self.large_bodies = BodyBudget(settings.relay_body_bytes_in_flight)
+        # Routes with one `{name}` segment at their end (`/v1/models/{model}`), by prefix.
+        self.templates = [
+            (method, path.partition("{")[0], route)
+            for (method, path), route in routes.items()
+            if path.endswith("}")
+        ]
+
+    def route(self, method: str, path: str) -> Route | None:
+        """The route of (method, path): an exact one, else a template whose last segment
+        takes the rest of the path."""
+        route = self.routes.get((method, path))
+        if route is None and self.templates:
+            for wanted, prefix, template in self.templates:
+                if method == wanted and path.startswith(prefix):
+                    rest = path[len(prefix) :]
+                    if rest and "/" not in rest:
+                        return template
+        return route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan, websockets
@@ -76,7 +96,7 @@ class FrontDoor:
         )
         https = is_https(scope, settings.trusted_proxies)
         finish = Finish(send, method, path, gzip, https, services.metrics)
-        route = self.routes.get((method, path))
+        route = self.route(method, path)
         try:
             with self.addresses.enter(client_address(scope, settings.trusted_proxies)):
                 await self._serve(scope, receive, head, route, finish)
@@ -122,7 +142,13 @@ class FrontDoor:
                 receive = replay(body, receive)  # handed on as read (even when empty)
             await self.framework(scope, receive, finish.send)
             return
-        answer = await route.endpoint(Call(scope, head, body, self.services))
+        call = Call(scope, head, body, self.services)
+        if route.relay_body:  # a model may think for minutes: a client may leave
+            answer = await _unless_gone(route.endpoint(call), receive)
+            if answer is None:
+                return  # nobody to answer (the relay cancelled its upstream, settled)
+        else:
+            answer = await route.endpoint(call)
         if isinstance(answer, Stream):
             await finish.stream(answer, receive)
         else:
@@ -161,6 +187,37 @@ def refusal_format(path: str) -> WriteRefusal:
     if path.startswith("/v1/") or path == "/v1":
         return _openai
     return envelope_refusal
+
+
+async def _unless_gone(
+    answering: Awaitable[Answer | Stream], receive: Receive
+) -> Answer | Stream | None:
+    """The endpoint's answer, or None when the client left first: the endpoint is then
+    cancelled where it waits (SPEC §8b: the relay cancels its upstream call and settles).
+    The endpoint runs in this task (no hop to another: a stream's first read is as soon as
+    before); a watcher cancels it if the disconnect comes first."""
+    this = asyncio.current_task()
+    assert this is not None
+    left = False
+
+    def cancel_it(watch: asyncio.Future[None]) -> None:
+        nonlocal left
+        if not watch.cancelled() and watch.exception() is None:
+            left = True
+            this.cancel()
+
+    gone = asyncio.ensure_future(disconnected(receive))
+    gone.add_done_callback(cancel_it)
+    try:
+        return await answering
+    except asyncio.CancelledError:
+        if left:
+            this.uncancel()
+            return None
+        raise
+    finally:
+        gone.remove_done_callback(cancel_it)
+        gone.cancel()
 
 
 def _refusal(exc: Exception, method: str, path: str) -> Refusal:

@@ -26,6 +26,8 @@ from quotaledger.errors import InvalidInput
 from quotaledger.identity import keys
 from quotaledger.identity.keys import ApiKey, KeyLimits
 from quotaledger.money import MAX_QUOTA, format_usd
+from quotaledger.relay import rates
+from quotaledger.relay.limits import Rates
 from quotaledger.server.auth import Caller, any_caller
 from quotaledger.server.errors import HTTPError
 from quotaledger.server.newapi_docs import API_READ, API_WRITE, described
@@ -85,6 +87,10 @@ def key_item(key: ApiKey, now: float) -> dict[str, Any]:
         "period_used": period_used,
         "period_remaining": key.period_remaining(now),
         "period_resets_at": key.period_resets_at(now),
+        # SPEC §12's rate limits (new-api has none): 0 means no limit of that kind.
+        "rate_limit_rpm": key.rpm or 0,
+        "rate_limit_tpm": key.tpm or 0,
+        "rate_limit_concurrency": key.concurrency or 0,
     }
 
 
@@ -104,6 +110,23 @@ class KeyBody(BaseModel):
     group: str | None = Field(None, max_length=64)
     period: Literal["day", "month"] | None = None
     period_quota: int | None = Field(None, gt=0, le=MAX_QUOTA)
+    rate_limit_rpm: int | None = Field(None, ge=0, le=2**53)  # 0 or null: no limit
+    rate_limit_tpm: int | None = Field(None, ge=0, le=2**53)
+    rate_limit_concurrency: int | None = Field(None, ge=0, le=2**53)
+
+    def rates(self, current: Rates) -> Rates | None:
+        """The key's rate limits after this body (None: it sent none of them)."""
+        sent = self.model_fields_set
+        if not sent & {"rate_limit_rpm", "rate_limit_tpm", "rate_limit_concurrency"}:
+            return None
+
+        def pick(name: str, old: int | None) -> int | None:
+            return (getattr(self, name) or None) if name in sent else old
+
+        return Rates(
+            pick("rate_limit_rpm", current.rpm), pick("rate_limit_tpm", current.tpm),
+            pick("rate_limit_concurrency", current.concurrency),
+        )  # fmt: skip
 
     def changes(self) -> dict[str, Any]:
         """The `keys.update_key` changes this body asks for (only the fields it sent)."""
@@ -209,10 +232,21 @@ async def get_key(request: Request, key_id: KeyId, caller: AnyCaller) -> Respons
 async def create_key(request: Request, body: KeyBody, caller: AnyCaller) -> Response:
     if not body.name:
         raise InvalidInput("name", "must be 1-64 characters")
+    database = _database(request)
     key, raw = await run_in_threadpool(
-        keys.create_key, _database(request), caller.account.id, body.name, body.limits()
+        keys.create_key, database, caller.account.id, body.name, body.limits()
     )
+    key = await _with_rates(database, key, body)
     return ok({**key_item(key, time.time()), "key": raw})
+
+
+async def _with_rates(database: Any, key: ApiKey, body: KeyBody) -> ApiKey:
+    """`key` after the rate limits `body` sets, if any (SPEC §12)."""
+    new = body.rates(Rates(key.rpm, key.tpm, key.concurrency))
+    if new is None:
+        return key
+    await run_in_threadpool(rates.set_key_rates, database, key.id, new)
+    return await run_in_threadpool(keys.get_key, database, key.id)
 
 
 @router.put(
@@ -236,6 +270,7 @@ async def update_key(
     key = await run_in_threadpool(
         keys.update_key, database, body.id, caller.account.id, body.changes()
     )
+    key = await _with_rates(database, key, body)
     services: Services = request.app.state.ql
     services.alerts.check(alert_states.key_subject(key.id))  # its budget may have moved
     if body.status is not None:

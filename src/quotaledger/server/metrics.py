@@ -27,6 +27,7 @@ class Metrics:
         )
 
         self._relay_metrics()
+        self._channel_metrics()
 
     def _relay_metrics(self) -> None:
         """SPEC §8: requests by model and status, latency and time to first token,
@@ -61,6 +62,57 @@ class Metrics:
             "quotaledger_relay_open_reservations",
             "Reservations held by requests in flight in this process", registry=registry,
         )  # fmt: skip
+
+    def _channel_metrics(self) -> None:
+        """SPEC §12: per channel, requests by status class, latency and time to first
+        token, health state and upstream balance; limit refusals by kind."""
+        registry = self.registry
+        self.channel_requests = Counter(
+            "quotaledger_channel_requests", "Upstream attempts per channel",
+            ["channel", "status_class"], registry=registry,
+        )  # fmt: skip
+        self.channel_latency = Histogram(
+            "quotaledger_channel_latency_seconds", "Upstream attempt duration", ["channel"],
+            buckets=_SECONDS, registry=registry,
+        )  # fmt: skip
+        self.channel_ttft = Histogram(
+            "quotaledger_channel_time_to_first_token_seconds",
+            "Time until the channel's answer began", ["channel"], buckets=_SECONDS,
+            registry=registry,
+        )  # fmt: skip
+        self.channel_health = Gauge(
+            "quotaledger_channel_health", "1 for the channel's health state (ok, cooling, "
+            "disabled) as this instance knows it", ["channel", "state"], registry=registry,
+        )  # fmt: skip
+        self.channel_balance = Gauge(
+            "quotaledger_channel_balance", "The channel's upstream balance, in its currency",
+            ["channel", "currency"], registry=registry,
+        )  # fmt: skip
+        self.limit_refusals = Counter(
+            "quotaledger_limit_refusals", "Requests refused by a rate limit, by kind "
+            "(requests, tokens, concurrency, unavailable)", ["kind"], registry=registry,
+        )  # fmt: skip
+        self.limits_fallbacks = Counter(
+            "quotaledger_limits_fallbacks",
+            "Limit checks made locally because the shared counters (Redis) were unreachable",
+            registry=registry,
+        )  # fmt: skip
+
+    def channel_attempt(
+        self, channel: str, status: int | None, latency_ms: float | None,
+        ttft_ms: float | None = None,
+    ) -> None:  # fmt: skip
+        """One upstream attempt: its status (None: no answer), duration and first token."""
+        status_class = "error" if status is None else f"{status // 100}xx"
+        self.channel_requests.labels(channel, status_class).inc()
+        if latency_ms is not None:
+            self.channel_latency.labels(channel).observe(latency_ms / 1000)
+        if ttft_ms is not None:
+            self.channel_ttft.labels(channel).observe(ttft_ms / 1000)
+
+    def channel_state(self, channel: str, state: str) -> None:
+        for known in ("ok", "cooling", "disabled"):
+            self.channel_health.labels(channel, known).set(1 if known == state else 0)
 
     def relay_settled(self, model: str, outcome: Outcome, settled: Settlement) -> None:
         self.relay_requests.labels(model, str(outcome.status)).inc()

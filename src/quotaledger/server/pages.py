@@ -133,5 +133,6 @@ async def account_page(request: Request) -> Response:
         "title": "Account Settings",
         "account": AccountView.of(account),
         "base_url": str(request.base_url).rstrip("/"),
+        "is_admin": account.is_admin,
     }
     return templates.TemplateResponse(request, "account.html", context, headers=NO_STORE)

@@ -73,6 +73,7 @@ class RateLimiter:
             )
             assert isinstance(storage, Storage)
             self._shared = FixedWindowRateLimiter(storage)
+        self._script: Any = None
         self._degraded = False
         self._next_probe = 0.0
         self._blocked: dict[tuple[str, str], float] = {}
@@ -89,12 +90,65 @@ class RateLimiter:
         blocked_until = self._blocked_until(name, key, now)
         if blocked_until is not None:
             return Decision(False, item.amount, 0, math.ceil(blocked_until - now))
+        shared = await self._hit_shared(item, name, key)
+        if shared is not None:
+            return shared[1]
         allowed = await self._call("hit", item, name, key)
         stats = await self._call("get_window_stats", item, name, key)
+        return self._decided(name, key, item, allowed, stats.remaining, stats.reset_time, now)
+
+    async def hit_gated(
+        self, name: str, key: str, gate: str
+    ) -> tuple[Decision | None, Decision | None]:
+        """`over(name, gate)`, then, unless the gate is over, `hit(name, key)`: (the gate's
+        refusal or None, the hit's decision or None). With Redis, one round trip for both."""
+        item = self.items.get(name)
+        if item is None:
+            return None, None
+        if (gate_over := self.known_over(name, gate)) is not None:
+            return gate_over, None
+        shared = await self._hit_shared(item, name, key, gate)
+        if shared is not None:
+            return shared
+        gate_over = await self.over(name, gate)
+        return (gate_over, None) if gate_over is not None else (None, await self.hit(name, key))
+
+    async def _hit_shared(
+        self, item: RateLimitItem, name: str, key: str, gate: str | None = None
+    ) -> tuple[Decision | None, Decision | None] | None:
+        """The hit (behind the gate) by one script on Redis; None while Redis is away (or
+        not configured), for the caller to count locally. The keys are the `limits`
+        library's own, so its `test` and `count` read the same counters."""
+        if self._shared is None or self._degraded:
+            return None
+        storage: Any = self._shared.storage
+        bridge = storage.bridge
+        keys = [bridge.prefixed_key(item.key_for(name, key))]
+        if gate is not None:
+            keys.append(bridge.prefixed_key(item.key_for(name, gate)))
+        if self._script is None:
+            self._script = bridge.get_connection().register_script(_HIT)
+        try:
+            count, pttl = await self._script(keys=keys, args=[item.get_expiry(), item.amount])
+        except Exception as exc:  # Redis down or unreachable: count locally instead.
+            self._degrade(exc)
+            return None
+        now = time.time()
+        reset_time = now + max(0, int(pttl)) / 1000
+        if count < 0:  # the gate is over: nothing counted
+            self._block(name, gate or "", reset_time)
+            return Decision(False, item.amount, 0, max(1, math.ceil(reset_time - now))), None
+        allowed = count <= item.amount
+        remaining = max(0, item.amount - count)
+        return None, self._decided(name, key, item, allowed, remaining, reset_time, now)
+
+    def _decided(
+        self, name: str, key: str, item: RateLimitItem, allowed: bool, remaining: int,
+        reset_time: float, now: float,
+    ) -> Decision:  # fmt: skip
         if not allowed:
-            self._block(name, key, stats.reset_time)
-        reset_after = max(0, math.ceil(stats.reset_time - now))
-        return Decision(allowed, item.amount, stats.remaining, reset_after)
+            self._block(name, key, reset_time)
+        return Decision(allowed, item.amount, remaining, max(0, math.ceil(reset_time - now)))
 
     def _blocked_until(self, name: str, key: str, now: float) -> float | None:
         # Over a fixed-window limit stays over until the window resets, on every instance:
@@ -176,6 +230,12 @@ class RateLimiter:
     async def clear_failures(self, key: str) -> None:
         await self._call("clear", _FAILURES, "failures", key)
 
+    async def aclose(self) -> None:
+        """Close the connections to Redis (if any)."""
+        if self._shared is not None:
+            storage: Any = self._shared.storage
+            await storage.bridge.get_connection().aclose()
+
     async def _call(self, method: str, *args: Any) -> Any:
         """`method` of the shared limiter, or of the local one while Redis is away."""
         limiter = await self._limiter()
@@ -186,6 +246,20 @@ class RateLimiter:
                 raise
             self._degrade(exc)
             return await getattr(self._local, method)(*args)
+
+
+# One round trip for a counted request: the gate (KEYS[2], optional: refused tokens of the
+# address) checked, then the fixed window of KEYS[1] counted (as the `limits` library's own
+# incr_expire script does) and its time left read. Before: INCR, GET and TTL (3 round
+# trips), and the gate's GET on the balance query (4).
+_HIT = """
+if KEYS[2] and tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[2]) then
+  return {-1, redis.call('PTTL', KEYS[2])}
+end
+local count = redis.call('INCRBY', KEYS[1], 1)
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {count, redis.call('PTTL', KEYS[1])}
+"""
 
 
 def _async_uri(url: str) -> str:

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from quotaledger.billing import pricing
 from quotaledger.relay.offers import RelayRuntime
 from quotaledger.server.alert_watch import AlertWatch
+from quotaledger.server.channel_jobs import ChannelJobs
 from quotaledger.server.metrics import Metrics
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.settings import Settings
@@ -30,12 +31,15 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     relay: RelayRuntime = field(init=False)
     alerts: AlertWatch = field(init=False)
+    # SPEC §12: the relay's rate limits, channel health and upstream balances.
+    channel_jobs: ChannelJobs = field(init=False)
     _fixed_prices: FixedPrices = ()
     _fixed_prices_until: float = 0.0
 
     def __post_init__(self) -> None:
         self.relay = RelayRuntime.start(self.database, self.settings)
         self.alerts = AlertWatch(self.database, self.settings)
+        self.channel_jobs = ChannelJobs(self.database, self.settings, self.metrics)
 
     async def fixed_prices(self) -> FixedPrices:
         """`ModelFixedPrice`, read at most every few seconds: every balance query shows it,

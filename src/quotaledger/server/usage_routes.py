@@ -101,6 +101,10 @@ def log_item(row: dict[str, Any]) -> dict[str, Any]:
         "status": status,
         "latency_ms": latency,
         "ttft_ms": row["ttft_ms"],
+        "session_id": row.get("session_id"),  # Claude Code's X-Claude-Code-Session-Id
+        "usage_note": row.get("usage_note"),
+        "web_search_calls": row.get("web_search_calls") or 0,
+        "price_tier": row.get("price_tier"),
     }
 
 

@@ -47,6 +47,10 @@ users = Table(
     CheckConstraint("quota >= 0", name="quota_not_negative"),
     CheckConstraint("role IN ('user', 'admin')", name="role_known"),
     CheckConstraint("status IN ('enabled', 'disabled')", name="status_known"),
+    # Rate limits (SPEC §12, migration 0008): NULL is no limit of this kind.
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", BigInteger, nullable=True),
+    Column("concurrency", Integer, nullable=True),
 )
 
 grants = Table(
@@ -57,7 +61,8 @@ grants = Table(
     Column("quota", BigInteger, nullable=False),
     Column("note", String(200), nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
-    CheckConstraint("quota > 0", name="grant_positive"),
+    # A deduction by an admin is a negative grant with its reason (migration 0006).
+    CheckConstraint("quota <> 0", name="grant_not_zero"),
     Index("grants_user", "user_id"),
 )
 
@@ -156,6 +161,30 @@ for _usage_column in (
 ):
     usage.append_column(_usage_column)
 
+_caps_column: Column[int] | Column[str]
+for _caps_column in (
+    # Migration 0007 (SPEC §8b): the model's maximum output, a long-context tier (a prompt
+    # threshold and the tier's own prices) and web search per 1,000 calls.
+    Column("max_output_tokens", BigInteger, nullable=True),
+    Column("long_context_threshold", BigInteger, nullable=True),
+    Column("long_input_usd_per_mtok", String(40), nullable=True),
+    Column("long_output_usd_per_mtok", String(40), nullable=True),
+    Column("long_cache_read_usd_per_mtok", String(40), nullable=True),
+    Column("long_cache_write_usd_per_mtok", String(40), nullable=True),
+    Column("long_cache_write_1h_usd_per_mtok", String(40), nullable=True),
+    Column("web_search_usd_per_kcall", String(40), nullable=True),
+):
+    prices.append_column(_caps_column)
+
+for _caps_column in (
+    # Migration 0007 (SPEC §8b): why the usage charged is not the one reported (NULL: it
+    # is, or there was none), the web searches charged, and the price tier ("long").
+    Column("usage_note", String(64), nullable=True),
+    Column("web_search_calls", BigInteger, nullable=False, server_default="0"),
+    Column("price_tier", String(16), nullable=True),
+):
+    usage.append_column(_caps_column)
+
 api_keys = Table(
     "api_keys",
     metadata,
@@ -186,6 +215,10 @@ api_keys = Table(
     Column("period_start", BigInteger, nullable=False, server_default="0"),
     Column("created_at", BigInteger, nullable=False),
     Column("last_used_at", BigInteger, nullable=True),
+    # Rate limits (SPEC §12, migration 0008): NULL is no limit of this kind.
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", BigInteger, nullable=True),
+    Column("concurrency", Integer, nullable=True),
     CheckConstraint("status IN ('enabled', 'disabled')", name="key_status_known"),
     CheckConstraint("remain_quota >= 0", name="key_remain_not_negative"),
     CheckConstraint("period_used >= 0", name="key_period_not_negative"),
@@ -310,4 +343,83 @@ alert_states = Table(
     Column("retry_at", BigInteger, nullable=True),  # NULL: nothing to send
     Column("changed_at", BigInteger, nullable=False),
     Index("alert_states_retry", "retry_at"),
+)
+
+# Rate limits of a group (SPEC §12): defaults for each member account, and with a `model`
+# ('' for every model) a limit on each member's use of that model.
+group_limits = Table(
+    "group_limits",
+    metadata,
+    Column("group", String(64), primary_key=True),
+    Column("model", String(128), primary_key=True, server_default=""),
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", BigInteger, nullable=True),
+    Column("concurrency", Integer, nullable=True),
+)
+
+# A channel's health as every instance sees it (`relay.health`): changed only by conditional
+# UPDATEs on `version`, so two instances never both apply a transition. No foreign key: a
+# deleted channel's row is ignored (channels are joined by id).
+channel_health = Table(
+    "channel_health",
+    metadata,
+    Column("channel_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("state", String(16), nullable=False, server_default="ok"),  # ok|cooling|disabled
+    Column("reason", String(300), nullable=True),
+    Column("cause", String(16), nullable=True),  # what disabled it: failure | balance
+    Column("until_ms", BigInteger, nullable=False, server_default="0"),  # cooling ends
+    Column("level", Integer, nullable=False, server_default="0"),  # backoff exponent
+    Column("failures", Text, nullable=False, server_default=""),  # recent failures, ms, comma
+    Column("probe_at_ms", BigInteger, nullable=False, server_default="0"),
+    Column("last_error", String(300), nullable=True),
+    Column("last_error_at", BigInteger, nullable=True),
+    Column("last_success_at", BigInteger, nullable=True),
+    Column("version", BigInteger, nullable=False, server_default="0"),
+)
+
+# Per channel and minute: answered requests by latency bucket (`relay.health.bucket_of`)
+# and failures (bucket -1). About 20 rows per busy channel-minute, kept two hours: enough
+# for the last hour's success rate and p50 latency on every instance.
+channel_minutes = Table(
+    "channel_minutes",
+    metadata,
+    Column("channel_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("minute", BigInteger, primary_key=True, autoincrement=False),
+    Column("bucket", Integer, primary_key=True, autoincrement=False),
+    Column("requests", BigInteger, nullable=False),
+)
+
+# The upstream balance of a channel whose provider has a balance API (`relay.balances`),
+# with the operator alert's level (claimed by a conditional UPDATE) and what was announced.
+channel_balances = Table(
+    "channel_balances",
+    metadata,
+    Column("channel_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("provider", String(32), nullable=False),  # a client provider's name
+    Column("base_url", String(512), nullable=True),  # NULL: the provider's default site
+    Column("alert_usd", String(40), nullable=True),  # NULL: no alert
+    Column("disable_at_zero", Boolean, nullable=False, server_default=false()),
+    Column("amount", String(40), nullable=True),  # Decimal text; NULL: never read
+    Column("currency", String(8), nullable=True),
+    Column("checked_at", BigInteger, nullable=True),
+    Column("error", String(300), nullable=True),
+    Column("level", String(16), nullable=False, server_default="OK"),
+    Column("announced", String(16), nullable=False, server_default="OK"),
+    Column("next_poll_at", BigInteger, nullable=False, server_default="0"),
+)
+
+# The operator console (SPEC §13, migration 0006): every admin action, who, what, when and
+# from which address. The actor's name is kept as text: the trail outlives the account.
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("actor_id", BigInteger, nullable=True),
+    Column("actor", String(64), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("action", String(64), nullable=False),  # "channel.add", "user.grant", ...
+    Column("target", String(200), nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default="{}"),  # JSON, never a secret
+    Index("admin_audit_created", "created_at"),
 )

@@ -24,7 +24,8 @@ from typing import Any
 import orjson
 
 from quotaledger.token_usage import TokenUsage, UsageSource
-from quotaledger.wire.counting import count_texts, local_usage, messages_prompt_tokens
+from quotaledger.wire import counting
+from quotaledger.wire.counting import TextTally, local_usage, messages_prompt_tokens
 from quotaledger.wire.counts import count, optional_count
 from quotaledger.wire.errors import InvalidRequest, anthropic_stream_error
 from quotaledger.wire.sse import SSEEvent
@@ -77,6 +78,33 @@ def prepare_messages(body: Any, *, upstream_model: str | None = None) -> Prepare
     return PreparedMessages(upstream, body.get("stream") is True, cap)
 
 
+def thinking_budget(body: dict[str, Any]) -> int | None:
+    """The client's extended-thinking budget (`thinking.budget_tokens` of an enabled
+    `thinking`), or None."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    return count(thinking.get("budget_tokens"))
+
+
+def with_output_cap(
+    body: dict[str, Any],
+    cap: int,
+    *,
+    thinking_budget: int | None = None,
+    thinking_off: bool = False,
+) -> dict[str, Any]:
+    """`body` (a copy) with `max_tokens` lowered to `cap` and, as `billing.sizing` decided,
+    the thinking budget lowered to `thinking_budget` or thinking turned off (Anthropic wants
+    `1024 <= budget_tokens < max_tokens`; a request without a valid one is refused)."""
+    capped = {**body, "max_tokens": cap}
+    if thinking_off:
+        capped.pop("thinking", None)
+    elif thinking_budget is not None and isinstance(body.get("thinking"), dict):
+        capped["thinking"] = {**body["thinking"], "budget_tokens": thinking_budget}
+    return capped
+
+
 def count_tokens_answer(body: Any) -> bytes:
     """`/v1/messages/count_tokens` answered here (no anthropic channel): `{"input_tokens": N}`."""
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -122,6 +150,23 @@ def parse_usage(usage: Any) -> TokenUsage | None:
     return _from_flat(_flatten(usage)) if isinstance(usage, dict) else None
 
 
+def web_search_requests(usage: Any) -> int:
+    """`server_tool_use.web_search_requests` of a usage object (0 when absent or invalid):
+    Anthropic bills each web search its server made."""
+    tools = usage.get("server_tool_use") if isinstance(usage, dict) else None
+    found = count(tools.get("web_search_requests")) if isinstance(tools, dict) else None
+    return found or 0
+
+
+def reported_usage(answer: Any) -> TokenUsage | None:
+    """A whole message's own usage report with its web searches (None when absent or
+    invalid), for `billing.believable` to judge."""
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    reported = parse_usage(usage)
+    searches = web_search_requests(usage)
+    return replace(reported, web_search=searches) if reported and searches else reported
+
+
 def message_texts(answer: Any) -> tuple[list[str], list[str]]:
     """A message's delivered text: (every output piece, the thinking pieces)."""
     output: list[str] = []
@@ -143,7 +188,7 @@ def message_texts(answer: Any) -> tuple[list[str], list[str]]:
 def message_usage(answer: Any, *, prompt_tokens: int) -> TokenUsage:
     """A non-stream answer's usage: upstream's when valid, else counted here."""
     output, thinking = message_texts(answer)
-    reported = parse_usage(answer.get("usage")) if isinstance(answer, dict) else None
+    reported = reported_usage(answer)
     if reported is None or (reported.output == 0 and any(output)):
         return local_usage(prompt_tokens, output, thinking)
     if reported.prompt_tokens == 0:
@@ -162,12 +207,15 @@ class MessagesStream:
         self.done = False  # message_stop seen
         self.upstream_error: dict[str, Any] | None = None
         self._usage: dict[str, Any] = {}
-        self._output: list[str] = []
-        self._thinking: list[str] = []
+        # What was delivered, kept within a bound for counting (`counting.TextTally`).
+        self._output = TextTally()
+        self._thinking = TextTally()
+        self.web_searches = 0  # the server's web_search tool calls seen (content blocks)
+        self._searches_reported = 0
 
     @property
     def delivered(self) -> bool:
-        return any(self._output)
+        return self._output.any
 
     def relay(self, event: SSEEvent) -> bytes:
         if event.has_data and event.event != "ping":
@@ -184,21 +232,27 @@ class MessagesStream:
             delta = data.get("delta")
             key = _DELTA_TEXT.get(str(delta.get("type"))) if isinstance(delta, dict) else None
             if key is not None and isinstance(delta, dict) and isinstance(delta.get(key), str):
-                self._output.append(delta[key])
+                self._output.add(delta[key])
                 if key == "thinking":
-                    self._thinking.append(delta[key])
+                    self._thinking.add(delta[key])
         elif kind == "content_block_start":
             block = data.get("content_block")
             if isinstance(block, dict) and isinstance(block.get("name"), str):
-                self._output.append(block["name"])
+                self._output.add(block["name"])
+                if block.get("type") == "server_tool_use" and block["name"] == "web_search":
+                    self.web_searches += 1
         elif kind == "message_start":
             message = data.get("message")
             usage = message.get("usage") if isinstance(message, dict) else None
             self.started = True
             self._usage = _flatten(usage) if isinstance(usage, dict) else {}
+            self._searches_reported = web_search_requests(usage)
         elif kind == "message_delta":
             self.delta_seen = True
             self._overwrite(data.get("usage"))
+            self._searches_reported = web_search_requests(data.get("usage")) or (
+                self._searches_reported
+            )
         elif kind == "message_stop":
             self.done = True
         elif kind == "error":
@@ -217,20 +271,38 @@ class MessagesStream:
         """What to settle (see the module's docstring)."""
         # Any non-empty text is at least one token: whether anything was delivered needs no
         # tokenizer; how much only when the stream was cut before its final usage.
-        delivered = any(self._output)
-        reported = _from_flat(self._usage) if self.started else None
+        delivered = self.delivered
+        reported = self.reported_usage()
         if reported is None or (self.delta_seen and reported.output == 0 and delivered):
-            return local_usage(self.prompt_tokens, self._output, self._thinking)
+            return self.local_usage()
         if reported.prompt_tokens == 0:  # a cut stream whose message_start said 0
             reported = replace(reported, input=self.prompt_tokens, source=UsageSource.LOCAL)
         if not self.delta_seen and delivered:
-            output = count_texts(self._output)
+            output = self._output.tokens()
             if output > reported.output:
-                thinking = count_texts(self._thinking)
+                thinking = self._thinking.tokens()
                 reported = replace(
                     reported, output=output, reasoning=thinking, source=UsageSource.LOCAL
                 )
         return reported
+
+    def reported_usage(self) -> TokenUsage | None:
+        """The stream's own usage report (`message_start`, overwritten by `message_delta`)
+        with its web searches, for `billing.believable` to judge."""
+        reported = _from_flat(self._usage) if self.started else None
+        if reported is not None and self._searches_reported:
+            reported = replace(reported, web_search=self._searches_reported)
+        return reported
+
+    def local_usage(self) -> TokenUsage:
+        """The usage counted here over what was delivered, at a bounded cost."""
+        usage = local_usage(self.prompt_tokens, self._output, self._thinking)
+        return replace(usage, web_search=self.web_searches)
+
+    async def local_usage_exact(self) -> TokenUsage:
+        """`local_usage` counted exactly in a worker thread."""
+        usage = await counting.local_usage_exact(self.prompt_tokens, self._output, self._thinking)
+        return replace(usage, web_search=self.web_searches)
 
     def finish(self) -> bytes:
         """What the client still needs once upstream's body has ended: nothing after

@@ -11,7 +11,14 @@ which errs on the reservation's safe side. Claude's tokenizer is not public; it 
 
 Counting is exact up to `EXACT_LIMIT` characters of text. Past that (a coding agent's prompt
 is often 100k+ tokens, ~40 ms of CPU to encode whole), the count is extrapolated from evenly
-spread samples of the text, which keeps an estimate under ~3 ms at any size.
+spread samples of the text, which keeps an estimate under ~3 ms at any size. Answers are
+counted the same way on the event loop (`local_usage`, `estimate_texts`: an upstream that
+reports no usage for a 60 MB answer must not hold the loop: encoding it whole took 41 s and
+3 GB); `count_exact_async` counts exactly, in bounded pieces, in a worker thread.
+
+A stream keeps what it delivered in a `TextTally`: the first `KEEP_CHARS` characters, then
+only a running count of the characters dropped and a short tail to sample their density, so
+a stream of any length holds a bounded amount of text for counting.
 
 What counts in a prompt: every string of the messages (system, text parts, tool calls and
 their arguments, tool results, reasoning summaries), the tool definitions as JSON, a few
@@ -22,12 +29,15 @@ Anthropic's sizes). Base64 payloads, data URIs, signatures and encrypted reasoni
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import bisect
 import functools
 import hashlib
 import importlib.util
 import math
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +61,8 @@ CL100K_SPECIAL = {
 }
 
 EXACT_LIMIT = 32_768  # characters counted exactly; longer text is sampled
+KEEP_CHARS = 1 << 20  # characters of an answer a stream keeps for counting
+EXACT_PIECE = 1 << 16  # characters encoded at once when counting exactly (bounded memory)
 SAMPLES, SAMPLE_SIZE = 6, 4_096
 MEDIA_TOKENS = 1_600  # per image / audio / file part
 TOKENS_PER_MESSAGE = 4  # role and separators of the chat template
@@ -113,8 +125,138 @@ def estimate_text(text: str) -> int:
 
 
 def count_texts(texts: Iterable[str]) -> int:
-    """Tokens of several delivered pieces (content, reasoning, tool arguments), exactly."""
+    """Tokens of several delivered pieces (content, reasoning, tool arguments), exactly:
+    for short texts (`estimate_texts` for any size, `count_exact` off the loop)."""
     return count_text("".join(texts))
+
+
+def estimate_texts(texts: Sequence[str]) -> int:
+    """`count_texts` up to `EXACT_LIMIT` characters in all; beyond, extrapolated from evenly
+    spread samples, as `estimate_text` does, without joining the pieces (bounded cost)."""
+    total = sum(map(len, texts))
+    if total <= EXACT_LIMIT:
+        return count_text("".join(texts))
+    ends = list(_running_ends(texts))
+    step = (total - SAMPLE_SIZE) // (SAMPLES - 1)
+    sampled = sum(
+        count_text(_slice(texts, ends, i * step, i * step + SAMPLE_SIZE)) for i in range(SAMPLES)
+    )
+    return math.ceil(sampled * total / (SAMPLES * SAMPLE_SIZE))
+
+
+def _running_ends(texts: Sequence[str]) -> Iterable[int]:
+    end = 0
+    for text in texts:
+        end += len(text)
+        yield end
+
+
+def _slice(texts: Sequence[str], ends: list[int], start: int, stop: int) -> str:
+    """Characters `start:stop` of the pieces joined, reading only the pieces they span."""
+    first = bisect.bisect_right(ends, start)
+    parts, i = [], first
+    while i < len(texts) and (ends[i] - len(texts[i])) < stop:
+        offset = ends[i] - len(texts[i])
+        parts.append(texts[i][max(0, start - offset) : max(0, stop - offset)])
+        i += 1
+    return "".join(parts)
+
+
+def count_exact(texts: Iterable[str]) -> int:
+    """The tokens of the pieces joined, encoded `EXACT_PIECE` characters at a time, cut
+    before a space (where cl100k's pre-tokenizer splits too, so the count is the whole
+    text's but for a rare token at a cut) with memory bounded at any size. CPU-bound: run
+    it off the event loop (`count_exact_async`)."""
+    total, carry = 0, ""
+    for text in texts:
+        carry += text
+        while len(carry) > EXACT_PIECE:
+            cut = _whitespace_cut(carry, EXACT_PIECE)
+            total += count_text(carry[:cut])
+            carry = carry[cut:]
+    return total + count_text(carry)
+
+
+def _whitespace_cut(text: str, near: int) -> int:
+    # Just before a whitespace run's last character ("a  b" -> "a " | " b"), which is where
+    # cl100k's pattern splits too; with no whitespace near, at `near` (off by a token at most).
+    found = text.rfind(" ", near // 2, near)
+    return found if found > 0 else near
+
+
+async def count_exact_async(texts: Sequence[str]) -> int:
+    """`count_exact` in a worker thread: the loop goes on serving while a big answer is
+    counted (tiktoken encodes without holding the GIL)."""
+    if sum(map(len, texts)) <= EXACT_LIMIT:
+        return count_texts(texts)
+    return await asyncio.to_thread(count_exact, list(texts))
+
+
+class TextTally:
+    """What a stream delivered, kept for counting within a bound: the first `KEEP_CHARS`
+    characters (small pieces joined as they come, so millions of deltas hold a few
+    strings), then a count of the characters dropped and a short tail of them."""
+
+    __slots__ = (
+        "_chunks", "_pending", "_tail", "_tail_chars", "any", "dropped_chars", "kept_chars",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self._chunks: list[str] = []
+        self._pending: list[str] = []
+        self.kept_chars = 0
+        self.dropped_chars = 0
+        self._tail: deque[str] = deque()  # the last dropped pieces, about SAMPLE_SIZE chars
+        self._tail_chars = 0
+        self.any = False  # any non-empty piece: something was delivered
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        self.any = True
+        if self.kept_chars < KEEP_CHARS:
+            self._pending.append(text)
+            self.kept_chars += len(text)
+            if len(self._pending) >= 256:
+                self._chunks.append("".join(self._pending))
+                self._pending.clear()
+            return
+        self.dropped_chars += len(text)
+        self._tail.append(text)
+        self._tail_chars += len(text)
+        while len(self._tail) > 1 and self._tail_chars - len(self._tail[0]) >= SAMPLE_SIZE:
+            self._tail_chars -= len(self._tail.popleft())
+
+    def kept(self) -> list[str]:
+        """The pieces kept, in order."""
+        return [*self._chunks, *self._pending]
+
+    def __bool__(self) -> bool:
+        return self.any
+
+    def tokens(self) -> int:
+        """The tokens delivered, at a bounded cost: exact when short, else sampled; the
+        dropped characters at the density of the kept text and the tail together."""
+        kept = self.kept()
+        counted = estimate_texts(kept)
+        if not self.dropped_chars:
+            return counted
+        tail = "".join(self._tail)
+        chars = self.kept_chars + len(tail)
+        density = _density(counted + count_text(tail), chars)
+        return counted + math.ceil(self.dropped_chars * density)
+
+    async def tokens_exact(self) -> int:
+        """The kept text counted exactly off the loop, plus the dropped characters at the
+        kept text's density (exact for any answer up to `KEEP_CHARS` characters)."""
+        counted = await count_exact_async(self.kept())
+        if not self.dropped_chars:
+            return counted
+        return counted + math.ceil(self.dropped_chars * _density(counted, self.kept_chars))
+
+
+def _density(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else 0.0
 
 
 def with_margin(tokens: int, percent: int) -> int:
@@ -199,15 +341,40 @@ def _collect(value: Any, texts: list[str]) -> int:
 
 
 def local_usage(
-    prompt_tokens: int, output: Iterable[str], reasoning: Iterable[str] = ()
+    prompt_tokens: int, output: Iterable[str] | TextTally, reasoning: Iterable[str] | TextTally = ()
 ) -> TokenUsage:
-    """Usage counted here: the prompt as estimated (no margin) and the text delivered.
+    """Usage counted here: the prompt as estimated (no margin) and the text delivered, at a
+    bounded cost (`estimate_texts`; exact for answers up to `EXACT_LIMIT` characters).
 
     `output` is every delivered piece (content, reasoning, tool-call arguments); `reasoning`
     repeats the reasoning pieces, only to say how many of the output tokens they were."""
     return TokenUsage(
         input=prompt_tokens,
-        output=count_texts(output),
-        reasoning=count_texts(reasoning),
+        output=_tokens(output),
+        reasoning=_tokens(reasoning),
         source=UsageSource.LOCAL,
     )
+
+
+async def local_usage_exact(
+    prompt_tokens: int, output: Iterable[str] | TextTally, reasoning: Iterable[str] | TextTally = ()
+) -> TokenUsage:
+    """`local_usage`, counted exactly in a worker thread (for the answers of any size)."""
+    return TokenUsage(
+        input=prompt_tokens,
+        output=await _tokens_exact(output),
+        reasoning=await _tokens_exact(reasoning),
+        source=UsageSource.LOCAL,
+    )
+
+
+def _tokens(texts: Iterable[str] | TextTally) -> int:
+    if isinstance(texts, TextTally):
+        return texts.tokens()
+    return estimate_texts(texts if isinstance(texts, list | tuple) else list(texts))
+
+
+async def _tokens_exact(texts: Iterable[str] | TextTally) -> int:
+    if isinstance(texts, TextTally):
+        return await texts.tokens_exact()
+    return await count_exact_async(texts if isinstance(texts, list | tuple) else list(texts))

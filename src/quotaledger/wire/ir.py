@@ -139,6 +139,9 @@ class Conversation:
     response_format: ResponseFormat | None = None
     reasoning: ReasoningConfig | None = None
     stream: bool = False
+    # A streamed Chat Completions client asked for the final usage chunk
+    # (`stream_options.include_usage`).
+    stream_usage: bool = False
     # Source fields this shape could not carry, by the client format's own name ("logprobs",
     # "metadata.user_id"...): dropped, and named on the log row.
     dropped: list[str] = field(default_factory=list)

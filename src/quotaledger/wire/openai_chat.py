@@ -15,13 +15,15 @@ error text) and the prompt it estimated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
 from quotaledger.token_usage import TokenUsage
-from quotaledger.wire.counting import local_usage
+from quotaledger.wire import counting
+from quotaledger.wire.counting import TextTally, local_usage
 from quotaledger.wire.counts import count, optional_count
 from quotaledger.wire.errors import DONE, InvalidRequest, openai_stream_error
 from quotaledger.wire.sse import SSEEvent
@@ -106,6 +108,35 @@ def prepare_chat(
     )
 
 
+# OpenAI's reasoning models take only `max_completion_tokens` on chat completions (they
+# refuse `max_tokens`); every OpenAI-compatible server reads `max_tokens`.
+_COMPLETION_CAP_MODELS = ("o1", "o3", "o4", "gpt-5")
+
+
+def cap_field(model: str) -> CapField:
+    """The chat field `model` takes its output cap in (SPEC §8b)."""
+    name = model.rsplit("/", 1)[-1].lower()
+    for prefix in _COMPLETION_CAP_MODELS:
+        if name == prefix or name.startswith((prefix + "-", prefix + ".")):
+            return "max_completion_tokens"
+    return "max_tokens"
+
+
+def client_cap(body: dict[str, Any]) -> int | None:
+    """The client's own output cap per choice (`max_completion_tokens`, else `max_tokens`),
+    or None; `InvalidRequest` for one that is not a positive integer."""
+    return _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
+
+
+def with_output_cap(body: dict[str, Any], cap: int, model: str) -> dict[str, Any]:
+    """`body` (a copy) with its output cap lowered to `cap`: in the field the client used,
+    else the one `model` takes; never both (OpenAI refuses a request with both)."""
+    capped = {k: v for k, v in body.items() if k not in ("max_tokens", "max_completion_tokens")}
+    used = [name for name in ("max_completion_tokens", "max_tokens") if body.get(name) is not None]
+    capped[used[0] if used else cap_field(model)] = cap
+    return capped
+
+
 def parse_usage(usage: Any) -> TokenUsage | None:
     """OpenAI's chat `usage` object, or None when absent or not believable."""
     if not isinstance(usage, dict):
@@ -162,28 +193,41 @@ def completion_texts(answer: Any) -> tuple[list[str], list[str]]:
     return output, reasoning
 
 
-def _message_texts(message: dict[str, Any], output: list[str], reasoning: list[str]) -> None:
+def _message_texts(
+    message: dict[str, Any], output: list[str] | TextTally, reasoning: list[str] | TextTally
+) -> None:
     """Content, refusal, reasoning and tool-call arguments of a message or a delta."""
+    add, add_reasoning = _adder(output), _adder(reasoning)
     for name in ("content", "refusal"):
         if isinstance(message.get(name), str):
-            output.append(message[name])
+            add(message[name])
     for name in _REASONING_FIELDS:
         if isinstance(message.get(name), str):
-            output.append(message[name])
-            reasoning.append(message[name])
+            add(message[name])
+            add_reasoning(message[name])
     calls = message.get("tool_calls")
     for call in calls if isinstance(calls, list) else []:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
             for name in ("name", "arguments"):
                 if isinstance(function.get(name), str):
-                    output.append(function[name])
+                    add(function[name])
+
+
+def _adder(texts: list[str] | TextTally) -> Callable[[str], None]:
+    return texts.add if isinstance(texts, TextTally) else texts.append
+
+
+def reported_usage(answer: Any) -> TokenUsage | None:
+    """A whole chat answer's own usage report (None when absent or malformed), for
+    `billing.believable` to judge."""
+    return parse_usage(answer.get("usage")) if isinstance(answer, dict) else None
 
 
 def completion_usage(answer: Any, *, prompt_tokens: int) -> TokenUsage:
     """A non-stream chat answer's usage: upstream's when believable, else counted here."""
     output, reasoning = completion_texts(answer)
-    reported = parse_usage(answer.get("usage")) if isinstance(answer, dict) else None
+    reported = reported_usage(answer)
     if reported is not None and _believable(reported, output):
         return reported
     return local_usage(prompt_tokens, output, reasoning)
@@ -217,14 +261,15 @@ class ChatStream:
         self.reported: TokenUsage | None = None
         self.upstream_error: dict[str, Any] | None = None
         self.done = False
-        self._output: list[str] = []
-        self._reasoning: list[str] = []
+        # What was delivered, kept within a bound for counting (`counting.TextTally`).
+        self._output = TextTally()
+        self._reasoning = TextTally()
         self._head: dict[str, Any] = {}
 
     @property
     def delivered(self) -> bool:
         """Whether any content, reasoning or tool call reached the client."""
-        return any(self._output)
+        return self._output.any
 
     def relay(self, event: SSEEvent) -> bytes:
         # Runs for every event of every stream: type() checks and one dict lookup per field
@@ -258,7 +303,7 @@ class ChatStream:
                 if type(delta) is not dict:
                     continue
                 if len(delta) == 1 and type(content := delta.get("content")) is str:
-                    self._output.append(content)  # nothing else in it to count
+                    self._output.add(content)  # nothing else in it to count
                 else:
                     _message_texts(delta, self._output, self._reasoning)
         if chunk.get("usage") is None:
@@ -281,11 +326,25 @@ class ChatStream:
 
     def _believed(self) -> TokenUsage | None:
         reported = self.reported
-        return reported if reported is not None and _believable(reported, self._output) else None
+        if reported is None or (reported.output == 0 and self.delivered):
+            return None
+        return reported
 
     def usage(self) -> TokenUsage:
         """Upstream's believable usage when the stream reported one, else counted here."""
-        return self._believed() or local_usage(self.prompt_tokens, self._output, self._reasoning)
+        return self._believed() or self.local_usage()
+
+    def reported_usage(self) -> TokenUsage | None:
+        """The stream's own usage report, for `billing.believable` to judge."""
+        return self.reported
+
+    def local_usage(self) -> TokenUsage:
+        """The usage counted here over what was delivered, at a bounded cost."""
+        return local_usage(self.prompt_tokens, self._output, self._reasoning)
+
+    async def local_usage_exact(self) -> TokenUsage:
+        """`local_usage` counted exactly in a worker thread."""
+        return await counting.local_usage_exact(self.prompt_tokens, self._output, self._reasoning)
 
     def finish(self) -> bytes:
         """What the client still needs once upstream's body has ended (cleanly or not)."""

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
 
 from quotaledger.token_usage import TokenUsage
-from quotaledger.wire.counting import local_usage
+from quotaledger.wire import counting
+from quotaledger.wire.counting import TextTally, local_usage
 from quotaledger.wire.counts import count, optional_count
 from quotaledger.wire.errors import InvalidRequest
 from quotaledger.wire.sse import SSEEvent
@@ -82,6 +83,12 @@ def prepare_responses(
     )
 
 
+def with_output_cap(body: dict[str, Any], cap: int) -> dict[str, Any]:
+    """`body` (a copy) with `max_output_tokens` lowered to `cap` (reasoning tokens count in
+    it; Responses has no separate reasoning budget to lower)."""
+    return {**body, "max_output_tokens": cap}
+
+
 def parse_usage(usage: Any) -> TokenUsage | None:
     """A Responses `usage` object, or None when absent or not believable."""
     if not isinstance(usage, dict):
@@ -100,6 +107,16 @@ def parse_usage(usage: Any) -> TokenUsage | None:
     if cached > given or reasoning > output:
         return None
     return TokenUsage(input=given - cached, cache_read=cached, output=output, reasoning=reasoning)
+
+
+def web_searches(items: Any) -> int:
+    """The `web_search_call` items among a response's output: OpenAI bills each call."""
+    if not isinstance(items, list):
+        return 0
+    return sum(1 for item in items if isinstance(item, dict) and item.get("type") == _SEARCH)
+
+
+_SEARCH = "web_search_call"
 
 
 def as_responses_usage(usage: TokenUsage) -> dict[str, Any]:
@@ -143,12 +160,23 @@ def response_texts(answer: Any) -> tuple[list[str], list[str]]:
     return output, reasoning
 
 
+def reported_usage(answer: Any) -> TokenUsage | None:
+    """A whole response's own usage report with its web searches (None when absent or
+    malformed), for `billing.believable` to judge."""
+    if not isinstance(answer, dict):
+        return None
+    reported = parse_usage(answer.get("usage"))
+    searches = web_searches(answer.get("output"))
+    return replace(reported, web_search=searches) if reported and searches else reported
+
+
 def response_usage(answer: Any, *, prompt_tokens: int) -> TokenUsage:
     """A non-stream response's usage: upstream's when believable, else counted here."""
     output, reasoning = response_texts(answer)
-    reported = parse_usage(answer.get("usage")) if isinstance(answer, dict) else None
+    reported = reported_usage(answer)
     if reported is None or (reported.output == 0 and any(output)):
-        return local_usage(prompt_tokens, output, reasoning)
+        searches = web_searches(answer.get("output")) if isinstance(answer, dict) else 0
+        return replace(local_usage(prompt_tokens, output, reasoning), web_search=searches)
     return reported
 
 
@@ -163,12 +191,14 @@ class ResponsesStream:
         self.sequence_number = -1  # the last one relayed
         self._response: dict[str, Any] = {}
         self._items: list[Any] = []
-        self._output: list[str] = []
-        self._reasoning: list[str] = []
+        # What was delivered, kept within a bound for counting (`counting.TextTally`).
+        self._output = TextTally()
+        self._reasoning = TextTally()
+        self.web_searches = 0  # web_search_call items seen done
 
     @property
     def delivered(self) -> bool:
-        return any(self._output)
+        return self._output.any
 
     @property
     def done(self) -> bool:
@@ -191,19 +221,24 @@ class ResponsesStream:
         if kind in _OUTPUT_DELTAS or kind in _REASONING_DELTAS:
             delta = data.get("delta")
             if isinstance(delta, str):
-                self._output.append(delta)
+                self._output.add(delta)
                 if kind in _REASONING_DELTAS:
-                    self._reasoning.append(delta)
+                    self._reasoning.add(delta)
         elif kind == "response.output_item.done":
-            self._items.append(data.get("item"))
+            item = data.get("item")
+            self.web_searches += web_searches([item])
+            if self._output.kept_chars < counting.KEEP_CHARS:
+                # The items make our own terminal event should the stream be cut; past
+                # the bound a cut stream's event lists those kept so far.
+                self._items.append(item)
         elif kind == "response.created" and isinstance(data.get("response"), dict):
             self._response = data["response"]
         elif kind in TERMINAL_EVENTS:
             self.terminal = str(kind)
             response = data.get("response")
-            self.reported = (
-                parse_usage(response.get("usage")) if isinstance(response, dict) else None
-            )
+            self.reported = reported_usage(response)
+            if self.reported is not None and self.web_searches > self.reported.web_search:
+                self.reported = replace(self.reported, web_search=self.web_searches)
         elif kind == "error":
             self.upstream_error = data
 
@@ -212,7 +247,21 @@ class ResponsesStream:
         reported = self.reported
         if reported is not None and (reported.output > 0 or not self.delivered):
             return reported
-        return local_usage(self.prompt_tokens, self._output, self._reasoning)
+        return self.local_usage()
+
+    def reported_usage(self) -> TokenUsage | None:
+        """The terminal event's usage report, for `billing.believable` to judge."""
+        return self.reported
+
+    def local_usage(self) -> TokenUsage:
+        """The usage counted here over what was relayed, at a bounded cost."""
+        usage = local_usage(self.prompt_tokens, self._output, self._reasoning)
+        return replace(usage, web_search=self.web_searches)
+
+    async def local_usage_exact(self) -> TokenUsage:
+        """`local_usage` counted exactly in a worker thread."""
+        usage = await counting.local_usage_exact(self.prompt_tokens, self._output, self._reasoning)
+        return replace(usage, web_search=self.web_searches)
 
     def finish(self) -> bytes:
         """Nothing after a terminal event; else our `response.failed`."""

@@ -227,6 +227,10 @@ form.addEventListener("submit", async (event) => {
   loadKeys();
 });
 
+// SPEC §12's rate limits: our own fields (`rate_limit_rpm`...), not new-api's.
+const RATE_FIELDS = [["rpm", "Requests per minute"], ["tpm", "Tokens per minute"],
+  ["concurrency", "Concurrent requests"]];
+
 // The form as new-api's token fields, or the first problem found.
 function keyBody() {
   const name = field("name").value.trim();
@@ -245,6 +249,14 @@ function keyBody() {
       return [null, { field: "period_limit", message: "Enter the limit per period in USD, more than 0." }];
     }
     Object.assign(body, { period, period_quota: limit });
+  }
+  for (const [name, label] of RATE_FIELDS) {
+    const text = field(name).value.trim();
+    if (!text) continue;
+    if (!/^[1-9][0-9]{0,15}$/.test(text)) {
+      return [null, { field: name, message: `${label}: a whole number from 1, or empty for no limit.` }];
+    }
+    body[`rate_limit_${name}`] = Number(text);
   }
   const day = utcDayStart(field("expires").value);
   body.expired_time = day === null ? -1 : day + 86_400;  // through the end of that day

@@ -88,6 +88,11 @@ async function loadLog() {
   if (document.activeElement === log.previous && log.previous.disabled) log.next.focus();
 }
 
+function latency(ms) {
+  if (ms === null || ms === undefined) return "—";
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
 function requests(count) {
   return `${count.toLocaleString("en-US")} ${count === 1 ? "request" : "requests"}`;
 }
@@ -100,7 +105,11 @@ function logRow(item) {
     [item.model_name, "mono"],
     [item.prompt_tokens.toLocaleString("en-US"), "num"],
     [item.completion_tokens.toLocaleString("en-US"), "num"],
+    [(item.cached_tokens ?? 0).toLocaleString("en-US"), "num"],
+    [((item.cache_write_tokens ?? 0) + (item.cache_write_1h_tokens ?? 0)).toLocaleString("en-US"), "num"],
     [dollars(item.quota), "num"],
+    [item.channel_name || "—", ""],
+    [latency(item.latency_ms), "num nowrap"],
     [String(item.status), item.status >= 400 ? "num failed" : "num"],
   ];
   for (const [text, kind] of cells) {

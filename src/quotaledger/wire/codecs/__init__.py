@@ -46,7 +46,10 @@ class ClientSide(Protocol):
 
     def encode_answer(self, answer: Answer) -> dict[str, Any]: ...
 
-    def stream_encoder(self, *, sse: bool = True) -> StreamEncoder: ...
+    def stream_encoder(self, *, sse: bool = True, usage: bool = False) -> StreamEncoder:
+        """`sse`: Gemini's clients may ask for a JSON array instead; `usage`: a Chat
+        Completions client asked for the usage chunk."""
+        ...
 
 
 class ChannelSide(Protocol):
