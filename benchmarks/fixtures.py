@@ -326,7 +326,7 @@ def start_quotaledger(
 
 def start_ceiling(body: bytes, workdir: Path) -> Server:
     """The bare Starlette route (benchmarks/ceiling_app.py), launched through
-    `quotaledger serve`'s own code path so that uvicorn gets the very same settings."""
+    `quotaledger serve`'s own code path so that the engine gets the very same settings."""
     port = free_port()
     body_file = workdir / "ceiling-body.json"
     body_file.write_bytes(body)
@@ -341,18 +341,15 @@ def start_ceiling(body: bytes, workdir: Path) -> Server:
     if httpx.get(server.base_url + "/__ceiling__", timeout=5).status_code != 204:
         server.stop()
         raise RuntimeError(
-            "the ceiling launcher did not capture `quotaledger serve`'s uvicorn.run() call: "
+            "the ceiling launcher did not swap `quotaledger serve`'s engine target: "
             "update benchmarks/ceiling_app.py to follow cli/serve.py"
         )
     return server
 
 
 def ceiling_settings(server: Server) -> dict[str, object]:
-    """The uvicorn settings the ceiling launcher captured from `quotaledger serve`."""
-    import json
-
+    """What the ceiling launcher ran through `quotaledger serve` (its engine target)."""
     for line in server.log.read_text(errors="replace").splitlines():
-        if line.startswith("CEILING_UVICORN_SETTINGS "):
-            settings: dict[str, object] = json.loads(line.split(" ", 1)[1])
-            return settings
+        if line.startswith("CEILING_ENGINE_TARGET "):
+            return {"engine": "granian (quotaledger serve)", "target": line.split(" ", 1)[1]}
     return {}

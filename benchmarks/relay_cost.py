@@ -112,8 +112,8 @@ def start_upstream() -> tuple[subprocess.Popen[bytes], str]:
 
 def build(work: Path, upstream: str) -> tuple[Any, Any, str]:
     """The relay's app on a fresh SQLite file, the pass-through's, and the relay key."""
+    import bare_passthrough
     import relaybench
-    from relay_ceiling import passthrough_app
 
     from quotaledger.identity.bootstrap import prepare_database
     from quotaledger.server.app import create_app
@@ -133,7 +133,8 @@ def build(work: Path, upstream: str) -> tuple[Any, Any, str]:
     settings = Settings.from_env(env)
     database = prepare_database(settings)
     key = relaybench.provision(url, upstream)
-    return create_app(settings, database), passthrough_app(upstream), key
+    os.environ["QLB_UPSTREAM"] = upstream
+    return create_app(settings, database), bare_passthrough.create_app(), key
 
 
 async def main(

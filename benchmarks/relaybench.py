@@ -7,9 +7,9 @@ by side, 1,000 concurrent streams, and the relay on PostgreSQL with two instance
 The fake upstream (examples/fake_upstream.py, on uvloop) runs pinned to the client core with
 wrk and the stream client; every server under test on the server core, one worker each:
 
-- `relay-ceiling`: `relay_ceiling.py`, a Starlette route forwarding the body with the relay's
-  own aiohttp client (`quotaledger.relay.upstream.Upstream`), launched through `serve`'s
-  uvicorn settings as the balance ceiling is;
+- `relay-ceiling`: `bare_passthrough.py`, a Starlette route forwarding the body with one
+  pooled aiohttp session and nothing of quotaledger's (the honest ceiling, issue 25 item 7),
+  launched through `serve`'s engine settings as the balance ceiling is;
 - `relay`: `quotaledger serve` on a SQLite file (`synchronous=FULL`, the default) with one
   OpenAI channel and one Anthropic channel on the fake upstream, a priced model and a key:
   every request is key-checked, reserved, relayed, settled and logged;
@@ -193,7 +193,7 @@ def start_passthrough(upstream: str, work: Path) -> Server:
     server = _wait_ready(_spawn("relay-ceiling", command, env, work, port), "/__ceiling__")
     if httpx.get(server.base_url + "/__ceiling__", timeout=5).status_code != 204:
         server.stop()
-        raise RuntimeError("the pass-through launcher did not capture serve's uvicorn.run()")
+        raise RuntimeError("the pass-through launcher did not swap serve's engine target")
     return server
 
 

@@ -205,7 +205,7 @@ def settings(bench: Bench) -> dict[str, Any]:
         "balance_rate_limit": "off (QUOTALEDGER_RATE_LIMIT_BALANCE=off)",
         "limited_rate_limit": balancebench.LIMITED_RATE,
         "accept_encoding": "gzip",
-        "ceiling_uvicorn_settings": (
+        "ceiling_engine": (
             ceiling_settings(bench.servers["ceiling"]) if "ceiling" in bench.servers else None
         ),
     }

@@ -181,6 +181,14 @@ class LiveServer:
     def log(self) -> str:
         return self.output.read_text()
 
+    @property
+    def worker_pid(self) -> int:
+        """The process that serves requests: Granian's worker, the child of `serve`'s process
+        (what memory is measured on)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        found = children.read_text().split() if children.exists() else []
+        return int(found[0]) if found else self.process.pid
+
 
 def run_cli(
     *args: str,

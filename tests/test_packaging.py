@@ -24,7 +24,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SERVER_AND_MONITOR_MODULES = [
     "fastapi",
     "starlette",
-    "uvicorn",
+    "granian",
     "sqlalchemy",
     "alembic",
     "psycopg",

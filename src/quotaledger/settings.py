@@ -66,6 +66,15 @@ class Settings:
     # A request's head (request line and headers): larger gets 431; slower gets 408.
     max_header_bytes: int = 16 * 1024
     header_timeout: float = 10.0
+    # A request body must arrive whole within this many seconds (408), whatever its size.
+    body_timeout: float = 30.0
+    # Requests in progress per client address; more get 429 (slow-body floods, issue 26).
+    max_requests_per_address: int = 256
+    # Bytes of large relay bodies (over max_body_bytes) read at once, per process; the
+    # next one waits for room (or, after body_timeout, gets 503).
+    relay_body_bytes_in_flight: int = 128 * 1024 * 1024
+    # One line per request from the engine (Granian); off on the hot path by default.
+    access_log: bool = False
     session_max_age: int = 7 * 24 * 3600
     log_level: str = "INFO"
     # The relay (SPEC §8). The secret key encrypts upstream channel keys at rest.
@@ -126,6 +135,15 @@ class Settings:
             raise SettingsError("QUOTALEDGER_MAX_HEADER_BYTES must be at least 1024")
         if not 0 < self.header_timeout <= 3600:
             raise SettingsError("QUOTALEDGER_HEADER_TIMEOUT must be between 0 and 3600 seconds")
+        if not 0 < self.body_timeout <= 3600:
+            raise SettingsError("QUOTALEDGER_BODY_TIMEOUT must be between 0 and 3600 seconds")
+        if self.max_requests_per_address < 1:
+            raise SettingsError("QUOTALEDGER_MAX_REQUESTS_PER_ADDRESS must be at least 1")
+        if self.relay_body_bytes_in_flight < self.relay_max_body_bytes:
+            raise SettingsError(
+                "QUOTALEDGER_RELAY_BODY_BYTES_IN_FLIGHT must be at least "
+                "QUOTALEDGER_RELAY_MAX_BODY_BYTES"
+            )
         for name in _RATE_LIMITS:
             _check_rate(name, getattr(self, name))
         _check_relay(self)
@@ -157,15 +175,17 @@ def _convert(name: str, raw: str) -> Any:
             "max_header_bytes",
             "session_max_age",
             "sqlite_busy_timeout_ms",
+            "max_requests_per_address",
+            "relay_body_bytes_in_flight",
         }:
             return int(raw)
         if name in _RELAY_MINIMUMS:
             return int(raw)
         if name == "secret_key":
             return Secret(raw)
-        if name == "header_timeout":
+        if name in {"header_timeout", "body_timeout"}:
             return float(raw)
-        if name == "always_gzip":
+        if name in {"always_gzip", "access_log"}:
             return _parse_bool(raw)
         if name in {"redis_url", "admin_password", "operator_alert_urls"}:
             return Secret(raw)

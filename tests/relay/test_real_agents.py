@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agents import install_agents, run_agent
 from relay_live import (
     ANSWER,
     CLAUDE,
@@ -25,8 +26,6 @@ from relay_live import (
     relay_server,
 )
 from relay_live import log_rows as rows_of
-
-from agents import install_agents, run_agent
 
 pytestmark = pytest.mark.slow
 

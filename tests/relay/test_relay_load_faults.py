@@ -564,7 +564,7 @@ def test_upstreams_trickling_a_byte_a_second_are_cut_off_when_their_clients_leav
     # They leave after 1 s, before the idle timeout (2 s without an event) would end them.
     asks = [Ask(relay.server.base_url, who.key, True, leave_after_s=1) for _ in range(100)]
     started = time.monotonic()
-    with PeakRss(relay.server.process.pid) as memory:
+    with PeakRss(relay.server.worker_pid) as memory:
         answers = asyncio.run(run_all(asks, concurrency=100))
     assert all(a.left for a in answers) and time.monotonic() - started < 30
     # 100 held streams cost a few MB at most (bounded: well under 50).
@@ -600,7 +600,7 @@ def test_an_upstream_that_never_answers_costs_bounded_time_memory_and_nothing(
     relay.upstream.script(path=CHAT, times=400, first_byte_delay=3600)
     started = time.monotonic()
     asks = [Ask(relay.server.base_url, who.key, stream=i % 2 == 0) for i in range(200)]
-    with PeakRss(relay.server.process.pid) as memory:
+    with PeakRss(relay.server.worker_pid) as memory:
         answers = asyncio.run(run_all(asks, concurrency=200))
     elapsed = time.monotonic() - started
     # Each of the 400 upstream calls (two channels each) was hung up on when it timed out.

@@ -35,7 +35,7 @@ def test_twenty_concurrent_logins_keep_the_server_memory_bounded(tmp_path: Path)
         {"QUOTALEDGER_RATE_LIMIT_LOGIN_ADDRESS": "100/minute"},
     )
     try:
-        pid = server.process.pid
+        pid = server.worker_pid
         with httpx.Client(base_url=server.base_url, timeout=60) as client:
 
             def login(name: str) -> int:

@@ -120,3 +120,23 @@ def test_the_admin_password_can_be_given_by_environment(tmp_path: Path) -> None:
         assert ADMIN_PASSWORD not in server.log()
     finally:
         stop_server(server)
+
+
+def test_the_access_log_is_off_by_default_and_on_with_its_setting(tmp_path: Path) -> None:
+    logs = {}
+    for setting in ("0", "1"):
+        server = start_server(
+            f"sqlite:///{tmp_path / f'access-{setting}.db'}",
+            tmp_path,
+            {"QUOTALEDGER_ACCESS_LOG": setting},
+        )
+        try:
+            assert httpx.get(server.base_url + "/api/status?probe=1").status_code == 200
+            time.sleep(0.5)  # the engine writes its line after the answer
+            logs[setting] = server.log()
+        finally:
+            stop_server(server)
+
+    assert "GET /api/status" not in logs["0"]
+    assert "GET /api/status" in logs["1"]
+    assert "probe=1" not in logs["1"]  # query strings (Gemini's ?key=) are not logged

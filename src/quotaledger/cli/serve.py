@@ -1,13 +1,34 @@
-"""`quotaledger serve`."""
+"""`quotaledger serve`: migrations, then the app on Granian.
+
+Granian was chosen by measurement (benchmarks/engines.py, figures in benchmarks/README.md):
+1.7x the requests per second of uvicorn (httptools, uvloop) on a bare Starlette route, and
+it speaks HTTP/2 (prior knowledge, and `--http auto`), serves a request that offers
+`Upgrade: h2c` as HTTP/1.1 with its body, keeps connections alive, and bounds request heads
+itself (SPEC §14): a head over `max_header_bytes` gets 431 (hyper's read buffer), a head
+not complete `header_timeout` after its first byte, or a kept-alive connection idle that
+long, is closed. Request bodies and requests per client address are bounded by the front
+door (`server/front_door.py`); connections per process by Granian's backpressure.
+"""
 
 from __future__ import annotations
 
 import os
+import resource
+from typing import TYPE_CHECKING
 
 import click
 
 from quotaledger.cli.common import database_url_option, handles_errors
-from quotaledger.settings import redact_database_url
+from quotaledger.settings import Settings, redact_database_url
+
+if TYPE_CHECKING:
+    from granian.server import MPServer, MTServer
+
+# The CLI never imports the server: the app is named to Granian's workers as a string.
+APP = "quotaledger.server.app:app_from_env"
+# Descriptors kept free for the database, log files and upstream connections.
+_SPARE_DESCRIPTORS = 256
+_MAX_CONNECTIONS = 4096  # per worker, when the descriptor limit allows it
 
 
 @click.command()
@@ -35,11 +56,8 @@ def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
       quotaledger serve --port 9000 --database-url postgresql://localhost/quotaledger
       QUOTALEDGER_REDIS_URL=redis://localhost:6379 quotaledger serve --workers 2
     """
-    import uvicorn
-
     from quotaledger.identity.bootstrap import prepare_database
     from quotaledger.logging import configure_logging
-    from quotaledger.settings import Settings
 
     settings = Settings.from_env(host=host, port=port, workers=workers, database_url=database_url)
     configure_logging(settings.log_level)
@@ -50,30 +68,43 @@ def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
     click.echo(
         f"quotaledger on http://{host}:{port}  (database: {_describe(settings.database_url)})"
     )
-    uvicorn.run(
-        "quotaledger.server.app:app_from_env",
+    engine(settings).serve()
+
+
+def engine(settings: Settings) -> MPServer | MTServer:
+    """The Granian server for `settings` (not started)."""
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings, HTTP2Settings
+    from granian.log import LogLevels
+
+    return Granian(
+        APP,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
         factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        proxy_headers=False,  # X-Forwarded-* are read only from QUOTALEDGER_TRUSTED_PROXIES
-        server_header=False,
-        # Bounded request heads: size (431) and time to arrive (408); see `connections`.
-        http=_bounded_protocol(),
-        h11_max_incomplete_event_size=settings.max_header_bytes,
+        http=HTTPModes.auto,  # HTTP/1.1, and HTTP/2 by prior knowledge
+        http1_settings=HTTP1Settings(
+            header_read_timeout=int(settings.header_timeout * 1000),
+            # hyper answers 431 to a head that fills its read buffer (8 KiB at least).
+            max_buffer_size=max(8192, settings.max_header_bytes),
+        ),
+        http2_settings=HTTP2Settings(max_headers_size=settings.max_header_bytes),
+        backpressure=max_connections(),
+        log_level=LogLevels(settings.log_level.lower()),
+        log_access=settings.access_log,
     )
 
 
-def _bounded_protocol() -> str:
-    """The bounded variant (`server/connections.py`) of the protocol uvicorn's `auto` would
-    pick, named as an import string as the app is: worker processes import it, and the CLI
-    never imports the server."""
-    import importlib.util
-
-    found = importlib.util.find_spec("httptools") is not None
-    name = "BoundedHttpToolsProtocol" if found else "BoundedH11Protocol"
-    return f"quotaledger.server.connections:{name}"
+def max_connections() -> int:
+    """Connections each worker process holds at once: Granian accepts no more (the rest wait
+    in the kernel's backlog), so a worker never reaches its descriptor limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_CONNECTIONS
+    return max(16, min(_MAX_CONNECTIONS, soft - _SPARE_DESCRIPTORS))
 
 
 def _describe(url: str) -> str:

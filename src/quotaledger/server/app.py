@@ -197,9 +197,28 @@ def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager
 
 
 def app_from_env() -> FrontDoor:
-    """Factory for `uvicorn --factory` workers: settings from `QUOTALEDGER_*`."""
+    """Factory for Granian's workers (`factory=True`): settings from `QUOTALEDGER_*`."""
     from quotaledger.logging import configure_logging
 
+    _die_with_parent()
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     return create_app(settings)
+
+
+def _die_with_parent() -> None:
+    """A Granian worker is a child process that would outlive a killed `serve` (still holding
+    the port and its streams): on Linux it asks the kernel to kill it with its parent."""
+    import ctypes
+    import ctypes.util
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    parent = os.getppid()
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the call
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,10 +1,13 @@
 """The body guard: a request body is read whole by the front door before any endpoint sees it
 (ours are small JSON), so that an oversized one gets 413 whether it came with a
-Content-Length or chunked, and a body sent to the API that is not JSON gets 415; then
-`parse_json` reads it into its model, or 422."""
+Content-Length or chunked, a body sent to the API that is not JSON gets 415, and a body
+that does not arrive whole within `QUOTALEDGER_BODY_TIMEOUT` of its head gets 408 (a client
+sending a byte at a time holds a request that long at most); then `parse_json` reads it
+into its model, or 422."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -16,8 +19,11 @@ from quotaledger.server.errors import HTTPError, describe_validation_errors
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-async def read_body(method: str, path: str, head: Head, receive: Receive, max_bytes: int) -> bytes:
-    """The whole request body (empty for a method that takes none), or `HTTPError` 413/415."""
+async def read_body(
+    method: str, path: str, head: Head, receive: Receive, max_bytes: int, within: float
+) -> bytes:
+    """The whole request body (empty for a method that takes none), or `HTTPError`
+    413/415, or 408 when it is not all there `within` seconds."""
     if method not in BODY_METHODS:
         return b""
     length = head.content_length
@@ -27,7 +33,11 @@ async def read_body(method: str, path: str, head: Head, receive: Receive, max_by
     media_type = (head.content_type or "").split(";")[0].strip().lower()
     if has_body and path.startswith("/api/") and media_type != "application/json":
         raise HTTPError(415, "send the body as application/json")
-    return await _read(receive, max_bytes)
+    try:
+        async with asyncio.timeout(within):
+            return await _read(receive, max_bytes)
+    except TimeoutError:
+        raise HTTPError(408, "request body not received in time") from None
 
 
 async def _read(receive: Receive, max_bytes: int) -> bytes:

@@ -210,6 +210,11 @@ class Finish:
                 return
             self.start = message  # held until the body is complete
             return
+        if kind == "http.response.pathsend" and self.start is not None:
+            # A file the engine sends itself (Granian's pathsend extension, which Starlette's
+            # FileResponse uses): its held start goes out as it is, ungzipped.
+            start, self.start = self.start, None
+            await self.raw_send(start)
         if kind != "http.response.body" or self.start is None:
             await self.raw_send(message)
             return

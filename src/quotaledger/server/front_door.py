@@ -1,7 +1,10 @@
 """`FrontDoor`: the one ASGI application every request enters, in plain ASGI.
 
-For each request it reads the head once (`calls.read_head`), reads and bounds the body
-(`bodies`), then either runs the endpoint its routing table names for (method, path) or
+For each request it reads the head once (`calls.read_head`), counts it against its client
+address (`request_limits.AddressGate`), reads and bounds the body (`bodies`: size and
+deadline; a relayed body over the API's limit only once the key passed `head_admission`,
+within the large bodies' budget), then either runs the endpoint its routing table names for
+(method, path) or
 hands the request to the framework (FastAPI: pages, login, admin routes, `/docs`). Every
 answer leaves through one `Finish` (security headers, gzip, the metrics count), every
 refusal is written from `errors.refusal`, and an unexpected error becomes the one logged 500.
@@ -10,8 +13,11 @@ The routing table holds the hot endpoints (the balance by token, usage charges; 
 relay's `/v1/...`): under load every layer between the server and a handler costs a
 measurable share of these requests (a router, error middleware, Request and Response
 objects, headers parsed again by each), so they run here with none of them. Each route
-names how its refusals are written: the API's envelope, or another format (OpenAI's
-errors under `/v1`). An endpoint returns an `Answer`, or a `Stream` sent as it is produced.
+names how its refusals are written; a request no route takes gets the format of its path
+(`refusal_format`: OpenAI's errors under `/v1`, Anthropic's under `/v1/messages`, Google's
+under `/v1beta`, the envelope elsewhere), so that the HTTP layer's own 404, 405, 408, 413
+and 429 reach each SDK in the shape it reads. An endpoint returns an `Answer`, or a
+`Stream` sent as it is produced.
 """
 
 from __future__ import annotations
@@ -24,12 +30,15 @@ from typing import Any, NamedTuple
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from quotaledger.server.bodies import BODY_METHODS, read_body, replay
-from quotaledger.server.calls import Answer, Call, Endpoint, Stream, read_head
+from quotaledger.server.calls import Answer, Call, Endpoint, Head, Stream, read_head
 from quotaledger.server.errors import Refusal, refusal
 from quotaledger.server.finisher import Finish, WriteRefusal, accepts_gzip, disconnected
-from quotaledger.server.proxies import is_https
+from quotaledger.server.head_admission import check_key
+from quotaledger.server.proxies import client_address, is_https
+from quotaledger.server.request_limits import AddressGate, BodyBudget
 from quotaledger.server.responses import envelope_refusal
 from quotaledger.server.services import Services
+from quotaledger.wire.errors import WireFormat, error_body
 
 log = logging.getLogger("quotaledger.server")
 
@@ -51,6 +60,9 @@ class FrontDoor:
         self.routes = routes
         self.framework = framework
         self.services = services
+        settings = services.settings
+        self.addresses = AddressGate(settings.max_requests_per_address)
+        self.large_bodies = BodyBudget(settings.relay_body_bytes_in_flight)
         # Routes with one `{name}` segment at their end (`/v1/models/{model}`), by prefix.
         self.templates = [
             (method, path.partition("{")[0], route)
@@ -86,32 +98,95 @@ class FrontDoor:
         finish = Finish(send, method, path, gzip, https, services.metrics)
         route = self.route(method, path)
         try:
-            body = b""
-            if method in BODY_METHODS:  # read whole, and handed on as read (even when empty)
-                relay_body = route is not None and route.relay_body
-                limit = settings.relay_max_body_bytes if relay_body else settings.max_body_bytes
-                body = await read_body(method, path, head, receive, limit)
-                receive = replay(body, receive)
-            if route is None:
-                await self.framework(scope, receive, finish.send)
-                return
-            call = Call(scope, head, body, services)
-            if route.relay_body:  # a model may think for minutes: a client may leave
-                answer = await _unless_gone(route.endpoint(call), receive)
-                if answer is None:
-                    return  # nobody to answer (the relay cancelled its upstream, settled)
-            else:
-                answer = await route.endpoint(call)
-            if isinstance(answer, Stream):
-                await finish.stream(answer, receive)
-            else:
-                await finish.answer(answer)
+            with self.addresses.enter(client_address(scope, settings.trusted_proxies)):
+                await self._serve(scope, receive, head, route, finish)
         except Exception as exc:
             if finish.started:  # too late for another answer: the server drops the connection
                 raise
-            await finish.refuse(
-                _refusal(exc, method, path), route.write_refusal if route else envelope_refusal
-            )
+            write = route.write_refusal if route else refusal_format(path)
+            await finish.refuse(_refusal(exc, method, path), write)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, head: Head, route: Route | None, finish: Finish
+    ) -> None:
+        method: str = scope["method"]
+        settings = self.services.settings
+        if method not in BODY_METHODS:
+            await self._dispatch(scope, receive, head, b"", route, finish)
+            return
+        limit, timeout = settings.max_body_bytes, settings.body_timeout
+        if route is None or not route.relay_body or not _may_exceed(head, limit):
+            body = await read_body(method, scope["path"], head, receive, limit, timeout)
+            await self._dispatch(scope, receive, head, body, route, finish)
+            return
+        # A large relayed body: the key first, then room in the budget, then the body.
+        await check_key(Call(scope, head, b"", self.services))
+        limit = settings.relay_max_body_bytes
+        length = head.content_length or ""
+        declared = int(length) if length.isdigit() else limit
+        async with self.large_bodies.hold(min(declared, limit), timeout):
+            body = await read_body(method, scope["path"], head, receive, limit, timeout)
+            await self._dispatch(scope, receive, head, body, route, finish)
+
+    async def _dispatch(
+        self,
+        scope: Scope,
+        receive: Receive,
+        head: Head,
+        body: bytes,
+        route: Route | None,
+        finish: Finish,
+    ) -> None:
+        if route is None:
+            if scope["method"] in BODY_METHODS:
+                receive = replay(body, receive)  # handed on as read (even when empty)
+            await self.framework(scope, receive, finish.send)
+            return
+        call = Call(scope, head, body, self.services)
+        if route.relay_body:  # a model may think for minutes: a client may leave
+            answer = await _unless_gone(route.endpoint(call), receive)
+            if answer is None:
+                return  # nobody to answer (the relay cancelled its upstream, settled)
+        else:
+            answer = await route.endpoint(call)
+        if isinstance(answer, Stream):
+            await finish.stream(answer, receive)
+        else:
+            await finish.answer(answer)
+
+
+def _may_exceed(head: Head, limit: int) -> bool:
+    """Whether a body may be longer than `limit`, from its head alone."""
+    length = head.content_length
+    if length is None:
+        return head.chunked
+    return not length.isdigit() or int(length) > limit
+
+
+def _openai(status: int, message: str) -> bytes:
+    # A path or method the HTTP layer does not know: say so, not the 404's "model_not_found".
+    code = "unknown_url" if status in (404, 405) else None
+    return error_body(WireFormat.OPENAI, status, message, code=code)
+
+
+def _anthropic(status: int, message: str) -> bytes:
+    return error_body(WireFormat.ANTHROPIC, status, message)
+
+
+def _gemini(status: int, message: str) -> bytes:
+    return error_body(WireFormat.GEMINI, status, message)
+
+
+def refusal_format(path: str) -> WriteRefusal:
+    """How a refusal on `path` is written when no route of the table names it: the client
+    format's error shape by path prefix (SPEC §14), the envelope elsewhere."""
+    if path.startswith("/v1beta/") or path == "/v1beta":
+        return _gemini
+    if path.startswith("/v1/messages"):
+        return _anthropic
+    if path.startswith("/v1/") or path == "/v1":
+        return _openai
+    return envelope_refusal
 
 
 async def _unless_gone(

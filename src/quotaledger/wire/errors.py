@@ -1,7 +1,8 @@
 """The relay's own errors, in the envelope each client's SDK understands (SPEC §8, §8a).
 
 OpenAI's `{"error": {"message", "type", "param", "code"}}` under the OpenAI routes, and
-Anthropic's `{"type": "error", "error": {"type", "message"}}` under `/v1/messages`, so that
+Anthropic's `{"type": "error", "error": {"type", "message"}}` under `/v1/messages`, Google's
+`{"error": {"code", "message", "status"}}` under `/v1beta` (SPEC §11.1), so that
 the SDKs raise their matching exceptions (401 AuthenticationError, 403 PermissionDeniedError,
 404 NotFoundError, 429 RateLimitError; 402 is an APIStatusError neither SDK retries).
 Mid-stream failures are SSE events: OpenAI chat gets a `data: {"error": ...}` event then
@@ -24,6 +25,7 @@ DONE = b"data: [DONE]\n\n"
 class WireFormat(StrEnum):
     OPENAI = "openai"  # chat completions, embeddings, Responses, models
     ANTHROPIC = "anthropic"  # messages, count_tokens
+    GEMINI = "gemini"  # /v1beta: generateContent, streamGenerateContent, models
 
 
 class ErrorKind(NamedTuple):
@@ -65,6 +67,33 @@ def anthropic_error(status: int, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": _kind(status).anthropic_type, "message": message}}
 
 
+# Google's canonical status names (google.rpc.Code) for the HTTP statuses we answer.
+GEMINI_STATUS: dict[int, str] = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    402: "RESOURCE_EXHAUSTED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    408: "DEADLINE_EXCEEDED",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
+    422: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def gemini_error(status: int, message: str) -> dict[str, Any]:
+    named = GEMINI_STATUS.get(status) or ("INVALID_ARGUMENT" if status < 500 else "UNAVAILABLE")
+    return {"error": {"code": status, "message": message, "status": named}}
+
+
 def error_body(
     wire: WireFormat,
     status: int,
@@ -76,6 +105,8 @@ def error_body(
     """The JSON body of an error answer of ours, in `wire`'s envelope."""
     if wire is WireFormat.ANTHROPIC:
         return orjson.dumps(anthropic_error(status, message))
+    if wire is WireFormat.GEMINI:
+        return orjson.dumps(gemini_error(status, message))
     return orjson.dumps(openai_error(status, message, code=code, param=param))
 
 
