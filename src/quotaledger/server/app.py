@@ -119,6 +119,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FrontDoo
             "relay": settings.rate_limit_relay,
             "redeem": settings.rate_limit_redeem,
             "redeem_address": settings.rate_limit_redeem_address,
+            "alert_test": settings.rate_limit_alert_test,
         },
         redis_url,
     )
