@@ -1,7 +1,8 @@
 """The body guard: a request body is read whole by the front door before any endpoint sees it
 (ours are small JSON), so that an oversized one gets 413 whether it came with a
-Content-Length or chunked, and a body sent to the API that is not JSON gets 415; then
-`parse_json` reads it into its model, or 422."""
+Content-Length or chunked, and a body sent to the API that is not JSON gets 415; every body
+is then checked for what no endpoint takes (`plain_text.check_body`: too deep, not UTF-8,
+control characters); then `parse_json` reads it into its model, or 422."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from starlette.types import Message, Receive
 
 from quotaledger.server.calls import Head
 from quotaledger.server.errors import HTTPError, describe_validation_errors
+from quotaledger.server.plain_text import check_body
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 async def read_body(method: str, path: str, head: Head, receive: Receive, max_bytes: int) -> bytes:
-    """The whole request body (empty for a method that takes none), or `HTTPError` 413/415."""
+    """The whole request body (empty for a method that takes none), or `HTTPError`
+    413/415 (and `plain_text.check_body`'s 400/422)."""
     if method not in BODY_METHODS:
         return b""
     length = head.content_length
@@ -27,7 +30,10 @@ async def read_body(method: str, path: str, head: Head, receive: Receive, max_by
     media_type = (head.content_type or "").split(";")[0].strip().lower()
     if has_body and path.startswith("/api/") and media_type != "application/json":
         raise HTTPError(415, "send the body as application/json")
-    return await _read(receive, max_bytes)
+    body = await _read(receive, max_bytes)
+    if body:
+        check_body(path, body)
+    return body
 
 
 async def _read(receive: Receive, max_bytes: int) -> bytes:
