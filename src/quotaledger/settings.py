@@ -54,6 +54,13 @@ class Settings:
     rate_limit_relay: str = "off"
     rate_limit_redeem: str = "10/minute"
     rate_limit_redeem_address: str = "30/minute"
+    # Test notifications (`POST /api/user/alerts/test`) per account.
+    rate_limit_alert_test: str = "5/minute"
+    # Users' alert URLs (issue 26): the schemes they may use (empty: the built-in short
+    # list, `alerting.targets.DEFAULT_SCHEMES`), and hosts, addresses or networks they may
+    # reach besides public addresses (say, a receiver on 127.0.0.1 or 10.0.0.0/8).
+    alert_allow_schemes: tuple[str, ...] = ()
+    alert_allow_hosts: tuple[str, ...] = ()
     trusted_proxies: tuple[Network, ...] = ()
     always_gzip: bool = False
     # "public", "admin" (admin token required) or "off".
@@ -197,6 +204,8 @@ def _convert(name: str, raw: str) -> Any:
             )
         if name == "database_url":
             return normalise_database_url(raw)
+        if name in {"alert_allow_schemes", "alert_allow_hosts"}:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
     except ValueError as exc:
         raise SettingsError(f"{var}: {exc}") from None
     return raw
@@ -222,6 +231,7 @@ _RATE_LIMITS = (
     "rate_limit_relay",
     "rate_limit_redeem",
     "rate_limit_redeem_address",
+    "rate_limit_alert_test",
 )
 
 

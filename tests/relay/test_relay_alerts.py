@@ -21,18 +21,20 @@ from quotaledger.store.tables import metadata
 from support import LiveServer, _empty_postgres
 
 MARGIN = 250_000  # $0.50, the smallest recovery margin
+# The inbox listens on loopback, which users' alerts may reach only when the operator says so.
+INBOX_ALLOWED = {"QUOTALEDGER_ALERT_ALLOW_HOSTS": "127.0.0.1"}
 
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
-    yield from relay_server(tmp_path_factory)
+    yield from relay_server(tmp_path_factory, env=INBOX_ALLOWED)
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory, postgres_server_url: str) -> Iterator[Relay]:
     """Two instances on one PostgreSQL database (skipped, saying so, without PostgreSQL)."""
     _empty_postgres(postgres_server_url)
-    yield from relay_server(tmp_path_factory, postgres_server_url, instances=2)
+    yield from relay_server(tmp_path_factory, postgres_server_url, instances=2, env=INBOX_ALLOWED)
 
 
 @pytest.fixture

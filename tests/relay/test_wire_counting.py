@@ -183,3 +183,11 @@ def test_local_usage_counts_output_with_reasoning_inside() -> None:
     usage = counting.local_usage(50, ["Let me think.", "Hi!"], ["Let me think."])
     assert usage.input == 50 and usage.source == "local"
     assert usage.output == counting.count_text("Let me think.Hi!") and usage.reasoning == 4
+
+
+def test_a_prompt_nested_far_past_the_recursion_limit_is_counted() -> None:
+    content: object = "deep"
+    for _ in range(5_000):
+        content = [content]
+
+    assert counting.chat_prompt_tokens({"messages": [{"role": "user", "content": content}]}) > 0

@@ -23,9 +23,12 @@ SECRET_KEY = "alert-api-tests-secret-key-of-enough-length"
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    """The server's settings with a secret key, which the URLs are encrypted with."""
+    """The server's settings with a secret key, which the URLs are encrypted with, and the
+    inbox's loopback address allowed to users' alerts."""
     return Settings.from_env({}, database_url=database_url, admin_password=None).with_overrides(
-        admin_password=Secret(ADMIN_PASSWORD), secret_key=Secret(SECRET_KEY)
+        admin_password=Secret(ADMIN_PASSWORD),
+        secret_key=Secret(SECRET_KEY),
+        alert_allow_hosts=("127.0.0.1",),
     )
 
 

@@ -52,7 +52,10 @@ def inbox() -> Iterator[Inbox]:
 
 @pytest.fixture
 def watch(settings: Settings, database: Database) -> AlertWatch:
-    return AlertWatch(database, settings.with_overrides(secret_key=Secret(SECRET_KEY)))
+    allowed = settings.with_overrides(
+        secret_key=Secret(SECRET_KEY), alert_allow_hosts=("127.0.0.1",)
+    )
+    return AlertWatch(database, allowed)
 
 
 def open_account(
@@ -194,7 +197,9 @@ async def test_two_instances_seeing_one_crossing_send_one_alert(
 ) -> None:
     """Two watches, each on its own connection pool (two instances): both see the same
     settlement, both check and send in the same moment; one message goes out."""
-    configured = settings.with_overrides(secret_key=Secret(SECRET_KEY))
+    configured = settings.with_overrides(
+        secret_key=Secret(SECRET_KEY), alert_allow_hosts=("127.0.0.1",)
+    )
     other_database = Database(database.url)
     first, second = AlertWatch(database, configured), AlertWatch(other_database, configured)
     try:

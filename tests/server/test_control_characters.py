@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from quotaledger.billing import ledger, pricing
 from quotaledger.errors import InvalidInput
 from quotaledger.store.database import Database
-from support import check_invariant
+from support import check_invariant, issue_token
 
 BAD_TEXT = {
     "nul": "ali\x00ce",
@@ -125,3 +125,73 @@ def test_plain_unicode_is_still_accepted(
     response = _post_json(client, "/api/usage", payload, Authorization=admin_token)
 
     assert response.status_code == 200, response.text
+
+
+# ---------------------------------------------- every text field and filter (issue 25 item 5)
+
+
+@pytest.fixture
+def alice_token(client: TestClient, make_user) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    user = make_user("alice")
+    return {"Authorization": issue_token(client, "alice", user.password)}
+
+
+@pytest.mark.parametrize("text", BAD_TEXT.values(), ids=BAD_TEXT.keys())
+def test_a_key_name_with_a_control_character_is_422_naming_the_field(
+    client: TestClient, alice_token: dict[str, str], text: str
+) -> None:
+    response = _post_json(client, "/api/token/", {"name": text}, **alice_token)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith("name: must not contain a control character")
+    assert client.get("/api/token/", headers=alice_token).json()["data"]["items"] == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/log/self", "/api/log/self/stat", "/api/log/self/export.csv", "/api/token/search"]
+)
+@pytest.mark.parametrize("text", ["ali%00ce", "ali%1B[2Jce", "ali%0Ace", "ali%C2%85ce"])
+def test_a_filter_with_a_control_character_is_422_naming_it(
+    client: TestClient, alice_token: dict[str, str], path: str, text: str
+) -> None:
+    name = "keyword" if path.endswith("search") else "model_name"
+
+    response = client.get(f"{path}?{name}={text}", headers=alice_token)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith(f"{name}: must not contain a control character")
+
+
+def test_a_query_parameter_named_with_a_control_character_is_422(
+    client: TestClient, alice_token: dict[str, str]
+) -> None:
+    response = client.get("/api/log/self?mo%00del=x", headers=alice_token)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith("query: ")
+    assert "\x00" not in response.text
+
+
+def test_a_nested_field_and_a_key_are_named_by_their_path(
+    client: TestClient, admin_token: str, priced: Database
+) -> None:
+    payload = {"username": "alice", "model": "m", "request_id": "r1", "extra": {"a\x00": 1}}
+
+    response = _post_json(client, "/api/usage", payload, Authorization=admin_token)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith("extra: must not contain a control character")
+    check_invariant(priced)
+
+
+def test_new_apis_line_separated_lists_keep_their_line_breaks(
+    client: TestClient, alice_token: dict[str, str]
+) -> None:
+    body = {"name": "laptop", "allow_ips": "10.0.0.1\n10.0.0.2", "model_limits": "a,\r\nb"}
+
+    response = _post_json(client, "/api/token/", body, **alice_token)
+    nul = _post_json(client, "/api/token/", {**body, "allow_ips": "10.0.0.1\x00"}, **alice_token)
+
+    assert response.status_code == 200, response.text
+    assert nul.status_code == 422
+    assert nul.json()["message"].startswith("allow_ips: ")

@@ -26,7 +26,11 @@ SECRET_KEY = "web-alerts-tests-secret-key-of-enough-length"
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The page's server, with the secret key the URLs are encrypted with."""
     folder = tmp_path_factory.mktemp("web-alerts")
-    env = {"QUOTALEDGER_RATE_LIMIT_LOGIN_ADDRESS": "off", "QUOTALEDGER_SECRET_KEY": SECRET_KEY}
+    env = {
+        "QUOTALEDGER_RATE_LIMIT_LOGIN_ADDRESS": "off",
+        "QUOTALEDGER_SECRET_KEY": SECRET_KEY,
+        "QUOTALEDGER_ALERT_ALLOW_HOSTS": "127.0.0.1",  # the inbox, on loopback
+    }
     server = start_server(f"sqlite:///{folder / 'web.db'}", folder, env)
     yield server
     stop_server(server)

@@ -77,7 +77,7 @@ class Notifier:
             self._target(tuple(urls)).async_notify,
             body=message.body,
             title=message.title,
-            notify_type=_notify_type(apprise, message.level),
+            notify_type=notify_type(apprise, message.level),
         )
         if _has_call_timeout(apprise):
             result = await send(timeout=NOTIFY_TIMEOUT)
@@ -125,7 +125,7 @@ def accepted_count(result: Any, urls: int) -> int:
         return urls if bool(result) else 0
 
 
-def _notify_type(apprise: Any, level: State) -> Any:
+def notify_type(apprise: Any, level: State) -> Any:
     kinds = {
         State.OK: apprise.NotifyType.SUCCESS,
         State.WARNING: apprise.NotifyType.WARNING,

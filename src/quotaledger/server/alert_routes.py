@@ -6,7 +6,9 @@ only as hints), `PUT /api/user/alerts/keys/{key_id}` (a limited key's thresholds
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -24,7 +26,7 @@ from quotaledger.monitor.notify import check_url
 from quotaledger.server.alert_messages import test_message
 from quotaledger.server.alert_watch import RECOVERY_MARGIN, AlertWatch
 from quotaledger.server.auth import Caller, any_caller
-from quotaledger.server.errors import HTTPError
+from quotaledger.server.errors import HTTPError, within_limit
 from quotaledger.server.newapi_docs import API_READ, API_WRITE, described
 from quotaledger.server.responses import ok
 from quotaledger.server.services import Services
@@ -32,6 +34,7 @@ from quotaledger.server.services import Services
 router = APIRouter()
 log = logging.getLogger("quotaledger.alerting.alerts")
 AnyCaller = Annotated[Caller, Depends(any_caller)]
+TEST_FAILED = "the test notification was not delivered: check the URLs"
 Usd = Annotated[Decimal | None, Field(None, ge=0, le=Decimal(10) ** 12)]
 
 
@@ -116,10 +119,11 @@ async def put_alerts(request: Request, body: ThresholdsBody, caller: AnyCaller) 
     "/api/user/alerts/urls", **described("Add an Apprise URL to notify", (*API_WRITE, 503))
 )
 async def add_url(request: Request, body: UrlBody, caller: AnyCaller) -> Response:
-    problem = await run_in_threadpool(check_url, body.url)
+    watch = _watch(request)
+    problem = await run_in_threadpool(check_url, body.url) or watch.policy.refusal(body.url)
     if problem is not None:
         raise InvalidInput("url", problem)
-    watch, user_id = _watch(request), caller.account.id
+    user_id = caller.account.id
     database = _services(request).database
     await run_in_threadpool(alerts.add_url, database, watch.cipher, user_id, body.url)
     return await _answer(request, user_id)
@@ -157,14 +161,22 @@ async def put_key_alerts(
 
 @router.post(
     "/api/user/alerts/test",
-    **described("Send a test notification to every URL", (*API_READ, 502, 503)),
+    **described("Send a test notification to every URL", (*API_READ, 429, 502, 503)),
 )
 async def send_test(request: Request, caller: AnyCaller) -> Response:
-    watch, account = _watch(request), caller.account
-    database = _services(request).database
-    urls = await run_in_threadpool(alerts.notification_urls, database, watch.cipher, account.id)
+    """Rate-limited per account; the answer is "sent" or one generic failure, given no
+    sooner than `TEST_ANSWER_SECONDS` after the call, so that neither its words, its status
+    nor its timing tell why a URL failed (a closed port, a refused address, a slow host)."""
+    services, watch, account = _services(request), _watch(request), caller.account
+    within_limit(await services.limiter.hit("alert_test", str(account.id)))
+    urls = await run_in_threadpool(
+        alerts.notification_urls, services.database, watch.cipher, account.id
+    )
     if not urls:
         raise HTTPError(422, "add an Apprise URL first: there is nowhere to send it")
-    if not await watch.send(urls, test_message(account.username)):
-        raise HTTPError(502, "the test notification was not delivered: check the URLs")
+    started = time.monotonic()
+    sent = await watch.send(urls, test_message(account.username))
+    await asyncio.sleep(max(0.0, watch.test_answer_seconds - (time.monotonic() - started)))
+    if not sent:
+        raise HTTPError(502, TEST_FAILED)
     return ok({"sent_to": len(urls)})

@@ -37,13 +37,14 @@ from quotaledger.alerting import alerts
 from quotaledger.alerting import states as alert_states
 from quotaledger.alerting.alerts import AlertCipher, Thresholds
 from quotaledger.alerting.states import OK
+from quotaledger.alerting.targets import DEFAULT_SCHEMES, AlertPolicy
 from quotaledger.billing.settlement import Settlement
 from quotaledger.money import quota_to_usd
 from quotaledger.monitor import config as monitor_config
 from quotaledger.monitor.messages import Message
-from quotaledger.monitor.notify import Notifier
 from quotaledger.monitor.state import State, level_of
 from quotaledger.server.alert_messages import compose
+from quotaledger.server.alert_sender import AlertSender
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 
@@ -54,6 +55,9 @@ STOP_SECONDS = 5.0  # the longest a shutdown waits for the step in progress
 # How long a delivery may take before another instance may try it, then the waits between
 # failed attempts (the last one repeats).
 RETRY_SECONDS = (60, 300, 900, 3600)
+# The soonest a test notification is answered (`alert_routes.send_test`): about as long as
+# a slow service takes, so that a refused or closed target is not told by a fast answer.
+TEST_ANSWER_SECONDS = 1.0
 # Apprise's and urllib3's debug lines carry whole notification URLs (webhook tokens in the
 # path): these loggers stay at WARNING whatever QUOTALEDGER_LOG_LEVEL says.
 URL_LOGGERS = ("apprise", "urllib3")
@@ -106,7 +110,11 @@ class AlertWatch:
         self._periodic: frozenset[int] = frozenset()  # watched keys with a periodic limit
         self._queued: set[str] = set()
         self._wake = asyncio.Event()
-        self._notifier = Notifier()
+        self.policy = AlertPolicy.of(
+            settings.alert_allow_schemes or DEFAULT_SCHEMES, settings.alert_allow_hosts
+        )
+        self._notifier = AlertSender(self.policy)
+        self.test_answer_seconds = TEST_ANSWER_SECONDS
         self._refresh_due = 0.0  # time.monotonic() of the next refresh
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -150,7 +158,8 @@ class AlertWatch:
         self._wake.set()
 
     async def send(self, urls: list[str], message: Message) -> bool:
-        """Send `message` to `urls` now (the test notification); True if one accepted it."""
+        """Send `message` to `urls` now (the test notification); True if one accepted it.
+        Only what `policy` allows is tried."""
         return await self._notifier.send(urls, message)
 
     def cipher(self) -> AlertCipher:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp
 
@@ -44,6 +44,7 @@ from quotaledger.server.front_door import FrontDoor, Route
 from quotaledger.server.key_balance import billing_subscription, billing_usage, token_usage
 from quotaledger.server.newapi_docs import described
 from quotaledger.server.newapi_routes import router as newapi_router
+from quotaledger.server.plain_text import plain_parameters
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.server.services import Services
 from quotaledger.server.sweeper import sweep_forever
@@ -121,6 +122,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FrontDoo
             "relay": settings.rate_limit_relay,
             "redeem": settings.rate_limit_redeem,
             "redeem_address": settings.rate_limit_redeem_address,
+            "alert_test": settings.rate_limit_alert_test,
         },
         redis_url,
     )
@@ -138,6 +140,7 @@ def _framework(services: Services, routes: dict[tuple[str, str], Route]) -> Fast
         docs_url=None,  # docs.py serves /docs from our own files
         redoc_url=None,
         exception_handlers=dict(errors.FRAMEWORK_HANDLERS),
+        dependencies=[Depends(plain_parameters)],
         lifespan=_lifespan(services),
     )
     framework.state.ql = services

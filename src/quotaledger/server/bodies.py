@@ -2,8 +2,9 @@
 (ours are small JSON), so that an oversized one gets 413 whether it came with a
 Content-Length or chunked, a body sent to the API that is not JSON gets 415, and a body
 that does not arrive whole within `QUOTALEDGER_BODY_TIMEOUT` of its head gets 408 (a client
-sending a byte at a time holds a request that long at most); then `parse_json` reads it
-into its model, or 422."""
+sending a byte at a time holds a request that long at most); every body is then checked for
+what no endpoint takes (`plain_text.check_body`: too deep, not UTF-8, control characters);
+then `parse_json` reads it into its model, or 422."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from starlette.types import Message, Receive
 
 from quotaledger.server.calls import Head
 from quotaledger.server.errors import HTTPError, describe_validation_errors
+from quotaledger.server.plain_text import check_body
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -23,7 +25,8 @@ async def read_body(
     method: str, path: str, head: Head, receive: Receive, max_bytes: int, within: float
 ) -> bytes:
     """The whole request body (empty for a method that takes none), or `HTTPError`
-    413/415, or 408 when it is not all there `within` seconds."""
+    413/415, 408 when it is not all there `within` seconds (and `plain_text.check_body`'s
+    400/422)."""
     if method not in BODY_METHODS:
         return b""
     length = head.content_length
@@ -35,9 +38,12 @@ async def read_body(
         raise HTTPError(415, "send the body as application/json")
     try:
         async with asyncio.timeout(within):
-            return await _read(receive, max_bytes)
+            body = await _read(receive, max_bytes)
     except TimeoutError:
         raise HTTPError(408, "request body not received in time") from None
+    if body:
+        check_body(path, body)
+    return body
 
 
 async def _read(receive: Receive, max_bytes: int) -> bytes:

@@ -63,6 +63,9 @@ class Refusal(NamedTuple):
 
 
 _FRAMEWORK_MESSAGES = {404: "not found", 405: "method not allowed"}
+# FastAPI's 400 for a body its JSON parser raised on (other than a syntax error, which is
+# its 422): too-large integers, say.
+_FRAMEWORK_PARSE_ERROR = "There was an error parsing the body"
 
 
 def refusal(exc: BaseException) -> Refusal | None:
@@ -76,6 +79,8 @@ def refusal(exc: BaseException) -> Refusal | None:
         said = {**dict(usual), **exc.headers} if usual else exc.headers
         return Refusal(exc.status_code, exc.message, tuple(said.items()))
     if isinstance(exc, HTTPException):
+        if exc.status_code == 400 and exc.detail == _FRAMEWORK_PARSE_ERROR:
+            return Refusal(422, "body: invalid JSON", ())  # as docs/api.md promises
         message = _FRAMEWORK_MESSAGES.get(exc.status_code) or str(exc.detail)
         return Refusal(exc.status_code, message, tuple((exc.headers or {}).items()))
     if isinstance(exc, RequestValidationError):

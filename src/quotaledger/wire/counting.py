@@ -320,24 +320,34 @@ def _list(value: Any) -> list[Any]:
 
 
 def _collect(value: Any, texts: list[str]) -> int:
-    """Append the countable strings under `value` to `texts`; return its media parts."""
-    if isinstance(value, str):
-        if not value.startswith("data:"):
-            texts.append(value)
-        return 0
-    if isinstance(value, list):
-        return sum(_collect(item, texts) for item in value)
-    if not isinstance(value, dict):
-        return 0
-    if value.get("type") in _MEDIA_PARTS:
-        return 1
+    """Append the countable strings under `value` to `texts`, in order; return its media
+    parts. Iterative (a stack, not recursion): a body nested 1,000 deep was a RecursionError."""
     media = 0
-    for key, item in value.items():
-        if key == "input" and isinstance(item, dict):  # a tool_use block's arguments
-            texts.append(orjson.dumps(item).decode())
-        elif key not in _SKIPPED_KEYS:
-            media += _collect(item, texts)
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not item.startswith("data:"):
+                texts.append(item)
+        elif isinstance(item, list):
+            pending.extend(reversed(item))
+        elif isinstance(item, dict):
+            media += _open(item, texts, pending)
     return media
+
+
+def _open(part: dict[str, Any], texts: list[str], pending: list[Any]) -> int:
+    """A dict's media part (1), or 0 with its countable values queued on `pending`."""
+    if part.get("type") in _MEDIA_PARTS:
+        return 1
+    queued: list[Any] = []
+    for key, item in part.items():
+        if key == "input" and isinstance(item, dict):  # a tool_use block's arguments
+            queued.append(orjson.dumps(item).decode())
+        elif key not in _SKIPPED_KEYS:
+            queued.append(item)
+    pending.extend(reversed(queued))
+    return 0
 
 
 def local_usage(
