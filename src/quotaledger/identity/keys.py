@@ -295,18 +295,7 @@ def key_page(
         condition &= api_keys.c.name.like(name) if "%" in name else api_keys.c.name == name
     if digest is not None:
         condition &= api_keys.c.key_hash == digest
-    with database.read() as connection:
-        total = connection.execute(
-            select(func.count()).select_from(api_keys).where(condition)
-        ).scalar_one()
-        rows = connection.execute(
-            _select_keys()
-            .where(condition)
-            .order_by(api_keys.c.id.desc())
-            .limit(page_size)
-            .offset((page - 1) * page_size)
-        ).all()
-    return [_key_from_row(row) for row in rows], int(total)
+    return _page(database, api_keys, condition, page, page_size)
 
 
 def all_keys_page(
@@ -323,9 +312,16 @@ def all_keys_page(
             | (api_keys.c.key_hint == keyword.strip())
         )
     joined = api_keys.join(users, users.c.id == api_keys.c.user_id)
+    return _page(database, joined, condition, page, page_size)
+
+
+def _page(
+    database: Database, source: Any, condition: Any, page: int, page_size: int
+) -> tuple[list[ApiKey], int]:
+    """The keys matching `condition` over `source`, newest first: one page, and the total."""
     with database.read() as connection:
         total = connection.execute(
-            select(func.count()).select_from(joined).where(condition)
+            select(func.count()).select_from(source).where(condition)
         ).scalar_one()
         rows = connection.execute(
             _select_keys()
