@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -91,12 +92,33 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'quotaledger.db'}"
 
 
+@pytest.fixture(scope="session")
+def _prepared_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated to head with its admin, made once per session: each test's
+    database starts as a copy of it (migrating and hashing the admin's password per test
+    cost 0.16 s each, most of the quick subset). The migrations themselves are tested from
+    an empty file in tests/relay/test_schema.py and tests/store."""
+    path = tmp_path_factory.mktemp("template") / "quotaledger.db"
+    settings = Settings.from_env({}, database_url=f"sqlite:///{path}", admin_password=None)
+    prepare_database(settings.with_overrides(admin_password=_secret(ADMIN_PASSWORD))).dispose()
+    return path
+
+
+def _copy_sqlite(template: Path, url: str) -> None:
+    """A consistent copy of `template` at the file behind `url` (SQLite's backup API, so a
+    WAL file left beside the template cannot be missed)."""
+    target = url.removeprefix("sqlite:///")
+    with sqlite3.connect(template) as source, sqlite3.connect(target) as copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
+
+
 @pytest.fixture
-def migrated_sqlite_url(sqlite_url: str) -> str:
+def migrated_sqlite_url(sqlite_url: str, _prepared_sqlite: Path) -> str:
     """A SQLite file with its schema, as `serve` or `db upgrade` leaves it (admin commands
     refuse to create a database)."""
-    settings = Settings.from_env({}, database_url=sqlite_url, admin_password=None)
-    prepare_database(settings.with_overrides(admin_password=_secret(ADMIN_PASSWORD))).dispose()
+    _copy_sqlite(_prepared_sqlite, sqlite_url)
     return sqlite_url
 
 
@@ -114,7 +136,9 @@ def _secret(value: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def database(settings: Settings) -> Iterator[Database]:
+def database(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Database]:
+    if settings.is_sqlite and not Path(settings.database_url.removeprefix("sqlite:///")).exists():
+        _copy_sqlite(request.getfixturevalue("_prepared_sqlite"), settings.database_url)
     database = prepare_database(settings)
     yield database
     database.dispose()

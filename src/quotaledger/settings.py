@@ -86,7 +86,6 @@ class Settings:
     log_level: str = "INFO"
     # The relay (SPEC §8). The secret key encrypts upstream channel keys at rest.
     secret_key: Secret | None = None
-    relay_default_max_tokens: int = 4096
     # The least output per choice a reservation is lowered to before the request is refused
     # with 402 (SPEC §8b, `billing.sizing`).
     relay_min_output_tokens: int = 1024
@@ -213,7 +212,6 @@ def _convert(name: str, raw: str) -> Any:
 
 # The relay's integer settings and their smallest sensible value.
 _RELAY_MINIMUMS = {
-    "relay_default_max_tokens": 1,
     "relay_min_output_tokens": 1,
     "relay_retries": 0,
     "relay_reservation_ttl": 1,

@@ -87,7 +87,10 @@ def test_timeout_is_a_deadline_for_an_answer_sent_a_byte_every_2_s(
     result = cli(command, "--base-url", server.url, "--timeout", "3", "--retries", "0", *thresholds)
     assert result.returncode == (Exit.NETWORK if command == "balance" else 3)
     assert "did not answer within 3 s" in result.stdout + result.stderr
-    assert result.seconds < 3 + 2.5  # the deadline, plus starting Python
+    # A byte every 2 s never trips a per-read timeout of 3 s: without a deadline the answer
+    # (1 MiB) would take weeks. The bound is loose so that a loaded machine's slow Python
+    # start cannot fail it; what it catches is a client that kept reading.
+    assert result.seconds < 60
 
 
 @pytest.mark.parametrize("head_too", [False, True], ids=["body", "status-line"])

@@ -12,7 +12,7 @@ def test_relay_defaults_follow_the_spec() -> None:
     settings = Settings.from_env({})
 
     assert settings.secret_key is None
-    assert settings.relay_default_max_tokens == 4096
+    assert settings.relay_min_output_tokens == 1024
     assert settings.relay_retries == 2
     assert settings.relay_reservation_ttl == 900
     assert settings.relay_stream_idle_timeout == 300
@@ -38,7 +38,7 @@ def test_relay_settings_come_from_the_environment() -> None:
     [
         ("QUOTALEDGER_RELAY_RESERVATION_TTL", "0"),
         ("QUOTALEDGER_RELAY_RETRIES", "-1"),
-        ("QUOTALEDGER_RELAY_DEFAULT_MAX_TOKENS", "lots"),
+        ("QUOTALEDGER_RELAY_MIN_OUTPUT_TOKENS", "lots"),
     ],
 )
 def test_a_bad_relay_setting_is_refused_with_its_name(variable: str, value: str) -> None:

@@ -400,20 +400,22 @@ def relay_cost(
 
 def reservation_cost(
     price: Price, prompt_tokens: int, output_tokens: int, ratio: Decimal,
-    price_format: str = "openai",
+    price_format: str = "openai", warm_tokens: int = 0,
 ) -> int:  # fmt: skip
     """What to reserve for a prompt estimate and an output cap: the prompt at the dearest
-    input-side rate (it may all turn out to be cache writes), the cap at the output rate,
-    both of the long-context tier when the estimate is past its threshold."""
+    input-side rate (it may all turn out to be cache writes) but for its `warm_tokens`, a
+    prefix the upstream holds cached (`relay.warm_prefixes`), at the cache-read rate; the
+    cap at the output rate; all of the long-context tier when the estimate is past it."""
     if price.per_call_usd is not None:
         return relay_cost(price, TokenUsage(), ratio)
     q = quota_rates(price, price_format, ratio, long_context(price, prompt_tokens))
-    return q.ceil(prompt_tokens * q.highest_input + output_tokens * q.output)
+    return q.ceil(_prompt_numerator(q, prompt_tokens, warm_tokens) + output_tokens * q.output)
 
 
 def affordable_output_tokens(
-    price: Price, prompt_tokens: int, amount: int, ratio: Decimal, price_format: str = "openai"
-) -> int | None:
+    price: Price, prompt_tokens: int, amount: int, ratio: Decimal,
+    price_format: str = "openai", warm_tokens: int = 0,
+) -> int | None:  # fmt: skip
     """The largest output cap whose `reservation_cost` with this prompt fits in `amount`
     quota; None when output costs nothing (per-call price, zero output rate or ratio), and
     a negative number when the prompt alone does not fit."""
@@ -423,7 +425,13 @@ def affordable_output_tokens(
     if q.output == 0:
         return None
     # ceil(x) <= amount  <=>  x <= amount, for a whole `amount`.
-    return (amount * q.denominator - prompt_tokens * q.highest_input) // q.output
+    prompt = _prompt_numerator(q, prompt_tokens, warm_tokens)
+    return (amount * q.denominator - prompt) // q.output
+
+
+def _prompt_numerator(q: QuotaRates, prompt_tokens: int, warm_tokens: int) -> int:
+    warm = max(0, min(warm_tokens, prompt_tokens))
+    return (prompt_tokens - warm) * q.highest_input + warm * q.cache_read
 
 
 def max_output_tokens(price: Price | None, model: str) -> int:

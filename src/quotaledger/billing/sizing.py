@@ -17,6 +17,8 @@ The rule, per request:
   1024, below the cap. When the lowered cap is 1024 or less no valid budget exists and
   thinking is turned off. A budget the client chose below all that stays as it was.
 - A per-call price reserves the call's price: there is no cap to size.
+- A prompt prefix the upstream holds cached (`warm_prompt_tokens`) is reserved at the
+  cache-read rate, the rest of the prompt at the dearest input rate (it may be written).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ class SizingRequest:
     choices: int = 1  # `n`
     min_output: int = DEFAULT_MIN_OUTPUT_TOKENS  # QUOTALEDGER_RELAY_MIN_OUTPUT_TOKENS
     thinking_budget: int | None = None  # the client's, when it set one
+    # Of `prompt_tokens`, those expected read from the upstream's prompt cache (a prefix
+    # seen cached lately, `relay.warm_prefixes`): reserved at the cache-read rate.
+    warm_prompt_tokens: int = 0
 
     @property
     def cap_in_effect(self) -> int:
@@ -84,7 +89,7 @@ def size(ask: SizingRequest, covered: int | None = None) -> Sizing:
     if covered < floor:
         return Sizing(floor, floor, ask.least_output, None, fits=False)
     affordable = pricing.affordable_output_tokens(
-        price, ask.prompt_tokens, covered, ask.ratio, ask.price_format
+        price, ask.prompt_tokens, covered, ask.ratio, ask.price_format, ask.warm_prompt_tokens
     )
     if affordable is None:  # output is free: the prompt alone was what did not fit
         return Sizing(full, floor, cap, None, fits=covered >= full)
@@ -114,5 +119,6 @@ def lowered_thinking(budget: int | None, cap: int) -> tuple[int | None, bool]:
 
 def _cost(ask: SizingRequest, output_tokens: int) -> int:
     return pricing.reservation_cost(
-        ask.price, ask.prompt_tokens, output_tokens, ask.ratio, ask.price_format
-    )
+        ask.price, ask.prompt_tokens, output_tokens, ask.ratio, ask.price_format,
+        ask.warm_prompt_tokens,
+    )  # fmt: skip

@@ -20,6 +20,7 @@ from quotaledger.relay import channels
 from quotaledger.relay.providers import PROVIDERS
 from quotaledger.relay.providers.base import Provider
 from quotaledger.relay.upstream import Target, Upstream
+from quotaledger.relay.warm_prefixes import WarmPrefixes
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 from quotaledger.wire import counting
@@ -150,6 +151,8 @@ class RelayRuntime:
     # One generator per process: a new `random.Random()` per request seeds itself from
     # os.urandom (~45 µs); load balancing needs no fresh seed.
     rng: random.Random = field(default_factory=random.Random)
+    # The prompt prefixes seen cached upstream lately (reservations expect them read).
+    warm_prefixes: WarmPrefixes = field(default_factory=WarmPrefixes)
 
     @classmethod
     def start(cls, database: Database, settings: Settings) -> RelayRuntime:

@@ -46,6 +46,7 @@ from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 from quotaledger.token_usage import TokenUsage, UsageSource
 from quotaledger.wire import conversions, ir, refusals
+from quotaledger.wire.cache_prefixes import Breakpoint
 from quotaledger.wire.counting import local_usage
 from quotaledger.wire.errors import InvalidRequest, WireFormat
 from quotaledger.wire.formats import Capped, Format, Prepared, Tracker
@@ -158,6 +159,7 @@ class _Request:
     output_cap: int = 0  # output tokens per choice the upstream works under
     choices: int = 1
     dropped: tuple[str, ...] = ()
+    breakpoints: list[Breakpoint] = field(default_factory=list)  # prompt-cache marks
     first_byte: float | None = None
     settled: bool = False
     counted: bool = False  # in `_in_flight` (until the answer, or the start of a stream)
@@ -306,16 +308,20 @@ async def _reserve(
     price = offers.prices[request.model]
     fields = body if isinstance(body, dict) else {}
     client_cap = fmt.client_cap(fields)
+    prompt_tokens = fmt.reserved_prompt_tokens(request.prompt_tokens)
+    request.breakpoints = fmt.cache_breakpoints(fields)
+    warm = relay.runtime.warm_prefixes.warm_tokens(request.breakpoints, prompt_tokens)
     ask = sizing.SizingRequest(
         price=price,
         ratio=offers.ratio(admission.group),
         price_format=likeliest.format,
-        prompt_tokens=fmt.reserved_prompt_tokens(request.prompt_tokens),
+        prompt_tokens=prompt_tokens,
         client_cap=client_cap if isinstance(client_cap, int) and client_cap > 0 else None,
         model_max=pricing.max_output_tokens(price, request.model),
         choices=_choices(fields),
         min_output=relay.settings.relay_min_output_tokens,
         thinking_budget=fmt.thinking_budget(fields),
+        warm_prompt_tokens=warm,
     )
     plan = sizing.size(ask)
     try:
@@ -359,8 +365,9 @@ class OutOfMoney(InsufficientQuota):
 
 def _shortfall(exc: InsufficientQuota, ask: sizing.SizingRequest) -> refusals.Shortfall:
     covered = pricing.affordable_output_tokens(
-        ask.price, ask.prompt_tokens, exc.available, ask.ratio, ask.price_format
-    )
+        ask.price, ask.prompt_tokens, exc.available, ask.ratio, ask.price_format,
+        ask.warm_prompt_tokens,
+    )  # fmt: skip
     fitting = None if not covered else covered // max(1, ask.choices)
     return refusals.Shortfall(
         needed=exc.cost,
@@ -744,6 +751,7 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
         return
     request.settled = True
     relay = request.relay
+    relay.runtime.warm_prefixes.answered(request.breakpoints, outcome.usage)
     try:
         settled = await settlement.settle_async(
             relay.database, request.request_id, request.user_id, outcome, alone=_alone(request)

@@ -61,9 +61,11 @@ def _anthropic_refusal(status: int, message: str) -> bytes:
     return error_body(WireFormat.ANTHROPIC, status, message)
 
 
-def _relay_route(endpoint: Endpoint, wire: WireFormat, summary: str) -> Route:
+def _relay_route(
+    endpoint: Endpoint, wire: WireFormat, summary: str, fmt: str | None = None
+) -> Route:
     refuse = _openai_refusal if wire is WireFormat.OPENAI else _anthropic_refusal
-    return Route(endpoint, openapi.relay(summary), refuse, relay_body=True)
+    return Route(endpoint, openapi.relay(summary), refuse, relay_body=True, relay_format=fmt)
 
 
 _OPENAI, _ANTHROPIC = WireFormat.OPENAI, WireFormat.ANTHROPIC
@@ -75,14 +77,16 @@ ROUTES: dict[tuple[str, str], Route] = {
         charges.charge_usage, openapi.with_body(openapi.USAGE, UsageBody)
     ),
     ("POST", "/v1/chat/completions"): _relay_route(
-        relay.chat_completions, _OPENAI, "OpenAI chat completions, streamed or not"
+        relay.chat_completions, _OPENAI, "OpenAI chat completions, streamed or not", "chat"
     ),
-    ("POST", "/v1/embeddings"): _relay_route(relay.embeddings, _OPENAI, "OpenAI embeddings"),
+    ("POST", "/v1/embeddings"): _relay_route(
+        relay.embeddings, _OPENAI, "OpenAI embeddings", "embeddings"
+    ),
     ("POST", "/v1/responses"): _relay_route(
-        relay.responses, _OPENAI, "OpenAI Responses, streamed or not"
+        relay.responses, _OPENAI, "OpenAI Responses, streamed or not", "responses"
     ),
     ("POST", "/v1/messages"): _relay_route(
-        relay.messages, _ANTHROPIC, "Anthropic Messages, streamed or not"
+        relay.messages, _ANTHROPIC, "Anthropic Messages, streamed or not", "messages"
     ),
     ("POST", "/v1/messages/count_tokens"): _relay_route(
         relay.count_tokens, _ANTHROPIC, "Anthropic token counting (never billed)"

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from quotaledger.errors import InsufficientQuota
 from quotaledger.server.bodies import BODY_METHODS, read_body, replay
 from quotaledger.server.calls import Answer, Call, Endpoint, Head, Stream, read_head
 from quotaledger.server.errors import Refusal, refusal
@@ -38,6 +39,7 @@ from quotaledger.server.proxies import client_address, is_https
 from quotaledger.server.request_limits import AddressGate, BodyBudget
 from quotaledger.server.responses import envelope_refusal
 from quotaledger.server.services import Services
+from quotaledger.wire import refusals
 from quotaledger.wire.errors import WireFormat, error_body
 
 log = logging.getLogger("quotaledger.server")
@@ -51,6 +53,9 @@ class Route(NamedTuple):
     write_refusal: WriteRefusal = envelope_refusal
     # The relay's bodies (chat histories, images) are bounded by their own setting.
     relay_body: bool = False
+    # The client format of a relayed route (`wire.formats.Format.name`): its out-of-money
+    # refusal, when the key's balance is empty before the body is read (`wire.refusals`).
+    relay_format: str | None = None
 
 
 class FrontDoor:
@@ -120,13 +125,27 @@ class FrontDoor:
             await self._dispatch(scope, receive, head, body, route, finish)
             return
         # A large relayed body: the key first, then room in the budget, then the body.
-        await check_key(Call(scope, head, b"", self.services))
+        try:
+            await check_key(Call(scope, head, b"", self.services))
+        except InsufficientQuota as exc:
+            if route.relay_format is None:
+                raise
+            await finish.answer(self._out_of_money(route.relay_format, exc))
+            return
         limit = settings.relay_max_body_bytes
         length = head.content_length or ""
         declared = int(length) if length.isdigit() else limit
         async with self.large_bodies.hold(min(declared, limit), timeout):
             body = await read_body(method, scope["path"], head, receive, limit, timeout)
             await self._dispatch(scope, receive, head, body, route, finish)
+
+    def _out_of_money(self, client_format: str, exc: InsufficientQuota) -> Answer:
+        """An empty balance, told in the client's own refusal (the one it shows at once)."""
+        self.services.metrics.out_of_money.labels(client_format).inc()
+        shortfall = refusals.Shortfall(needed=0, available=exc.available, funding=exc.funding)
+        out = refusals.refusal(client_format, shortfall)
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out.headers]
+        return Answer(out.status, out.body, headers)
 
     async def _dispatch(
         self,

@@ -92,6 +92,11 @@ class Metrics:
             "quotaledger_limit_refusals", "Requests refused by a rate limit, by kind "
             "(requests, tokens, concurrency, unavailable)", ["kind"], registry=registry,
         )  # fmt: skip
+        self.out_of_money = Counter(
+            "quotaledger_relay_out_of_money", "Relayed requests refused because the balance "
+            "could not cover the prompt and the least output, by client format", ["format"],
+            registry=registry,
+        )  # fmt: skip
         self.limits_fallbacks = Counter(
             "quotaledger_limits_fallbacks",
             "Limit checks made locally because the shared counters (Redis) were unreachable",

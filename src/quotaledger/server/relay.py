@@ -166,6 +166,8 @@ async def _relay(call: Call, fmt: Format, **path: Any) -> Answer | Stream:
         client = client_request(call, **path)
         done = await pipeline.relay_request(relay_of(call.services), client, fmt, request_id)
     except Exception as exc:
+        if isinstance(exc, pipeline.OutOfMoney):
+            call.services.metrics.out_of_money.labels(fmt.name).inc()
         return _refused(exc, fmt.wire, request_id, fmt)
     return _written(done)
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from quotaledger.token_usage import TokenUsage
-from quotaledger.wire import anthropic_messages, counting, openai_chat, openai_responses
+from quotaledger.wire import (
+    anthropic_messages,
+    cache_prefixes,
+    counting,
+    openai_chat,
+    openai_responses,
+)
+from quotaledger.wire.cache_prefixes import Breakpoint
 from quotaledger.wire.errors import InvalidRequest, WireFormat
 from quotaledger.wire.sse import SSEEvent
 
@@ -68,6 +75,9 @@ class Format:
     client_cap: Callable[[dict[str, Any]], int | None] = lambda _body: None
     thinking_budget: Callable[[dict[str, Any]], int | None] = lambda _body: None
     capped: Callable[[dict[str, Any], Capped], dict[str, Any]] = lambda body, _cap: body
+    # The prompt-cache breakpoints the client marked (`wire.cache_prefixes`): none for the
+    # formats whose upstreams cache without marks.
+    cache_breakpoints: Callable[[dict[str, Any]], list[Breakpoint]] = lambda _body: []
 
     def reserved_prompt_tokens(self, prompt_tokens: int) -> int:
         return counting.with_margin(prompt_tokens, self.margin_percent)
@@ -153,4 +163,5 @@ MESSAGES = Format(
     capped=lambda body, c: anthropic_messages.with_output_cap(
         body, c.cap, thinking_budget=c.thinking_budget, thinking_off=c.thinking_off
     ),
+    cache_breakpoints=cache_prefixes.messages_breakpoints,
 )

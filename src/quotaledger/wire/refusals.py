@@ -45,7 +45,9 @@ _JSON = ("content-type", "application/json")
 class Shortfall:
     """What the refused request needed against what its funding covers."""
 
-    needed: int  # the least reservation: the prompt estimate plus the minimum output
+    # The least reservation: the prompt estimate plus the minimum output; 0 when the request
+    # was refused before its body was read (an empty balance).
+    needed: int
     available: int  # what the funding row named covers now
     funding: str | None = None  # "the account", "this API key", "this API key's daily limit"
     held: int = 0  # quota held by this account's requests still running (their reservations)
@@ -63,6 +65,12 @@ class Refusal:
 def message(shortfall: Shortfall) -> str:
     """The honest sentence: what is needed, what is held, what remains, what would fit."""
     where = f" in {shortfall.funding}" if shortfall.funding else ""
+    if shortfall.needed <= 0:  # refused before the request was read: the balance is empty
+        return (
+            f"Insufficient quota: {shortfall.available:,} "
+            f"(${format_usd(shortfall.available, places=4)}) remain{where}; "
+            "top up before making a request."
+        )
     parts = [
         f"Insufficient quota: this request needs at least {shortfall.needed:,} quota "
         f"(${format_usd(shortfall.needed, places=4)}) and {shortfall.available:,} "
