@@ -794,3 +794,40 @@ def test_usage_sent_in_a_response_counts_cache_writes_as_input() -> None:
     assert response.usage is not None
     assert response.usage.input_tokens == 20 and response.usage.total_tokens == 27
     assert response.usage.input_tokens_details.cache_write_tokens == 5
+
+
+def anthropic_events(*events: dict[str, Any]) -> bytes:
+    return b"".join(
+        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events
+    )
+
+
+def test_a_thinking_block_with_only_its_signature_still_goes_back_signed() -> None:
+    message = {"id": "msg_03", "type": "message", "role": "assistant", "content": [],
+               "model": "claude-opus-4-6", "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": 50, "output_tokens": 1}}  # fmt: skip
+    patch_json = json.dumps({"input": PATCH})
+    patch_call = {"type": "tool_use", "id": "toolu_03", "name": "apply_patch", "input": {}}
+    stream = anthropic_events(
+        {"type": "message_start", "message": message},
+        {"type": "content_block_start", "index": 0,
+         "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "signature_delta", "signature": "EuYBCkQIBxgC"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1,
+         "content_block": patch_call},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "input_json_delta", "partial_json": patch_json[:9]}},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "input_json_delta", "partial_json": patch_json[9:]}},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+         "usage": {"output_tokens": 70}},
+        {"type": "message_stop"},
+    )  # fmt: skip
+    _, final = sdk_stream(converted("anthropic", codex_request(), stream))
+    reasoning, patch = final.output
+    assert reasoning.summary == []
+    assert responses.unseal(reasoning.encrypted_content) == ir.Reasoning("", "EuYBCkQIBxgC")
+    assert (patch.type, patch.call_id, patch.input) == ("custom_tool_call", "toolu_03", PATCH)

@@ -568,12 +568,14 @@ class _Request:
         """A call the model made, as the client knows its tool: a function or custom call,
         with its namespace."""
         tool = self.tools.get(name)
-        item: dict[str, Any]
+        known = _client_name(tool) if tool is not None else name
+        item: dict[str, Any] = {"id": item_id}
         if tool is not None and tool.freeform:
-            item = {"type": "custom_tool_call", "input": freeform_input(arguments)}
+            item.update(type="custom_tool_call", call_id=call_id, name=known)
+            item["input"] = freeform_input(arguments)
         else:
-            item = {"type": "function_call", "arguments": arguments, "status": "completed"}
-        item.update(id=item_id, call_id=call_id, name=_client_name(tool) if tool else name)
+            item.update(type="function_call", call_id=call_id, name=known)
+            item.update(arguments=arguments, status="completed")
         if tool is not None and tool.namespace:
             item["namespace"] = tool.namespace
         return item
@@ -589,11 +591,12 @@ class _Request:
         status: str,
         output: list[dict[str, Any]],
         usage: TokenUsage | None,
+        created_at: int | None = None,
     ) -> dict[str, Any]:
         return {
             "id": response_id,
             "object": "response",
-            "created_at": int(time.time()),
+            "created_at": created_at or int(time.time()),
             "status": status,
             "error": None,
             "incomplete_details": None,
@@ -616,9 +619,9 @@ def _answer_items(request: _Request, answer: ir.Answer) -> list[dict[str, Any]]:
         if isinstance(part, ir.Text):
             texts.append(part.text)
             continue
-        if texts:
+        if any(texts):
             items.append(_message_item(new_id("msg_"), "".join(texts), "completed"))
-            texts = []
+        texts = []
         if isinstance(part, ir.Reasoning):
             items.append(_reasoning_item(new_id("rs_"), part))
         elif isinstance(part, ir.ToolCall):
@@ -678,10 +681,12 @@ class StreamEncoder:
         self.sequence = 0
         self.response_id = ""
         self.model = ""
+        self.created_at = 0
         self.flow: _Item | None = None  # the text or reasoning item open
         self.calls: dict[int, _Item] = {}  # part index -> its tool call item, open
         self.output: dict[int, dict[str, Any]] = {}  # output index -> the item, done
         self.items = 0  # output items started
+        self.closed: set[int] = set()  # the parts whose items are done
         self.done = False
 
     def _event(self, kind: str, **fields: Any) -> bytes:
@@ -691,7 +696,9 @@ class StreamEncoder:
 
     def _response(self, status: str, usage: TokenUsage | None = None) -> dict[str, Any]:
         output = [self.output[i] for i in sorted(self.output)]
-        return self.request.response(self.response_id, self.model, status, output, usage)
+        return self.request.response(
+            self.response_id, self.model, status, output, usage, self.created_at
+        )
 
     def encode(self, event: ir.StreamEvent) -> bytes:
         if isinstance(event, ir.Started):
@@ -714,6 +721,7 @@ class StreamEncoder:
 
     def _start(self, response_id: str, model: str) -> bytes:
         self.response_id, self.model = response_id, model
+        self.created_at = int(time.time())
         started = self._response("in_progress")
         created = self._event("response.created", response=started)
         return created + self._event("response.in_progress", response=started)
@@ -754,9 +762,10 @@ class StreamEncoder:
         )  # fmt: skip
 
     def _reasoning(self, event: ir.ReasoningDelta) -> bytes:
+        said = event.text or event.signature or event.redacted is not None
         open_here = self.flow is not None and self.flow.part == event.index
-        if not (event.text or event.redacted is not None or open_here):
-            return b""  # a signature for a block already closed has nothing left to sign
+        if not said or (not event.text and not open_here and event.index in self.closed):
+            return b""  # a signature for a block already done: its item cannot take it now
         item, out = self._flow(event.index, "reasoning")
         item.signature = event.signature or item.signature
         item.redacted = event.redacted if event.redacted is not None else item.redacted
@@ -849,6 +858,7 @@ class StreamEncoder:
 
     def _item_done(self, item: _Item, done: dict[str, Any]) -> bytes:
         self.output[item.output_index] = done
+        self.closed.add(item.part)
         return self._event("response.output_item.done", output_index=item.output_index, item=done)
 
     def _close_all(self, status: str = "completed") -> bytes:
@@ -860,7 +870,8 @@ class StreamEncoder:
 
     def _finish(self, event: ir.Finished) -> bytes:
         status, details = _outcome(event.stop)
-        out = self._close_all("incomplete" if status == "incomplete" else "completed")
+        out = b"" if self.response_id else self._start(new_id("resp_"), "")
+        out += self._close_all("incomplete" if status == "incomplete" else "completed")
         response = self._response(status, event.usage)
         response["incomplete_details"] = details
         self.done = True
