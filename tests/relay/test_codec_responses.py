@@ -469,6 +469,7 @@ def test_a_freeform_call_the_model_wrote_as_text_keeps_its_text() -> None:
     assert responses.freeform_input(PATCH) == PATCH
     assert responses.freeform_input(json.dumps({"patch": PATCH})) == PATCH
     assert responses.freeform_input(json.dumps({"input": PATCH, "x": 1})) == PATCH
+    assert responses.freeform_input("{}") == ""
 
 
 def test_an_openai_issued_or_mangled_seal_is_not_ours() -> None:

@@ -491,7 +491,9 @@ def freeform_input(arguments: str) -> str:
     if isinstance(given, str):
         return given
     strings = [v for v in value.values() if isinstance(v, str)]
-    return strings[0] if len(value) == 1 and strings else arguments
+    if len(value) == 1 and strings:
+        return strings[0]
+    return arguments if value else ""  # `{}`: a call with no input
 
 
 def _outcome(stop: ir.StopReason) -> tuple[str, dict[str, str] | None]:
@@ -555,7 +557,7 @@ class _Request:
                 name = _client_name(named) if named else conversation.tool_choice.name
                 choice = {"type": kind, "name": name}
         echo = {
-            "tools": [],  # not echoed: the Response says what was answered, not offered
+            "tools": [],  # not echoed: the relay keeps them only as they go upstream
             "tool_choice": choice,
             "parallel_tool_calls": conversation.parallel_tool_calls is not False,
             "temperature": conversation.temperature,
