@@ -120,9 +120,15 @@ _SEARCH = "web_search_call"
 
 
 def as_responses_usage(usage: TokenUsage) -> dict[str, Any]:
+    """`usage` as a Response's: the input counts cache reads and writes (an Anthropic
+    channel's, converted), as OpenAI's input includes its cached tokens."""
+    cache_writes = usage.cache_write_5m + usage.cache_write_1h
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cache_read},
+        "input_tokens_details": {
+            "cached_tokens": usage.cache_read,
+            "cache_write_tokens": cache_writes,
+        },
         "output_tokens": usage.output,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning},
         "total_tokens": usage.total_tokens,

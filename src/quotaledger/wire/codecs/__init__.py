@@ -9,7 +9,7 @@ codec module and one line in `CODECS`.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from quotaledger.wire.ir import Answer, Conversation, StreamEvent
 from quotaledger.wire.sse import SSEEvent
@@ -50,6 +50,16 @@ class ClientSide(Protocol):
         """`sse`: Gemini's clients may ask for a JSON array instead; `usage`: a Chat
         Completions client asked for the usage chunk."""
         ...
+
+
+@runtime_checkable
+class AnswersItsRequest(Protocol):
+    """A client side whose answers depend on the request besides the answer itself: the
+    Responses one answers a freeform tool's call as a `custom_tool_call` and echoes the
+    request's settings in its Response objects. `wire.conversions` binds it to the request
+    a conversion sent."""
+
+    def for_request(self, conversation: Conversation) -> ClientSide: ...
 
 
 class ChannelSide(Protocol):

@@ -13,16 +13,23 @@ as received (`conversion` returns None).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from quotaledger.token_usage import TokenUsage
 from quotaledger.wire import ir
-from quotaledger.wire.codecs import ChannelSide, ClientSide, StreamDecoder, StreamEncoder
+from quotaledger.wire.codecs import (
+    AnswersItsRequest,
+    ChannelSide,
+    ClientSide,
+    StreamDecoder,
+    StreamEncoder,
+)
 from quotaledger.wire.codecs import anthropic as anthropic_codec
 from quotaledger.wire.codecs import chat as chat_codec
+from quotaledger.wire.codecs import responses as responses_codec
 from quotaledger.wire.counting import local_usage
 from quotaledger.wire.errors import InvalidRequest, WireFormat, error_body
 from quotaledger.wire.sse import SSEEvent
@@ -31,6 +38,7 @@ from quotaledger.wire.sse import SSEEvent
 CLIENTS: dict[str, ClientSide] = {
     "chat": chat_codec.CLIENT,
     "messages": anthropic_codec.CLIENT,
+    "responses": responses_codec.CLIENT,
 }
 # The channel formats' codecs, by channel format (`relay.providers`).
 CHANNELS: dict[str, ChannelSide] = {
@@ -53,12 +61,18 @@ _ERROR_SHAPES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Conversion:
+    """One attempt's conversion: `encode` the request, then read the answer (or stream) the
+    channel gave to it."""
+
     client: str
     channel: str
     client_side: ClientSide
     channel_side: ChannelSide
+    # The client side that answers: bound to the request `encode` sent, for a client
+    # format whose answers depend on it (`codecs.AnswersItsRequest`).
+    answering: ClientSide | None = field(default=None, repr=False)
 
     def decode(self, body: Any) -> ir.Conversation:
         """The client's request in the conversation shape; `InvalidRequest` naming the field
@@ -76,6 +90,8 @@ class Conversion:
         """The upstream body for `model`, and the fields it could not carry. `output_cap` is
         the relay's cap: sent when the client set none, or instead of the client's when the
         relay `lowered` it to what the balance covers."""
+        if isinstance(self.client_side, AnswersItsRequest):
+            self.answering = self.client_side.for_request(conversation)
         attempt = dataclasses.replace(conversation, dropped=list(conversation.dropped))
         if output_cap is not None and (lowered or attempt.max_output_tokens is None):
             attempt.max_output_tokens = output_cap
@@ -84,16 +100,19 @@ class Conversion:
     def answer(self, upstream: Any) -> tuple[bytes, ir.Answer]:
         """The client's answer (JSON bytes) for the channel's, and the answer as read."""
         answer = self.channel_side.decode_answer(upstream)
-        return orjson.dumps(self.client_side.encode_answer(answer)), answer
+        return orjson.dumps(self._answering().encode_answer(answer)), answer
 
     def stream(
         self, *, prompt_tokens: int, sse: bool = True, usage: bool = False
     ) -> ConvertedStream:
         return ConvertedStream(
             self.channel_side.stream_decoder(),
-            self.client_side.stream_encoder(sse=sse, usage=usage),
+            self._answering().stream_encoder(sse=sse, usage=usage),
             prompt_tokens,
         )
+
+    def _answering(self) -> ClientSide:
+        return self.answering or self.client_side
 
     def error(self, status: int, upstream_body: bytes) -> bytes:
         """The upstream's error in the client's shape, its message kept."""
