@@ -28,6 +28,9 @@ class AddressGate:
         self.limit = limit
         self.held: dict[str, int] = {}
 
+    def full(self, address: str) -> bool:
+        return self.held.get(address, 0) >= self.limit
+
     @contextmanager
     def enter(self, address: str) -> Iterator[None]:
         held = self.held.get(address, 0)
