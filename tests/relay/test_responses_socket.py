@@ -85,6 +85,17 @@ def _charged_as_logged(relay: Relay, who: Customer, start: int, rows: int) -> li
     return found
 
 
+def _metric(relay: Relay, name: str) -> float:
+    """A counter's value on the relay's `/metrics` (0 before its first count)."""
+    metrics = httpx.get(relay.server.base_url + "/metrics", timeout=10).text
+    found = [line for line in metrics.splitlines() if line.startswith(name + " ")]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+SOCKETS = "quotaledger_relay_sockets_total"
+CONTINUED = 'quotaledger_relay_socket_messages_total{kind="continued"}'
+
+
 def test_two_turns_over_one_socket_continue_the_conversation_and_are_charged_each(
     relay: Relay,
 ) -> None:
@@ -93,6 +104,7 @@ def test_two_turns_over_one_socket_continue_the_conversation_and_are_charged_eac
     who = customer(relay)
     start = balance(relay, who).quota
     seen = len(relay.upstream.requests_to("/v1/responses"))
+    continued = _metric(relay, CONTINUED)
     relay.upstream.script(tool_call=True, path="/v1/responses")
     with _socket(relay, who.key) as socket:
         socket.send(_create(input=[USER], client_metadata={"turn_id": "t1"}))
@@ -105,6 +117,7 @@ def test_two_turns_over_one_socket_continue_the_conversation_and_are_charged_eac
     bodies = [r.json() for r in relay.upstream.requests_to("/v1/responses")[seen:]]
     assert len(bodies) == 2
     assert bodies[1]["input"] == [USER, *response["output"], TOOL_OUTPUT]
+    assert _metric(relay, CONTINUED) == continued + 1
     for body in bodies:  # the socket's own fields stay on the socket
         assert body["stream"] is True
         assert not {"type", "client_metadata", "previous_response_id"} & set(body)
@@ -223,34 +236,55 @@ def test_a_binary_message_is_refused_and_the_socket_keeps_serving(relay: Relay) 
         socket.recv(timeout=1)
 
 
-def _sockets_metric(relay: Relay) -> float:
-    metrics = httpx.get(relay.server.base_url + "/metrics", timeout=10).text
-    found = [line for line in metrics.splitlines() if line.startswith("quotaledger_relay_sockets")]
-    return sum(float(line.split()[-1]) for line in found if "_total" in line)
+MARK = "quotaledger-tool-ran"  # what Codex's tool prints; its output must reach the model
+CODEX_PROVIDERS = [
+    # Its built-in OpenAI provider pointed at the relay: websockets on by default.
+    pytest.param('openai_base_url = "{v1}"\n', "CODEX_API_KEY", id="built-in"),
+    # The README's custom provider, with the socket turned on.
+    pytest.param(
+        'model_provider = "quotaledger"\n\n[model_providers.quotaledger]\n'
+        'name = "quotaledger"\nbase_url = "{v1}"\nenv_key = "QUOTALEDGER_KEY"\n'
+        'wire_api = "responses"\nsupports_websockets = true\n',
+        "QUOTALEDGER_KEY",
+        id="custom",
+    ),
+]
 
 
 @pytest.mark.slow
-def test_codex_uses_the_socket_without_reconnecting(relay: Relay, tmp_path: Path) -> None:
-    """The real Codex CLI on its built-in OpenAI provider pointed at the relay
-    (`openai_base_url`): its prompt goes over the socket (warm-up, then the turn) and it
-    never prints "Reconnecting" nor falls back to HTTP."""
+@pytest.mark.parametrize(("provider", "key_variable"), CODEX_PROVIDERS)
+def test_codex_runs_a_tool_turn_over_the_socket_without_reconnecting(
+    relay: Relay, tmp_path: Path, provider: str, key_variable: str
+) -> None:
+    """The real Codex CLI: its warm-up, the tool call and the answer after it go over the
+    socket (the second request sent as the tool's output only, continuing the first); it
+    never prints "Reconnecting" nor falls back to HTTP; each request is charged once."""
     bin_dir = install_agents()
     who = customer(relay)
     start = balance(relay, who).quota
     seen = len(relay.upstream.requests_to("/v1/responses"))
-    sockets = _sockets_metric(relay)
+    sockets, continued = _metric(relay, SOCKETS), _metric(relay, CONTINUED)
+    relay.upstream.script(
+        tool_call=True, tool_name="exec_command", times=1, path="/v1/responses",
+        tool_arguments=json.dumps({"cmd": f"echo {MARK}"}),
+    )  # fmt: skip
     home = tmp_path / "codex-home"
     home.mkdir()
-    (home / "config.toml").write_text(f'model = "{MODEL}"\nopenai_base_url = "{relay.v1}"\n')
+    config = f'model = "{MODEL}"\n' + provider.format(v1=relay.v1)
+    (home / "config.toml").write_text(config)
     turn = run_agent(
-        [str(bin_dir / "codex"), "exec", "--skip-git-repo-check", "Say hello."],
-        {"CODEX_HOME": str(home), "OPENAI_API_KEY": who.key},
+        [str(bin_dir / "codex"), "exec", "--skip-git-repo-check", "Run the echo."],
+        {"CODEX_HOME": str(home), key_variable: who.key},
         tmp_path,
     )
     output = turn.stdout + turn.stderr
     assert turn.exit_code == 0, output[-3000:]
     assert ANSWER in turn.stdout
     assert "Reconnecting" not in output and "Falling back" not in output, output[-3000:]
-    assert _sockets_metric(relay) > sockets
-    assert len(relay.upstream.requests_to("/v1/responses")) == seen + 1  # the warm-up stayed
-    _charged_as_logged(relay, who, start, 1)
+    assert _metric(relay, SOCKETS) > sockets
+    # The turn continued the warm-up, the answer the tool call: sent as new items only.
+    assert _metric(relay, CONTINUED) == continued + 2
+    first, second = (r.json() for r in relay.upstream.requests_to("/v1/responses")[seen:])
+    assert MARK in json.dumps(second["input"][-1])  # the tool's output went back
+    assert second["input"][: len(first["input"])] == first["input"]  # with all before it
+    _charged_as_logged(relay, who, start, 2)

@@ -69,7 +69,8 @@ class Metrics:
         self.relay_socket_messages = Counter(
             "quotaledger_relay_socket_messages",
             "response.create messages on Responses WebSockets, by how they were answered "
-            "(relayed, warmup, refused)", ["kind"], registry=registry,
+            "(relayed; continued: a previous_response_id of the socket expanded; warmup; "
+            "refused)", ["kind"], registry=registry,
         )  # fmt: skip
 
     def _channel_metrics(self) -> None:

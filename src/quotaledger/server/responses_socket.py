@@ -187,7 +187,7 @@ class _Socket:
         except Exception as exc:
             await self._refuse(exc, request_id, ask)
             return
-        self._count("relayed")
+        self._count("continued" if ask.continued else "relayed")
         outcome = await self._forward(done, ask)
         self.chain.answered(ask, *outcome.chained)
 

@@ -50,6 +50,7 @@ class Ask:
     body: dict[str, Any]
     items: list[Any]  # its whole input as a list of items (what the next turn continues)
     warmup: bool = False
+    continued: bool = False  # it named the socket's last response: expanded here
     # The client's lane (OpenAI's multiplexing): named on each event of its answer. Lanes
     # are answered one after the other here, never at once.
     stream_id: str | None = None
@@ -95,11 +96,12 @@ class Chain:
         prepare_responses(body, default_max_tokens=None)  # the same checks as a POST's
         items = _items(body.get("input"))
         last = self.last
-        if last is not None and body.get("previous_response_id") == last.response_id:
+        continued = last is not None and body.get("previous_response_id") == last.response_id
+        if last is not None and continued:
             del body["previous_response_id"]
             items = [*last.items, *last.output, *items]
             body["input"] = items
-        return Ask(body, items, warmup, lane)
+        return Ask(body, items, warmup, continued, lane)
 
     def answered(self, ask: Ask, response_id: str | None, output: list[Any]) -> None:
         """The response `ask` got (None: none, the request failed): the next may chain."""
