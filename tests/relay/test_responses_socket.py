@@ -288,3 +288,49 @@ def test_codex_runs_a_tool_turn_over_the_socket_without_reconnecting(
     assert MARK in json.dumps(second["input"][-1])  # the tool's output went back
     assert second["input"][: len(first["input"])] == first["input"]  # with all before it
     _charged_as_logged(relay, who, start, 2)
+
+
+@pytest.fixture(scope="module")
+def narrow_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    """A relay taking two requests in progress per address: one socket at most."""
+    env = {"QUOTALEDGER_MAX_REQUESTS_PER_ADDRESS": "2"}
+    yield from relay_server(tmp_path_factory, env=env)
+
+
+def test_a_socket_beyond_half_the_addresss_requests_is_refused_with_426(
+    narrow_relay: Relay,
+) -> None:
+    who = customer(narrow_relay)
+    with _socket(narrow_relay, who.key), pytest.raises(InvalidStatus) as refused:
+        _socket(narrow_relay, who.key)
+    assert refused.value.response.status_code == 426
+    assert "use HTTP" in json.loads(refused.value.response.body)["error"]["message"]
+    with _socket(narrow_relay, who.key) as socket:  # the first one's slot came back
+        socket.send(_create(input=[USER]))
+        assert _text(_one_response(socket)) == ANSWER
+
+
+@pytest.mark.slow
+def test_codex_refused_a_socket_falls_back_to_http_at_once(
+    narrow_relay: Relay, tmp_path: Path
+) -> None:
+    """The answer that makes Codex switch to HTTP without its five reconnects: 426."""
+    bin_dir = install_agents()
+    who = customer(narrow_relay)
+    start = balance(narrow_relay, who).quota
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    config = f'model = "{MODEL}"\nopenai_base_url = "{narrow_relay.v1}"\n'
+    (home / "config.toml").write_text(config)
+    with _socket(narrow_relay, who.key):  # the address's one socket is taken
+        sockets = _metric(narrow_relay, SOCKETS)
+        turn = run_agent(
+            [str(bin_dir / "codex"), "exec", "--skip-git-repo-check", "Say hello."],
+            {"CODEX_HOME": str(home), "CODEX_API_KEY": who.key},
+            tmp_path,
+        )
+    output = turn.stdout + turn.stderr
+    assert turn.exit_code == 0, output[-3000:]
+    assert ANSWER in turn.stdout and "Reconnecting" not in output, output[-3000:]
+    assert _metric(narrow_relay, SOCKETS) == sockets
+    _charged_as_logged(narrow_relay, who, start, 1)

@@ -116,15 +116,16 @@ class FrontDoor:
 
     async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket upgrade: the Responses socket holds one of its address's requests in
-        progress for as long as it is open; an address with none left, and any other path,
-        are refused before the upgrade (426 makes Codex use HTTP at once)."""
+        progress for as long as it is open, mostly idle between turns, so it gets one only
+        while the address holds less than half of them (HTTP always keeps the rest);
+        otherwise 426, which makes Codex use HTTP at once. Any other path: 404."""
         path: str = scope["path"]
         if path != responses_socket.PATH:
             found = Refusal(404, f"no WebSocket is served at {path}", ())
             await responses_socket.refuse_upgrade(scope, send, found, refusal_format(path))
             return
         address = client_address(scope, self.services.settings.trusted_proxies)
-        if self.addresses.full(address):
+        if self.addresses.holding(address) >= max(1, self.addresses.limit // 2):
             busy = Refusal(426, f"too many requests in progress from {address}: use HTTP", ())
             await responses_socket.refuse_upgrade(scope, send, busy)
             return

@@ -28,8 +28,8 @@ class AddressGate:
         self.limit = limit
         self.held: dict[str, int] = {}
 
-    def full(self, address: str) -> bool:
-        return self.held.get(address, 0) >= self.limit
+    def holding(self, address: str) -> int:
+        return self.held.get(address, 0)
 
     @contextmanager
     def enter(self, address: str) -> Iterator[None]:

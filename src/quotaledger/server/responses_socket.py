@@ -12,8 +12,9 @@ Codex handles as it would that HTTP answer. A client that closes the socket mid-
 client that left (SPEC §8b): the pipeline cancels the upstream call and charges what was
 delivered.
 
-What the socket cannot take is refused with 426 Upgrade Required: Codex then switches to
-HTTP at once, where any other refusal of the upgrade (the engine's 403 among them) costs
+What the socket cannot take (an address already holding half its requests in progress,
+`front_door`) is refused with 426 Upgrade Required: Codex then switches to HTTP at once,
+where any other refusal of the upgrade (a 401, 429 or 5xx; the engine's bare 403) costs it
 five reconnects and seven seconds first.
 """
 
