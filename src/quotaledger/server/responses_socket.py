@@ -110,7 +110,7 @@ class _Socket:
     def __init__(self, call: Call, raw_key: str, receive: Receive, send: Send) -> None:
         self.receive, self.raw_send = receive, send
         self.services = call.services
-        self.max_chars = call.services.settings.relay_max_body_bytes
+        self.max_chars = call.services.settings.relay_max_body_bytes  # a POST's limit
         self.client = _client(call, raw_key)
         self.chain = responses_socket.Chain()
         self.inbox: asyncio.Queue[Message | None] = asyncio.Queue()
@@ -180,8 +180,11 @@ class _Socket:
         self.chain.answered(ask, response_id, [])
 
     async def _relay(self, ask: responses_socket.Ask, request_id: str) -> None:
-        client = dataclasses.replace(self.client, body=orjson.dumps(ask.body))
+        body = orjson.dumps(ask.body)
+        client = dataclasses.replace(self.client, body=body)
         try:
+            if len(body) > self.max_chars:  # a continued conversation grows past a POST's
+                raise _TooLarge(f"the request would be {len(body)} bytes, over {self.max_chars}")
             done = await pipeline.relay_request(
                 relay.relay_of(self.services), client, RESPONSES, request_id
             )
