@@ -6,6 +6,7 @@ the real Codex CLI, whose first transport this is."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from agents import install_agents, run_agent
 from openai.types.responses.responses_server_event import ResponsesServerEvent
@@ -27,6 +29,7 @@ from relay_live import (
     customer,
     log_rows,
     relay_server,
+    sdk_client,
     settled,
 )
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -39,9 +42,14 @@ TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 TOOL_OUTPUT = {"type": "function_call_output", "call_id": "call_1", "output": "sunny, 21 C"}
 
 
+# Requests in progress an address may hold: sockets may take half of them.
+PER_ADDRESS = 8
+
+
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
-    yield from relay_server(tmp_path_factory)
+    env = {"QUOTALEDGER_MAX_REQUESTS_PER_ADDRESS": str(PER_ADDRESS)}
+    yield from relay_server(tmp_path_factory, env=env)
 
 
 def _socket(relay: Relay, key: str) -> ClientConnection:
@@ -167,6 +175,41 @@ def test_a_warmup_is_answered_without_upstream_and_the_next_turn_continues_it(
     _charged_as_logged(relay, who, start, 1)
 
 
+def _sdk_response(connection: Any) -> list[Any]:
+    events = []
+    for event in connection:
+        events.append(event)
+        if event.type in ("error", *TERMINAL):
+            return events
+    raise AssertionError("the socket closed before the response ended")
+
+
+def test_the_openai_sdks_socket_client_holds_a_conversation_on_lanes(relay: Relay) -> None:
+    """`client.responses.connect()`, the official SDK's Responses socket: a turn, then one
+    continuing it on the same lane, each answered with its lane named."""
+    who = customer(relay)
+    start = balance(relay, who).quota
+    seen = len(relay.upstream.requests_to("/v1/responses"))
+    client = sdk_client(openai.OpenAI(api_key=who.key, base_url=relay.v1, max_retries=0))
+    with client.responses.connect(max_retries=0) as connection:
+        connection.response.create(model=MODEL, input="Hi.", store=False, stream_id="a")
+        first = _sdk_response(connection)
+        connection.response.create(
+            model=MODEL, input="And then?", store=False, stream_id="a",
+            previous_response_id=first[-1].response.id,
+        )  # fmt: skip
+        second = _sdk_response(connection)
+    for events in (first, second):
+        assert events[-1].type == "response.completed" and events[-1].response.output_text
+        assert {event.stream_id for event in events} == {"a"}
+    answer = first[-1].response.output[0]
+    sent = relay.upstream.requests_to("/v1/responses")[seen:][1].json()
+    assert [item.get("content") for item in sent["input"]] == [
+        "Hi.", answer.to_dict()["content"], "And then?"
+    ]  # fmt: skip
+    _charged_as_logged(relay, who, start, 2)
+
+
 @pytest.mark.parametrize("key", ["sk-ql-not-a-key", ""], ids=["unknown", "missing"])
 def test_a_bad_key_is_refused_before_the_upgrade_in_openai_shape(relay: Relay, key: str) -> None:
     with pytest.raises(InvalidStatus) as refused:
@@ -290,40 +333,33 @@ def test_codex_runs_a_tool_turn_over_the_socket_without_reconnecting(
     _charged_as_logged(relay, who, start, 2)
 
 
-@pytest.fixture(scope="module")
-def narrow_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
-    """A relay taking two requests in progress per address: one socket at most."""
-    env = {"QUOTALEDGER_MAX_REQUESTS_PER_ADDRESS": "2"}
-    yield from relay_server(tmp_path_factory, env=env)
-
-
-def test_a_socket_beyond_half_the_addresss_requests_is_refused_with_426(
-    narrow_relay: Relay,
-) -> None:
-    who = customer(narrow_relay)
-    with _socket(narrow_relay, who.key), pytest.raises(InvalidStatus) as refused:
-        _socket(narrow_relay, who.key)
+def test_a_socket_beyond_half_the_addresss_requests_is_refused_with_426(relay: Relay) -> None:
+    who = customer(relay)
+    with contextlib.ExitStack() as held:
+        for _ in range(PER_ADDRESS // 2):
+            held.enter_context(_socket(relay, who.key))
+        with pytest.raises(InvalidStatus) as refused:
+            _socket(relay, who.key)
     assert refused.value.response.status_code == 426
     assert "use HTTP" in json.loads(refused.value.response.body)["error"]["message"]
-    with _socket(narrow_relay, who.key) as socket:  # the first one's slot came back
+    with _socket(relay, who.key) as socket:  # the sockets' slots came back
         socket.send(_create(input=[USER]))
         assert _text(_one_response(socket)) == ANSWER
 
 
 @pytest.mark.slow
-def test_codex_refused_a_socket_falls_back_to_http_at_once(
-    narrow_relay: Relay, tmp_path: Path
-) -> None:
+def test_codex_refused_a_socket_falls_back_to_http_at_once(relay: Relay, tmp_path: Path) -> None:
     """The answer that makes Codex switch to HTTP without its five reconnects: 426."""
     bin_dir = install_agents()
-    who = customer(narrow_relay)
-    start = balance(narrow_relay, who).quota
+    who = customer(relay)
+    start = balance(relay, who).quota
     home = tmp_path / "codex-home"
     home.mkdir()
-    config = f'model = "{MODEL}"\nopenai_base_url = "{narrow_relay.v1}"\n'
-    (home / "config.toml").write_text(config)
-    with _socket(narrow_relay, who.key):  # the address's one socket is taken
-        sockets = _metric(narrow_relay, SOCKETS)
+    (home / "config.toml").write_text(f'model = "{MODEL}"\nopenai_base_url = "{relay.v1}"\n')
+    with contextlib.ExitStack() as held:
+        for _ in range(PER_ADDRESS // 2):  # the address's sockets are all taken
+            held.enter_context(_socket(relay, who.key))
+        sockets = _metric(relay, SOCKETS)
         turn = run_agent(
             [str(bin_dir / "codex"), "exec", "--skip-git-repo-check", "Say hello."],
             {"CODEX_HOME": str(home), "CODEX_API_KEY": who.key},
@@ -332,5 +368,5 @@ def test_codex_refused_a_socket_falls_back_to_http_at_once(
     output = turn.stdout + turn.stderr
     assert turn.exit_code == 0, output[-3000:]
     assert ANSWER in turn.stdout and "Reconnecting" not in output, output[-3000:]
-    assert _metric(narrow_relay, SOCKETS) == sockets
-    _charged_as_logged(narrow_relay, who, start, 1)
+    assert _metric(relay, SOCKETS) == sockets
+    _charged_as_logged(relay, who, start, 1)
