@@ -710,7 +710,8 @@ def _responses_usage(call: Call) -> dict[str, Any] | None:
     total_in = call.input_tokens + s.cache_read
     return {
         "input_tokens": total_in,
-        "input_tokens_details": {"cached_tokens": s.cache_read},
+        # OpenAI reports no cache writes; its SDKs' types require the field (0).
+        "input_tokens_details": {"cached_tokens": s.cache_read, "cache_write_tokens": 0},
         "output_tokens": call.output_tokens,
         "output_tokens_details": {"reasoning_tokens": s.reasoning_tokens},
         "total_tokens": total_in + call.output_tokens,

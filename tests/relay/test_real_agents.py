@@ -128,7 +128,8 @@ def test_codex_runs_a_tool_turn(relay: Relay, bin_dir: Path, tmp_path: Path) -> 
 
 def _codex_config(base_url: str) -> str:
     """The README's Codex recipe: a custom provider on the Responses API (current Codex
-    ignores OPENAI_BASE_URL)."""
+    ignores OPENAI_BASE_URL), here without `supports_websockets`: over HTTP (the socket has
+    its own tests, test_responses_socket.py)."""
     return (
         f'model = "{MODEL}"\n'
         'model_provider = "quotaledger"\n\n'

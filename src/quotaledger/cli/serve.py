@@ -86,6 +86,7 @@ def engine(settings: Settings) -> MPServer | MTServer:
         workers=settings.workers,
         factory=True,
         http=HTTPModes.auto,  # HTTP/1.1, and HTTP/2 by prior knowledge
+        websockets=True,  # the Responses socket (SPEC §14), over HTTP/1.1
         http1_settings=HTTP1Settings(
             header_read_timeout=int(settings.header_timeout * 1000),
             # hyper answers 431 to a head that fills its read buffer (8 KiB at least).

@@ -18,6 +18,10 @@ names how its refusals are written; a request no route takes gets the format of 
 under `/v1beta`, the envelope elsewhere), so that the HTTP layer's own 404, 405, 408, 413
 and 429 reach each SDK in the shape it reads. An endpoint returns an `Answer`, or a
 `Stream` sent as it is produced.
+
+A WebSocket upgrade has no head deadline or body to bound: `GET /v1/responses` is the
+Responses socket (`responses_socket`, SPEC §14), which holds one of its address's requests in
+progress while it is open; any other path is refused with a 404 in the path's format.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, NamedTuple
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from quotaledger.errors import InsufficientQuota
+from quotaledger.server import responses_socket
 from quotaledger.server.bodies import BODY_METHODS, read_body, replay
 from quotaledger.server.calls import Answer, Call, Endpoint, Head, Stream, read_head
 from quotaledger.server.errors import Refusal, refusal
@@ -88,8 +93,11 @@ class FrontDoor:
         return route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # lifespan, websockets
-            await self.framework(scope, receive, send)
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self._socket(scope, receive, send)
+            else:  # lifespan
+                await self.framework(scope, receive, send)
             return
         method: str = scope["method"]
         path: str = scope["path"]
@@ -110,6 +118,24 @@ class FrontDoor:
                 raise
             write = route.write_refusal if route else refusal_format(path)
             await finish.refuse(_refusal(exc, method, path), write)
+
+    async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket upgrade: the Responses socket holds one of its address's requests in
+        progress for as long as it is open, mostly idle between turns, so it gets one only
+        while the address holds less than half of them (HTTP always keeps the rest);
+        otherwise 426, which makes Codex use HTTP at once. Any other path: 404."""
+        path: str = scope["path"]
+        if path != responses_socket.PATH:
+            found = Refusal(404, f"no WebSocket is served at {path}", ())
+            await responses_socket.refuse_upgrade(scope, send, found, refusal_format(path))
+            return
+        address = client_address(scope, self.services.settings.trusted_proxies)
+        if self.addresses.holding(address) >= max(1, self.addresses.limit // 2):
+            busy = Refusal(426, f"too many requests in progress from {address}: use HTTP", ())
+            await responses_socket.refuse_upgrade(scope, send, busy)
+            return
+        with self.addresses.enter(address):
+            await responses_socket.serve(scope, receive, send, self.services)
 
     async def _serve(
         self, scope: Scope, receive: Receive, head: Head, route: Route | None, finish: Finish

@@ -62,6 +62,16 @@ class Metrics:
             "quotaledger_relay_open_reservations",
             "Reservations held by requests in flight in this process", registry=registry,
         )  # fmt: skip
+        self.relay_sockets = Counter(
+            "quotaledger_relay_sockets", "Responses WebSockets accepted (SPEC §14)",
+            registry=registry,
+        )  # fmt: skip
+        self.relay_socket_messages = Counter(
+            "quotaledger_relay_socket_messages",
+            "response.create messages on Responses WebSockets, by how they were answered "
+            "(relayed; continued: a previous_response_id of the socket expanded; warmup; "
+            "refused)", ["kind"], registry=registry,
+        )  # fmt: skip
 
     def _channel_metrics(self) -> None:
         """SPEC §12: per channel, requests by status class, latency and time to first

@@ -255,6 +255,12 @@ def _header(call: Call, name: bytes) -> str | None:
     return None
 
 
+def refused(exc: BaseException, fmt: Format, request_id: str) -> Answer:
+    """The answer to a relayed request the pipeline refused with `exc`, in `fmt`'s shape
+    (re-raises an unexpected error). The Responses socket sends it as its error event."""
+    return _refused(exc, fmt.wire, request_id, fmt)
+
+
 def _refused(
     exc: BaseException, wire: WireFormat, request_id: str, fmt: Format | None = None
 ) -> Answer:
@@ -305,5 +311,6 @@ __all__ = [
     "messages",
     "model",
     "models",
+    "refused",
     "responses",
 ]

@@ -28,6 +28,9 @@ class AddressGate:
         self.limit = limit
         self.held: dict[str, int] = {}
 
+    def holding(self, address: str) -> int:
+        return self.held.get(address, 0)
+
     @contextmanager
     def enter(self, address: str) -> Iterator[None]:
         held = self.held.get(address, 0)
