@@ -46,7 +46,7 @@ SCHEMA = {
 }
 RESULT = "18 degrees and sunny"
 QUESTION = "What is the weather in Paris?"
-CLIENTS = ("chat", "messages")
+CLIENTS = ("chat", "responses", "messages")
 CHANNELS = ("openai", "openai-chat", "anthropic")
 
 
