@@ -23,6 +23,7 @@ from quotaledger.wire import ir
 from quotaledger.wire.codecs import ChannelSide, ClientSide, StreamDecoder, StreamEncoder
 from quotaledger.wire.codecs import anthropic as anthropic_codec
 from quotaledger.wire.codecs import chat as chat_codec
+from quotaledger.wire.codecs import gemini as gemini_codec
 from quotaledger.wire.counting import local_usage
 from quotaledger.wire.errors import InvalidRequest, WireFormat, error_body
 from quotaledger.wire.sse import SSEEvent
@@ -31,12 +32,14 @@ from quotaledger.wire.sse import SSEEvent
 CLIENTS: dict[str, ClientSide] = {
     "chat": chat_codec.CLIENT,
     "messages": anthropic_codec.CLIENT,
+    "gemini": gemini_codec.CLIENT,
 }
 # The channel formats' codecs, by channel format (`relay.providers`).
 CHANNELS: dict[str, ChannelSide] = {
     "openai": chat_codec.CHANNEL,
     "openai-chat": chat_codec.CHAT_ONLY_CHANNEL,
     "anthropic": anthropic_codec.CHANNEL,
+    "gemini": gemini_codec.CHANNEL,
 }
 # What each channel format serves as received (the pairs without a conversion).
 NATIVE = {
@@ -50,6 +53,7 @@ _ERROR_SHAPES = {
     "chat": WireFormat.OPENAI,
     "responses": WireFormat.OPENAI,
     "messages": WireFormat.ANTHROPIC,
+    "gemini": WireFormat.GEMINI,
 }
 
 
