@@ -528,20 +528,24 @@ def test_reasoning_usage_splits_into_candidates_and_thoughts() -> None:
     assert parse_usage(metadata) == answer.usage  # the same counts, read back
 
 
-def test_thinking_comes_back_with_its_signature_though_the_cli_strips_thoughts() -> None:
+@pytest.mark.parametrize("strip_thoughts", [True, False], ids=["gemini-cli", "python-sdk-chat"])
+def test_thinking_comes_back_with_its_signature_though_the_cli_strips_thoughts(
+    strip_thoughts: bool,
+) -> None:
     """Anthropic refuses a tool turn with thinking on whose assistant turn lost its signed
-    thinking: the pack on the function call brings it back."""
+    thinking: the pack on the function call brings it back, once, whether the client kept
+    the thought parts (the SDK's chat history) or dropped them (Gemini CLI)."""
     answer = anthropic_codec.CHANNEL.decode_answer(ANTHROPIC_THINKING_ANSWER)
     response = genai_types.GenerateContentResponse.model_validate(
         gemini_codec.CLIENT.encode_answer(answer)
     )
     content = response.candidates[0].content
     assert content is not None and content.parts is not None
-    # Gemini CLI keeps the parts that are not thoughts; the Python SDK re-encodes the
-    # signature's bytes in base64url when it dumps the history.
-    kept = genai_types.Content(role="model", parts=[p for p in content.parts if not p.thought])
-    history = kept.model_dump(by_alias=True, exclude_none=True, mode="json")
-    assert "-" in json.dumps(history) or "_" in json.dumps(history)
+    # The Python SDK re-encodes the signature's bytes in base64url when it dumps the history.
+    parts = [p for p in content.parts if not (strip_thoughts and p.thought)]
+    history = genai_types.Content(role="model", parts=parts).model_dump(
+        by_alias=True, exclude_none=True, mode="json"
+    )
     result = {"functionResponse": {"id": "toolu_01A", "name": TOOL, "response": {"output": "18C"}}}
     body = {
         "model": MODEL,
@@ -837,6 +841,25 @@ def test_a_chat_tool_round_trip_keeps_the_id_and_gives_gemini_its_signature_back
     assert answer.stop is ir.StopReason.TOOL_USE
 
 
+def test_a_signature_on_the_thought_rides_with_an_unsigned_first_call() -> None:
+    """Gemini sometimes signs the thought part, not the call (Gemini CLI's stripThoughts
+    says so): a chat client, which sends no reasoning back, must still return it."""
+    parts = [
+        {"text": "I need the weather.", "thought": True, "thoughtSignature": GEMINI_SIGNATURE},
+        {"functionCall": {"name": TOOL, "args": {"location": "Paris"}}},
+        {"functionCall": {"name": TOOL, "args": {"location": "Rome"}}},
+    ]
+    whole = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}]}
+    answer = gemini_codec.CHANNEL.decode_answer(whole)
+    first, second = [p for p in answer.parts if isinstance(p, ir.ToolCall)]
+    assert split_call_id(first.id)[1] == GEMINI_SIGNATURE and split_call_id(second.id)[1] is None
+    chunk = b"data: " + orjson.dumps(whole) + b"\r\n\r\n"
+    done = _openai_chunks(_converted("chat", "gemini", chunk))
+    calls = [c for k in done if k.choices for c in k.choices[0].delta.tool_calls or []]
+    ids = [c.id for c in calls if c.id]
+    assert [split_call_id(i)[1] for i in ids] == [GEMINI_SIGNATURE, None]
+
+
 def test_a_call_without_a_signature_in_the_active_loop_gets_googles_placeholder() -> None:
     second = _chat_request()
     call = {"id": "call_1", "type": "function", "function": {"name": TOOL, "arguments": "{}"}}
@@ -874,7 +897,14 @@ def test_a_messages_tool_round_trip_through_a_gemini_channel() -> None:
             {"role": "assistant", "content": [b.model_dump() for b in message.content]},
             {
                 "role": "user",
-                "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "18"}],
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": tool_use.id,
+                        "content": "timed out",
+                        "is_error": True,
+                    }
+                ],
             },
         ],
     }
@@ -888,7 +918,9 @@ def test_a_messages_tool_round_trip_through_a_gemini_channel() -> None:
         }
     ]
     assert dropped == ["reasoning_content"]
-    assert body["contents"][2]["parts"][0]["functionResponse"]["name"] == TOOL
+    assert body["contents"][2]["parts"] == [
+        {"functionResponse": {"name": TOOL, "response": {"error": "timed out"}}}
+    ]
 
 
 # ---------------------------------------------------------------- gemini streams, as the SDKs read them
