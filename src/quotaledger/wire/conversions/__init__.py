@@ -29,6 +29,7 @@ from quotaledger.wire.codecs import (
 )
 from quotaledger.wire.codecs import anthropic as anthropic_codec
 from quotaledger.wire.codecs import chat as chat_codec
+from quotaledger.wire.codecs import gemini as gemini_codec
 from quotaledger.wire.codecs import responses as responses_codec
 from quotaledger.wire.counting import local_usage
 from quotaledger.wire.errors import InvalidRequest, WireFormat, error_body
@@ -39,12 +40,14 @@ CLIENTS: dict[str, ClientSide] = {
     "chat": chat_codec.CLIENT,
     "messages": anthropic_codec.CLIENT,
     "responses": responses_codec.CLIENT,
+    "gemini": gemini_codec.CLIENT,
 }
 # The channel formats' codecs, by channel format (`relay.providers`).
 CHANNELS: dict[str, ChannelSide] = {
     "openai": chat_codec.CHANNEL,
     "openai-chat": chat_codec.CHAT_ONLY_CHANNEL,
     "anthropic": anthropic_codec.CHANNEL,
+    "gemini": gemini_codec.CHANNEL,
 }
 # What each channel format serves as received (the pairs without a conversion).
 NATIVE = {
@@ -58,6 +61,7 @@ _ERROR_SHAPES = {
     "chat": WireFormat.OPENAI,
     "responses": WireFormat.OPENAI,
     "messages": WireFormat.ANTHROPIC,
+    "gemini": WireFormat.GEMINI,
 }
 
 
