@@ -5,6 +5,7 @@ whose channels are the local fake upstream. Skipped with the reason where npm is
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -34,6 +35,14 @@ def install_agents() -> Path:
         pytest.skip("npm and node are needed to install Claude Code, Codex CLI and Gemini CLI")
     folder = agents_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    # Test workers (pytest-xdist) may get here at once: one installs, the others wait.
+    with (folder / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _install(folder)
+    return folder / "node_modules" / ".bin"
+
+
+def _install(folder: Path) -> None:
     wanted = json.dumps(PACKAGES, sort_keys=True)
     stamp = folder / "installed.json"
     if not stamp.exists() or stamp.read_text() != wanted:
@@ -45,7 +54,6 @@ def install_agents() -> Path:
         if done.returncode != 0:
             pytest.fail(f"npm install of the agent CLIs failed:\n{done.stderr[-2000:]}")
         stamp.write_text(wanted)
-    return folder / "node_modules" / ".bin"
 
 
 @dataclass
