@@ -388,6 +388,14 @@ def test_prices_and_group_ratios_are_set_with_every_field(
         "cache_read_usd_per_mtok": "0.3",
         "cache_write_usd_per_mtok": "3.75",
         "cache_write_1h_usd_per_mtok": "6",
+        "long_context_threshold": 200_000,
+        "long_input_usd_per_mtok": "6",
+        "long_output_usd_per_mtok": "22.5",
+        "long_cache_read_usd_per_mtok": None,
+        "long_cache_write_usd_per_mtok": None,
+        "long_cache_write_1h_usd_per_mtok": None,
+        "web_search_usd_per_kcall": "10",
+        "max_output_tokens": 64_000,
     }
     assert api.put("/api/admin/prices/", json=body, headers=admin).status_code == 200
     assert (

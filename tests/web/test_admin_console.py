@@ -151,22 +151,32 @@ def test_deleting_a_channel_asks_first(visit: Visit, upstream: Any) -> None:
 def test_an_admin_sets_a_price_with_every_field(visit: Visit) -> None:
     page = _admin(visit, "/admin/prices")
     page.get_by_label("Model").fill("claude-console")
-    page.get_by_label("Input USD / Mtok").fill("3")
-    page.get_by_label("Output USD / Mtok").fill("15")
-    page.get_by_label("Cache read USD / Mtok").fill("0.3")
-    page.get_by_label("Cache write (1 h) USD / Mtok").fill("6")
+    page.get_by_label("Input USD / Mtok", exact=True).fill("3")
+    page.get_by_label("Output USD / Mtok", exact=True).fill("15")
+    page.get_by_label("Cache read USD / Mtok", exact=True).fill("0.3")
+    page.get_by_label("Cache write (1 h) USD / Mtok", exact=True).fill("6")
+    page.get_by_text("Maximum output, long context, web search").click()
+    page.get_by_label("Max output tokens").fill("64000")
+    page.get_by_label("Web search USD / 1,000 calls").fill("10")
     page.get_by_role("button", name="Save price").click()
 
     row = page.locator("#price-rows tr").filter(has_text="claude-console")
     expect(row).to_contain_text("$15")
     expect(row).to_contain_text("$0.3")
     expect(row).to_contain_text("$6")
+    # An edit that changes one field keeps the others (a PUT replaces the whole price).
+    page.get_by_role("button", name="Edit claude-console").click()
+    expect(page.get_by_label("Max output tokens")).to_have_value("64000")
+    page.get_by_label("Output USD / Mtok", exact=True).fill("16")
+    page.get_by_role("button", name="Save price").click()
+    expect(row).to_contain_text("$16")
     database = _database(visit.server)
     try:
         [price] = [p for p in pricing.list_prices(database) if p.model == "claude-console"]
     finally:
         database.dispose()
-    assert (str(price.output_usd_per_mtok), str(price.cache_write_1h_usd_per_mtok)) == ("15", "6")
+    assert (str(price.output_usd_per_mtok), str(price.cache_write_1h_usd_per_mtok)) == ("16", "6")
+    assert (price.max_output_tokens, str(price.web_search_usd_per_kcall)) == (64_000, "10")
     _expect_audited(page, "price.set", "claude-console")
 
 

@@ -214,9 +214,12 @@ async def prices(request: Request, caller: AdminCaller) -> Response:
     return ok({"models": rows, "group_ratios": {k: str(v) for k, v in ratios.items()}})
 
 
+# Every field of a price (`pricing.Price`): a PUT replaces the whole price, so what the
+# console does not send is unset, as with `price set`.
 PRICE_FIELDS = ("model", "per_call_usd", "input_usd_per_mtok", "output_usd_per_mtok",
-                *pricing.CACHE_COLUMNS)  # fmt: skip
+                *pricing.OPTIONAL_COLUMNS)  # fmt: skip
 Usd = Annotated[str | None, Field(None, max_length=40)]
+Tokens = Annotated[int | None, Field(None, gt=0, le=100_000_000)]
 
 
 class PriceBody(BaseModel):
@@ -228,11 +231,21 @@ class PriceBody(BaseModel):
     cache_read_usd_per_mtok: Usd = None
     cache_write_usd_per_mtok: Usd = None
     cache_write_1h_usd_per_mtok: Usd = None
+    long_context_threshold: Tokens = None
+    long_input_usd_per_mtok: Usd = None
+    long_output_usd_per_mtok: Usd = None
+    long_cache_read_usd_per_mtok: Usd = None
+    long_cache_write_usd_per_mtok: Usd = None
+    long_cache_write_1h_usd_per_mtok: Usd = None
+    web_search_usd_per_kcall: Usd = None
+    max_output_tokens: Tokens = None
 
 
 @router.put("/api/admin/prices/", **described("Set a model's price (admin)", WRITE))
 async def set_price(request: Request, body: PriceBody, caller: AdminCaller) -> Response:
-    fields = {k: (v.strip() or None) if v else None for k, v in body.model_dump().items()}
+    fields: dict[str, Any] = {
+        k: (v.strip() or None) if isinstance(v, str) else v for k, v in body.model_dump().items()
+    }
     model = fields.pop("model") or ""
     new = pricing.make_price(model, **fields)
     await run_in_threadpool(pricing.set_price, database_of(request), new)

@@ -4,6 +4,8 @@ import { getJSON } from "../api.js";
 import { button, cell, el, fillRows, formValues, report, send } from "./common.js";
 
 const FIELDS = ["per_call_usd", "input_usd_per_mtok", "output_usd_per_mtok", "cache_read_usd_per_mtok", "cache_write_usd_per_mtok", "cache_write_1h_usd_per_mtok"];
+// Saved with the price but not listed: a PUT replaces the whole price, so an edit carries them.
+const MORE = ["max_output_tokens", "long_context_threshold", "long_input_usd_per_mtok", "long_output_usd_per_mtok", "long_cache_read_usd_per_mtok", "long_cache_write_usd_per_mtok", "long_cache_write_1h_usd_per_mtok", "web_search_usd_per_kcall"];
 const usd = (value) => (value === null || value === undefined ? "–" : `$${value}`);
 
 async function remove(model) {
@@ -15,7 +17,8 @@ async function remove(model) {
 function edit(row) {
   const form = document.getElementById("price-form");
   form.elements.model.value = row.model;
-  for (const name of FIELDS) form.elements[name].value = row[name] ?? "";
+  for (const name of [...FIELDS, ...MORE]) form.elements[name].value = row[name] ?? "";
+  form.querySelector("details").open = MORE.some((name) => row[name] !== null && row[name] !== undefined);
   form.elements.model.focus();
 }
 
