@@ -981,7 +981,11 @@ def _gemini_pieces(call: Call) -> list[dict[str, Any]]:
     config = call.body.get("generationConfig") or {}
     thinking = config.get("thinkingConfig") or {}
     pieces: list[dict[str, Any]] = []
-    if call.scenario.reasoning_tokens and thinking.get("includeThoughts"):
+    # google-genai writes the fields inside its config objects in snake_case (Google's
+    # servers read both spellings).
+    if call.scenario.reasoning_tokens and (
+        thinking.get("includeThoughts") or thinking.get("include_thoughts")
+    ):
         pieces.append({"text": THINKING, "thought": True})
     if call.scenario.tool_call:
         function = {

@@ -222,7 +222,7 @@ GEMINI_EMBED = Format(
     tracker=None,
 )
 GEMINI_BATCH_EMBED = Format(
-    name="gemini_batch_embed",
+    name="gemini_embeds",
     wire=WireFormat.GEMINI,
     convertible=False,
     prompt_tokens=gemini.batch_embed_tokens,

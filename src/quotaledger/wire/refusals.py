@@ -132,7 +132,7 @@ BY_FORMAT = {
     "messages": anthropic_messages,
     "gemini": gemini,
     "gemini_embed": gemini,
-    "gemini_batch_embed": gemini,
+    "gemini_embeds": gemini,
 }
 
 
