@@ -338,7 +338,6 @@ class GeminiStream:
     def fail(self, message: str, *, status: int = 502) -> bytes:
         """Google's error object as the stream's last event (the google-genai SDKs raise
         `APIError` on it), or the JSON array's last element."""
-        self.done = True
         error = orjson.dumps(gemini_error(status, message))
         if self.sse:
             return b"data: " + error + _SSE_END
