@@ -143,6 +143,27 @@ def test_a_stream_asked_without_alt_sse_is_one_json_array(relay: Relay) -> None:
     assert relay.upstream.requests_to(ROOT + ":streamGenerateContent")[-1].query == "alt=sse"
 
 
+def test_a_stream_cut_mid_way_raises_in_the_sdk_and_is_charged_for_what_came(
+    relay: Relay,
+) -> None:
+    who = customer(relay)
+    start = balance(relay, who).quota
+    relay.upstream.script(path=ROOT + ":streamGenerateContent", reset_after=3)
+    text = ""
+    with pytest.raises(genai_errors.ServerError) as raised:
+        for chunk in sdk(relay, who.key).models.generate_content_stream(model=MODEL, contents="Hi"):
+            text += chunk.text or ""
+    assert (raised.value.code, raised.value.status) == (502, "UNAVAILABLE")
+    assert text == "Hello from the "  # three chunks, then our error event
+    [row] = settled(relay, who, 1)
+    # Counted here (`billing.believable`): the prompt estimated, the three words delivered.
+    assert (row["end_reason"], row["usage_source"]) == ("upstream_failed", "local")
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] == 4  # "Hello from the "
+    assert row["quota"] == cost(row)
+    assert start - balance(relay, who).quota == row["quota"]
+    consistent(relay)
+
+
 def test_a_tool_round_trip_keeps_the_thought_signature(relay: Relay) -> None:
     who = customer(relay)
     start = balance(relay, who).quota

@@ -12,7 +12,7 @@ from wire_samples import GEMINI_ANSWER, GEMINI_STREAM
 from wire_support import relay_stream
 
 from quotaledger.token_usage import TokenUsage, UsageSource
-from quotaledger.wire import counting, gemini
+from quotaledger.wire import counting, gemini, gemini_embeddings, gemini_models
 from quotaledger.wire.errors import InvalidRequest
 from quotaledger.wire.formats import GEMINI, GEMINI_BATCH_EMBED
 
@@ -225,34 +225,36 @@ def test_count_tokens_names_the_channels_model() -> None:
 
 def test_a_batch_of_embeddings_runs_on_the_channels_model() -> None:
     body = {"requests": [{"model": "models/alias", "content": {"parts": [{"text": "a"}]}}] * 2}
-    gemini.prepare_batch_embed(body)
+    gemini_embeddings.prepare_batch_embed(body)
     sent = GEMINI_BATCH_EMBED.addressed(body, "gemini-embedding-001")
     assert [r["model"] for r in sent["requests"]] == ["models/gemini-embedding-001"] * 2
     with pytest.raises(InvalidRequest) as raised:
-        gemini.prepare_batch_embed({"requests": [{"content": {"text": "a"}}]})
+        gemini_embeddings.prepare_batch_embed({"requests": [{"content": {"text": "a"}}]})
     assert raised.value.param == "requests[0].content"
 
 
 def test_an_embedding_without_usage_is_charged_for_its_input_counted_here() -> None:
     body = {"content": {"parts": [{"text": "What is the meaning of life?"}]}}
-    tokens = gemini.embed_tokens(body)
+    tokens = gemini_embeddings.embed_tokens(body)
     assert tokens == counting.count_text("What is the meaning of life?")
     answer = {"embedding": {"values": [0.1, 0.2]}}
-    assert gemini.embed_usage(answer, input_tokens=tokens) == counting.local_usage(tokens, ())
+    assert gemini_embeddings.embed_usage(answer, input_tokens=tokens) == counting.local_usage(
+        tokens, ()
+    )
     reported = {**answer, "usageMetadata": {"promptTokenCount": 8}}
-    assert gemini.embed_usage(reported, input_tokens=tokens) == TokenUsage(input=8)
+    assert gemini_embeddings.embed_usage(reported, input_tokens=tokens) == TokenUsage(input=8)
 
 
 # ---------------------------------------------------------------- models
 
 
 def test_model_entries_read_as_google_sdk_models() -> None:
-    entry = gemini.model_entry("gemini-2.5-pro", output_limit=65_536, input_limit=1_048_576)
+    entry = gemini_models.model_entry("gemini-2.5-pro", output_limit=65_536, input_limit=1_048_576)
     model = _as_the_sdk_reads_it(entry)
     assert (model.name, model.input_token_limit, model.output_token_limit) == (
         "models/gemini-2.5-pro", 1_048_576, 65_536,
     )  # fmt: skip
-    embedding = gemini.model_entry("text-embedding-004", output_limit=1, input_limit=None,
+    embedding = gemini_models.model_entry("text-embedding-004", output_limit=1, input_limit=None,
                                    embedding=True)  # fmt: skip
     assert "inputTokenLimit" not in embedding
     assert _as_the_sdk_reads_it(embedding).supported_actions == [
@@ -266,13 +268,15 @@ def _as_the_sdk_reads_it(entry: dict[str, Any]) -> Any:
 
 
 def test_a_model_page_carries_the_token_of_the_next() -> None:
-    entries = [gemini.model_entry(f"m{i}", output_limit=1, input_limit=None) for i in range(5)]
+    entries = [
+        gemini_models.model_entry(f"m{i}", output_limit=1, input_limit=None) for i in range(5)
+    ]
     pages, token = [], None
     while True:
-        page = orjson.loads(gemini.model_page(entries, 2, token))
+        page = orjson.loads(gemini_models.model_page(entries, 2, token))
         pages.append([m["name"].removeprefix("models/") for m in page["models"]])
         token = page.get("nextPageToken")
         if token is None:
             break
     assert pages == [["m0", "m1"], ["m2", "m3"], ["m4"]]
-    assert len(orjson.loads(gemini.model_page(entries, None, None))["models"]) == 5
+    assert len(orjson.loads(gemini_models.model_page(entries, None, None))["models"]) == 5

@@ -47,6 +47,7 @@ from quotaledger.wire.formats import (
     RESPONSES,
     Format,
 )
+from quotaledger.wire.gemini_models import model_entry, model_page
 
 log = logging.getLogger("quotaledger.relay")
 
@@ -267,7 +268,7 @@ async def gemini_models(call: Call) -> Answer | Stream:
         names, offers = await _allowed_offers(call)
         query = _query(call)
         size = query.get("pageSize", [""])[0]
-        page = gemini.model_page(
+        page = model_page(
             [_gemini_entry(name, offers) for name in names],
             int(size) if size.isdigit() else None,
             query.get("pageToken", [None])[0],
@@ -303,7 +304,7 @@ def gemini_path_model(path: str) -> str:
 
 
 def _gemini_entry(name: str, offers: Offers) -> dict[str, Any]:
-    return gemini.model_entry(
+    return model_entry(
         name,
         output_limit=pricing.max_output_tokens(offers.prices.get(name), name),
         input_limit=known_models.input_token_limit(name),

@@ -12,7 +12,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from quotaledger.token_usage import TokenUsage, UsageSource
-from quotaledger.wire import anthropic_messages, counting, gemini, openai_chat, openai_responses
+from quotaledger.wire import (
+    anthropic_messages,
+    counting,
+    gemini,
+    gemini_embeddings,
+    openai_chat,
+    openai_responses,
+)
 from quotaledger.wire.errors import InvalidRequest, WireFormat
 from quotaledger.wire.sse import SSEEvent
 
@@ -88,20 +95,20 @@ class Format:
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedEmbeddings:
+class PreparedBodys:
     body: dict[str, Any]
     stream: bool = False
     reserved_output_tokens: int = 0
 
 
-def _prepare_embeddings(body: Any, _default_cap: int | None) -> PreparedEmbeddings:
+def _prepare_embeddings(body: Any, _default_cap: int | None) -> PreparedBodys:
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise InvalidRequest("model is required (a string)", "model")
     if not isinstance(body.get("input"), str | list) or not body["input"]:
         raise InvalidRequest("input must be a string or a non-empty array", "input")
-    return PreparedEmbeddings(dict(body))
+    return PreparedBodys(dict(body))
 
 
 def _chat_tracker(prepared: Prepared, prompt_tokens: int) -> Tracker:
@@ -205,7 +212,7 @@ GEMINI_COUNT = Format(
     convertible=True,  # on any channel: counted here where no gemini channel serves it
     prompt_tokens=lambda body: counting.gemini_prompt_tokens(gemini.count_request(body)),
     margin_percent=0,
-    prepare=lambda body, _cap: gemini.PreparedEmbedding(gemini.count_request(body)),
+    prepare=lambda body, _cap: gemini.PreparedBody(gemini.count_request(body)),
     answer_usage=lambda _answer, prompt: TokenUsage(input=prompt, source=UsageSource.LOCAL),
     tracker=None,
 )
@@ -215,20 +222,20 @@ GEMINI_EMBED = Format(
     name="gemini_embed",
     wire=WireFormat.GEMINI,
     convertible=False,
-    prompt_tokens=gemini.embed_tokens,
+    prompt_tokens=gemini_embeddings.embed_tokens,
     margin_percent=counting.GEMINI_MARGIN_PERCENT,
-    prepare=lambda body, _cap: gemini.prepare_embed(body),
-    answer_usage=lambda answer, prompt: gemini.embed_usage(answer, input_tokens=prompt),
+    prepare=lambda body, _cap: gemini_embeddings.prepare_embed(body),
+    answer_usage=lambda answer, prompt: gemini_embeddings.embed_usage(answer, input_tokens=prompt),
     tracker=None,
 )
 GEMINI_BATCH_EMBED = Format(
     name="gemini_embeds",
     wire=WireFormat.GEMINI,
     convertible=False,
-    prompt_tokens=gemini.batch_embed_tokens,
+    prompt_tokens=gemini_embeddings.batch_embed_tokens,
     margin_percent=counting.GEMINI_MARGIN_PERCENT,
-    prepare=lambda body, _cap: gemini.prepare_batch_embed(body),
-    answer_usage=lambda answer, prompt: gemini.embed_usage(answer, input_tokens=prompt),
+    prepare=lambda body, _cap: gemini_embeddings.prepare_batch_embed(body),
+    answer_usage=lambda answer, prompt: gemini_embeddings.embed_usage(answer, input_tokens=prompt),
     tracker=None,
-    addressed=gemini.batch_for_model,
+    addressed=gemini_embeddings.batch_for_model,
 )

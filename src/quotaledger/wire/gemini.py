@@ -1,5 +1,5 @@
-"""Google's Gemini API on the wire (SPEC §11.1): generateContent and streamGenerateContent,
-countTokens, embedContent and batchEmbedContents, and the model entries of `GET models`.
+"""Google's Gemini API on the wire (SPEC §11.1): generateContent, streamGenerateContent and
+countTokens (embeddings: `gemini_embeddings`; the model list: `gemini_models`).
 
 The model and streaming are in the URL (`models/{model}:streamGenerateContent`): the
 adapter reads them and the pipeline puts them in the body as `model` and `stream` for its
@@ -39,7 +39,7 @@ from quotaledger.wire.sse import SSEEvent
 # turn thinking off): what a budget goes down to when the cap leaves no room for more.
 MIN_THINKING_BUDGET = 128
 # The pipeline's keys for what Gemini has in the URL (`relay.pipeline`).
-_IN_URL = ("model", "stream")
+IN_URL = ("model", "stream")
 _SSE_END = b"\r\n\r\n"  # how Google ends its events
 
 
@@ -112,7 +112,7 @@ def prepare_gemini(body: Any) -> PreparedGemini:
         raise InvalidRequest("contents is required (a non-empty array)", "contents")
     if not all(isinstance(c, dict) for c in contents):
         raise InvalidRequest("contents must be an array of Content objects", "contents")
-    upstream = {k: v for k, v in body.items() if k not in _IN_URL}
+    upstream = {k: v for k, v in body.items() if k not in IN_URL}
     return PreparedGemini(
         upstream, body.get("stream") is True, client_cap(body), candidate_count(body)
     )
@@ -347,6 +347,15 @@ class GeminiStream:
 # ---------------------------------------------------------------- countTokens
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedBody:
+    """A checked request answered whole (a count, an embedding)."""
+
+    body: dict[str, Any]
+    stream: bool = False
+    reserved_output_tokens: int = 0
+
+
 def count_request(body: Any) -> dict[str, Any]:
     """The request countTokens counts: its `generateContentRequest`, else the body (its
     `contents`); `InvalidRequest` when there is nothing to count."""
@@ -366,119 +375,8 @@ def count_tokens_answer(body: Any) -> bytes:
 
 def count_for_model(body: dict[str, Any], model: str) -> dict[str, Any]:
     """A countTokens body for the channel's `model`: a `generateContentRequest` names it."""
-    body = {k: v for k, v in body.items() if k not in _IN_URL}
+    body = {k: v for k, v in body.items() if k not in IN_URL}
     for key in ("generateContentRequest", "generate_content_request"):
         if isinstance(body.get(key), dict):
             body[key] = {**body[key], "model": f"models/{model}"}
     return body
-
-
-# ---------------------------------------------------------------- embeddings
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedEmbedding:
-    body: dict[str, Any]
-    stream: bool = False
-    reserved_output_tokens: int = 0
-
-
-def _content(value: Any, param: str) -> dict[str, Any]:
-    if not isinstance(value, dict) or not isinstance(value.get("parts"), list):
-        raise InvalidRequest(f"{param} is required (a Content with parts)", param)
-    return value
-
-
-def prepare_embed(body: Any) -> PreparedEmbedding:
-    """Check an embedContent request (one `content`)."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    _content(body.get("content"), "content")
-    return PreparedEmbedding({k: v for k, v in body.items() if k not in _IN_URL})
-
-
-def _requests(body: Any) -> list[dict[str, Any]]:
-    requests = body.get("requests") if isinstance(body, dict) else None
-    if not isinstance(requests, list) or not requests:
-        raise InvalidRequest("requests is required (a non-empty array)", "requests")
-    for index, request in enumerate(requests):
-        if not isinstance(request, dict):
-            raise InvalidRequest("requests must hold objects", f"requests[{index}]")
-        _content(request.get("content"), f"requests[{index}].content")
-    return requests
-
-
-def prepare_batch_embed(body: Any) -> PreparedEmbedding:
-    """Check a batchEmbedContents request (`requests`, each with its `content`)."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    _requests(body)
-    return PreparedEmbedding({k: v for k, v in body.items() if k not in _IN_URL})
-
-
-def embed_tokens(body: dict[str, Any]) -> int:
-    return counting.gemini_contents_tokens([body.get("content")])
-
-
-def batch_embed_tokens(body: dict[str, Any]) -> int:
-    requests = body.get("requests")
-    requests = requests if isinstance(requests, list) else []
-    return counting.gemini_contents_tokens(
-        [r.get("content") for r in requests if isinstance(r, dict)]
-    )
-
-
-def batch_for_model(body: dict[str, Any], model: str) -> dict[str, Any]:
-    """A batch for the channel's `model`: each request names the URL's model (Google
-    checks that they agree), so every request runs on the model the client was billed for."""
-    named = f"models/{model}"
-    requests = [{**r, "model": named} for r in body.get("requests") or () if isinstance(r, dict)]
-    return {**body, "model": model, "requests": requests}
-
-
-def embed_usage(answer: Any, *, input_tokens: int) -> TokenUsage:
-    """An embedding answer's usage: its `usageMetadata.promptTokenCount` where Google sends
-    one, else the input counted here (embedding answers mostly carry no usage)."""
-    metadata = answer.get("usageMetadata") if isinstance(answer, dict) else None
-    prompt = count(metadata.get("promptTokenCount")) if isinstance(metadata, dict) else None
-    if prompt:
-        return TokenUsage(input=prompt)
-    return local_usage(input_tokens, ())
-
-
-# ---------------------------------------------------------------- models
-
-GENERATE_METHODS = ("generateContent", "streamGenerateContent", "countTokens")
-EMBED_METHODS = ("embedContent", "batchEmbedContents", "countTokens")
-
-
-def model_entry(
-    name: str, *, output_limit: int, input_limit: int | None, embedding: bool = False
-) -> dict[str, Any]:
-    """One model of `GET models` as Google lists it (`name: "models/{id}"`)."""
-    entry: dict[str, Any] = {
-        "name": f"models/{name}",
-        "baseModelId": name,
-        "version": "quotaledger",
-        "displayName": name,
-        "description": f"{name}, relayed by quotaledger",
-    }
-    if input_limit is not None:
-        entry["inputTokenLimit"] = input_limit
-    if not embedding:
-        entry["outputTokenLimit"] = output_limit
-    entry["supportedGenerationMethods"] = list(EMBED_METHODS if embedding else GENERATE_METHODS)
-    return entry
-
-
-def model_page(
-    entries: list[dict[str, Any]], page_size: int | None, page_token: str | None
-) -> bytes:
-    """`{"models": [...], "nextPageToken"}`: `page_size` entries from the token's offset
-    (the token is the offset, as text; every entry at once without a size)."""
-    start = int(page_token) if page_token and page_token.isdigit() else 0
-    size = page_size if page_size and page_size > 0 else len(entries)
-    page: dict[str, Any] = {"models": entries[start : start + size]}
-    if start + size < len(entries):
-        page["nextPageToken"] = str(start + size)
-    return orjson.dumps(page)
