@@ -15,9 +15,20 @@ It serves, as OpenAI and Anthropic do (JSON, or server-sent events when `"stream
     POST /v1/messages/count_tokens  Anthropic token counting
     GET  /v1/models                 OpenAI's list, or Anthropic's when `anthropic-version` is sent
 
+and as Google's Gemini API does, under `/v1beta` and `/v1` (the key as `x-goog-api-key` or
+`?key=`; none: Google's 403):
+
+    POST .../models/{model}:generateContent
+    POST .../models/{model}:streamGenerateContent   `?alt=sse`: events ending in `\r\n\r\n`;
+                                    without it one JSON array of the same chunks; usage on
+                                    every chunk, the whole of it on the last one
+    POST .../models/{model}:countTokens, :embedContent, :batchEmbedContents
+    GET  .../models, .../models/{model}
+
 The answer is "Hello from the fake upstream! How can I help?", one output token per word
-(fewer when the request's `max_tokens` / `max_completion_tokens` / `max_output_tokens` cuts
-it: `finish_reason: length`); input tokens default to the request body's size / 8.
+(fewer when the request's `max_tokens` / `max_completion_tokens` / `max_output_tokens` /
+`generationConfig.maxOutputTokens` cuts it: `finish_reason: length`); input tokens default
+to the request body's size / 8.
 
 **Scripting a request's behaviour** (faults, usage), as a `Scenario` (fields below), either
   - per request, in an `X-Fake-Scenario` header holding the scenario as JSON (direct tests), or
@@ -176,6 +187,10 @@ class FakeUpstream:
         app.router.add_post("/v1/messages", messages)
         app.router.add_post("/v1/messages/count_tokens", count_tokens)
         app.router.add_get("/v1/models", models)
+        for version in ("/v1beta", "/v1"):
+            app.router.add_post(version + "/models/{target:.+}", gemini_call)
+            app.router.add_get(version + "/models/{target:.+}", gemini_model)
+        app.router.add_get("/v1beta/models", gemini_models)
         app.router.add_post(CONTROL_PREFIX + "/script", control_script)
         app.router.add_get(CONTROL_PREFIX + "/requests", control_requests)
         app.router.add_get(CONTROL_PREFIX + "/stats", control_stats)
@@ -236,8 +251,12 @@ async def _read_call(request: web.Request) -> Call:
         raise web.HTTPBadRequest(text=f"X-Fake-Scenario: {error}") from error
     scenario = scenario or Scenario()
     body = orjson.loads(raw) if raw else {}
+    generation = body.get("generationConfig") if isinstance(body, dict) else None
     cap = (
-        body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+        body.get("max_completion_tokens")
+        or body.get("max_tokens")
+        or body.get("max_output_tokens")
+        or (generation.get("maxOutputTokens") if isinstance(generation, dict) else None)
     )
     words = _pieces(scenario.text)
     truncated = isinstance(cap, int) and 0 < cap < len(words)
@@ -334,14 +353,18 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 async def _stream(
-    request: web.Request, call: Call, events: list[bytes], error_event: bytes
+    request: web.Request,
+    call: Call,
+    events: list[bytes],
+    error_event: bytes,
+    content_type: str = "text/event-stream; charset=utf-8",
 ) -> web.StreamResponse:
     """Write `events` as the scenario says; count a client that leaves before the end."""
     upstream = request.app[UPSTREAM_KEY]
     scenario = call.scenario
     if scenario.no_terminal:
         events = events[:-1]
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
+    response = web.StreamResponse(headers={"Content-Type": content_type})
     response.headers["Cache-Control"] = "no-cache"
     try:
         await response.prepare(request)
@@ -395,8 +418,12 @@ def _reset(request: web.Request) -> None:
     transport.abort()
 
 
-async def _before_answer(request: web.Request, anthropic: bool) -> Call | web.Response:
+async def _before_answer(
+    request: web.Request, anthropic: bool, *, gemini: bool = False
+) -> Call | web.Response:
     call = await _read_call(request)
+    if gemini and not _gemini_key(request):
+        return gemini_error_response(403)
     if call.scenario.first_byte_delay:
         try:
             await asyncio.sleep(call.scenario.first_byte_delay)
@@ -404,6 +431,8 @@ async def _before_answer(request: web.Request, anthropic: bool) -> Call | web.Re
             request.app[UPSTREAM_KEY].cancellations += 1
             raise
     if call.scenario.status is not None:
+        if gemini:
+            return gemini_error_response(call.scenario.status, call.scenario.retry_after)
         return error_response(call.scenario.status, anthropic, call.scenario.retry_after)
     return call
 
@@ -543,12 +572,19 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------- models
 
 
-async def models(request: web.Request) -> web.Response:
+def _record(request: web.Request, body: bytes = b"") -> None:
+    """Record a request that takes no scenario (a listing)."""
     request.app[UPSTREAM_KEY].requests.append(
         RecordedRequest(
-            request.method, request.path, request.query_string, list(request.headers.items()), b""
+            request.method, request.path, request.query_string, list(request.headers.items()), body
         )
     )
+
+
+async def models(request: web.Request) -> web.Response:
+    if _gemini_key(request):  # google-genai lists its models at /v1/models too
+        return await gemini_models(request)
+    _record(request)
     names = ["fake-gpt", "fake-embedding", "claude-fake"]
     if "anthropic-version" in request.headers:
         data = [
@@ -868,6 +904,232 @@ def _responses_events(call: Call, response_id: str, item_id: str) -> list[bytes]
     return events
 
 
+# ---------------------------------------------------------------- Google Gemini
+
+# Google's messages for the statuses its API answers (google.rpc.Code names).
+_GEMINI_ERRORS = {
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
+    403: (
+        "PERMISSION_DENIED",
+        "Method doesn't allow unregistered callers (callers without established identity). "
+        "Please use API Key or other form of API consumer identity to call this API.",
+    ),
+    404: ("NOT_FOUND", "models/unknown is not found for API version v1beta."),
+    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    500: ("INTERNAL", "An internal error has occurred. Please retry or report it."),
+    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+}
+THOUGHT_SIGNATURE = base64.b64encode(b"fake-thought-signature").decode()
+GEMINI_MODELS = ("gemini-fake", "gemini-embedding-fake")
+
+
+def _gemini_key(request: web.Request) -> bool:
+    return bool(request.headers.get("x-goog-api-key") or request.query.get("key"))
+
+
+def _gemini_error(status: int) -> dict[str, Any]:
+    name, message = _GEMINI_ERRORS.get(status, _GEMINI_ERRORS[500])
+    return {"error": {"code": status, "message": message, "status": name}}
+
+
+def gemini_error_response(status: int, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    return web.Response(
+        status=status,
+        body=_dumps(_gemini_error(status)),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+async def gemini_call(request: web.Request) -> web.StreamResponse:
+    """`models/{model}:{method}`, for each method Google serves there."""
+    model, _, method = request.match_info["target"].rpartition(":")
+    answer = _GEMINI_METHODS.get(method)
+    if answer is None or not model:
+        _record(request, await request.read())
+        return gemini_error_response(404)
+    return await answer(request, model)
+
+
+def _gemini_usage(call: Call, final: bool) -> dict[str, Any] | None:
+    s = call.scenario
+    if s.usage == "none":
+        return None
+    if s.usage == "wrong":
+        return {"promptTokenCount": -1, "candidatesTokenCount": -1, "totalTokenCount": -2}
+    prompt = call.input_tokens + s.cache_read
+    usage: dict[str, Any] = {
+        "promptTokenCount": prompt,
+        "totalTokenCount": prompt,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+    }
+    if s.cache_read:
+        usage["cachedContentTokenCount"] = s.cache_read
+        usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": s.cache_read}]
+    if final:
+        usage["candidatesTokenCount"] = max(0, call.output_tokens - s.reasoning_tokens)
+        if s.reasoning_tokens:
+            usage["thoughtsTokenCount"] = s.reasoning_tokens
+        usage["totalTokenCount"] = prompt + call.output_tokens
+    return usage
+
+
+def _gemini_pieces(call: Call) -> list[dict[str, Any]]:
+    """The answer's parts, one per streamed chunk: thoughts when asked for, then a function
+    call (with its thought signature, as Gemini 2.5 and 3 send them) or the words."""
+    config = call.body.get("generationConfig") or {}
+    thinking = config.get("thinkingConfig") or {}
+    pieces: list[dict[str, Any]] = []
+    # google-genai writes the fields inside its config objects in snake_case (Google's
+    # servers read both spellings).
+    if call.scenario.reasoning_tokens and (
+        thinking.get("includeThoughts") or thinking.get("include_thoughts")
+    ):
+        pieces.append({"text": THINKING, "thought": True})
+    if call.scenario.tool_call:
+        function = {
+            "name": call.scenario.tool_name,
+            "args": orjson.loads(call.scenario.tool_arguments),
+        }
+        pieces.append({"functionCall": function, "thoughtSignature": THOUGHT_SIGNATURE})
+    else:
+        pieces.extend({"text": word} for word in call.words)
+    return pieces
+
+
+def _gemini_chunk(
+    call: Call, response_id: str, parts: list[dict[str, Any]], *, final: bool
+) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if final:
+        candidate["finishReason"] = "MAX_TOKENS" if call.truncated else "STOP"
+    chunk: dict[str, Any] = {"candidates": [candidate]}
+    usage = _gemini_usage(call, final)
+    if usage is not None:
+        chunk["usageMetadata"] = usage
+    chunk.update(modelVersion=call.model, responseId=response_id)
+    return chunk
+
+
+def _joined(pieces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A whole answer's parts: the streamed text pieces joined, as Google answers them."""
+    parts: list[dict[str, Any]] = []
+    for piece in pieces:
+        plain = set(piece) == {"text"}
+        if plain and parts and set(parts[-1]) == {"text"}:
+            parts[-1] = {"text": parts[-1]["text"] + piece["text"]}
+        else:
+            parts.append(dict(piece))
+    return parts
+
+
+async def _gemini_generate(request: web.Request, model: str) -> web.StreamResponse:
+    call = await _before_answer(request, anthropic=False, gemini=True)
+    if isinstance(call, web.Response):
+        return call
+    call.body["model"] = model
+    chunk = _gemini_chunk(call, _id(""), _joined(_gemini_pieces(call)), final=True)
+    return web.Response(body=_dumps(chunk), content_type="application/json")
+
+
+async def _gemini_stream(request: web.Request, model: str) -> web.StreamResponse:
+    call = await _before_answer(request, anthropic=False, gemini=True)
+    if isinstance(call, web.Response):
+        return call
+    call.body["model"] = model
+    response_id = _id("")
+    pieces = _gemini_pieces(call) or [{"text": ""}]
+    chunks = [
+        _dumps(_gemini_chunk(call, response_id, [piece], final=index == len(pieces) - 1))
+        for index, piece in enumerate(pieces)
+    ]
+    error = _dumps(_gemini_error(500))
+    if request.query.get("alt") == "sse":
+        events = [b"data: " + chunk + b"\r\n\r\n" for chunk in chunks]
+        return await _stream(request, call, events, b"data: " + error + b"\r\n\r\n")
+    # Google's JSON array: `[`, the chunks separated by `,\r\n`, `]` (with the last chunk).
+    events = [(b"[" if i == 0 else b",\r\n") + chunk for i, chunk in enumerate(chunks)]
+    events[-1] += b"]"
+    return await _stream(request, call, events, b",\r\n" + error + b"]", "application/json")
+
+
+async def _gemini_count(request: web.Request, _model: str) -> web.StreamResponse:
+    call = await _before_answer(request, anthropic=False, gemini=True)
+    if isinstance(call, web.Response):
+        return call
+    details = [{"modality": "TEXT", "tokenCount": call.input_tokens}]
+    body = {"totalTokens": call.input_tokens, "promptTokensDetails": details}
+    return web.Response(body=_dumps(body), content_type="application/json")
+
+
+def _vector(index: int, dimensions: int) -> list[float]:
+    return [round(((index + 1) * (d + 1)) % 7 / 7 - 0.5, 6) for d in range(dimensions)]
+
+
+async def _gemini_embed(request: web.Request, _model: str) -> web.StreamResponse:
+    call = await _before_answer(request, anthropic=False, gemini=True)
+    if isinstance(call, web.Response):
+        return call
+    dimensions = call.body.get("outputDimensionality") or 8
+    body = {"embedding": {"values": _vector(0, dimensions)}}
+    return web.Response(body=_dumps(body), content_type="application/json")
+
+
+async def _gemini_batch_embed(request: web.Request, _model: str) -> web.StreamResponse:
+    call = await _before_answer(request, anthropic=False, gemini=True)
+    if isinstance(call, web.Response):
+        return call
+    requests = call.body.get("requests") or []
+    embeddings = [
+        {"values": _vector(index, item.get("outputDimensionality") or 8)}
+        for index, item in enumerate(requests)
+    ]
+    return web.Response(body=_dumps({"embeddings": embeddings}), content_type="application/json")
+
+
+_GEMINI_METHODS = {
+    "generateContent": _gemini_generate,
+    "streamGenerateContent": _gemini_stream,
+    "countTokens": _gemini_count,
+    "embedContent": _gemini_embed,
+    "batchEmbedContents": _gemini_batch_embed,
+}
+
+
+def _gemini_model_entry(name: str) -> dict[str, Any]:
+    embedding = "embedding" in name
+    methods = ["embedContent", "batchEmbedContents"] if embedding else ["generateContent"]
+    return {
+        "name": f"models/{name}",
+        "version": "001",
+        "displayName": name.title(),
+        "description": "A model of the fake upstream.",
+        "inputTokenLimit": 2048 if embedding else 1_048_576,
+        "outputTokenLimit": 1 if embedding else 65_536,
+        "supportedGenerationMethods": [*methods, "countTokens"],
+    }
+
+
+async def gemini_models(request: web.Request) -> web.Response:
+    _record(request)
+    if not _gemini_key(request):
+        return gemini_error_response(403)
+    body = {"models": [_gemini_model_entry(name) for name in GEMINI_MODELS]}
+    return web.Response(body=_dumps(body), content_type="application/json")
+
+
+async def gemini_model(request: web.Request) -> web.Response:
+    _record(request)
+    if not _gemini_key(request):
+        return gemini_error_response(403)
+    name = request.match_info["target"]
+    if name not in GEMINI_MODELS:
+        return gemini_error_response(404)
+    return web.Response(body=_dumps(_gemini_model_entry(name)), content_type="application/json")
+
+
 # ---------------------------------------------------------------- control
 
 
@@ -953,7 +1215,7 @@ def serve_in_thread(host: str = "127.0.0.1", port: int = 0) -> Iterator[Running]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description="A fake OpenAI/Anthropic upstream for quotaledger's relay."
+        description="A fake OpenAI/Anthropic/Gemini upstream for quotaledger's relay."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9999)

@@ -289,3 +289,138 @@ def test_a_scenario_header_with_a_typo_is_answered_400_naming_it(fake_upstream: 
         fake_upstream.base_url + "/v1/messages", json=MESSAGES, headers=_scenario(stauts=529)
     )
     assert answer.status_code == 400 and "stauts" in answer.text
+
+
+# ---------------------------------------------------------------- Gemini
+
+GEMINI = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+GOOGLE_KEY = {"x-goog-api-key": "upstream-key"}
+
+
+def _gemini_url(fake_upstream: Any, method: str, version: str = "v1beta") -> str:
+    return f"{fake_upstream.base_url}/{version}/models/gemini-fake:{method}"
+
+
+def _sse_chunks(raw: bytes) -> list[Any]:
+    """Google's events end in \\r\\n\\r\\n; each is one GenerateContentResponse."""
+    blocks = [b for b in raw.split(b"\r\n\r\n") if b]
+    assert all(b.startswith(b"data: ") for b in blocks) and raw.endswith(b"\r\n\r\n")
+    return [json.loads(b[6:]) for b in blocks]
+
+
+@pytest.mark.parametrize("version", ["v1beta", "v1"])
+def test_gemini_answers_whole_with_usage_in_googles_shape(fake_upstream: Any, version: str) -> None:
+    from google.genai import types
+
+    answer = httpx.post(
+        _gemini_url(fake_upstream, "generateContent", version),
+        json=GEMINI,
+        headers={**GOOGLE_KEY, **_scenario(input_tokens=30, cache_read=70, reasoning_tokens=4)},
+    )
+    parsed = types.GenerateContentResponse.model_validate(answer.json())
+    assert parsed.text == "Hello from the fake upstream! How can I help?"
+    assert parsed.candidates[0].finish_reason == types.FinishReason.STOP
+    usage = parsed.usage_metadata
+    assert (usage.prompt_token_count, usage.cached_content_token_count) == (100, 70)
+    assert (usage.candidates_token_count, usage.thoughts_token_count) == (9, 4)
+
+
+def test_gemini_streams_events_with_the_whole_usage_on_the_last(fake_upstream: Any) -> None:
+    from google.genai import types
+
+    raw = httpx.post(
+        _gemini_url(fake_upstream, "streamGenerateContent") + "?alt=sse",
+        json={**GEMINI, "generationConfig": {"thinkingConfig": {"includeThoughts": True}}},
+        headers={**GOOGLE_KEY, **_scenario(reasoning_tokens=5)},
+    ).content
+    chunks = [types.GenerateContentResponse.model_validate(c) for c in _sse_chunks(raw)]
+    assert chunks[0].candidates[0].content.parts[0].thought is True
+    assert all(c.usage_metadata.candidates_token_count is None for c in chunks[:-1])
+    assert chunks[-1].usage_metadata.thoughts_token_count == 5
+    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+
+
+def test_gemini_streams_one_json_array_without_alt_sse(fake_upstream: Any) -> None:
+    answer = httpx.post(
+        _gemini_url(fake_upstream, "streamGenerateContent"), json=GEMINI, headers=GOOGLE_KEY
+    )
+    assert answer.headers["content-type"].startswith("application/json")
+    chunks = answer.json()
+    text = "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks)
+    assert text == "Hello from the fake upstream! How can I help?"
+
+
+def test_gemini_cuts_its_answer_at_max_output_tokens(fake_upstream: Any) -> None:
+    body = {**GEMINI, "generationConfig": {"maxOutputTokens": 3}}
+    answer = httpx.post(
+        _gemini_url(fake_upstream, "generateContent"), json=body, headers=GOOGLE_KEY
+    ).json()
+    assert answer["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    assert answer["candidates"][0]["content"]["parts"] == [{"text": "Hello from the "}]
+
+
+def test_a_gemini_tool_call_is_a_function_call_part_with_a_thought_signature(
+    fake_upstream: Any,
+) -> None:
+    from google.genai import types
+
+    answer = httpx.post(
+        _gemini_url(fake_upstream, "generateContent"),
+        json=GEMINI,
+        headers={**GOOGLE_KEY, **_scenario(tool_call=True, tool_name="run_shell_command",
+                                           tool_arguments='{"command": "ls"}')},
+    )  # fmt: skip
+    [part] = types.GenerateContentResponse.model_validate(answer.json()).candidates[0].content.parts
+    assert part.function_call.name == "run_shell_command"
+    assert part.function_call.args == {"command": "ls"} and part.thought_signature
+
+
+def test_gemini_refuses_in_googles_shape_and_without_a_key(fake_upstream: Any) -> None:
+    from google.genai import errors
+
+    url = _gemini_url(fake_upstream, "generateContent")
+    limited = httpx.post(url, json=GEMINI, headers={**GOOGLE_KEY, **_scenario(status=429)})
+    assert limited.json()["error"] == {
+        "code": 429,
+        "message": "Resource has been exhausted (e.g. check quota).",
+        "status": "RESOURCE_EXHAUSTED",
+    }
+    with pytest.raises(errors.ClientError) as raised:
+        errors.APIError.raise_for_response(httpx.post(url, json=GEMINI))  # no key
+    assert (raised.value.code, raised.value.status) == (403, "PERMISSION_DENIED")
+    assert httpx.post(url + "?key=upstream-key", json=GEMINI).status_code == 200
+
+
+def test_a_gemini_stream_error_is_an_error_chunk(fake_upstream: Any) -> None:
+    raw = httpx.post(
+        _gemini_url(fake_upstream, "streamGenerateContent") + "?alt=sse",
+        json=GEMINI,
+        headers={**GOOGLE_KEY, **_scenario(error_after=2)},
+    ).content
+    chunks = _sse_chunks(raw)
+    assert len(chunks) == 3 and chunks[-1]["error"]["status"] == "INTERNAL"
+
+
+def test_gemini_counts_embeds_and_lists_its_models(fake_upstream: Any) -> None:
+    count = httpx.post(
+        _gemini_url(fake_upstream, "countTokens"),
+        json=GEMINI,
+        headers={**GOOGLE_KEY, **_scenario(input_tokens=77)},
+    )
+    assert count.json()["totalTokens"] == 77
+    one = httpx.post(
+        _gemini_url(fake_upstream, "embedContent"),
+        json={"content": {"parts": [{"text": "a"}]}, "outputDimensionality": 3},
+        headers=GOOGLE_KEY,
+    ).json()
+    assert len(one["embedding"]["values"]) == 3
+    requests = [{"model": "models/gemini-fake", "content": {"parts": [{"text": t}]}} for t in "ab"]
+    batch = httpx.post(
+        _gemini_url(fake_upstream, "batchEmbedContents"),
+        json={"requests": requests},
+        headers=GOOGLE_KEY,
+    ).json()
+    assert len(batch["embeddings"]) == 2
+    for version in ("v1beta", "v1"):
+        listed = httpx.get(f"{fake_upstream.base_url}/{version}/models", headers=GOOGLE_KEY)
+        assert listed.json()["models"][0]["name"] == "models/gemini-fake"

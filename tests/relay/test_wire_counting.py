@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import orjson
 import pytest
 
 from quotaledger.wire import counting
@@ -154,6 +155,33 @@ def test_an_anthropic_prompt_counts_system_messages_tools_and_skips_signatures()
     }
     counted = counting.messages_prompt_tokens(body)
     assert 40 < counted < 120
+
+
+def test_a_gemini_prompt_counts_system_contents_and_tools_and_skips_signatures() -> None:
+    tools = [{"functionDeclarations": [{"name": "get_weather", "parameters": {"type": "object"}}]}]
+    call = {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}
+    body = {
+        "systemInstruction": {"parts": [{"text": "You are terse."}]},
+        "contents": [
+            {"role": "user", "parts": [{"text": "What is the weather?"}]},
+            {"role": "model", "parts": [{**call, "thoughtSignature": "Z" * 5000}]},
+            {"role": "user", "parts": [
+                {"functionResponse": {"name": "get_weather", "response": {"output": "Sunny"}}}
+            ]},
+        ],
+        "tools": tools,
+    }  # fmt: skip
+    texts = ["You are terse.", "What is the weather?", 'get_weather{"city":"Paris"}',
+             "get_weather", "Sunny"]  # fmt: skip
+    expected = counting.count_text("\n".join(texts) + "\n" + orjson.dumps([tools]).decode())
+    overhead = 3 * counting.TOKENS_PER_MESSAGE + counting.TOKENS_PER_REQUEST
+    assert counting.gemini_prompt_tokens(body) == expected + overhead
+    image = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo" * 10_000}}
+    with_image = {"contents": [{"role": "user", "parts": [{"text": "What is this?"}, image]}]}
+    alone = {"contents": [{"role": "user", "parts": [{"text": "What is this?"}]}]}
+    assert counting.gemini_prompt_tokens(with_image) == (
+        counting.gemini_prompt_tokens(alone) + counting.MEDIA_TOKENS
+    )
 
 
 def test_a_responses_input_counts_a_string_or_items_and_skips_encrypted_reasoning() -> None:

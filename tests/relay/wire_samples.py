@@ -250,3 +250,50 @@ RESPONSES_STREAM = (
 
 # The same stream cut before its terminal event.
 RESPONSES_STREAM_CUT = RESPONSES_STREAM[: RESPONSES_STREAM.index(b"event: response.completed")]
+
+# Gemini streamGenerateContent?alt=sse, after Google's API reference: each chunk a whole
+# GenerateContentResponse, `usageMetadata` on every chunk (the prompt only, until the last),
+# events ending in "\r\n\r\n", the last chunk with `finishReason` and the whole usage (cached
+# content inside the prompt count, thoughts apart from the candidates).
+GEMINI_STREAM = (
+    b'data: {"candidates": [{"content": {"parts": [{"text": "Why did the"}],"role": "model"},"index": 0}],'
+    b'"usageMetadata": {"promptTokenCount": 2100,"totalTokenCount": 2100,"promptTokensDetails": [{"modality": "TEXT","tokenCount": 2100}]},'
+    b'"modelVersion": "gemini-2.5-flash","responseId": "mR0AaaXJB9qMxN8PqPyPmQQ"}\r\n\r\n'
+    b'data: {"candidates": [{"content": {"parts": [{"text": " chicken cross the road?"}],"role": "model"},"index": 0}],'
+    b'"usageMetadata": {"promptTokenCount": 2100,"totalTokenCount": 2100,"promptTokensDetails": [{"modality": "TEXT","tokenCount": 2100}]},'
+    b'"modelVersion": "gemini-2.5-flash","responseId": "mR0AaaXJB9qMxN8PqPyPmQQ"}\r\n\r\n'
+    b'data: {"candidates": [{"content": {"parts": [{"text": " To get to the other side."}],"role": "model"},"finishReason": "STOP","index": 0}],'
+    b'"usageMetadata": {"promptTokenCount": 2100,"candidatesTokenCount": 14,"totalTokenCount": 2151,"cachedContentTokenCount": 2000,'
+    b'"promptTokensDetails": [{"modality": "TEXT","tokenCount": 2100}],"cacheTokensDetails": [{"modality": "TEXT","tokenCount": 2000}],'
+    b'"thoughtsTokenCount": 37},"modelVersion": "gemini-2.5-flash","responseId": "mR0AaaXJB9qMxN8PqPyPmQQ"}\r\n\r\n'
+)
+
+# A whole generateContent answer with a function call (and its thought signature) and a
+# thought summary, as Gemini 2.5 answers with `includeThoughts`.
+GEMINI_ANSWER = {
+    "candidates": [
+        {
+            "content": {
+                "parts": [
+                    {"text": "The user wants the weather.", "thought": True},
+                    {
+                        "functionCall": {"name": "get_weather", "args": {"location": "Paris"}},
+                        "thoughtSignature": "CiQBVKhc7oYxZWRmZGJjYTU2OWQ4NDJkMDk5NjYxMmQ1YTMxYzI=",
+                    },
+                ],
+                "role": "model",
+            },
+            "finishReason": "STOP",
+            "index": 0,
+        }
+    ],
+    "usageMetadata": {
+        "promptTokenCount": 71,
+        "candidatesTokenCount": 15,
+        "totalTokenCount": 152,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 71}],
+        "thoughtsTokenCount": 66,
+    },
+    "modelVersion": "gemini-2.5-flash",
+    "responseId": "4R0AaeqGLPuBxN8P9pb6yAo",
+}

@@ -97,3 +97,20 @@ def test_an_unexpected_error_is_one_logged_500_on_either_side_of_the_door(
             errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
             assert [r.getMessage() for r in errors] == [f"unexpected error on GET {path}"]
             assert "secret internals" not in answer.text
+
+
+def test_a_template_takes_one_segment_at_its_end_or_any_name_before_its_method(
+    door: FrontDoor,
+) -> None:
+    """`/v1/models/{model}` takes one segment; a Gemini route's `{model}` comes before its
+    `:method` and may hold a `/` (`models/google/gemini-2.5-pro:generateContent`)."""
+    model = door.routes[("GET", "/v1/models/{model}")]
+    generate = door.routes[("POST", "/v1beta/models/{model}:generateContent")]
+    stream = door.routes[("POST", "/v1beta/models/{model}:streamGenerateContent")]
+    assert door.route("GET", "/v1/models/gpt-4o") is model
+    assert door.route("GET", "/v1/models/openai/gpt-4o") is None
+    assert door.route("POST", "/v1beta/models/gemini-2.5-pro:generateContent") is generate
+    assert door.route("POST", "/v1beta/models/google/gemini-2.5-pro:generateContent") is generate
+    assert door.route("POST", "/v1beta/models/gemini-2.5-pro:streamGenerateContent") is stream
+    assert door.route("POST", "/v1beta/models/:generateContent") is None  # no model
+    assert door.route("POST", "/v1beta/models/gemini-2.5-pro:predict") is None

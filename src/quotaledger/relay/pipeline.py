@@ -258,6 +258,8 @@ def _decoded(request: _Request, candidates: list[Candidate], body: Any) -> ir.Co
     """The request in the conversation shape when a candidate needs it converted: decoded
     once, before anything is reserved, so that a request no conversion can carry is a 400."""
     for candidate in candidates:
+        if candidate.provider.serves_natively(request.format.name):
+            continue
         conversion = conversions.conversion(request.format.name, candidate.format)
         if conversion is not None:
             return conversion.decode(body)
@@ -318,7 +320,7 @@ async def _reserve(
         prompt_tokens=prompt_tokens,
         client_cap=client_cap if isinstance(client_cap, int) and client_cap > 0 else None,
         model_max=pricing.max_output_tokens(price, request.model),
-        choices=_choices(fields),
+        choices=fmt.choices(fields),
         min_output=relay.settings.relay_min_output_tokens,
         thinking_budget=fmt.thinking_budget(fields),
         warm_prompt_tokens=warm,
@@ -378,11 +380,6 @@ def _shortfall(exc: InsufficientQuota, ask: sizing.SizingRequest) -> refusals.Sh
     )
 
 
-def _choices(body: dict[str, Any]) -> int:
-    n = body.get("n")
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
-
-
 async def _first_answer(
     request: _Request, candidates: list[Candidate], body: Any, prepared: Prepared
 ) -> tuple[Reply, _Attempt]:
@@ -422,7 +419,7 @@ def _attempt(request: _Request, candidate: Candidate, body: Any, prepared: Prepa
     upstream_model = candidate.upstream_model(request.model)
     sized = request.sized
     if candidate.provider.serves_natively(request.format.name):
-        native = {**prepared.body, "model": upstream_model}
+        native = request.format.addressed(prepared.body, upstream_model)
         if sized is not None and sized.cap_sent is not None:
             lowered = Capped(
                 sized.cap_sent, upstream_model, sized.thinking_budget, sized.thinking_off

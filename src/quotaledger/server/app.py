@@ -61,14 +61,55 @@ def _anthropic_refusal(status: int, message: str) -> bytes:
     return error_body(WireFormat.ANTHROPIC, status, message)
 
 
+def _gemini_refusal(status: int, message: str) -> bytes:
+    return error_body(WireFormat.GEMINI, status, message)
+
+
+_REFUSALS = {
+    WireFormat.OPENAI: _openai_refusal,
+    WireFormat.ANTHROPIC: _anthropic_refusal,
+    WireFormat.GEMINI: _gemini_refusal,
+}
+
+
 def _relay_route(
     endpoint: Endpoint, wire: WireFormat, summary: str, fmt: str | None = None
 ) -> Route:
-    refuse = _openai_refusal if wire is WireFormat.OPENAI else _anthropic_refusal
-    return Route(endpoint, openapi.relay(summary), refuse, relay_body=True, relay_format=fmt)
+    return Route(
+        endpoint, openapi.relay(summary), _REFUSALS[wire], relay_body=True, relay_format=fmt
+    )
 
 
-_OPENAI, _ANTHROPIC = WireFormat.OPENAI, WireFormat.ANTHROPIC
+_OPENAI, _ANTHROPIC, _GEMINI = WireFormat.OPENAI, WireFormat.ANTHROPIC, WireFormat.GEMINI
+
+# The Gemini API (SPEC §11.1), under `/v1beta` and `/v1` (google-genai's default version;
+# its `GET /v1/models` is the OpenAI route's, which answers Google's list to Google's SDK).
+_GEMINI_METHODS = {
+    "generateContent": (relay.gemini_generate, "Gemini generateContent", "gemini"),
+    "streamGenerateContent": (
+        relay.gemini_stream,
+        "Gemini streamGenerateContent (?alt=sse: events; else one JSON array)",
+        "gemini",
+    ),
+    "countTokens": (relay.gemini_count, "Gemini token counting (never billed)", None),
+    "embedContent": (relay.gemini_embed, "Gemini embedContent (gemini channels)", "gemini_embed"),
+    "batchEmbedContents": (relay.gemini_batch_embed, "Gemini batchEmbedContents", "gemini_embeds"),
+}
+_GEMINI_ROUTES = {
+    **{
+        ("POST", f"{version}/models/{{model}}:{method}"): _relay_route(
+            endpoint, _GEMINI, summary, fmt
+        )
+        for version in ("/v1beta", "/v1")
+        for method, (endpoint, summary, fmt) in _GEMINI_METHODS.items()
+    },
+    ("GET", "/v1beta/models"): _relay_route(
+        relay.gemini_models, _GEMINI, "Gemini's list of the models offered to this key"
+    ),
+    ("GET", "/v1beta/models/{model}"): _relay_route(
+        relay.gemini_model, _GEMINI, "One model offered to this key, as Gemini describes it"
+    ),
+}
 
 # The front door's own routes: (method, path) -> endpoint, description, refusal format.
 ROUTES: dict[tuple[str, str], Route] = {
@@ -97,6 +138,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/models/{model}"): _relay_route(
         relay.model, _OPENAI, "One model offered and allowed to this API key"
     ),
+    **_GEMINI_ROUTES,
     # What an API key may still spend, asked with the key (SPEC §9): new-api's route in the
     # envelope; OpenAI's legacy billing routes, with OpenAI's errors, with and without /v1.
     ("GET", "/api/usage/token"): Route(token_usage, described("This API key's balance")),

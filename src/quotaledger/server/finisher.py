@@ -104,7 +104,7 @@ def accepts_gzip(accept_encoding: str) -> bool:
 
 
 def security_headers(path: str) -> tuple[tuple[bytes, bytes], ...]:
-    if path.startswith(("/api/", "/v1/")):
+    if path.startswith(("/api/", "/v1/", "/v1beta/")):
         return _API_HEADERS
     return _DOCS_HEADERS if path in ("/docs", "/redoc") else _PAGE_HEADERS
 

@@ -15,9 +15,9 @@ measurable share of these requests (a router, error middleware, Request and Resp
 objects, headers parsed again by each), so they run here with none of them. Each route
 names how its refusals are written; a request no route takes gets the format of its path
 (`refusal_format`: OpenAI's errors under `/v1`, Anthropic's under `/v1/messages`, Google's
-under `/v1beta`, the envelope elsewhere), so that the HTTP layer's own 404, 405, 408, 413
-and 429 reach each SDK in the shape it reads. An endpoint returns an `Answer`, or a
-`Stream` sent as it is produced.
+under `/v1beta` and for `/v1/models/{model}:{method}`, the envelope elsewhere), so that
+the HTTP layer's own 404, 405, 408, 413 and 429 reach each SDK in the shape it reads. An
+endpoint returns an `Answer`, or a `Stream` sent as it is produced.
 
 A WebSocket upgrade has no head deadline or body to bound: `GET /v1/responses` is the
 Responses socket (`responses_socket`, SPEC §14), which holds one of its address's requests in
@@ -73,22 +73,24 @@ class FrontDoor:
         settings = services.settings
         self.addresses = AddressGate(settings.max_requests_per_address)
         self.large_bodies = BodyBudget(settings.relay_body_bytes_in_flight)
-        # Routes with one `{name}` segment at their end (`/v1/models/{model}`), by prefix.
+        # Routes with one `{name}` in their last segment, by prefix and suffix: at the end
+        # (`/v1/models/{model}`) or before a method (`/v1beta/models/{model}:countTokens`).
         self.templates = [
-            (method, path.partition("{")[0], route)
+            (method, *_around_name(path), route)
             for (method, path), route in routes.items()
-            if path.endswith("}")
+            if "{" in path
         ]
 
     def route(self, method: str, path: str) -> Route | None:
-        """The route of (method, path): an exact one, else a template whose last segment
-        takes the rest of the path."""
+        """The route of (method, path): an exact one, else a template whose name takes the
+        rest of the path: one segment, or, before a `:method` suffix, any (Gemini's model
+        names may hold a `/`: `models/google/gemini-2.5-pro:generateContent`)."""
         route = self.routes.get((method, path))
         if route is None and self.templates:
-            for wanted, prefix, template in self.templates:
-                if method == wanted and path.startswith(prefix):
-                    rest = path[len(prefix) :]
-                    if rest and "/" not in rest:
+            for wanted, prefix, suffix, template in self.templates:
+                if method == wanted and path.startswith(prefix) and path.endswith(suffix):
+                    rest = path[len(prefix) : len(path) - len(suffix)]
+                    if rest and (suffix or "/" not in rest):
                         return template
         return route
 
@@ -200,6 +202,12 @@ class FrontDoor:
             await finish.answer(answer)
 
 
+def _around_name(template: str) -> tuple[str, str]:
+    """What comes before and after a route template's `{name}`."""
+    prefix, _, rest = template.partition("{")
+    return prefix, rest.partition("}")[2]
+
+
 def _may_exceed(head: Head, limit: int) -> bool:
     """Whether a body may be longer than `limit`, from its head alone."""
     length = head.content_length
@@ -225,13 +233,18 @@ def _gemini(status: int, message: str) -> bytes:
 def refusal_format(path: str) -> WriteRefusal:
     """How a refusal on `path` is written when no route of the table names it: the client
     format's error shape by path prefix (SPEC §14), the envelope elsewhere."""
-    if path.startswith("/v1beta/") or path == "/v1beta":
+    if path.startswith("/v1beta/") or path == "/v1beta" or _gemini_method(path):
         return _gemini
     if path.startswith("/v1/messages"):
         return _anthropic
     if path.startswith("/v1/") or path == "/v1":
         return _openai
     return envelope_refusal
+
+
+def _gemini_method(path: str) -> bool:
+    """A Gemini call under `/v1` (google-genai's default version): `models/{model}:{method}`."""
+    return path.startswith("/v1/models/") and ":" in path
 
 
 async def _unless_gone(

@@ -139,12 +139,14 @@ HEALTHZ: dict[str, Any] = {
 
 
 def relay(summary: str) -> dict[str, Any]:
-    """A relay route (`/v1/...`): OpenAI's or Anthropic's wire format, described by them."""
+    """A relay route (`/v1/...`, `/v1beta/...`): OpenAI's, Anthropic's or Google's wire
+    format, described by them."""
     return {
         "summary": summary,
         "description": "Authorization: an API key (`Bearer sk-ql-...`, or `x-api-key` on the "
-        "Anthropic routes). Bodies and answers are the provider's own format; errors are "
-        "OpenAI's error object (Anthropic's under /v1/messages). SPEC §8.",
+        "Anthropic routes, `x-goog-api-key` or `?key=` on the Gemini routes). Bodies and answers "
+        "are the provider's own format; errors are OpenAI's error object (Anthropic's under "
+        "/v1/messages, Google's on the Gemini routes). SPEC §8, §11.1.",
         "tags": ["relay"],
         "responses": {
             200: {"description": "the upstream's answer, or its event stream"},

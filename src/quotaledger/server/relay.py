@@ -1,34 +1,53 @@
-"""The relay's endpoints over HTTP (SPEC §8, §8a, §11): `POST /v1/chat/completions`,
+"""The relay's endpoints over HTTP (SPEC §8, §8a, §11, §11.1): `POST /v1/chat/completions`,
 `/v1/embeddings`, `/v1/responses`, `/v1/messages`, `/v1/messages/count_tokens`,
-`GET /v1/models` and `/v1/models/{id}`.
+`GET /v1/models` and `/v1/models/{id}`; the Gemini API's `POST .../models/{model}:` +
+`generateContent`, `streamGenerateContent`, `countTokens`, `embedContent` and
+`batchEmbedContents`, and `GET .../models` and `.../models/{model}`, under `/v1beta` and
+`/v1` (google-genai's default version).
 
 Each reads its request into a `relay.pipeline.ClientRequest`, runs it through the pipeline
 (`relay/pipeline.py`: admit, size the reservation, choose a channel, convert, call, track,
 settle) and writes what comes back. Refusals of our own are written in the format the
-client's SDK reads (OpenAI's error object, Anthropic's under `/v1/messages`); every answer
-carries `X-Request-Id`.
+client's SDK reads (OpenAI's error object, Anthropic's under `/v1/messages`, Google's on
+the Gemini routes); every answer carries `X-Request-Id`. The key is read from `x-api-key`,
+`x-goog-api-key`, `Authorization: Bearer` or Gemini's `?key=`, in that order, as the front
+door's head check reads it (`head_admission.api_key`); it never leaves this server.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 
-from quotaledger.billing import settlement
+from quotaledger.billing import known_models, pricing, settlement
 from quotaledger.errors import InvalidInput, NotFound
 from quotaledger.identity import keys
 from quotaledger.relay import pipeline
+from quotaledger.relay.offers import Offers
 from quotaledger.relay.pipeline import ClientRequest, Relay, Relayed, RelayedStream
 from quotaledger.relay.upstream import UpstreamFailure
 from quotaledger.server.calls import Answer, Call, Headers, Stream
 from quotaledger.server.errors import HTTPError, refusal
 from quotaledger.server.services import Services
-from quotaledger.wire import anthropic_messages, refusals
+from quotaledger.wire import anthropic_messages, gemini, refusals
 from quotaledger.wire.errors import InvalidRequest, WireFormat, error_body
-from quotaledger.wire.formats import CHAT, EMBEDDINGS, MESSAGES, RESPONSES, Format
+from quotaledger.wire.formats import (
+    CHAT,
+    EMBEDDINGS,
+    GEMINI,
+    GEMINI_BATCH_EMBED,
+    GEMINI_COUNT,
+    GEMINI_EMBED,
+    GEMINI_JSON_ARRAY,
+    MESSAGES,
+    RESPONSES,
+    Format,
+)
+from quotaledger.wire.gemini_models import model_entry, model_page
 
 log = logging.getLogger("quotaledger.relay")
 
@@ -73,36 +92,55 @@ async def count_tokens(call: Call) -> Answer | Stream:
         digest = pipeline.key_digest(client)
         body = pipeline.client_body(client)
         model = body.get("model") if isinstance(body, dict) else None
+        model = model if isinstance(model, str) else None
         relay = relay_of(call.services)
         offers = await relay.runtime.offers.get()
-        await pipeline.admit(
-            relay, client, digest, offers, model if isinstance(model, str) else None
-        )
-        for candidate in offers.candidates(str(model), "count_tokens", relay.runtime):
-            if not candidate.provider.serves_natively("count_tokens"):
-                continue
-            url = candidate.url("count_tokens", candidate.upstream_model(str(model)))
-            url += "?beta=true" if client.beta else ""
-            headers = [*candidate.provider.headers(client.headers)]
-            headers.append(("content-type", "application/json"))
-            sent = {**body, "model": candidate.upstream_model(str(model))}
-            try:
-                reply = await relay.runtime.upstream.open(
-                    candidate.target, url, headers, orjson.dumps(sent)
-                )
-            except UpstreamFailure:
-                continue
-            answer = await reply.read(pipeline.MAX_ANSWER_BYTES)
-            reply.release()
-            return Answer(200, answer, _id_header(request_id))
-        return Answer(200, anthropic_messages.count_tokens_answer(body), _id_header(request_id))
+        await pipeline.admit(relay, client, digest, offers, model)
+        forwarded = await _counted_upstream(
+            relay, client, offers, str(model), "count_tokens",
+            lambda upstream: {**body, "model": upstream},
+        )  # fmt: skip
+        answer = forwarded or anthropic_messages.count_tokens_answer(body)
+        return Answer(200, answer, _id_header(request_id))
     except Exception as exc:
         return _refused(exc, WireFormat.ANTHROPIC, request_id)
 
 
+async def _counted_upstream(
+    relay: Relay,
+    client: ClientRequest,
+    offers: Offers,
+    model: str,
+    operation: str,
+    body_for: Callable[[str], dict[str, Any]],
+) -> bytes | None:
+    """The count of the first channel serving `model` whose provider counts natively
+    (`operation`), with the body `body_for` its upstream model; None when none answers."""
+    for candidate in offers.candidates(model, operation, relay.runtime):
+        if not candidate.provider.serves_natively(operation):
+            continue
+        upstream = candidate.upstream_model(model)
+        url = candidate.url(operation, upstream)
+        url += "?beta=true" if client.beta and candidate.format == "anthropic" else ""
+        headers = [*candidate.provider.headers(client.headers)]
+        headers.append(("content-type", "application/json"))
+        try:
+            reply = await relay.runtime.upstream.open(
+                candidate.target, url, headers, orjson.dumps(body_for(upstream))
+            )
+        except UpstreamFailure:
+            continue
+        answer = await reply.read(pipeline.MAX_ANSWER_BYTES)
+        reply.release()
+        return answer
+    return None
+
+
 async def models(call: Call) -> Answer | Stream:
-    """The models offered and allowed to this key: OpenAI's list, or Anthropic's when the
-    request carries `anthropic-version`."""
+    """The models offered and allowed to this key: OpenAI's list, Anthropic's when the
+    request carries `anthropic-version`, Google's when it comes from a Gemini client."""
+    if _from_gemini_client(call):
+        return await gemini_models(call)
     request_id = pipeline.new_request_id()
     anthropic = _header(call, b"anthropic-version") is not None
     wire = WireFormat.ANTHROPIC if anthropic else WireFormat.OPENAI
@@ -115,7 +153,9 @@ async def models(call: Call) -> Answer | Stream:
 
 async def model(call: Call) -> Answer | Stream:
     """`GET /v1/models/{id}` (OpenAI SDKs' `models.retrieve`; Anthropic's `models.retrieve`
-    when the request carries `anthropic-version`)."""
+    when the request carries `anthropic-version`; google-genai's `models.get`)."""
+    if _from_gemini_client(call):
+        return await gemini_model(call)
     request_id = pipeline.new_request_id()
     anthropic = _header(call, b"anthropic-version") is not None
     wire = WireFormat.ANTHROPIC if anthropic else WireFormat.OPENAI
@@ -130,12 +170,16 @@ async def model(call: Call) -> Answer | Stream:
 
 
 async def _allowed_models(call: Call) -> list[str]:
+    return (await _allowed_offers(call))[0]
+
+
+async def _allowed_offers(call: Call) -> tuple[list[str], Offers]:
     client = client_request(call)
     digest = pipeline.key_digest(client)
     relay = relay_of(call.services)
     offers = await relay.runtime.offers.get()
     admission = await pipeline.admit(relay, client, digest, offers, None)
-    return keys.allowed_models(admission.key, offers.models)
+    return keys.allowed_models(admission.key, offers.models), offers
 
 
 def _model_entry(name: str, anthropic: bool) -> dict[str, Any]:
@@ -155,6 +199,131 @@ def _model_list(names: list[str], anthropic: bool) -> bytes:
         first, last = (names[0], names[-1]) if names else (None, None)
         return orjson.dumps({"data": data, "has_more": False, "first_id": first, "last_id": last})
     return orjson.dumps({"object": "list", "data": data})
+
+
+# ---------------------------------------------------------------- the Gemini API (§11.1)
+
+
+async def gemini_generate(call: Call) -> Answer | Stream:
+    """`models/{model}:generateContent`."""
+    return await _gemini_relay(call, GEMINI, stream=False)
+
+
+async def gemini_stream(call: Call) -> Answer | Stream:
+    """`models/{model}:streamGenerateContent`: server-sent events with `?alt=sse`, else
+    one JSON array of the same chunks."""
+    sse = _query(call).get("alt") == ["sse"]
+    return await _gemini_relay(call, GEMINI if sse else GEMINI_JSON_ARRAY, stream=True, sse=sse)
+
+
+async def gemini_embed(call: Call) -> Answer | Stream:
+    """`models/{model}:embedContent`, on gemini channels."""
+    return await _gemini_relay(call, GEMINI_EMBED, stream=False)
+
+
+async def gemini_batch_embed(call: Call) -> Answer | Stream:
+    """`models/{model}:batchEmbedContents` (google-genai's `embed_content`), on gemini
+    channels."""
+    return await _gemini_relay(call, GEMINI_BATCH_EMBED, stream=False)
+
+
+async def _gemini_relay(
+    call: Call, fmt: Format, *, stream: bool, sse: bool = True
+) -> Answer | Stream:
+    try:
+        path_model = gemini_path_model(call.scope["path"])
+    except NotFound as exc:
+        return _refused(exc, WireFormat.GEMINI, pipeline.new_request_id())
+    return await _relay(call, fmt, path_model=path_model, path_stream=stream, sse=sse)
+
+
+async def gemini_count(call: Call) -> Answer | Stream:
+    """`models/{model}:countTokens` → `{"totalTokens": N}`: never billed, no reservation,
+    no log row. Forwarded to a gemini channel serving the model, else counted here."""
+    request_id = pipeline.new_request_id()
+    try:
+        model = gemini_path_model(call.scope["path"])
+        client = client_request(call)
+        digest = pipeline.key_digest(client)
+        body = pipeline.client_body(client)
+        GEMINI_COUNT.prepare(body, None)  # checked before anything is asked of a channel
+        relay = relay_of(call.services)
+        offers = await relay.runtime.offers.get()
+        await pipeline.admit(relay, client, digest, offers, model)
+        forwarded = await _counted_upstream(
+            relay, client, offers, model, GEMINI_COUNT.name,
+            lambda upstream: gemini.count_for_model(body, upstream),
+        )  # fmt: skip
+        answer = forwarded or gemini.count_tokens_answer(body)
+        return Answer(200, answer, _id_header(request_id))
+    except Exception as exc:
+        return _refused(exc, WireFormat.GEMINI, request_id)
+
+
+async def gemini_models(call: Call) -> Answer | Stream:
+    """`GET models`: the models offered and allowed to this key, as Google lists them
+    (`pageSize` and `pageToken` honoured)."""
+    request_id = pipeline.new_request_id()
+    try:
+        names, offers = await _allowed_offers(call)
+        query = _query(call)
+        size = query.get("pageSize", [""])[0]
+        page = model_page(
+            [_gemini_entry(name, offers) for name in names],
+            int(size) if size.isdigit() else None,
+            query.get("pageToken", [None])[0],
+        )
+        return Answer(200, page, _id_header(request_id))
+    except Exception as exc:
+        return _refused(exc, WireFormat.GEMINI, request_id)
+
+
+async def gemini_model(call: Call) -> Answer | Stream:
+    """`GET models/{model}` (google-genai's `models.get`)."""
+    request_id = pipeline.new_request_id()
+    try:
+        path = call.scope["path"]
+        wanted = path.split("/models/", 1)[1] if "/models/" in path else ""
+        names, offers = await _allowed_offers(call)
+        if wanted not in names:
+            raise NotFound(f"model {wanted!r} is not offered")
+        entry = orjson.dumps(_gemini_entry(wanted, offers))
+        return Answer(200, entry, _id_header(request_id))
+    except Exception as exc:
+        return _refused(exc, WireFormat.GEMINI, request_id)
+
+
+def gemini_path_model(path: str) -> str:
+    """The model of a Gemini path, `.../models/{model}:{method}` (the model may hold `/`:
+    `models/google/gemini-2.5-pro:generateContent`); `NotFound` without one."""
+    _, found, rest = path.partition("/models/")
+    model = rest.rpartition(":")[0]
+    if not found or not model:
+        raise NotFound("the path names no model: use models/{model}:{method}")
+    return model
+
+
+def _gemini_entry(name: str, offers: Offers) -> dict[str, Any]:
+    return model_entry(
+        name,
+        output_limit=pricing.max_output_tokens(offers.prices.get(name), name),
+        input_limit=known_models.input_token_limit(name),
+        embedding="embed" in name.lower(),
+    )
+
+
+def _from_gemini_client(call: Call) -> bool:
+    """A google-genai client on `/v1/models` (its default version): it sends its key as
+    `x-goog-api-key` (or `?key=`) and names itself in `x-goog-api-client`."""
+    for name, _ in call.scope["headers"]:
+        if name in (b"x-goog-api-key", b"x-goog-api-client"):
+            return True
+    return "key" in _query(call)
+
+
+def _query(call: Call) -> dict[str, list[str]]:
+    raw = call.scope.get("query_string", b"")
+    return parse_qs(raw.decode("latin-1")) if raw else {}
 
 
 # ---------------------------------------------------------------- one relayed request
@@ -180,18 +349,22 @@ def _written(done: Relayed | RelayedStream) -> Answer | Stream:
 
 
 def client_request(call: Call, **path: Any) -> ClientRequest:
-    """The request as the pipeline reads it. The key comes from `x-api-key` (Anthropic's
-    SDK) or `Authorization: Bearer` (x-api-key wins, as SPEC §8a says)."""
+    """The request as the pipeline reads it, its key from `x-api-key` (Anthropic's SDK),
+    `x-goog-api-key` (Google's), `Authorization: Bearer`, then Gemini's `?key=`."""
     headers: dict[str, str] = {}
-    api_key = None
+    api_key = google_key = None
     for name, value in call.scope["headers"]:
         if name in _READ_HEADERS:
             headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
         elif name == b"x-api-key" and api_key is None:
             api_key = value.decode("latin-1")
-    query = parse_qs(call.scope.get("query_string", b"").decode("latin-1"))
+        elif name == b"x-goog-api-key" and google_key is None:
+            google_key = value.decode("latin-1")
+    raw_query = call.scope.get("query_string", b"")
+    query = parse_qs(raw_query.decode("latin-1")) if raw_query else {}
+    in_query = query.get("key", [None])[0]
     return ClientRequest(
-        api_key=api_key or call.head.token,
+        api_key=api_key or google_key or call.head.token or in_query,
         client_address=call.client_address(),
         body=call.body,
         headers=headers,
@@ -308,6 +481,13 @@ __all__ = [
     "chat_completions",
     "count_tokens",
     "embeddings",
+    "gemini_batch_embed",
+    "gemini_count",
+    "gemini_embed",
+    "gemini_generate",
+    "gemini_model",
+    "gemini_models",
+    "gemini_stream",
     "messages",
     "model",
     "models",

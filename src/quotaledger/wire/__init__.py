@@ -6,7 +6,10 @@
 - `openai_chat`: chat completions and embeddings: upstream body, usage, `ChatStream`.
 - `anthropic_messages`: Messages: upstream body, usage, `MessagesStream`, count_tokens.
 - `openai_responses`: Responses: upstream body, usage, `ResponsesStream`.
-- `errors`: the relay's own errors in OpenAI's and Anthropic's envelopes, and stream errors.
+- `gemini`: Gemini's generateContent: upstream body, caps, usage, `GeminiStream` (SSE or one
+  JSON array), countTokens; `gemini_embeddings`, `gemini_models`: its embeddings, its list.
+- `errors`: the relay's own errors in OpenAI's, Anthropic's and Google's envelopes, and
+  stream errors.
 
 Each stream tracker has the same shape: `relay(event) -> bytes` for the client,
 `finish() -> bytes` once upstream's body ended, `fail(message) -> bytes` on a failure of

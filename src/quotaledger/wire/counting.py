@@ -69,6 +69,9 @@ TOKENS_PER_MESSAGE = 4  # role and separators of the chat template
 TOKENS_PER_REQUEST = 3  # the assistant turn's priming
 OPENAI_MARGIN_PERCENT = 10  # reservation = estimate + margin (cl100k vs o200k, templates)
 ANTHROPIC_MARGIN_PERCENT = 35  # Claude's tokenizer makes more tokens than cl100k
+# Gemini's tokenizer (a 256k-entry SentencePiece vocabulary) makes about as many tokens as
+# cl100k for English and code, and fewer for most other scripts.
+GEMINI_MARGIN_PERCENT = 10
 
 _MEDIA_PARTS = frozenset(
     {"image_url", "image", "input_image", "input_audio", "audio", "file", "input_file", "document"}
@@ -293,6 +296,52 @@ def responses_prompt_tokens(body: dict[str, Any]) -> int:
     media = _collect(body.get("instructions"), texts) + _collect(items, texts)
     tools = [body["tools"]] if body.get("tools") else []
     return _total(texts, tools, media, len(items))
+
+
+def gemini_prompt_tokens(body: dict[str, Any]) -> int:
+    """A Gemini generateContent request's prompt: contents, systemInstruction and tools
+    (function declarations as JSON); `inlineData` / `fileData` parts are media."""
+    contents = _list(body.get("contents"))
+    texts: list[str] = []
+    system = body.get("systemInstruction", body.get("system_instruction"))
+    media = _collect_gemini([system], texts) + _collect_gemini(contents, texts)
+    tools = [body["tools"]] if body.get("tools") else []
+    return _total(texts, tools, media, len(contents))
+
+
+def gemini_contents_tokens(contents: list[Any]) -> int:
+    """Gemini contents alone (an embedding's content, countTokens' contents): no template."""
+    texts: list[str] = []
+    media = _collect_gemini(contents, texts)
+    return estimate_text("\n".join(texts)) + media * MEDIA_TOKENS
+
+
+_GEMINI_MEDIA = ("inlineData", "inline_data", "fileData", "file_data")
+_GEMINI_SKIPPED = frozenset({"thoughtSignature", "thought_signature", "thought", "role"})
+
+
+def _collect_gemini(contents: list[Any], texts: list[str]) -> int:
+    """The countable strings of Gemini `Content`s (their parts), in order; their media parts.
+    A function call's arguments count as the JSON the model wrote; signatures do not."""
+    media = 0
+    for content in contents:
+        if isinstance(content, str):  # not Google's shape, but counted rather than free
+            texts.append(content)
+            continue
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts if isinstance(parts, list) else []:
+            if not isinstance(part, dict):
+                continue
+            if any(key in part for key in _GEMINI_MEDIA):
+                media += 1
+                continue
+            call = part.get("functionCall", part.get("function_call"))
+            if isinstance(call, dict):
+                texts.append(str(call.get("name", "")) + orjson.dumps(call.get("args")).decode())
+                continue
+            rest = {k: v for k, v in part.items() if k not in _GEMINI_SKIPPED}
+            media += _collect(rest, texts)
+    return media
 
 
 def embeddings_input_tokens(body: dict[str, Any]) -> int:

@@ -71,7 +71,7 @@ def anthropic_error(status: int, message: str) -> dict[str, Any]:
 GEMINI_STATUS: dict[int, str] = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
-    402: "RESOURCE_EXHAUSTED",
+    402: "FAILED_PRECONDITION",  # an account that cannot pay (as `refusals.gemini` says)
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "UNIMPLEMENTED",

@@ -8,14 +8,16 @@ the endpoint's `Format` for what differs; adding an endpoint is adding a row her
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from quotaledger.token_usage import TokenUsage
+from quotaledger.token_usage import TokenUsage, UsageSource
 from quotaledger.wire import (
     anthropic_messages,
     cache_prefixes,
     counting,
+    gemini,
+    gemini_embeddings,
     openai_chat,
     openai_responses,
 )
@@ -57,6 +59,16 @@ class Capped:
     thinking_off: bool = False
 
 
+def _n(body: dict[str, Any]) -> int:
+    """OpenAI's `n`: the answers asked for (1 when unset or invalid)."""
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+
+def _named(body: dict[str, Any], model: str) -> dict[str, Any]:
+    return {**body, "model": model}
+
+
 @dataclass(frozen=True)
 class Format:
     # The operation (`relay.providers`), for logs and metrics too: chat, embeddings,
@@ -78,26 +90,30 @@ class Format:
     # The prompt-cache breakpoints the client marked (`wire.cache_prefixes`): none for the
     # formats whose upstreams cache without marks.
     cache_breakpoints: Callable[[dict[str, Any]], list[Breakpoint]] = lambda _body: []
+    # The answers one request asks for (`n`, Gemini's `candidateCount`): each may take the cap.
+    choices: Callable[[dict[str, Any]], int] = _n
+    # The prepared body as it goes to a channel of this format, for its upstream model.
+    addressed: Callable[[dict[str, Any], str], dict[str, Any]] = _named
 
     def reserved_prompt_tokens(self, prompt_tokens: int) -> int:
         return counting.with_margin(prompt_tokens, self.margin_percent)
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedEmbeddings:
+class PreparedBodys:
     body: dict[str, Any]
     stream: bool = False
     reserved_output_tokens: int = 0
 
 
-def _prepare_embeddings(body: Any, _default_cap: int | None) -> PreparedEmbeddings:
+def _prepare_embeddings(body: Any, _default_cap: int | None) -> PreparedBodys:
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise InvalidRequest("model is required (a string)", "model")
     if not isinstance(body.get("input"), str | list) or not body["input"]:
         raise InvalidRequest("input must be a string or a non-empty array", "input")
-    return PreparedEmbeddings(dict(body))
+    return PreparedBodys(dict(body))
 
 
 def _chat_tracker(prepared: Prepared, prompt_tokens: int) -> Tracker:
@@ -164,4 +180,68 @@ MESSAGES = Format(
         body, c.cap, thinking_budget=c.thinking_budget, thinking_off=c.thinking_off
     ),
     cache_breakpoints=cache_prefixes.messages_breakpoints,
+)
+
+
+def _gemini_tracker(prepared: Prepared, prompt_tokens: int, *, sse: bool = True) -> Tracker:
+    assert isinstance(prepared, gemini.PreparedGemini)
+    return gemini.GeminiStream(prompt_tokens=prompt_tokens, sse=sse, candidates=prepared.candidates)
+
+
+# generateContent and streamGenerateContent (`?alt=sse`); `GEMINI_JSON_ARRAY` is the same
+# for a stream asked without `alt=sse`, answered as one JSON array.
+GEMINI = Format(
+    name="gemini",
+    wire=WireFormat.GEMINI,
+    convertible=True,
+    prompt_tokens=counting.gemini_prompt_tokens,
+    margin_percent=counting.GEMINI_MARGIN_PERCENT,
+    prepare=lambda body, _cap: gemini.prepare_gemini(body),
+    answer_usage=lambda answer, prompt: gemini.generate_usage(answer, prompt_tokens=prompt),
+    tracker=_gemini_tracker,
+    client_cap=gemini.client_cap,
+    thinking_budget=gemini.thinking_budget,
+    capped=lambda body, c: gemini.with_output_cap(
+        body, c.cap, thinking_budget=c.thinking_budget, thinking_off=c.thinking_off
+    ),
+    choices=gemini.candidate_count,
+)
+GEMINI_JSON_ARRAY = replace(
+    GEMINI, tracker=lambda prepared, prompt: _gemini_tracker(prepared, prompt, sse=False)
+)
+
+# countTokens: never billed (no reservation, no log row); the row says how its request is
+# checked and counted, and the channels it may go to.
+GEMINI_COUNT = Format(
+    name="gemini_count",
+    wire=WireFormat.GEMINI,
+    convertible=True,  # on any channel: counted here where no gemini channel serves it
+    prompt_tokens=lambda body: counting.gemini_prompt_tokens(gemini.count_request(body)),
+    margin_percent=0,
+    prepare=lambda body, _cap: gemini.PreparedBody(gemini.count_request(body)),
+    answer_usage=lambda _answer, prompt: TokenUsage(input=prompt, source=UsageSource.LOCAL),
+    tracker=None,
+)
+
+# embedContent and batchEmbedContents, on gemini channels only.
+GEMINI_EMBED = Format(
+    name="gemini_embed",
+    wire=WireFormat.GEMINI,
+    convertible=False,
+    prompt_tokens=gemini_embeddings.embed_tokens,
+    margin_percent=counting.GEMINI_MARGIN_PERCENT,
+    prepare=lambda body, _cap: gemini_embeddings.prepare_embed(body),
+    answer_usage=lambda answer, prompt: gemini_embeddings.embed_usage(answer, input_tokens=prompt),
+    tracker=None,
+)
+GEMINI_BATCH_EMBED = Format(
+    name="gemini_embeds",
+    wire=WireFormat.GEMINI,
+    convertible=False,
+    prompt_tokens=gemini_embeddings.batch_embed_tokens,
+    margin_percent=counting.GEMINI_MARGIN_PERCENT,
+    prepare=lambda body, _cap: gemini_embeddings.prepare_batch_embed(body),
+    answer_usage=lambda answer, prompt: gemini_embeddings.embed_usage(answer, input_tokens=prompt),
+    tracker=None,
+    addressed=gemini_embeddings.batch_for_model,
 )

@@ -139,6 +139,8 @@ BY_FORMAT = {
     "responses": openai_responses,
     "messages": anthropic_messages,
     "gemini": gemini,
+    "gemini_embed": gemini,
+    "gemini_embeds": gemini,
 }
 
 

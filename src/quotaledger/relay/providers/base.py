@@ -21,6 +21,7 @@ COUNT_TOKENS = "count_tokens"
 GEMINI = "gemini"  # generateContent and streamGenerateContent
 GEMINI_COUNT = "gemini_count"  # countTokens
 GEMINI_EMBED = "gemini_embed"  # embedContent
+GEMINI_BATCH_EMBED = "gemini_embeds"  # batchEmbedContents (google-genai's embed_content)
 MODELS = "models"
 
 # The input price's own rate for each cache class (read, 5-minute write, 1-hour write): what

@@ -1,10 +1,11 @@
 """`gemini`: Google's Gemini API (generateContent, streamGenerateContent, countTokens,
-embedContent), the key sent as `x-goog-api-key` (never in the URL)."""
+embedContent, batchEmbedContents), the key sent as `x-goog-api-key` (never in the URL)."""
 
 from fractions import Fraction
 
 from quotaledger.relay.providers.base import (
     GEMINI,
+    GEMINI_BATCH_EMBED,
     GEMINI_COUNT,
     GEMINI_EMBED,
     MODELS,
@@ -31,11 +32,12 @@ def _probe(_model: str) -> dict[str, object]:
 
 PROVIDER = Provider(
     name="gemini",
-    native=frozenset({GEMINI, GEMINI_COUNT, GEMINI_EMBED}),
+    native=frozenset({GEMINI, GEMINI_COUNT, GEMINI_EMBED, GEMINI_BATCH_EMBED}),
     paths={
         GEMINI: "/models/{model}:generateContent",
         GEMINI_COUNT: "/models/{model}:countTokens",
         GEMINI_EMBED: "/models/{model}:embedContent",
+        GEMINI_BATCH_EMBED: "/models/{model}:batchEmbedContents",
         MODELS: "/models",
     },
     default_path="/v1beta",
