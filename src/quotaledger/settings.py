@@ -50,6 +50,12 @@ class Settings:
     rate_limit_balance: str = "60/minute"
     rate_limit_login: str = "5/minute"
     rate_limit_login_address: str = "20/minute"
+    # Wrong passwords (server.login_throttle): this many per account and client address,
+    # or per address over every account, then each attempt waits 1 s, 2 s, 4 s ... at most
+    # login_max_delay seconds (429 with Retry-After until then).
+    login_free_failures: int = 3
+    login_address_free_failures: int = 20
+    login_max_delay: int = 300
     # Relay requests per API key (SPEC §8's 429), or "off".
     rate_limit_relay: str = "off"
     rate_limit_redeem: str = "10/minute"
@@ -143,6 +149,8 @@ class Settings:
             raise SettingsError("QUOTALEDGER_HEADER_TIMEOUT must be between 0 and 3600 seconds")
         if not 0 < self.body_timeout <= 3600:
             raise SettingsError("QUOTALEDGER_BODY_TIMEOUT must be between 0 and 3600 seconds")
+        if self.login_max_delay > 86_400:
+            raise SettingsError("QUOTALEDGER_LOGIN_MAX_DELAY must be at most 86400 seconds")
         if self.max_requests_per_address < 1:
             raise SettingsError("QUOTALEDGER_MAX_REQUESTS_PER_ADDRESS must be at least 1")
         if self.relay_body_bytes_in_flight < self.relay_max_body_bytes:
@@ -210,7 +218,8 @@ def _convert(name: str, raw: str) -> Any:
     return raw
 
 
-# The relay's integer settings and their smallest sensible value.
+# The integer settings of the relay (and of the login throttle) and their smallest sensible
+# value.
 _RELAY_MINIMUMS = {
     "relay_min_output_tokens": 1,
     "relay_retries": 0,
@@ -221,6 +230,9 @@ _RELAY_MINIMUMS = {
     "limits_lease_ttl": 5,
     "rate_limit_count_tokens": 1,
     "channel_balance_interval": 60,
+    "login_free_failures": 1,
+    "login_address_free_failures": 1,
+    "login_max_delay": 1,
 }
 _RATE_LIMITS = (
     "rate_limit_balance",

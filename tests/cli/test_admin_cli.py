@@ -244,3 +244,32 @@ def test_an_absurd_usd_amount_is_a_one_line_error(run) -> None:  # type: ignore[
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: Invalid value for --usd: USD amount too large: '1e999999999'"
     )
+
+
+def test_user_list_shows_escape_sequences_in_usernames_as_text(  # type: ignore[no-untyped-def]
+    run, sqlite_url: str
+) -> None:
+    """A username stored before names were checked cannot rewrite the operator's terminal."""
+    from quotaledger.settings import Settings
+    from quotaledger.store.database import Database
+    from quotaledger.store.tables import users
+
+    run("user", "create", "alice")
+    database = Database(Settings.from_env({}, database_url=sqlite_url).database_url)
+    try:
+        with database.write() as connection:
+            connection.execute(
+                users.update()
+                .where(users.c.username == "alice")
+                .values(username="\x1b]0;owned\x07\rroot")
+            )
+    finally:
+        database.dispose()
+
+    listing = CliRunner().invoke(
+        cli, ["user", "list"], env={"QUOTALEDGER_DATABASE_URL": sqlite_url, "COLUMNS": "200"}
+    )
+
+    assert listing.exit_code == 0, listing.output
+    assert "\x1b" not in listing.stdout and "\x07" not in listing.stdout
+    assert "\\x1b]0;owned\\x07\\rroot" in listing.stdout

@@ -14,6 +14,7 @@ from quotaledger.cli.main import cli
 from quotaledger.identity import keys
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
+from quotaledger.store.tables import api_keys
 
 
 @pytest.fixture
@@ -124,3 +125,32 @@ def test_key_list_of_one_user(run) -> None:  # type: ignore[no-untyped-def]
     mine = json.loads(run("key", "list", "bob", "--json").stdout)
 
     assert [k["name"] for k in mine] == ["b"]
+
+
+def test_a_key_name_with_control_characters_is_refused(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("key", "create", "alice", "--name", "\x1b[2Jlaptop")
+
+    assert result.exit_code == 2
+    assert "name" in result.output and "control character" in result.output
+    assert _keys(run) == []
+
+
+def test_key_list_shows_escape_sequences_in_names_as_text(  # type: ignore[no-untyped-def]
+    run, migrated_sqlite_url: str
+) -> None:
+    """A name stored before names were checked (or by another door) cannot clear the
+    operator's screen or rewrite its line: ESC and CR are printed as escapes, rich markup
+    as written."""
+    run("key", "create", "alice", "--name", "laptop")
+    database = Database(Settings.from_env({}, database_url=migrated_sqlite_url).database_url)
+    try:
+        with database.write() as connection:
+            connection.execute(api_keys.update().values(name="\x1b[2J\rok [red]x[/red]"))
+    finally:
+        database.dispose()
+
+    listing = run("key", "list")
+
+    assert listing.exit_code == 0, listing.output
+    assert "\x1b" not in listing.stdout and "\r" not in listing.stdout
+    assert "\\x1b[2J\\rok [red]x[/red]" in listing.stdout

@@ -269,6 +269,26 @@ def test_a_stream_cut_after_content_ends_with_an_error_and_charges_what_was_deli
     consistent(relay)
 
 
+def test_a_stream_cut_before_content_is_logged_200_as_the_client_saw_and_charges_nothing(
+    relay: Relay,
+) -> None:
+    """Issue 26: the 200 head had gone out when the upstream broke (after its role chunk,
+    before any content); the row said 502, a status the client never got."""
+    who = customer(relay)
+    before = balance(relay, who)
+    relay.upstream.script(reset_after=1, path="/v1/chat/completions")
+    with chat_stream(relay, who) as answer:
+        body = b"".join(answer.iter_raw())
+    assert answer.status_code == 200
+    assert b'"error"' in body and body.rstrip().endswith(b"data: [DONE]")
+    [row] = settled(relay, who, 1)
+    assert (row["status"], row["end_reason"]) == (200, "upstream_failed")
+    assert row["quota"] == 0 and row["completion_tokens"] == 0
+    after = balance(relay, who)
+    assert (after.quota, after.used_quota) == (before.quota, before.used_quota)
+    consistent(relay)
+
+
 def test_a_client_that_leaves_cancels_upstream_and_pays_for_what_it_received(
     relay: Relay,
 ) -> None:

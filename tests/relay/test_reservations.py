@@ -209,6 +209,24 @@ def test_a_per_call_price_is_charged_only_for_an_answer(database: Database) -> N
     assert_consistent(database)
 
 
+def test_a_200_stream_that_delivered_nothing_is_logged_200_and_charged_nothing(
+    database: Database,
+) -> None:
+    pricing.set_price(database, pricing.make_price("img", per_call_usd="0.04"))
+    who = funded(database, 100_000)
+    keys_ = {"user_id": who.user_id, "key_id": who.key.id}
+    reserve(database, "cut", model="img", group="default", amount=20_000, **keys_)
+
+    cut = Outcome(200, end_reason="upstream_failed", is_stream=True, nothing_delivered=True)
+    settle(database, "cut", who.user_id, cut)
+
+    row = _log(database, "cut")
+    assert (row["status"], row["quota"]) == (200, 0)
+    assert balance(database, who) == 100_000  # not the per-call price: nothing came
+    assert key_now(database, who).request_count == 1  # the client got a 200
+    assert_consistent(database)
+
+
 def test_a_key_disabled_or_deleted_after_admission_cannot_reserve_but_settles(
     database: Database,
 ) -> None:

@@ -32,7 +32,11 @@ def test_twenty_concurrent_logins_keep_the_server_memory_bounded(tmp_path: Path)
     server = start_server(
         f"sqlite:///{tmp_path / 'live.db'}",
         tmp_path,
-        {"QUOTALEDGER_RATE_LIMIT_LOGIN_ADDRESS": "100/minute"},
+        # 21 wrong passwords from one address: none may wait (login_throttle) for this.
+        {
+            "QUOTALEDGER_RATE_LIMIT_LOGIN_ADDRESS": "100/minute",
+            "QUOTALEDGER_LOGIN_ADDRESS_FREE_FAILURES": "100",
+        },
     )
     try:
         pid = server.worker_pid

@@ -1,5 +1,5 @@
 """429s: balance queries per token, login and password re-verification per account and
-per address, with Retry-After and RateLimit-* headers."""
+address and per address, with Retry-After and RateLimit-* headers."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ def limited(settings: Settings, database: Database) -> Iterator[TestClient]:
         rate_limit_balance="3/minute",
         rate_limit_login="5/minute",
         rate_limit_login_address="8/minute",
+        # The waits after wrong passwords (test_login_throttle.py) out of the way.
+        login_free_failures=100,
+        login_address_free_failures=100,
     )
     with TestClient(create_app(tight, database)) as test_client:
         yield test_client

@@ -55,10 +55,14 @@ def browser() -> Iterator[Browser]:
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One `quotaledger serve` per test module; every test logs in as its own user.
 
-    All browsers here share 127.0.0.1, so the per-address login limit is off; the
-    per-account limit, which the throttling test needs, stays at its default."""
+    All browsers here share 127.0.0.1, so the per-address login limit is off and the
+    address's own count of wrong passwords out of reach; the per-account limits, which the
+    throttling tests need, stay at their defaults."""
     folder = tmp_path_factory.mktemp("web")
-    env = {"QUOTALEDGER_RATE_LIMIT_LOGIN_ADDRESS": "off"}
+    env = {
+        "QUOTALEDGER_RATE_LIMIT_LOGIN_ADDRESS": "off",
+        "QUOTALEDGER_LOGIN_ADDRESS_FREE_FAILURES": "1000",
+    }
     server = start_server(f"sqlite:///{folder / 'web.db'}", folder, env)
     yield server
     stop_server(server)

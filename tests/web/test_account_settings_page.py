@@ -86,22 +86,56 @@ def test_a_wrong_password_shows_an_error_in_the_dialog_and_keeps_the_old_token(
 _PAST_THE_DELAY = 30_000  # ms
 
 
+_THROTTLED = re.compile(r"^Too many (failed attempts|requests): try again in \d+ s\.$")
+
+
 def test_repeated_wrong_passwords_are_throttled_with_the_wait(visit: Visit, alice: Person) -> None:
     visit.log_in(alice)
     page = visit.page
     open_token_dialog(page)
     alert = page.get_by_role("dialog").get_by_role("alert")
     submit = page.get_by_role("button", name="Verify and create token")
-    for _ in range(8):  # 5 password checks a minute per account; the login was one
+    for _ in range(8):  # 3 wrong passwords, then a wait; 5 checks a minute per account
         submit_password(page, "not-her-password")
-        # The server delays each failure after the third (up to 8 s): wait past the longest
-        # delay, so that a loaded machine cannot turn the wait into a failure.
         expect(submit).not_to_have_attribute("aria-busy", "true", timeout=_PAST_THE_DELAY)
         expect(alert).to_be_visible(timeout=_PAST_THE_DELAY)
         if "Too many" in alert.inner_text():
             break
-    expect(alert).to_have_text(re.compile(r"^Too many requests: try again in \d+ s\.$"))
+        # A wait set by the last failure may have lapsed: the button comes back after it.
+        expect(submit).to_be_enabled(timeout=_PAST_THE_DELAY)
+    expect(alert).to_have_text(_THROTTLED)
     expect(submit).to_be_disabled()  # until the wait is over
+
+
+def _log_in_as(page: Page, username: str, password: str) -> None:
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_repeated_wrong_logins_show_the_wait_and_the_right_password_works_after_it(
+    visit: Visit, alice: Person
+) -> None:
+    page = visit.page
+    page.goto("/login")
+    alert = page.get_by_role("alert")
+    submit = page.get_by_role("button", name="Log in")
+    for _ in range(8):
+        _log_in_as(page, alice.username, "not-her-password")
+        expect(alert).to_be_visible(timeout=_PAST_THE_DELAY)
+        if "Too many" in alert.inner_text():
+            break
+        expect(submit).to_be_enabled(timeout=_PAST_THE_DELAY)
+    # The wait, not the attempt rate (5 a minute): the same words for any username.
+    expect(alert).to_have_text(re.compile(r"^Too many failed attempts: try again in \d+ s\.$"))
+    expect(submit).to_be_disabled()  # trying again before the wait is over is pointless
+    expect(page).to_have_url(re.compile(r"/login$"))
+    # The wait over (at most a few seconds after three failures), the button is back and
+    # the right password logs in.
+    expect(submit).to_be_enabled(timeout=_PAST_THE_DELAY)
+    _log_in_as(page, alice.username, alice.password)
+    page.wait_for_url("**/account")
+    expect(page.get_by_role("heading", name="Account Settings")).to_be_visible()
 
 
 def test_the_right_password_shows_a_new_token_once_with_copy_and_warnings(

@@ -56,11 +56,20 @@ class Outcome:
     # Why the usage charged is not the one the upstream reported (`billing.believable`):
     # e.g. "output_above_cap", "prompt_below_estimate"; None when it is (or none came).
     usage_note: str | None = None
+    # A stream whose 2xx head had gone out when its upstream failed, before any content: the
+    # row keeps the status the client saw, yet nothing is charged (SPEC §8, failures).
+    nothing_delivered: bool = False
 
     @property
     def answered(self) -> bool:
-        """A 2xx answer: the request counts (`request_count`) and a per-call price applies."""
+        """A 2xx answer: the request counts (`request_count`)."""
         return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def billable(self) -> bool:
+        """Answered with something delivered: a per-call price applies (and, the price
+        deleted meanwhile, the reservation is charged)."""
+        return self.answered and not self.nothing_delivered
 
 
 @dataclass(frozen=True)
@@ -230,9 +239,10 @@ def settle(
     clock: Clock = time.time,
 ) -> Settlement:
     """Settle the reservation of `request_id` (made for `user_id`) once: charge what
-    `outcome` cost (SPEC §8a prices, the reservation's group ratio; nothing for a
-    per-call price unless answered 2xx; the reserved amount if the price was deleted
-    meanwhile), give back the rest, count the request if answered 2xx, write the log row.
+    `outcome` cost (SPEC §8a prices, the reservation's group ratio; nothing for a per-call
+    price unless answered 2xx with something delivered; the reserved amount if the price
+    was deleted meanwhile), give back the rest, count the request if answered 2xx, write
+    the log row.
     Settling again, or after a sweeper did, changes nothing and returns the first
     settlement with `replayed=True`. `NotFound` if `request_id` was never reserved."""
     with database.write() as connection:
@@ -307,8 +317,8 @@ def _price(context: _Context) -> Price | None:
 
 def _cost(closed: _Closed, context: _Context, price: Price | None, outcome: Outcome) -> int:
     if price is None:
-        return int(closed.amount) if outcome.answered else 0
-    if price.per_call_usd is not None and not outcome.answered:
+        return int(closed.amount) if outcome.billable else 0
+    if price.per_call_usd is not None and not outcome.billable:
         return 0
     ratio = Decimal(context.ratio) if context.ratio is not None else Decimal(1)
     try:

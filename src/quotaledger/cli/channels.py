@@ -16,6 +16,7 @@ from quotaledger.cli.common import (
     json_option,
     open_database,
     print_json,
+    print_table,
 )
 from quotaledger.cli.exits import Exit
 from quotaledger.relay.providers import FORMATS, PROVIDERS
@@ -162,16 +163,14 @@ def list_channels(as_json: bool, database_url: str | None) -> None:
     if not found:
         click.echo("No channels. Add one with: quotaledger channel add NAME --base-url URL ...")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("name", "format", "base URL", "models", "priority", "weight", "status", "key",
-                  "health", "last error", "last success", "p50", "ok (1 h)", "balance")  # fmt: skip
+    columns = ("name", "format", "base URL", "models", "priority", "weight", "status", "key",
+               "health", "last error", "last success", "p50", "ok (1 h)", "balance")  # fmt: skip
+    rows = []
     for c in found:
         served = ", ".join(f"{m}→{c.model_map[m]}" if m in c.model_map else m for m in c.models)
-        table.add_row(c.name, c.format, c.base_url, served, str(c.priority), str(c.weight),
-                      c.status, c.api_key_hint, *health_columns(seen, c.id))  # fmt: skip
-    Console().print(table)
+        rows.append((c.name, c.format, c.base_url, served, str(c.priority), str(c.weight),
+                     c.status, c.api_key_hint, *health_columns(seen, c.id)))  # fmt: skip
+    print_table(columns, rows)  # the last error is the upstream's text
 
 
 def channel_json(c: Any) -> dict[str, Any]:

@@ -1,12 +1,13 @@
 """What the admin commands share: the `--database-url` option, `--json`, opening a
-migrated database, and one place that turns errors into a one-line message and an exit code."""
+migrated database, tables of names printed safely, and one place that turns errors into a
+one-line message and an exit code."""
 
 from __future__ import annotations
 
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -15,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from quotaledger import errors
 from quotaledger.cli.exits import Exit
 from quotaledger.settings import Settings, SettingsError, default_database_path
+from quotaledger.text import escaped
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,3 +99,17 @@ def _to_stderr(text: str) -> None:
 
 def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A table on standard output. Each cell is plain text, never rich markup (a name such
+    as `[link=...]x` stays as written), with what a terminal would act on escaped
+    (`text.escaped`): a key, user or channel name cannot clear or rewrite the screen."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(Text(escaped(cell)) for cell in row))
+    Console().print(table)

@@ -16,6 +16,7 @@ from quotaledger.cli.common import (
     json_option,
     open_database,
     print_json,
+    print_table,
 )
 from quotaledger.cli.limits import key_update, merged, rate_options
 
@@ -136,17 +137,14 @@ def list_keys(
     if not found:
         click.echo("No API keys. Create one with: quotaledger key create USER --name NAME")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "user", "name", "key", "state", "used", "budget", "requests",
-                  "expires", "last used")  # fmt: skip
     now = time.time()
-    for k in found:
-        table.add_row(str(k.id), k.owner, k.name, k.hint, k.state(now), _usd(k.used_quota),
-                      _budget(k), f"{k.request_count:,}", _date(k.expires_at) or "never",
-                      _date(k.last_used_at) or "never")  # fmt: skip
-    Console().print(table)
+    columns = ("id", "user", "name", "key", "state", "used", "budget", "requests", "expires",
+               "last used")  # fmt: skip
+    print_table(columns, [
+        (str(k.id), k.owner, k.name, k.hint, k.state(now), _usd(k.used_quota), _budget(k),
+         f"{k.request_count:,}", _date(k.expires_at) or "never", _date(k.last_used_at) or "never")
+        for k in found
+    ])  # fmt: skip
 
 
 def _change(verb: str, apply: Any) -> Any:

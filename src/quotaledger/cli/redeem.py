@@ -16,6 +16,7 @@ from quotaledger.cli.common import (
     json_option,
     open_database,
     print_json,
+    print_table,
 )
 from quotaledger.cli.keys import _expiry as expiry
 from quotaledger.money import format_usd
@@ -83,15 +84,12 @@ def list_codes(as_json: bool, database_url: str | None) -> None:
     if not found:
         click.echo("No redemption codes. Make some with: quotaledger redeem create --usd X")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "name", "code", "value", "state", "expires", "redeemed by", "redeemed")
-    for c in found:
-        table.add_row(str(c.id), c.name, c.hint, f"${format_usd(c.quota)}", c.state(now),
-                      _date(c.expires_at) or "never", c.redeemed_by or "",
-                      _date(c.redeemed_at) or "")  # fmt: skip
-    Console().print(table)
+    columns = ("id", "name", "code", "value", "state", "expires", "redeemed by", "redeemed")
+    print_table(columns, [
+        (str(c.id), c.name, c.hint, f"${format_usd(c.quota)}", c.state(now),
+         _date(c.expires_at) or "never", c.redeemed_by or "", _date(c.redeemed_at) or "")
+        for c in found
+    ])  # fmt: skip
 
 
 @redeem.command()

@@ -14,6 +14,7 @@ from quotaledger.cli.common import (
     json_option,
     open_database,
     print_json,
+    print_table,
 )
 from quotaledger.cli.user_token import token
 
@@ -133,22 +134,12 @@ def list_users(as_json: bool, database_url: str | None) -> None:
     if as_json:
         print_json([a.as_json() for a in found])
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "username", "role", "status", "group", "balance", "used", "requests")
-    for a in found:
-        table.add_row(
-            str(a.id),
-            a.username,
-            a.role,
-            a.status,
-            a.group,
-            _balance(a.quota),
-            _usd(a.used_quota),
-            f"{a.request_count:,}",
-        )
-    Console().print(table)
+    columns = ("id", "username", "role", "status", "group", "balance", "used", "requests")
+    print_table(columns, [
+        (str(a.id), a.username, a.role, a.status, a.group, _balance(a.quota),
+         _usd(a.used_quota), f"{a.request_count:,}")
+        for a in found
+    ])  # fmt: skip
 
 
 @user.command()

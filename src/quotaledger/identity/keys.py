@@ -32,6 +32,7 @@ from quotaledger.settings import Network
 from quotaledger.store.compiled import CompiledStatement
 from quotaledger.store.database import Database
 from quotaledger.store.tables import api_keys, users
+from quotaledger.text import check_text
 
 KEY_PREFIX = "sk-ql-"
 MALFORMED_KEY = "malformed API key: expected an sk-ql- key"
@@ -175,6 +176,7 @@ def create_key(
 def _validated(name: str, limits: KeyLimits, created_at: int) -> dict[str, Any]:
     if not name.strip() or len(name) > 64:
         raise InvalidInput("name", "must be 1-64 characters")
+    check_text("name", name)  # the API checks every string; `key create` comes here
     if limits.quota is not None and not 0 <= limits.quota <= MAX_QUOTA:
         raise InvalidInput("quota", "must be a whole number of quota, 0 or more")
     if limits.expires_at is not None and limits.expires_at <= created_at:

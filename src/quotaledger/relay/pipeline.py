@@ -583,7 +583,7 @@ async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIte
     finally:
         reply.close()  # the upstream sees the request cancelled if it was still going
         progress.close()
-        await asyncio.shield(_settle_stream(request, tracker, end))
+        await asyncio.shield(_settle_stream(request, tracker, end, reply.status))
 
 
 _NOTHING_YET = TokenUsage()
@@ -646,14 +646,17 @@ class _Progress:
             self.task.cancel()
 
 
-async def _settle_stream(request: _Request, tracker: Tracker, end: str) -> None:
+async def _settle_stream(request: _Request, tracker: Tracker, end: str, status: int) -> None:
+    """The row records `status`, the one the client got in the stream's head (issue 26: a
+    stream cut before content was logged 502)."""
     delivered = tracker.delivered
     if end in ("upstream_failed", "idle_timeout", "upstream_ended_early") and not delivered:
         # Nothing reached the client: nothing is charged (SPEC §8, failures).
-        await _settle(request, _outcome(request, 502, None, end))
+        outcome = _outcome(request, status, None, end)
+        await _settle(request, dataclasses.replace(outcome, nothing_delivered=True))
         return
     local = getattr(tracker, "local_usage", None)
-    await _settle(request, _outcome(request, 200, tracker.usage(), end, local=local))
+    await _settle(request, _outcome(request, status, tracker.usage(), end, local=local))
 
 
 def _judged(

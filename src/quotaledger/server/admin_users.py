@@ -272,6 +272,7 @@ async def change_password(
     except AuthenticationFailed:
         await api.record_password_failure(call, account.username, "password_change_failed")
         raise
+    await api.password_accepted(call, account.username)
     security_log.info(
         "password_changed user=%r address=%s sessions_ended=%d",
         account.username, call.client_address(), ended,

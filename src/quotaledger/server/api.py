@@ -6,7 +6,6 @@ front door."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from decimal import Decimal
 from typing import Annotated
@@ -67,32 +66,42 @@ class PasswordBody(BaseModel):
 
 
 async def _throttle_password_attempt(call: Call, username: str) -> None:
-    """5/min per account and 20/min per client address (defaults), then a growing delay
-    after repeated failures so that guessing gets slower the longer it goes on."""
+    """Before a password is checked: refused at once while its account and address (or the
+    address) waits out its wrong passwords (`login_throttle`), then counted against the
+    attempt rates, 5/min per account and address and 20/min per address (defaults)."""
     services = call.services
     address = call.client_address()
     try:
-        within_limit(await services.limiter.hit("login", username.lower()))
+        wait = await services.logins.wait(username, address)
+        if wait:
+            # The same words for every account, known or not.
+            message = f"too many failed attempts: try again in {wait} s"
+            raise HTTPError(429, message, {"Retry-After": str(wait)})
+        within_limit(await services.limiter.hit("login", f"{address}|{username.lower()}"))
         within_limit(await services.limiter.hit("login_address", address))
     except HTTPError:
         services.metrics.security_events.labels("lockout").inc()
         security_log.warning("lockout user=%r address=%s", username, address)
         raise
-    failures = await services.limiter.failures(username.lower())
-    if failures >= 3:
-        await asyncio.sleep(min(0.25 * 2 ** (failures - 3), 8.0))
 
 
 async def _record_failure(call: Call, username: str, event: str) -> None:
     services = call.services
-    await services.limiter.record_failure(username.lower())
+    address = call.client_address()
+    await services.logins.failed(username, address)
     services.metrics.security_events.labels(event).inc()
-    security_log.warning("%s user=%r address=%s", event, username, call.client_address())
+    security_log.warning("%s user=%r address=%s", event, username, address)
+
+
+async def _password_accepted(call: Call, username: str) -> None:
+    """The right password: the account's wrong ones from this address are forgotten."""
+    await call.services.logins.succeeded(username, call.client_address())
 
 
 # For the other routes that check a password again (the password change, admin_users.py).
 throttle_password_attempt = _throttle_password_attempt
 record_password_failure = _record_failure
+password_accepted = _password_accepted
 
 
 @router.post("/api/user/login", **openapi.with_body(openapi.LOGIN, LoginBody))
@@ -108,7 +117,7 @@ async def login(request: Request) -> Response:
     except AuthenticationFailed:
         await _record_failure(call, body.username, "login_failed")
         raise
-    await services.limiter.clear_failures(body.username.lower())
+    await _password_accepted(call, body.username)
     max_age = services.settings.session_max_age
     new = await run_in_threadpool(sessions.start_session, services.database, account, max_age)
     security_log.info("login user=%r address=%s", account.username, call.client_address())
@@ -161,6 +170,7 @@ async def issue_token(request: Request, caller: SessionCaller) -> Response:
     except AuthenticationFailed:
         await _record_failure(call, account.username, "token_password_failed")
         raise
+    await _password_accepted(call, account.username)
     replaced = "replaced" if account.token_hint else "issued"
     call.services.metrics.security_events.labels(f"token_{replaced}").inc()
     security_log.info(

@@ -239,6 +239,7 @@ def _lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager
         await asyncio.gather(sweeper, return_exceptions=True)
         await services.alerts.stop()
         await services.channel_jobs.stop()
+        await services.logins.aclose()
         await services.relay.close()
         await services.database.close_group_commits()
 

@@ -24,9 +24,6 @@ log = logging.getLogger("quotaledger.ratelimit")
 
 _MAX_BLOCKED = 100_000
 
-# Counts password failures per account (not a limit: it sets the growing delay).
-_FAILURES = parse("1000/15minutes")
-
 
 class Decision(NamedTuple):
     # A tuple, not a dataclass: one is made per limited request, and refusals repeat.
@@ -218,17 +215,6 @@ class RateLimiter:
         item = self.items.get(name)
         if item is not None:
             await self._call("hit", item, name, key)
-
-    async def failures(self, key: str) -> int:
-        """Password failures for `key` in the last 15 minutes."""
-        stats = await self._call("get_window_stats", _FAILURES, "failures", key)
-        return int(_FAILURES.amount - stats.remaining)
-
-    async def record_failure(self, key: str) -> None:
-        await self._call("hit", _FAILURES, "failures", key)
-
-    async def clear_failures(self, key: str) -> None:
-        await self._call("clear", _FAILURES, "failures", key)
 
     async def aclose(self) -> None:
         """Close the connections to Redis (if any)."""

@@ -1,6 +1,7 @@
 """`Services`: what every endpoint is given (through its `Call`): settings, the database, the
-rate limiter, the metrics, the price list shown with every balance, the relay's runtime
-(its offers, upstream connection pools and channel cool-downs) and the alerts' watch."""
+rate limiter, the login throttle, the metrics, the price list shown with every balance, the
+relay's runtime (its offers, upstream connection pools and channel cool-downs) and the
+alerts' watch."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from quotaledger.billing import pricing
 from quotaledger.relay.offers import RelayRuntime
 from quotaledger.server.alert_watch import AlertWatch
 from quotaledger.server.channel_jobs import ChannelJobs
+from quotaledger.server.login_throttle import LoginThrottle
 from quotaledger.server.metrics import Metrics
 from quotaledger.server.ratelimit import RateLimiter
 from quotaledger.settings import Settings
@@ -29,6 +31,7 @@ class Services:
     database: Database
     limiter: RateLimiter
     metrics: Metrics = field(default_factory=Metrics)
+    logins: LoginThrottle = field(init=False)  # wrong passwords, per account and address
     relay: RelayRuntime = field(init=False)
     alerts: AlertWatch = field(init=False)
     # SPEC §12: the relay's rate limits, channel health and upstream balances.
@@ -37,6 +40,7 @@ class Services:
     _fixed_prices_until: float = 0.0
 
     def __post_init__(self) -> None:
+        self.logins = LoginThrottle.of(self.settings)
         self.relay = RelayRuntime.start(self.database, self.settings)
         self.alerts = AlertWatch(self.database, self.settings)
         self.channel_jobs = ChannelJobs(self.database, self.settings, self.metrics)

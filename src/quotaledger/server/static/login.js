@@ -22,8 +22,13 @@ form.addEventListener("submit", async (event) => {
     return;
   }
   form.removeAttribute("aria-busy");
-  submit.disabled = false;
   showError(error, result.message);
   form.password.value = "";
   form.password.focus();
+  if (result.status === 429 && result.retryAfter > 0) {
+    // Too many wrong passwords: trying again before the wait is over is refused again.
+    setTimeout(() => { submit.disabled = false; }, result.retryAfter * 1000);
+  } else {
+    submit.disabled = false;
+  }
 });
