@@ -26,6 +26,8 @@ from quotaledger.billing import audit, ledger
 from quotaledger.identity import accounts, keys
 from quotaledger.identity.keys import KeyLimits
 from quotaledger.relay import channels
+from quotaledger.relay import rates as stored_rates
+from quotaledger.relay.limits import Rates
 from quotaledger.secret import Secret
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
@@ -80,7 +82,6 @@ def relay_server(
     env = {
         "QUOTALEDGER_SECRET_KEY": SECRET_KEY,
         "UPSTREAM_KEY": UPSTREAM_KEY,
-        "QUOTALEDGER_RATE_LIMIT_RELAY": "off",
         **(env or {}),
     }
     assert run_cli("db", "upgrade", database_url=url).returncode == 0
@@ -185,12 +186,18 @@ class Customer:
     key: str
 
 
-def customer(relay: Relay, quota: int = 5_000_000, **limits: Any) -> Customer:
+def customer(
+    relay: Relay, quota: int = 5_000_000, *, rates: Rates | None = None, **limits: Any
+) -> Customer:
+    """A new account with `quota` and one key (its `KeyLimits` from `limits`, its rate
+    limits `rates`)."""
     name = f"relay-user-{next(_names)}"
     account = accounts.create_account(relay.database, name, "password-123")
     if quota:
         ledger.top_up(relay.database, name, quota)
     key, raw = keys.create_key(relay.database, account.id, "laptop", KeyLimits(**limits))
+    if rates is not None:
+        stored_rates.set_key_rates(relay.database, key.id, rates)
     return Customer(account.id, key.id, raw)
 
 

@@ -39,6 +39,7 @@ from sqlalchemy import func, select
 from quotaledger.billing import audit
 from quotaledger.billing.reservations import Reservation, ReserveRequest, reserve_async
 from quotaledger.billing.settlement import Outcome, settle_async
+from quotaledger.relay.limits import Rates
 from quotaledger.store.database import Database
 from quotaledger.store.tables import api_keys, reservations, usage
 from quotaledger.token_usage import TokenUsage
@@ -621,9 +622,9 @@ def test_an_upstream_that_never_answers_costs_bounded_time_memory_and_nothing(
 
 def test_redis_stopped_mid_run_loses_no_charge(tmp_path_factory: pytest.TempPathFactory) -> None:
     with own_redis() as (url, redis_process):
-        env = {"QUOTALEDGER_REDIS_URL": url, "QUOTALEDGER_RATE_LIMIT_RELAY": "100000/minute"}
+        env = {"QUOTALEDGER_REDIS_URL": url}
         for relay in relay_server(tmp_path_factory, env=env):
-            who = customer(relay, quota=10**12)
+            who = customer(relay, quota=10**12, rates=Rates(rpm=100_000, concurrency=1_000))
             # Over 0.3 s: a client leaving after two events leaves mid-stream. (A stream sent
             # whole at once and left after two events has, under load, rarely been left
             # unsettled until the sweeper: a relay bug of its own, not this test's subject.)
