@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from quotaledger.relay.limits import Rates
 from quotaledger.secret import Secret
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
-from support import LiveServer, run_cli, start_server, stop_server
+from support import LiveServer, free_port, run_cli, start_server, stop_server
 
 MODEL = "gpt-test"
 CLAUDE = "claude-test"
@@ -226,3 +227,37 @@ def settled(relay: Relay, who: Customer, rows: int, timeout: float = 10.0) -> li
 
 def consistent(relay: Relay) -> None:
     assert audit.check_invariant(relay.database) == []
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Redis of this test's own on a free port (never the machine's shared one)."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        import redis
+
+        client = redis.Redis(port=port)
+        wait_for(lambda: _pings(client), 10, "redis")
+        yield f"redis://127.0.0.1:{port}/0", process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _pings(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
