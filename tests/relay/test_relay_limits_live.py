@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -234,6 +235,26 @@ def test_a_second_stream_is_refused_while_the_first_runs_and_admitted_once_it_en
     # A stream that ran to its end freed its slot as it ended: at once.
     assert _stream_status(relay, who) == 200
     assert _stream_status(relay, who) == 200
+
+
+@pytest.fixture(scope="module")
+def short_leases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    """A relay whose concurrency leases lapse 5 s after their last renewal."""
+    yield from relay_server(tmp_path_factory, env={"QUOTALEDGER_LIMITS_LEASE_TTL": "5"})
+
+
+def test_a_stream_longer_than_the_lease_ttl_keeps_its_slot_by_renewing_it(
+    short_leases: Relay,
+) -> None:
+    relay = short_leases
+    who = customer(relay, rates=Rates(concurrency=1))
+    relay.upstream.script(path=CHAT, stall_after=1)
+    with held_stream(relay, who) as first:
+        assert first.status_code == 200
+        time.sleep(7)  # past the TTL: only the stream's heartbeat keeps the lease
+        with held_stream(relay, who) as second:
+            assert second.status_code == 429
+    wait_for(lambda: _stream_status(relay, who) == 200, 10, "the slot to be freed")
 
 
 def test_a_whole_answer_refused_upstream_frees_its_slot(relay: Relay) -> None:
