@@ -31,7 +31,7 @@ from relay_live import (
 )
 
 from quotaledger.relay.limits import Rates
-from support import _empty_postgres
+from support import _empty_postgres, free_port
 
 CHAT = "/v1/chat/completions"
 
@@ -323,3 +323,26 @@ def test_concurrent_streams_over_two_instances_hold_exactly_the_slots_and_free_t
     # Their clients left: both instances see the slots free again.
     for url in urls:
         wait_for(lambda url=url: _stream_status(relay, who, url) == 200, 10, "the slots")
+
+
+@pytest.fixture(scope="module")
+def redis_away(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    """A relay whose Redis is a closed port, told to refuse rather than count alone."""
+    env = {"QUOTALEDGER_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "QUOTALEDGER_LIMITS_FALLBACK": "refuse"}  # fmt: skip
+    yield from relay_server(tmp_path_factory, env=env)
+
+
+def test_with_redis_away_and_the_refuse_fallback_a_limited_key_gets_503(
+    redis_away: Relay,
+) -> None:
+    limited, free = customer(redis_away, rates=Rates(rpm=100)), customer(redis_away)
+    with pytest.raises(anthropic.InternalServerError) as refused:
+        claude_sdk(redis_away, limited).messages.create(
+            model=CLAUDE, max_tokens=100, messages=MESSAGES
+        )
+    assert refused.value.status_code == 503
+    assert refused.value.response.headers["retry-after"] == "5"
+    assert "rate limits are unavailable" in refused.value.message
+    # A key without limits asks Redis nothing: it is served.
+    sdk(redis_away, free).chat.completions.create(model=MODEL, messages=MESSAGES)
