@@ -8,12 +8,15 @@ in one place (`server/errors.py`, `cli/common.py`).
     ├── AuthenticationFailed    bad password, bad token        (HTTP 401, exit 3)
     ├── PermissionDenied        disabled, not admin            (HTTP 403, exit 4)
     ├── InsufficientQuota       charge above the balance       (HTTP 402, exit 1)
+    ├── RateLimited             over a rate limit (SPEC §12)   (HTTP 429, or 503 when the
+    │                           shared counters are unreachable; with Retry-After)
     ├── IdempotencyConflict     request_id reused, new payload (HTTP 409, exit 1)
     ├── NotConfigured           a needed setting is missing or wrong, e.g. no
     │                           QUOTALEDGER_SECRET_KEY for channel keys (HTTP 503, exit 2)
     └── Busy                    nothing was done: retry        (HTTP 503, exit 1)
         ├── DatabaseBusy        the write lock stayed taken
-        └── PasswordChecksBusy  every password-hashing slot stayed taken
+        ├── PasswordChecksBusy  every password-hashing slot stayed taken
+        └── NoChannelAvailable  every channel serving the model is disabled or cooling
 """
 
 from __future__ import annotations
@@ -63,6 +66,16 @@ class IdempotencyConflict(QuotaLedgerError):
     pass
 
 
+class RateLimited(QuotaLedgerError):
+    """Over a rate limit: retry in `retry_after` seconds. `status` is 429, or 503 when the
+    limits cannot be checked (`QUOTALEDGER_LIMITS_FALLBACK=refuse` with Redis away)."""
+
+    def __init__(self, message: str, retry_after: int, status: int = 429) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
 class Busy(QuotaLedgerError):
     """A shared resource stayed taken past its wait: nothing was done; retry."""
 
@@ -77,3 +90,8 @@ class NotConfigured(QuotaLedgerError):
 
 class PasswordChecksBusy(Busy):
     """Every password-hashing slot stayed taken past the wait (see `passwords`)."""
+
+
+class NoChannelAvailable(Busy):
+    """Every channel serving the model is out of rotation (disabled or cooling down by its
+    health, SPEC §12): nothing went upstream."""

@@ -56,8 +56,6 @@ class Settings:
     login_free_failures: int = 3
     login_address_free_failures: int = 20
     login_max_delay: int = 300
-    # Relay requests per API key (SPEC §8's 429), or "off".
-    rate_limit_relay: str = "off"
     rate_limit_redeem: str = "10/minute"
     rate_limit_redeem_address: str = "30/minute"
     # Test notifications (`POST /api/user/alerts/test`) per account.
@@ -117,6 +115,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from the environment, then `overrides` (flags) on top; `None` is ignored."""
         environ = os.environ if environ is None else environ
+        _refuse_retired(environ)
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
@@ -238,11 +237,24 @@ _RATE_LIMITS = (
     "rate_limit_balance",
     "rate_limit_login",
     "rate_limit_login_address",
-    "rate_limit_relay",
     "rate_limit_redeem",
     "rate_limit_redeem_address",
     "rate_limit_alert_test",
 )
+
+
+# Settings no longer read. Set to anything but `off`, the server refuses to start rather
+# than run without the limit its operator asked for.
+_RETIRED = {
+    "RATE_LIMIT_RELAY": "rate limits are per key, account and group now (SPEC §12): "
+    "`key update ID --rpm N`, or `group limits GROUP --rpm N` for each member of a group",
+}
+
+
+def _refuse_retired(environ: Mapping[str, str]) -> None:
+    for name, instead in _RETIRED.items():
+        if environ.get(ENV_PREFIX + name, "off").strip() not in ("", "off"):
+            raise SettingsError(f"{ENV_PREFIX}{name} is no longer read: {instead}")
 
 
 def _check_relay(settings: Settings) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,10 +27,12 @@ from quotaledger.billing import audit, ledger
 from quotaledger.identity import accounts, keys
 from quotaledger.identity.keys import KeyLimits
 from quotaledger.relay import channels
+from quotaledger.relay import rates as stored_rates
+from quotaledger.relay.limits import Rates
 from quotaledger.secret import Secret
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
-from support import LiveServer, run_cli, start_server, stop_server
+from support import LiveServer, free_port, run_cli, start_server, stop_server
 
 MODEL = "gpt-test"
 CLAUDE = "claude-test"
@@ -80,7 +83,6 @@ def relay_server(
     env = {
         "QUOTALEDGER_SECRET_KEY": SECRET_KEY,
         "UPSTREAM_KEY": UPSTREAM_KEY,
-        "QUOTALEDGER_RATE_LIMIT_RELAY": "off",
         **(env or {}),
     }
     assert run_cli("db", "upgrade", database_url=url).returncode == 0
@@ -185,12 +187,18 @@ class Customer:
     key: str
 
 
-def customer(relay: Relay, quota: int = 5_000_000, **limits: Any) -> Customer:
+def customer(
+    relay: Relay, quota: int = 5_000_000, *, rates: Rates | None = None, **limits: Any
+) -> Customer:
+    """A new account with `quota` and one key (its `KeyLimits` from `limits`, its rate
+    limits `rates`)."""
     name = f"relay-user-{next(_names)}"
     account = accounts.create_account(relay.database, name, "password-123")
     if quota:
         ledger.top_up(relay.database, name, quota)
     key, raw = keys.create_key(relay.database, account.id, "laptop", KeyLimits(**limits))
+    if rates is not None:
+        stored_rates.set_key_rates(relay.database, key.id, rates)
     return Customer(account.id, key.id, raw)
 
 
@@ -219,3 +227,37 @@ def settled(relay: Relay, who: Customer, rows: int, timeout: float = 10.0) -> li
 
 def consistent(relay: Relay) -> None:
     assert audit.check_invariant(relay.database) == []
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Redis of this test's own on a free port (never the machine's shared one)."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        import redis
+
+        client = redis.Redis(port=port)
+        wait_for(lambda: _pings(client), 10, "redis")
+        yield f"redis://127.0.0.1:{port}/0", process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _pings(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False

@@ -17,7 +17,6 @@ from quotaledger.relay.channels import (
     Channel,
     ChannelCipher,
     ChannelSpec,
-    CoolDown,
     choose_channels,
 )
 from quotaledger.settings import Secret
@@ -188,41 +187,3 @@ def test_a_higher_priority_converted_channel_still_comes_before_a_native_one() -
 
     ordered = choose_channels("m", pool, preferred=lambda c: c.format == "openai")
     assert [c.name for c in ordered] == ["claude", "ok"]
-
-
-def test_a_channel_failing_repeatedly_is_skipped_for_the_cool_down_logged_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    clock = [100.0]
-    cooldown = CoolDown(failures=3, seconds=30, clock=lambda: clock[0])
-    pool = [_channel("flaky", 10), _channel("steady", 0)]
-
-    for _ in range(2):
-        cooldown.failed("flaky")
-    assert choose_channels("m", pool, cooldown=cooldown)[0].name == "flaky"
-    with caplog.at_level(logging.WARNING, logger="quotaledger.relay.channels"):
-        cooldown.failed("flaky")
-    assert [c.name for c in choose_channels("m", pool, cooldown=cooldown)] == ["steady"]
-    assert len(caplog.records) == 1 and "flaky" in caplog.text
-
-    clock[0] += 30
-    assert choose_channels("m", pool, cooldown=cooldown)[0].name == "flaky"
-
-
-def test_a_success_resets_the_count_of_failures() -> None:
-    cooldown = CoolDown(failures=2, seconds=30, clock=lambda: 0.0)
-
-    cooldown.failed("a")
-    cooldown.succeeded("a")
-    cooldown.failed("a")
-
-    assert not cooldown.cooling("a")
-
-
-def test_when_every_channel_cools_down_all_are_still_tried() -> None:
-    cooldown = CoolDown(failures=1, seconds=30, clock=lambda: 0.0)
-    pool = [_channel("a", 1), _channel("b", 0)]
-    cooldown.failed("a")
-    cooldown.failed("b")
-
-    assert [c.name for c in choose_channels("m", pool, cooldown=cooldown)] == ["a", "b"]

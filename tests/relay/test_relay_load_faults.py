@@ -30,7 +30,17 @@ from typing import Any
 import aiohttp
 import pytest
 from load_client import Answer, Ask, mixed, run_all
-from relay_live import MESSAGES, MODEL, Customer, Relay, balance, customer, relay_server
+from relay_live import (
+    MESSAGES,
+    MODEL,
+    Customer,
+    Relay,
+    balance,
+    customer,
+    own_redis,
+    relay_server,
+    wait_for,
+)
 from relay_support import MODEL as PRICED_MODEL
 from relay_support import Funded, funded, price_model
 from relay_support import balance as quota_of
@@ -39,10 +49,11 @@ from sqlalchemy import func, select
 from quotaledger.billing import audit
 from quotaledger.billing.reservations import Reservation, ReserveRequest, reserve_async
 from quotaledger.billing.settlement import Outcome, settle_async
+from quotaledger.relay.limits import Rates
 from quotaledger.store.database import Database
 from quotaledger.store.tables import api_keys, reservations, usage
 from quotaledger.token_usage import TokenUsage
-from support import POSTGRES_URL, _empty_postgres, free_port
+from support import POSTGRES_URL, _empty_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -60,14 +71,6 @@ def open_reservations(relay: Relay, who: Customer | None = None) -> int:
         statement = statement.where(reservations.c.user_id == who.user_id)
     with relay.database.read() as connection:
         return int(connection.execute(statement).scalar_one())
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def rows_of(relay: Relay, who: Customer) -> list[Any]:
@@ -207,32 +210,6 @@ def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
     """One instance on SQLite that allows an upstream 2 s of silence."""
     env = {"QUOTALEDGER_RELAY_STREAM_IDLE_TIMEOUT": "2", "QUOTALEDGER_RELAY_RETRIES": "1"}
     yield from relay_server(tmp_path_factory, env=env)
-
-
-@contextlib.contextmanager
-def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A Redis of this test's own on a free port (never the machine's shared one)."""
-    port = free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        import redis
-
-        client = redis.Redis(port=port)
-        wait_for(lambda: _pings(client), 10, "redis")
-        yield f"redis://127.0.0.1:{port}/0", process
-    finally:
-        process.kill()
-        process.wait()
-
-
-def _pings(client: Any) -> bool:
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
 
 
 # ---------------------------------------------------------------- load
@@ -621,9 +598,9 @@ def test_an_upstream_that_never_answers_costs_bounded_time_memory_and_nothing(
 
 def test_redis_stopped_mid_run_loses_no_charge(tmp_path_factory: pytest.TempPathFactory) -> None:
     with own_redis() as (url, redis_process):
-        env = {"QUOTALEDGER_REDIS_URL": url, "QUOTALEDGER_RATE_LIMIT_RELAY": "100000/minute"}
+        env = {"QUOTALEDGER_REDIS_URL": url}
         for relay in relay_server(tmp_path_factory, env=env):
-            who = customer(relay, quota=10**12)
+            who = customer(relay, quota=10**12, rates=Rates(rpm=100_000, concurrency=1_000))
             # Over 0.3 s: a client leaving after two events leaves mid-stream. (A stream sent
             # whole at once and left after two events has, under load, rarely been left
             # unsettled until the sweeper: a relay bug of its own, not this test's subject.)

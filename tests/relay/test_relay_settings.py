@@ -44,3 +44,11 @@ def test_relay_settings_come_from_the_environment() -> None:
 def test_a_bad_relay_setting_is_refused_with_its_name(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_the_retired_per_key_relay_limit_refuses_to_start_and_says_what_replaced_it() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"QUOTALEDGER_RATE_LIMIT_RELAY": "600/minute"})
+    assert "QUOTALEDGER_RATE_LIMIT_RELAY" in str(refused.value)
+    assert "--rpm" in str(refused.value)
+    Settings.from_env({"QUOTALEDGER_RATE_LIMIT_RELAY": "off"})  # it asked for no limit

@@ -12,7 +12,15 @@ import pytest
 from limits_support import FakeClock, ScriptedUpstream
 
 from quotaledger.relay.channel_stats import StatsRecorder, bucket_ms, summaries
-from quotaledger.relay.health import COOLING, DISABLED, OK, HealthBook, after_failure, classify
+from quotaledger.relay.health import (
+    COOLING,
+    DISABLED,
+    OK,
+    Health,
+    HealthBook,
+    after_failure,
+    classify,
+)
 from quotaledger.relay.health_watch import ChannelHealth, ProbeResult
 from quotaledger.settings import Settings
 from quotaledger.store.database import Database
@@ -136,6 +144,20 @@ async def test_answers_heal_and_the_rows_last_success_is_recorded(
     assert health.health(8).failures == ()
     await health.flush_stats()
     assert HealthBook(database).get(8).last_success_at == int(clock() * 1000)
+
+
+async def test_a_channel_that_never_failed_has_its_last_success_recorded(
+    database: Database, second: Database, clock: FakeClock
+) -> None:
+    mine = ChannelHealth(HealthBook(database), clock=clock)
+    theirs = ChannelHealth(HealthBook(second), clock=clock)
+    await mine.answered(9, 80)
+    await mine.flush_stats()
+    assert HealthBook(database).get(9) == Health(last_success_at=int(clock() * 1000))
+    clock.advance(5)
+    await theirs.answered(9, 80)
+    await theirs.flush_stats()
+    assert HealthBook(database).get(9).last_success_at == int(clock() * 1000)
 
 
 def test_the_hours_stats_merge_every_instances_tallies(

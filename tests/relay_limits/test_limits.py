@@ -112,6 +112,19 @@ async def test_settling_corrects_tpm_to_the_actual_usage(limiter: Limiter) -> No
     await refused(limiter, s)
 
 
+async def test_a_request_estimated_above_the_whole_tpm_takes_an_empty_window(
+    limiter: Limiter, clock: FakeClock
+) -> None:
+    big = spec(tokens=5000, key=Rates(tpm=1000))  # an output cap far above the TPM
+    lease = await admitted(limiter, big)
+    assert ("x-ratelimit-remaining-tokens", "0") in lease.openai_headers()
+    await refused(limiter, spec(tokens=1, key=Rates(tpm=1000)))
+    await lease.settle(300)  # it used 300: the rest of the window is free again
+    await admitted(limiter, spec(tokens=700, key=Rates(tpm=1000)))
+    clock.advance(60)
+    await admitted(limiter, big)  # never refused for ever
+
+
 async def test_a_correction_for_an_ended_window_is_dropped(
     limiter: Limiter, clock: FakeClock
 ) -> None:

@@ -16,7 +16,7 @@ from collections import Counter as Tally
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotaledger.store.database import Database
@@ -69,12 +69,7 @@ class StatsRecorder:
             for (channel_id, minute, bucket), count in tally.items():
                 connection.execute(_upsert(database, channel_id, minute, bucket, count))
             for channel_id, at in successes.items():
-                connection.execute(
-                    update(channel_health)
-                    .where(channel_health.c.channel_id == channel_id)
-                    .where(func.coalesce(channel_health.c.last_success_at, 0) < at)
-                    .values(last_success_at=at, version=channel_health.c.version + 1)
-                )
+                connection.execute(_last_success(database, channel_id, at))
             oldest = int(now // 60) - _KEEP_MINUTES
             connection.execute(delete(channel_minutes).where(channel_minutes.c.minute < oldest))
 
@@ -87,6 +82,19 @@ def _upsert(database: Database, channel_id: int, minute: int, bucket: int, count
     return statement.on_conflict_do_update(
         index_elements=["channel_id", "minute", "bucket"],
         set_={"requests": channel_minutes.c.requests + statement.excluded.requests},
+    )
+
+
+def _last_success(database: Database, channel_id: int, at: int) -> Any:
+    # A channel that never failed has no health row yet: its first success makes one.
+    dialect = sqlite if database.engine.dialect.name == "sqlite" else postgresql
+    statement = dialect.insert(channel_health).values(
+        channel_id=channel_id, last_success_at=at, version=1
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["channel_id"],
+        set_={"last_success_at": at, "version": channel_health.c.version + 1},
+        where=func.coalesce(channel_health.c.last_success_at, 0) < at,
     )
 
 

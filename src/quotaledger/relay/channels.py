@@ -12,8 +12,8 @@ no path at all gets `/v1` (`https://api.anthropic.com` becomes
 `https://api.anthropic.com/v1`, so `/v1/messages` goes to `.../v1/messages`).
 
 `choose_channels` orders the candidates for one request: higher priority first, weighted
-random within a priority, channels in cool-down (`CoolDown`) left out unless every
-candidate is cooling down, in which case they are all tried rather than none.
+random within a priority. Which of them are healthy enough to be tried is `relay.health`'s
+to say (shared by every instance), not this module's.
 """
 
 from __future__ import annotations
@@ -367,60 +367,19 @@ def offered_models(database: Database) -> frozenset[str]:
 # ------------------------------------------------------------------ choosing
 
 
-class CoolDown:
-    """Channels that failed `failures` times in a row are skipped for `seconds`. In memory,
-    per process; the clock is injectable. Logged once when a cool-down starts."""
-
-    def __init__(
-        self, failures: int = 3, seconds: float = 30.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.failures, self.seconds, self._clock = failures, seconds, clock
-        self._streaks: dict[str, int] = {}
-        self._until: dict[str, float] = {}
-
-    def failed(self, name: str) -> None:
-        streak = self._streaks.get(name, 0) + 1
-        if streak < self.failures:
-            self._streaks[name] = streak
-            return
-        self._streaks[name] = 0
-        self._until[name] = self._clock() + self.seconds
-        log.warning(
-            "channel %s failed %d times in a row: skipped for %g s", name, streak, self.seconds
-        )
-
-    def succeeded(self, name: str) -> None:
-        self._streaks.pop(name, None)
-        self._until.pop(name, None)
-
-    def cooling(self, name: str) -> bool:
-        until = self._until.get(name)
-        if until is None:
-            return False
-        if self._clock() < until:
-            return True
-        del self._until[name]
-        return False
-
-
 def choose_channels(
     model: str,
     candidates: Iterable[Channel],
     *,
-    cooldown: CoolDown | None = None,
     rng: random.Random | None = None,
     preferred: Callable[[Channel], bool] | None = None,
 ) -> list[Channel]:
     """The enabled channels serving `model`, in the order to try them: priority descending;
     within a priority the `preferred` ones first (those that serve the request natively),
     weighted random among equals (a channel of weight 3 comes first three times as often as
-    one of weight 1). Channels cooling down are left out, unless all are: then all are
-    returned, in the same order, rather than none."""
+    one of weight 1)."""
     rng = rng or _RNG
     serving = [c for c in candidates if c.status == "enabled" and c.serves(model)]
-    if cooldown is not None:
-        warm = [c for c in serving if not cooldown.cooling(c.name)]
-        serving = warm or serving
     rank = preferred or (lambda _c: True)
     serving.sort(key=lambda c: (-c.priority, not rank(c)))
     ordered: list[Channel] = []

@@ -116,7 +116,10 @@ def _counters(scope: str, rates: Rates, spec: LimitSpec) -> list[Counter]:
     if rates.rpm is not None:
         found.append(Counter(REQUESTS, scope, rates.rpm, 1))
     if rates.tpm is not None:
-        found.append(Counter(TOKENS, scope, rates.tpm, max(0, spec.estimated_tokens)))
+        # A request estimated above the whole TPM takes a whole window rather than being
+        # refused for ever (its estimate is mostly an output cap it will not use).
+        cost = min(max(0, spec.estimated_tokens), rates.tpm)
+        found.append(Counter(TOKENS, scope, rates.tpm, cost))
     if rates.concurrency is not None:
         found.append(Counter(CONCURRENCY, scope, rates.concurrency, 1))
     return found
@@ -368,6 +371,11 @@ class Lease:
 
     def _slots(self) -> list[str]:
         return [c.name for c in self.counters if c.kind == CONCURRENCY]
+
+    @property
+    def renew_every(self) -> float | None:
+        """Seconds between two `renew` calls that keep the slots (None: it holds none)."""
+        return self.ttl_ms / 3000 if self._slots() else None
 
     def openai_headers(self) -> list[tuple[str, str]]:
         """`x-ratelimit-*` of the tightest requests and tokens limits (none without one)."""

@@ -34,6 +34,7 @@ OFFERS_SECONDS = 5.0
 class Candidate:
     """A channel as the relay calls it: its provider, and its credential decrypted once."""
 
+    id: int  # the channel's: its health is kept by id (`relay.health`)
     name: str
     provider: Provider
     target: Target
@@ -64,13 +65,13 @@ class Offers:
     def candidates(self, model: str, operation: str, runtime: RelayRuntime) -> list[Candidate]:
         """The channels to try for `model`, in order: priority, then within a priority the
         channels that serve `operation` natively before those it is converted for (SPEC
-        §11), weighted random among equals; channels in cool-down last."""
+        §11), weighted random among equals. Their health is the caller's to check
+        (`relay.health_watch.ChannelHealth.usable_of`)."""
         if model not in self.models:
             return []
         ordered = channels.choose_channels(
             model,
             self.channels,
-            cooldown=runtime.cooldown,
             rng=runtime.rng,
             preferred=lambda c: PROVIDERS[c.format].serves_natively(operation),
         )
@@ -109,7 +110,7 @@ def read_offers(
 def _candidate(channel: channels.Channel, cipher: channels.ChannelCipher) -> Candidate:
     provider = PROVIDERS[channel.format]
     target = Target(channel.name, channel.base_url, provider.auth(channel.api_key(cipher)))
-    return Candidate(channel.name, provider, target, dict(channel.model_map))
+    return Candidate(channel.id, channel.name, provider, target, dict(channel.model_map))
 
 
 class OfferCache:
@@ -142,12 +143,10 @@ def _cipher(settings: Settings) -> channels.ChannelCipher | None:
 
 @dataclass
 class RelayRuntime:
-    """What the relay keeps per process: the offers, the upstream connection pools and the
-    channels' cool-downs."""
+    """What the relay keeps per process: the offers and the upstream connection pools."""
 
     offers: OfferCache
     upstream: Upstream
-    cooldown: channels.CoolDown = field(default_factory=channels.CoolDown)
     # One generator per process: a new `random.Random()` per request seeds itself from
     # os.urandom (~45 µs); load balancing needs no fresh seed.
     rng: random.Random = field(default_factory=random.Random)

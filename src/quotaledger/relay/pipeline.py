@@ -5,22 +5,25 @@ runs it here, and writes what comes back (or the refusal raised) in the client's
 Every relayed request takes the same steps, whatever its wire format (`wire.formats`):
 
 1. **admit**: the key (`keys.admit`: unknown, disabled, expired, network, model...), the
-   model offered (a price and an enabled channel), the rate limit;
+   model offered (a price and a channel in rotation: `relay.health`), the rate limits
+   (`relay.limits`, SPEC §12: RPM, TPM on the prompt estimate plus the output cap, a
+   concurrency lease held until the request ends);
 2. **size the reservation**: the prompt estimated locally and the request's most expensive
    outcome reserved (`reservations.reserve`): the prompt estimate with a margin plus the
    output cap, the client's or ours (lowered to what the balance covers); nothing goes
    upstream unless that reservation holds;
 3. **choose a channel**: the channels serving the model, in order (priority; native before
    converted; weighted random), until one answers 2xx; a failure before the first byte moves
-   on to the next;
+   on to the next; each attempt's end is told to the channel's health;
 4. **convert** the request for a channel of another format (`wire.conversions`), or pass it
    as received to one that speaks it;
 5. **call** the channel through its provider (`relay.providers`: URL, credential, headers);
 6. **track** the answer (a stream event by event, as it arrives, converted back into the
    client's grammar when it was converted) while its usage is read;
 7. **settle** the reservation exactly once with the actual usage (`settlement.settle`),
-   however it ended: answered, failed mid-way, client gone, idle upstream. A request whose
-   instance died is settled by the sweeper instead.
+   however it ended: answered, failed mid-way, client gone, idle upstream; the TPM taken is
+   corrected to that usage and the concurrency lease released. A request whose instance
+   died is settled by the sweeper instead (and its lease lapses after its TTL).
 """
 
 from __future__ import annotations
@@ -38,8 +41,17 @@ import aiohttp
 import orjson
 
 from quotaledger.billing import believable, pricing, reservations, settlement, sizing
-from quotaledger.errors import AuthenticationFailed, InsufficientQuota, NotFound
+from quotaledger.errors import (
+    AuthenticationFailed,
+    InsufficientQuota,
+    NoChannelAvailable,
+    NotFound,
+    RateLimited,
+)
 from quotaledger.identity import keys
+from quotaledger.relay import health, rates
+from quotaledger.relay.health_watch import ChannelHealth
+from quotaledger.relay.limits import Lease, Limiter, Refusal
 from quotaledger.relay.offers import Candidate, Offers, RelayRuntime
 from quotaledger.relay.upstream import Reply, UpstreamFailure
 from quotaledger.settings import Settings
@@ -94,13 +106,15 @@ class ClientRequest:
 
 
 class Hooks(Protocol):
-    """What the adapter wants to know or decide along the way (limits, metrics, alerts)."""
-
-    async def limit(self, key_id: int) -> None:
-        """Raise the adapter's refusal when the key is over its rate limit."""
-        ...
+    """What the adapter wants to know along the way (metrics, alerts)."""
 
     def reserved(self) -> None: ...
+
+    def attempted(
+        self, channel: str, status: int | None, latency_ms: float, ttft_ms: float | None
+    ) -> None:
+        """One upstream attempt ended: its status (None: no answer, or one that broke)."""
+        ...
 
     def settled(
         self, model: str, outcome: settlement.Outcome, settled: settlement.Settlement
@@ -110,12 +124,16 @@ class Hooks(Protocol):
 @dataclass
 class Relay:
     """What the pipeline runs on: the database, the settings, the per-process runtime
-    (offers, upstream pools, cool-downs) and the adapter's hooks."""
+    (offers, upstream pools), the adapter's hooks, and SPEC §12's rate limiter, group rates
+    and channel health (shared by every instance through Redis and the database)."""
 
     database: Database
     settings: Settings
     runtime: RelayRuntime
     hooks: Hooks
+    limits: Limiter
+    group_rates: rates.GroupRates
+    health: ChannelHealth
 
 
 @dataclass(frozen=True)
@@ -160,15 +178,21 @@ class _Request:
     choices: int = 1
     dropped: tuple[str, ...] = ()
     breakpoints: list[Breakpoint] = field(default_factory=list)  # prompt-cache marks
+    attempt_started: float | None = None  # when the answering channel was called
     first_byte: float | None = None
     settled: bool = False
     counted: bool = False  # in `_in_flight` (until the answer, or the start of a stream)
+    lease: Lease | None = None  # the rate limits taken (`relay.limits`)
 
     @property
     def headers(self) -> list[tuple[str, str]]:
         said = [("x-request-id", self.request_id)]
         if self.sized is not None and self.sized.cap_sent is not None:
             said.append(("x-quotaledger-output-cap", str(self.sized.cap_sent)))
+        if self.lease is not None:  # the tightest limits, as OpenAI (and Anthropic) say them
+            said += self.lease.openai_headers()
+            if self.format.wire is WireFormat.ANTHROPIC:
+                said += self.lease.anthropic_headers()
         return said
 
     def elapsed_ms(self, since: float | None = None) -> int:
@@ -222,16 +246,35 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
     prepared = fmt.prepare(body, None)  # no cap added: the relay sends one only when lowered
     offers = await relay.runtime.offers.get()
     admission = await admit(relay, client, digest, offers, request.model)
-    candidates = offers.candidates(request.model, fmt.name, relay.runtime)
-    if not fmt.convertible:
-        candidates = [c for c in candidates if c.provider.serves_natively(fmt.name)]
+    candidates = await usable(relay, _serving(request, offers))
     if not candidates:
-        raise NotFound(f"model {request.model!r} is not offered for {fmt.name}")
+        raise NoChannelAvailable(
+            f"every channel serving {request.model!r} is disabled or cooling down: retry later"
+        )
     request.conversation = _decoded(request, candidates, body)
-    await relay.hooks.limit(admission.key.id)
     request.user_id = admission.key.user_id
     request.prompt_tokens = fmt.prompt_tokens(body)
-    await _reserve(request, offers, admission, body, candidates[0])
+    ask = _sizing_request(request, offers, admission, body, candidates[0])
+    request.lease = await _take_limits(request, admission, ask)
+    try:
+        relayed = await _reserve_and_relay(request, admission, ask, candidates, body, prepared)
+    except BaseException:
+        await asyncio.shield(_end_lease(request))
+        raise
+    if not isinstance(relayed, RelayedStream):  # a stream ends its lease as it ends
+        await _end_lease(request)
+    return relayed
+
+
+async def _reserve_and_relay(
+    request: _Request,
+    admission: keys.Admission,
+    ask: sizing.SizingRequest,
+    candidates: list[Candidate],
+    body: Any,
+    prepared: Prepared,
+) -> Relayed | RelayedStream:
+    await _reserve(request, admission, ask, candidates[0])
     # Until the answer (or its stream) starts, the reservation is kept alive: an upstream
     # that thinks longer than the reservation TTL must not look like a dead instance.
     waiting = _Progress(request, None)
@@ -244,14 +287,69 @@ async def _relay_admitted(request: _Request) -> Relayed | RelayedStream:
         except BaseException as exc:
             await _settle(request, _refused_outcome(request, exc, prepared))
             raise
+        fmt = request.format
         if prepared.stream and (fmt.tracker is not None or attempt.conversion is not None):
             tracker = _tracker(request, attempt, prepared)
-            media = "application/json" if not client.sse else "text/event-stream"
+            media = "application/json" if not request.client.sse else "text/event-stream"
             chunks = _stream(request, reply, tracker)
             return RelayedStream(reply.status, chunks, request.headers, media)
         return await _whole_answer(request, reply, attempt)
     finally:
         waiting.close()
+
+
+def _serving(request: _Request, offers: Offers) -> list[Candidate]:
+    """The channels serving the request's model for its format, in the order to try them."""
+    fmt = request.format
+    candidates = offers.candidates(request.model, fmt.name, request.relay.runtime)
+    if not fmt.convertible:
+        candidates = [c for c in candidates if c.provider.serves_natively(fmt.name)]
+    if not candidates:
+        raise NotFound(f"model {request.model!r} is not offered for {fmt.name}")
+    return candidates
+
+
+async def usable(relay: Relay, candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates in rotation (SPEC §12): disabled and cooling channels left out, all of
+    them, even when none is left (a request never goes to a disabled channel)."""
+    await relay.health.refresh()
+    return relay.health.usable_of(candidates, _channel_id)
+
+
+def _channel_id(candidate: Candidate) -> int:
+    return candidate.id
+
+
+async def _take_limits(
+    request: _Request, admission: keys.Admission, ask: sizing.SizingRequest
+) -> Lease:
+    """The request's hold on its key's, account's and group's limits (one round trip with
+    Redis); `RateLimited` when one is over. TPM is taken on the prompt estimate plus the
+    output cap in effect, and corrected at settlement."""
+    relay = request.relay
+    estimate = request.prompt_tokens + ask.cap_in_effect * ask.choices
+    spec = await rates.spec_for(admission, request.model, estimate, relay.group_rates)
+    return _held(await relay.limits.admit(spec))
+
+
+async def admit_count_tokens(relay: Relay, admission: keys.Admission) -> None:
+    """`count_tokens`' own per-key bucket (it counts toward no other limit)."""
+    _held(await relay.limits.admit_count_tokens(admission.key.id))
+
+
+def _held(taken: Lease | Refusal) -> Lease:
+    if isinstance(taken, Refusal):
+        raise RateLimited(taken.message, taken.retry_after, taken.status)
+    return taken
+
+
+async def _end_lease(request: _Request) -> None:
+    """The request is over: a TPM it never settled used nothing (refused, failed before
+    any answer), and its concurrency slots are free."""
+    lease = request.lease
+    if lease is not None:
+        await lease.settle(0)
+        await lease.release()
 
 
 def _decoded(request: _Request, candidates: list[Candidate], body: Any) -> ir.Conversation | None:
@@ -294,18 +392,15 @@ async def admit(
     )
 
 
-async def _reserve(
+def _sizing_request(
     request: _Request,
     offers: Offers,
     admission: keys.Admission,
     body: Any,
     likeliest: Candidate,
-) -> None:
-    """Reserve the request's most expensive outcome (`billing.sizing`, SPEC §8b): the prompt
-    estimate with its margin plus the output cap in effect (the client's, else the model's
-    maximum), at the cache prices of the channel likeliest to serve it. When the balance
-    covers less, the cap is lowered to what it covers (and sent upstream); refused (402)
-    only below the prompt plus `QUOTALEDGER_RELAY_MIN_OUTPUT_TOKENS`."""
+) -> sizing.SizingRequest:
+    """What the reservation's size depends on (`billing.sizing`), at the cache prices of the
+    channel likeliest to serve the request."""
     fmt, relay = request.format, request.relay
     price = offers.prices[request.model]
     fields = body if isinstance(body, dict) else {}
@@ -313,7 +408,7 @@ async def _reserve(
     prompt_tokens = fmt.reserved_prompt_tokens(request.prompt_tokens)
     request.breakpoints = fmt.cache_breakpoints(fields)
     warm = relay.runtime.warm_prefixes.warm_tokens(request.breakpoints, prompt_tokens)
-    ask = sizing.SizingRequest(
+    return sizing.SizingRequest(
         price=price,
         ratio=offers.ratio(admission.group),
         price_format=likeliest.format,
@@ -325,12 +420,21 @@ async def _reserve(
         thinking_budget=fmt.thinking_budget(fields),
         warm_prompt_tokens=warm,
     )
+
+
+async def _reserve(
+    request: _Request, admission: keys.Admission, ask: sizing.SizingRequest, likeliest: Candidate
+) -> None:
+    """Reserve the request's most expensive outcome (`billing.sizing`, SPEC §8b): the prompt
+    estimate with its margin plus the output cap in effect (the client's, else the model's
+    maximum). When the balance covers less, the cap is lowered to what it covers (and sent
+    upstream); refused (402) only below the prompt plus `QUOTALEDGER_RELAY_MIN_OUTPUT_TOKENS`."""
     plan = sizing.size(ask)
     try:
         reserved = await _reserve_sized(request, admission, plan, likeliest)
     except InsufficientQuota as exc:
         raise OutOfMoney(exc, _shortfall(exc, ask)) from None
-    relay.hooks.reserved()
+    request.relay.hooks.reserved()
     request.sized = sizing.size(ask, covered=reserved.amount)
     request.output_cap = sizing.upstream_cap(ask, request.sized)
     request.choices = ask.choices
@@ -390,27 +494,92 @@ async def _first_answer(
     failure: UpstreamFailure | None = None
     for candidate in attempts:
         attempt = _attempt(request, candidate, body, prepared)
+        started = time.monotonic()
         try:
             reply = await _open(request, attempt, prepared.stream)
         except UpstreamFailure as exc:
             failure = exc if attempt.conversion is None else _converted_failure(attempt, exc)
-            relay.runtime.cooldown.failed(candidate.name)
+            verdict = await _failed_before_answer(request, candidate, started, exc)
             log.warning(
                 "relay %s: channel %s failed before the first byte (%s)",
                 request.request_id,
                 candidate.name,
                 exc.reason,
             )
-            if not exc.retryable:
+            # A channel's own dead credential or empty account says nothing of the request:
+            # the next channel may serve it.
+            if not exc.retryable and verdict.kind != health.FATAL:
                 break
             continue
-        relay.runtime.cooldown.succeeded(candidate.name)
         request.candidate, request.conversion = candidate, attempt.conversion
         request.dropped = attempt.dropped
-        request.first_byte = time.monotonic()
+        request.attempt_started, request.first_byte = started, time.monotonic()
         return reply, attempt
     assert failure is not None
     raise failure
+
+
+# ---------------------------------------------------------------- channel health
+
+
+async def _failed_before_answer(
+    request: _Request, candidate: Candidate, started: float, exc: UpstreamFailure
+) -> health.Verdict:
+    detail = exc.body[:2048].decode("utf-8", "replace")
+    error = None if exc.status is not None else ("timeout" if exc.timed_out else exc.reason)
+    return await _channel_failed(request, candidate, started, exc.status, detail, error)
+
+
+async def _channel_failed(
+    request: _Request,
+    candidate: Candidate,
+    started: float,
+    status: int | None,
+    detail: str = "",
+    error: str | None = None,
+) -> health.Verdict:
+    """An attempt failed: told to the metrics and to the channel's health (which disables
+    or cools the channel down by the failure's kind)."""
+    request.relay.hooks.attempted(candidate.name, status, _ms_since(started), None)
+    try:
+        return await request.relay.health.failed(candidate.id, status, detail, error)
+    except Exception:  # the health record never fails the request
+        log.exception("relay %s: recording channel %s's failure failed", request.request_id,
+                      candidate.name)  # fmt: skip
+        return health.classify(status, detail, error)
+
+
+# How an answer that began ended, when the channel broke it (SPEC §12: transient failures).
+_BROKEN = {
+    "upstream_failed": "the answer broke off",
+    "idle_timeout": "timeout",
+    "upstream_ended_early": "the answer ended early",
+}
+
+
+async def _attempt_ended(request: _Request, end: str, status: int) -> None:
+    """The answering channel's attempt ended `end`: a broken answer is a failure of the
+    channel; a client who left judges nothing of its health."""
+    candidate, started = request.candidate, request.attempt_started
+    if candidate is None or started is None:
+        return
+    if end in _BROKEN:
+        await _channel_failed(request, candidate, started, None, error=_BROKEN[end])
+        return
+    latency = _ms_since(started)
+    ttft = None if request.first_byte is None else (request.first_byte - started) * 1000
+    request.relay.hooks.attempted(candidate.name, status, latency, ttft)
+    if end == "client_disconnected":
+        return
+    try:
+        await request.relay.health.answered(candidate.id, latency)
+    except Exception:
+        log.exception("relay %s: recording channel %s's answer failed", request.request_id,
+                      candidate.name)  # fmt: skip
+
+
+def _ms_since(started: float) -> float:
+    return (time.monotonic() - started) * 1000
 
 
 def _attempt(request: _Request, candidate: Candidate, body: Any, prepared: Prepared) -> _Attempt:
@@ -500,7 +669,7 @@ async def _whole_answer(request: _Request, reply: Reply, attempt: _Attempt) -> R
         raise
     except (aiohttp.ClientError, TimeoutError, UpstreamFailure) as exc:
         reply.close()
-        await _settle(request, _outcome(request, 502, None, "upstream_failed"))
+        await _failed_answer(request, reply.status)
         raise UpstreamFailure(f"upstream failed while answering ({type(exc).__name__})") from None
     reply.release()
     try:
@@ -508,11 +677,22 @@ async def _whole_answer(request: _Request, reply: Reply, attempt: _Attempt) -> R
     except orjson.JSONDecodeError:
         answer = None
     if attempt.conversion is not None:
-        raw, usage = _converted_answer(request, attempt.conversion, answer)
+        try:
+            raw, usage = _converted_answer(request, attempt.conversion, answer)
+        except UpstreamFailure:
+            await _failed_answer(request, reply.status)
+            raise
     else:
         usage = request.format.answer_usage(answer, request.prompt_tokens)
     await _settle(request, _outcome(request, reply.status, usage, "completed", stream=False))
+    await _attempt_ended(request, "completed", reply.status)
     return Relayed(reply.status, raw, request.headers)
+
+
+async def _failed_answer(request: _Request, status: int) -> None:
+    """A whole answer that could not be read: nothing is charged, the channel failed."""
+    await _settle(request, _outcome(request, 502, None, "upstream_failed"))
+    await _attempt_ended(request, "upstream_failed", status)
 
 
 def _converted_answer(
@@ -583,7 +763,7 @@ async def _stream(request: _Request, reply: Reply, tracker: Tracker) -> AsyncIte
     finally:
         reply.close()  # the upstream sees the request cancelled if it was still going
         progress.close()
-        await asyncio.shield(_settle_stream(request, tracker, end, reply.status))
+        await asyncio.shield(_stream_ended(request, tracker, end, reply.status))
 
 
 _NOTHING_YET = TokenUsage()
@@ -597,13 +777,17 @@ class _Progress:
     """A request's heartbeat: every `PROGRESS_SECONDS` (at least three times per reservation
     TTL) its usage so far is recorded, in the background, never holding an event back. The
     sweeper then settles a dead instance's stream to what it had delivered, and never sweeps
-    a live request, however long its upstream stays silent. Without a `tracker` (waiting for
+    a live request, however long its upstream stays silent; its concurrency lease is renewed
+    on the same beat (often enough for the lease's TTL). Without a `tracker` (waiting for
     the upstream's answer) nothing was delivered yet: the beat records none."""
 
     def __init__(self, request: _Request, tracker: Tracker | None) -> None:
         self.request, self.tracker = request, tracker
         ttl = request.relay.settings.relay_reservation_ttl
         self.every = min(PROGRESS_SECONDS, ttl / 3)
+        lease = request.lease
+        if lease is not None and lease.renew_every is not None:
+            self.every = min(self.every, lease.renew_every)  # its slots outlive no beat
         # A timer, not a sleeping task: most streams end before their first beat, and a
         # task to create, cancel and await cost every stream's start and end far more.
         self.loop = asyncio.get_running_loop()
@@ -622,7 +806,9 @@ class _Progress:
         self._due()
 
     async def _beat(self) -> None:
-        tracker = self.tracker
+        tracker, lease = self.tracker, self.request.lease
+        if lease is not None:
+            await lease.renew()  # a lost renewal is logged there, never raised
         usage = _NOTHING_YET if tracker is None else tracker.usage()
         try:
             await reservations.record_progress_async(
@@ -644,6 +830,12 @@ class _Progress:
         self.timer.cancel()
         if self.task is not None:
             self.task.cancel()
+
+
+async def _stream_ended(request: _Request, tracker: Tracker, end: str, status: int) -> None:
+    await _settle_stream(request, tracker, end, status)
+    await _attempt_ended(request, end, status)
+    await _end_lease(request)
 
 
 async def _settle_stream(request: _Request, tracker: Tracker, end: str, status: int) -> None:
@@ -752,6 +944,8 @@ async def _settle(request: _Request, outcome: settlement.Outcome) -> None:
     request.settled = True
     relay = request.relay
     relay.runtime.warm_prefixes.answered(request.breakpoints, outcome.usage)
+    if request.lease is not None:  # TPM counts what was used, as the ledger does
+        await request.lease.settle(outcome.usage.total_tokens if outcome.usage else 0)
     try:
         settled = await settlement.settle_async(
             relay.database, request.request_id, request.user_id, outcome, alone=_alone(request)

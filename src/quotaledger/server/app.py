@@ -165,7 +165,6 @@ def create_app(settings: Settings, database: Database | None = None) -> FrontDoo
             "balance": settings.rate_limit_balance,
             "login": settings.rate_limit_login,
             "login_address": settings.rate_limit_login_address,
-            "relay": settings.rate_limit_relay,
             "redeem": settings.rate_limit_redeem,
             "redeem_address": settings.rate_limit_redeem_address,
             "alert_test": settings.rate_limit_alert_test,

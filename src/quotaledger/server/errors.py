@@ -20,6 +20,7 @@ STATUS_BY_ERROR: dict[type[errors.QuotaLedgerError], int] = {
     errors.AuthenticationFailed: 401,
     errors.PermissionDenied: 403,
     errors.InsufficientQuota: 402,
+    errors.RateLimited: 429,
     errors.IdempotencyConflict: 409,
     errors.Busy: 503,
     errors.NotConfigured: 503,
@@ -71,6 +72,8 @@ _FRAMEWORK_PARSE_ERROR = "There was an error parsing the body"
 def refusal(exc: BaseException) -> Refusal | None:
     """The answer to a known error (the domain's, ours, the framework's): status, message and
     headers; None for an unexpected one (a 500). The one translation, for every route."""
+    if isinstance(exc, errors.RateLimited):  # its own status and wait
+        return Refusal(exc.status, str(exc), (("Retry-After", str(exc.retry_after)),))
     if isinstance(exc, errors.QuotaLedgerError):
         status = status_for(exc)
         return Refusal(status, str(exc), _SAID.get(status, ()))

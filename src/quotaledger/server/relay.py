@@ -31,7 +31,7 @@ from quotaledger.relay.offers import Offers
 from quotaledger.relay.pipeline import ClientRequest, Relay, Relayed, RelayedStream
 from quotaledger.relay.upstream import UpstreamFailure
 from quotaledger.server.calls import Answer, Call, Headers, Stream
-from quotaledger.server.errors import HTTPError, refusal
+from quotaledger.server.errors import refusal
 from quotaledger.server.services import Services
 from quotaledger.wire import anthropic_messages, gemini, refusals
 from quotaledger.wire.errors import InvalidRequest, WireFormat, error_body
@@ -95,7 +95,8 @@ async def count_tokens(call: Call) -> Answer | Stream:
         model = model if isinstance(model, str) else None
         relay = relay_of(call.services)
         offers = await relay.runtime.offers.get()
-        await pipeline.admit(relay, client, digest, offers, model)
+        admission = await pipeline.admit(relay, client, digest, offers, model)
+        await pipeline.admit_count_tokens(relay, admission)
         forwarded = await _counted_upstream(
             relay, client, offers, str(model), "count_tokens",
             lambda upstream: {**body, "model": upstream},
@@ -116,7 +117,8 @@ async def _counted_upstream(
 ) -> bytes | None:
     """The count of the first channel serving `model` whose provider counts natively
     (`operation`), with the body `body_for` its upstream model; None when none answers."""
-    for candidate in offers.candidates(model, operation, relay.runtime):
+    serving = offers.candidates(model, operation, relay.runtime)
+    for candidate in await pipeline.usable(relay, serving):
         if not candidate.provider.serves_natively(operation):
             continue
         upstream = candidate.upstream_model(model)
@@ -249,7 +251,8 @@ async def gemini_count(call: Call) -> Answer | Stream:
         GEMINI_COUNT.prepare(body, None)  # checked before anything is asked of a channel
         relay = relay_of(call.services)
         offers = await relay.runtime.offers.get()
-        await pipeline.admit(relay, client, digest, offers, model)
+        admission = await pipeline.admit(relay, client, digest, offers, model)
+        await pipeline.admit_count_tokens(relay, admission)
         forwarded = await _counted_upstream(
             relay, client, offers, model, GEMINI_COUNT.name,
             lambda upstream: gemini.count_for_model(body, upstream),
@@ -374,20 +377,18 @@ def client_request(call: Call, **path: Any) -> ClientRequest:
 
 
 class _Hooks:
-    """The pipeline's hooks on this server: the rate limiter, the metrics, the alerts."""
+    """The pipeline's hooks on this server: the metrics, the alerts."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def limit(self, key_id: int) -> None:
-        decision = await self.services.limiter.hit("relay", f"key:{key_id}")
-        if decision is not None and not decision.allowed:
-            wait = max(decision.reset_after, 1)
-            message = f"rate limit reached for this API key: retry in {wait} s"
-            raise HTTPError(429, message, decision.headers())
-
     def reserved(self) -> None:
         self.services.metrics.open_reservations.inc()
+
+    def attempted(
+        self, channel: str, status: int | None, latency_ms: float, ttft_ms: float | None
+    ) -> None:
+        self.services.metrics.channel_attempt(channel, status, latency_ms, ttft_ms)
 
     def settled(
         self, model: str, outcome: settlement.Outcome, settled: settlement.Settlement
@@ -405,7 +406,9 @@ def relay_of(services: Services) -> Relay:
     """The pipeline's environment on these services (made once per app)."""
     found = _RELAYS.get(id(services))
     if found is None or found.runtime is not services.relay:
-        found = Relay(services.database, services.settings, services.relay, _Hooks(services))
+        jobs = services.channel_jobs  # SPEC §12: limits and channel health
+        found = Relay(services.database, services.settings, services.relay, _Hooks(services),
+                      jobs.limits, jobs.group_rates, jobs.health)  # fmt: skip
         _RELAYS[id(services)] = found
     return found
 
