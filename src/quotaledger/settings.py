@@ -106,6 +106,11 @@ class Settings:
     limits_lease_ttl: int = 300
     # `count_tokens` calls per key and minute, counted toward no other limit.
     rate_limit_count_tokens: int = 600
+    # A channel's transient failures (timeouts, 429, 5xx) in a row within the window that
+    # cool it down, and its first cool-down (doubled each time in a row), SPEC §12.
+    channel_failures_to_cool: int = 3
+    channel_failure_window: int = 60
+    channel_cooldown: int = 30
     # Seconds between two polls of a channel's upstream balance.
     channel_balance_interval: int = 900
     # Apprise URLs (comma or space separated) for the operator's alerts (channel balances).
@@ -229,6 +234,9 @@ _RELAY_MINIMUMS = {
     "limits_lease_ttl": 5,
     "rate_limit_count_tokens": 1,
     "channel_balance_interval": 60,
+    "channel_failures_to_cool": 1,
+    "channel_failure_window": 1,
+    "channel_cooldown": 1,
     "login_free_failures": 1,
     "login_address_free_failures": 1,
     "login_max_delay": 1,

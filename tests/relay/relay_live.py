@@ -83,6 +83,10 @@ def relay_server(
     env = {
         "QUOTALEDGER_SECRET_KEY": SECRET_KEY,
         "UPSTREAM_KEY": UPSTREAM_KEY,
+        # A module's tests share its channels and script failures on them one after the
+        # other: health must not cool them for the next test (test_relay_health_live.py
+        # tests the default).
+        "QUOTALEDGER_CHANNEL_FAILURES_TO_COOL": "1000",
         **(env or {}),
     }
     assert run_cli("db", "upgrade", database_url=url).returncode == 0

@@ -31,13 +31,15 @@ from relay_live import (
     settled,
 )
 
+from quotaledger.relay.limits import Rates
+
 genai = pytest.importorskip("google.genai", reason="google-genai is in the test extra")
 from google.genai import errors as genai_errors  # noqa: E402
 from google.genai import types  # noqa: E402
 
 MODEL = FORMAT_MODELS["gemini"]
 ROOT = "/v1beta/models/" + MODEL  # where the channel is called
-RATE_LIMIT = 12  # relayed requests per key and minute (each test but one uses a new key)
+RATE_LIMIT = 12  # relayed requests per minute of the one key that tests its limit
 TOOL = "get_weather"
 ARGUMENTS = {"location": "Paris, France", "unit": "celsius"}
 RESULT = "18 degrees and sunny"
@@ -45,7 +47,7 @@ RESULT = "18 degrees and sunny"
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
-    env = {"QUOTALEDGER_RATE_LIMIT_RELAY": f"{RATE_LIMIT}/minute", "QUOTALEDGER_ACCESS_LOG": "1"}
+    env = {"QUOTALEDGER_ACCESS_LOG": "1"}
     yield from relay_server(tmp_path_factory, formats=True, env=env)
 
 
@@ -358,7 +360,7 @@ def test_out_of_money_is_a_402_with_the_relays_message(relay: Relay) -> None:
 
 
 def test_over_the_rate_limit_is_resource_exhausted(relay: Relay) -> None:
-    who = customer(relay)
+    who = customer(relay, rates=Rates(rpm=RATE_LIMIT))
     client = sdk(relay, who.key)
     for _ in range(RATE_LIMIT):
         client.models.generate_content(model=MODEL, contents="Hi")

@@ -46,7 +46,8 @@ PAIRS = {
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
-    for running in relay_server(tmp_path_factory, instances=0):
+    default = {"QUOTALEDGER_CHANNEL_FAILURES_TO_COOL": "3"}
+    for running in relay_server(tmp_path_factory, instances=0, env=default):
         base_url = channels.get_channel(running.database, "primary").base_url
         cipher = channels.ChannelCipher(Secret(SECRET_KEY))
         for model, names in PAIRS.items():

@@ -21,7 +21,7 @@ from quotaledger.monitor import channel_balances as edges
 from quotaledger.relay import channels
 from quotaledger.relay.balance_poll import ChannelBalances
 from quotaledger.relay.balances import Watch
-from quotaledger.relay.health import Health, HealthBook
+from quotaledger.relay.health import Health, HealthBook, Policy
 from quotaledger.relay.health_watch import ChannelHealth, ProbeResult
 from quotaledger.relay.limits import Counters, FallbackCounters, Limiter, MemoryCounters
 from quotaledger.relay.providers import provider
@@ -44,7 +44,12 @@ class ChannelJobs:
             on_refused=lambda kind: metrics.limit_refusals.labels(kind).inc(),
         )  # fmt: skip
         self.group_rates = GroupRates(database)
-        self.health = ChannelHealth(HealthBook(database), on_change=self._health_changed)
+        policy = Policy(
+            failures=settings.channel_failures_to_cool,
+            window_ms=settings.channel_failure_window * 1000,
+            cooldown_ms=settings.channel_cooldown * 1000,
+        )
+        self.health = ChannelHealth(HealthBook(database, policy), on_change=self._health_changed)
         self.balances: ChannelBalances | None = None
         self._names: dict[int, str] = {}
         self._task: asyncio.Task[None] | None = None
