@@ -266,6 +266,19 @@ def test_a_model_list_is_paged_when_asked(relay: Relay) -> None:
     assert len(list(pager)) >= len(FORMAT_MODELS)  # the pager follows nextPageToken
 
 
+@pytest.mark.parametrize("size", ["¹", "²0", "x"])
+def test_a_page_size_that_is_no_number_is_ignored_not_a_500(relay: Relay, size: str) -> None:
+    """'¹'.isdigit() is True but int('¹') raises (found by the OpenAPI contract test)."""
+    who = customer(relay)
+    answer = httpx.get(
+        relay.server.base_url + "/v1beta/models",
+        params={"pageSize": size, "pageToken": size},
+        headers={"x-goog-api-key": who.key},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["models"]
+
+
 # ---------------------------------------------------------------- embeddings
 
 

@@ -47,7 +47,7 @@ def account_page(
             users.c.username.like(pattern),
             users.c.display_name.like(pattern),
         ]
-        if keyword.strip().isdigit():
+        if keyword.strip().isdecimal():
             matches.append(users.c.id == int(keyword.strip()))
         conditions.append(or_(*matches))
     with database.read() as connection:

@@ -19,7 +19,7 @@ def parse_duration(value: object) -> timedelta:
     if not isinstance(value, str):
         raise ValueError(f'expected a duration such as "5m", got {value!r}')
     text = value.strip().lower().replace(" ", "")
-    if text.isdigit():
+    if text.isdecimal():
         return timedelta(seconds=int(text))
     position, seconds = 0, 0.0
     for match in _PART.finditer(text):

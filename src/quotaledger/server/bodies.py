@@ -30,7 +30,7 @@ async def read_body(
     if method not in BODY_METHODS:
         return b""
     length = head.content_length
-    if length is not None and (not length.isdigit() or int(length) > max_bytes):
+    if length is not None and (not length.isdecimal() or int(length) > max_bytes):
         raise _too_large(max_bytes)
     has_body = length not in (None, "0") or head.chunked
     media_type = (head.content_type or "").split(";")[0].strip().lower()

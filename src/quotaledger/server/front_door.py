@@ -162,7 +162,7 @@ class FrontDoor:
             return
         limit = settings.relay_max_body_bytes
         length = head.content_length or ""
-        declared = int(length) if length.isdigit() else limit
+        declared = int(length) if length.isdecimal() else limit
         async with self.large_bodies.hold(min(declared, limit), timeout):
             body = await read_body(method, scope["path"], head, receive, limit, timeout)
             await self._dispatch(scope, receive, head, body, route, finish)
@@ -213,7 +213,7 @@ def _may_exceed(head: Head, limit: int) -> bool:
     length = head.content_length
     if length is None:
         return head.chunked
-    return not length.isdigit() or int(length) > limit
+    return not length.isdecimal() or int(length) > limit
 
 
 def _openai(status: int, message: str) -> bytes:

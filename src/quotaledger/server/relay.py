@@ -273,7 +273,7 @@ async def gemini_models(call: Call) -> Answer | Stream:
         size = query.get("pageSize", [""])[0]
         page = model_page(
             [_gemini_entry(name, offers) for name in names],
-            int(size) if size.isdigit() else None,
+            int(size) if size.isdecimal() else None,
             query.get("pageToken", [None])[0],
         )
         return Answer(200, page, _id_header(request_id))

@@ -36,7 +36,7 @@ def model_page(
 ) -> bytes:
     """`{"models": [...], "nextPageToken"}`: `page_size` entries from the token's offset
     (the token is the offset, as text; every entry at once without a size)."""
-    start = int(page_token) if page_token and page_token.isdigit() else 0
+    start = int(page_token) if page_token and page_token.isdecimal() else 0
     size = page_size if page_size and page_size > 0 else len(entries)
     page: dict[str, Any] = {"models": entries[start : start + size]}
     if start + size < len(entries):

@@ -132,7 +132,7 @@ class SSEParser:
             self._event = value
         elif name == "id" and "\0" not in value:
             self._id = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isdecimal():
             self._retry = int(value)
 
     def _dispatch(self, raw: bytes) -> SSEEvent | None:

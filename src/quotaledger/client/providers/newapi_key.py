@@ -98,7 +98,7 @@ def _required_quota(data: Mapping[str, Any], key: str, reply: Reply) -> int:
 def _expiry(value: Any) -> datetime | None:
     """Unix seconds (or an ISO 8601 time with its offset); 0, -1, null or anything unusable:
     never (we do not invent a date)."""
-    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and not value.strip().lstrip("-").isdecimal():
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:

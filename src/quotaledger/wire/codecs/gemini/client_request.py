@@ -379,7 +379,7 @@ def json_schema(schema: Any) -> Any:
         elif key == "anyOf" and isinstance(value, list):
             out["anyOf"] = [json_schema(inner) for inner in value]
         elif key in _INTEGER_KEYWORDS and isinstance(value, str):
-            out[key] = int(value) if value.isdigit() else value  # int64 is a string in JSON
+            out[key] = int(value) if value.isdecimal() else value  # int64 is a string in JSON
         elif key not in ("nullable", "propertyOrdering", "example"):
             out[key] = value
     if schema.get("nullable") is True and isinstance(out.get("type"), str):
