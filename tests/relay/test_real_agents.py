@@ -104,17 +104,28 @@ def test_claude_code_runs_a_tool_turn(
     assert {r["session_id"] for r in rows_of(relay, who)} == {result["session_id"]}
 
 
-def test_codex_runs_a_tool_turn(relay: Relay, bin_dir: Path, tmp_path: Path) -> None:
+CODEX_CHANNELS = [
+    pytest.param(MODEL, "/v1/responses", (2, 8), id="openai"),
+    pytest.param(FORMAT_MODELS["openai-chat"], "/v1/chat/completions", (1, 2), id="openai-chat"),
+]
+
+
+@pytest.mark.parametrize(("model", "path", "prices"), CODEX_CHANNELS)
+def test_codex_runs_a_tool_turn(
+    relay: Relay, bin_dir: Path, tmp_path: Path, model: str, path: str, prices: tuple[int, int]
+) -> None:
+    """Natively, and on a chat-only channel: the Responses request converted to Chat
+    Completions and the stream back into Responses events."""
     who = customer(relay)
     start = balance(relay, who).quota
-    seen = len(relay.upstream.requests_to("/v1/responses"))
+    seen = len(relay.upstream.requests_to(path))
     relay.upstream.script(
         tool_call=True, tool_name="exec_command", times=1,
         tool_arguments=json.dumps({"cmd": f"echo {MARK}"}),
     )  # fmt: skip
     home = tmp_path / "codex-home"
     home.mkdir()
-    (home / "config.toml").write_text(_codex_config(relay.v1))
+    (home / "config.toml").write_text(_codex_config(relay.v1, model))
     turn = run_agent(
         [str(bin_dir / "codex"), "exec", "--skip-git-repo-check", "Run the echo."],
         {"CODEX_HOME": str(home), "QUOTALEDGER_KEY": who.key},
@@ -122,16 +133,16 @@ def test_codex_runs_a_tool_turn(relay: Relay, bin_dir: Path, tmp_path: Path) -> 
     )
     assert turn.exit_code == 0, turn.stdout[-2000:] + turn.stderr[-2000:]
     assert ANSWER in turn.stdout
-    _tool_result_went_back(relay, "/v1/responses", seen)
-    _charged_exactly(relay, who, start, (2, 8))
+    _tool_result_went_back(relay, path, seen)
+    _charged_exactly(relay, who, start, prices)
 
 
-def _codex_config(base_url: str) -> str:
+def _codex_config(base_url: str, model: str = MODEL) -> str:
     """The README's Codex recipe: a custom provider on the Responses API (current Codex
     ignores OPENAI_BASE_URL), here without `supports_websockets`: over HTTP (the socket has
     its own tests, test_responses_socket.py)."""
     return (
-        f'model = "{MODEL}"\n'
+        f'model = "{model}"\n'
         'model_provider = "quotaledger"\n\n'
         "[model_providers.quotaledger]\n"
         'name = "quotaledger"\n'

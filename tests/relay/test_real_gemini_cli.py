@@ -50,10 +50,10 @@ def _cost(row: Any) -> int:
     return -(-(row["prompt_tokens"] + 2 * row["completion_tokens"]) * 500_000 // 1_000_000)
 
 
-def _charged_exactly(relay: Relay, who: Customer, start: int) -> list[Any]:
+def _charged_exactly(relay: Relay, who: Customer, start: int, channel: str) -> list[Any]:
     rows = rows_of(relay, who)
     assert rows and all(r["status"] == 200 and r["usage_source"] == "upstream" for r in rows)
-    assert {(r["client_format"], r["channel_format"]) for r in rows} == {("gemini", "gemini")}
+    assert {(r["client_format"], r["channel_format"]) for r in rows} == {("gemini", channel)}
     for row in rows:
         assert row["quota"] == _cost(row)
     assert start - balance(relay, who).quota == sum(r["quota"] for r in rows)
@@ -61,23 +61,34 @@ def _charged_exactly(relay: Relay, who: Customer, start: int) -> list[Any]:
     return rows
 
 
-def test_gemini_cli_runs_a_shell_tool_turn(relay: Relay, bin_dir: Path, tmp_path: Path) -> None:
+# Natively, and converted on an Anthropic channel (Gemini CLI on Claude): (channel format,
+# the model only that channel serves, the upstream path it is called on).
+CHANNELS = [
+    pytest.param("gemini", MODEL, STREAM, id="gemini"),
+    pytest.param("anthropic", FORMAT_MODELS["anthropic"], "/v1/messages", id="anthropic"),
+]
+
+
+@pytest.mark.parametrize(("channel", "model", "path"), CHANNELS)
+def test_gemini_cli_runs_a_shell_tool_turn(
+    relay: Relay, bin_dir: Path, tmp_path: Path, channel: str, model: str, path: str
+) -> None:
     who = customer(relay)
     start = balance(relay, who).quota
-    seen = len(relay.upstream.requests_to(STREAM))
+    seen = len(relay.upstream.requests_to(path))
     command = {"command": f"echo {MARK}", "description": "Print a word"}
     relay.upstream.script(
-        path=STREAM, tool_call=True, tool_name="run_shell_command",
+        path=path, tool_call=True, tool_name="run_shell_command",
         tool_arguments=json.dumps(command),
     )  # fmt: skip
-    turn = _gemini(bin_dir, relay, who, tmp_path, "Run the echo.")
+    turn = _gemini(bin_dir, relay, who, tmp_path, "Run the echo.", model)
     assert turn.exit_code == 0, turn.stdout[-2000:] + turn.stderr[-2000:]
     result = json.loads(turn.stdout)
     assert result["response"] == ANSWER, result
-    bodies = [r.body for r in relay.upstream.requests_to(STREAM)[seen:]]
+    bodies = [r.body for r in relay.upstream.requests_to(path)[seen:]]
     assert len(bodies) >= 2, "the tool call and the turn after it"
     assert MARK.encode() in bodies[-1]  # the tool ran; its output went back
-    rows = _charged_exactly(relay, who, start)
+    rows = _charged_exactly(relay, who, start, channel)
     assert len(rows) == len(bodies)
 
 
@@ -95,11 +106,13 @@ def test_gemini_cli_shows_out_of_money_at_once(relay: Relay, bin_dir: Path, tmp_
     assert balance(relay, who).quota == 100
 
 
-def _gemini(bin_dir: Path, relay: Relay, who: Customer, home: Path, prompt: str) -> Turn:
+def _gemini(
+    bin_dir: Path, relay: Relay, who: Customer, home: Path, prompt: str, model: str = MODEL
+) -> Turn:
     """One headless Gemini CLI turn by `who` (tools approved: `--yolo`)."""
     _settings(home)
     return run_agent(
-        [str(bin_dir / "gemini"), "-p", prompt, "--model", MODEL,
+        [str(bin_dir / "gemini"), "-p", prompt, "--model", model,
          "--output-format", "json", "--yolo", "--skip-trust"],
         {
             "GOOGLE_GEMINI_BASE_URL": relay.server.base_url,
