@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
 from relay_live import (
@@ -419,3 +420,22 @@ def test_an_unknown_method_is_refused_in_googles_shape(relay: Relay, version: st
     assert refused.json()["error"] == {
         "code": 405, "message": "method not allowed", "status": "UNIMPLEMENTED",
     }  # fmt: skip
+
+
+def test_an_anthropic_count_on_a_gemini_channel_is_geminis_count(relay: Relay) -> None:
+    """SPEC §11: count_tokens on a gemini channel asks its countTokens, the request
+    converted; never billed."""
+    who = customer(relay)
+    start = balance(relay, who).quota
+    seen = len(relay.upstream.requests_to(ROOT + ":countTokens"))
+    relay.upstream.script(path=ROOT + ":countTokens", input_tokens=4321)
+    client = sdk_client(anthropic.Anthropic(api_key=who.key, base_url=relay.server.base_url))
+    counted = client.messages.count_tokens(
+        model=MODEL, system="Be brief.", messages=[{"role": "user", "content": "Hello there"}]
+    )
+    assert counted.input_tokens == 4321
+    [sent] = [r.json() for r in relay.upstream.requests_to(ROOT + ":countTokens")[seen:]]
+    request = sent["generateContentRequest"]
+    assert request["model"] == f"models/{MODEL}"
+    assert request["contents"][0]["parts"][0]["text"] == "Hello there"
+    assert balance(relay, who).quota == start and log_rows(relay, who) == []

@@ -33,7 +33,7 @@ from quotaledger.relay.upstream import UpstreamFailure
 from quotaledger.server.calls import Answer, Call, Headers, Stream
 from quotaledger.server.errors import refusal
 from quotaledger.server.services import Services
-from quotaledger.wire import anthropic_messages, gemini, refusals
+from quotaledger.wire import anthropic_messages, conversions, gemini, refusals
 from quotaledger.wire.errors import InvalidRequest, WireFormat, error_body
 from quotaledger.wire.formats import (
     CHAT,
@@ -85,7 +85,8 @@ async def messages(call: Call) -> Answer | Stream:
 
 async def count_tokens(call: Call) -> Answer | Stream:
     """`{"input_tokens": N}`: never billed, no reservation, no log row. Forwarded to an
-    anthropic channel serving the model, else counted here."""
+    anthropic channel serving the model, else to a gemini channel's countTokens (the
+    request converted), else counted here (SPEC §11)."""
     request_id = pipeline.new_request_id()
     try:
         client = client_request(call)
@@ -101,10 +102,36 @@ async def count_tokens(call: Call) -> Answer | Stream:
             relay, client, offers, str(model), "count_tokens",
             lambda upstream: {**body, "model": upstream},
         )  # fmt: skip
+        if forwarded is None:
+            forwarded = await _counted_by_gemini(relay, client, offers, str(model), body)
         answer = forwarded or anthropic_messages.count_tokens_answer(body)
         return Answer(200, answer, _id_header(request_id))
     except Exception as exc:
         return _refused(exc, WireFormat.ANTHROPIC, request_id)
+
+
+async def _counted_by_gemini(
+    relay: Relay, client: ClientRequest, offers: Offers, model: str, body: Any
+) -> bytes | None:
+    """A Messages count from a gemini channel's countTokens, the request converted as it
+    would be sent (a count request carries no `max_tokens`: one is lent for the decoding)."""
+    conversion = conversions.conversion("messages", "gemini")
+    if conversion is None or not isinstance(body, dict):
+        return None
+    conversation = conversion.decode({**body, "max_tokens": 1})
+
+    def request_for(upstream: str) -> dict[str, Any]:
+        sent, _dropped = conversion.encode(conversation, model=upstream)
+        return {"generateContentRequest": {**sent, "model": f"models/{upstream}"}}
+
+    counted = await _counted_upstream(relay, client, offers, model, GEMINI_COUNT.name, request_for)
+    try:
+        total = orjson.loads(counted or b"null")["totalTokens"]
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None  # no count, or not one: counted here instead
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        return None
+    return orjson.dumps({"input_tokens": total})
 
 
 async def _counted_upstream(
