@@ -23,16 +23,18 @@ import httpx
 import pytest
 from wire_support import load_fake_upstream
 
-from quotaledger.billing import audit, ledger
+from quotaledger.billing import audit, ledger, pricing
 from quotaledger.identity import accounts, keys
+from quotaledger.identity.bootstrap import prepare_database
 from quotaledger.identity.keys import KeyLimits
 from quotaledger.relay import channels
 from quotaledger.relay import rates as stored_rates
 from quotaledger.relay.limits import Rates
 from quotaledger.secret import Secret
+from quotaledger.settings import Settings
 from quotaledger.store.database import Database
 from quotaledger.store.tables import usage
-from support import LiveServer, free_port, run_cli, start_server, stop_server
+from support import LiveServer, free_port, start_server, stop_server
 
 MODEL = "gpt-test"
 CLAUDE = "claude-test"
@@ -89,15 +91,13 @@ def relay_server(
         "QUOTALEDGER_CHANNEL_FAILURES_TO_COOL": "1000",
         **(env or {}),
     }
-    assert run_cli("db", "upgrade", database_url=url).returncode == 0
+    # Migrated and priced in this process: the CLI doing the same is tested in tests/cli
+    # (each `quotaledger` subprocess costs ~0.7 s, times every live module).
+    database = prepare_database(Settings.from_env({}, database_url=url), create=True)
+    _price(database, MODEL, "2", "8", cache_read_usd_per_mtok="0.2")
+    _price(database, CLAUDE, "3", "15")
+    _price(database, "embed-test", "1", "0")
     with load_fake_upstream().serve_in_thread() as running:
-        _cli(url, env, "price", "set", MODEL, "--input-usd-per-mtok", "2",
-             "--output-usd-per-mtok", "8", "--cache-read-usd-per-mtok", "0.2")  # fmt: skip
-        _cli(url, env, "price", "set", CLAUDE, "--input-usd-per-mtok", "3",
-             "--output-usd-per-mtok", "15")  # fmt: skip
-        _cli(url, env, "price", "set", "embed-test", "--input-usd-per-mtok", "1",
-             "--output-usd-per-mtok", "0")  # fmt: skip
-        database = Database(url)
         cipher = channels.ChannelCipher(Secret(SECRET_KEY))
         for name, priority in (("primary", 10), ("secondary", 0)):
             spec = channels.ChannelSpec(
@@ -110,7 +110,7 @@ def relay_server(
         )
         channels.add_channel(database, cipher, claude)
         if formats:
-            _add_format_channels(url, env, database, cipher, running.base_url)
+            _add_format_channels(database, cipher, running.base_url)
         relay = Relay([], running.upstream, database, tmp, env)
         try:
             for _ in range(instances):
@@ -132,13 +132,10 @@ FORMAT_MODELS = {
 }
 
 
-def _add_format_channels(
-    url: str, env: dict[str, str], database: Database, cipher: Any, base_url: str
-) -> None:
+def _add_format_channels(database: Database, cipher: Any, base_url: str) -> None:
     for channel_format, model in FORMAT_MODELS.items():
-        _cli(url, env, "price", "set", model, "--input-usd-per-mtok", "1",
-             "--output-usd-per-mtok", "2", "--cache-read-usd-per-mtok", "0.1",
-             "--cache-write-usd-per-mtok", "1.25")  # fmt: skip
+        _price(database, model, "1", "2", cache_read_usd_per_mtok="0.1",
+               cache_write_usd_per_mtok="1.25")  # fmt: skip
         root = base_url + ("/v1beta" if channel_format == "gemini" else "/v1")
         spec = channels.ChannelSpec(
             f"ch-{channel_format}", root, (model,), Secret(UPSTREAM_KEY), format=channel_format
@@ -178,10 +175,13 @@ def close_sdk_clients() -> None:
         _sdk_clients.pop().close()
 
 
-def _cli(url: str, env: dict[str, str], *args: str) -> str:
-    done = run_cli(*args, database_url=url, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+def _price(database: Database, model: str, input_usd: str, output_usd: str, **extras: str) -> None:
+    pricing.set_price(
+        database,
+        pricing.make_price(
+            model, input_usd_per_mtok=input_usd, output_usd_per_mtok=output_usd, **extras
+        ),
+    )
 
 
 @dataclass

@@ -7,7 +7,7 @@ that its command counts are this run's alone), one run:
 - all three limits on the key, the account and the account's use of the model (9 counters):
   `relay.limits.Limiter.admit`, then `lease.settle` and `lease.release`.
 
-    .venv/bin/python benchmarks/limits.py [--requests 3000]
+    .venv/bin/python benchmarks/limiter_cost.py [--requests 3000]
 
 Sequential requests: the µs are the latency of one request's limit work (Redis on loopback
 included), not a throughput.
@@ -15,27 +15,20 @@ included), not a throughput.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import asyncio
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
 
-# Run as a script, this file's folder comes first on sys.path and this module would shadow
-# the `limits` library that server.ratelimit imports: the folder is taken off first.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+import redis
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Awaitable, Callable  # noqa: E402
-
-import redis  # noqa: E402
-
-from quotaledger.relay.limits import Lease, Limiter, LimitSpec, MemoryCounters, Rates  # noqa: E402
-from quotaledger.server.limit_counters import RedisCounters  # noqa: E402
-from quotaledger.server.ratelimit import RateLimiter  # noqa: E402
+from quotaledger.relay.limits import Lease, Limiter, LimitSpec, MemoryCounters, Rates
+from quotaledger.server.limit_counters import RedisCounters
+from quotaledger.server.ratelimit import RateLimiter
 
 Step = Callable[[int], Awaitable[object]]
 # The commands a client sends itself (those inside scripts are counted under their names too).
