@@ -1,6 +1,7 @@
 """Fixtures for every test; they live in support.py, which test modules also import from."""
 
 from support import (  # noqa: F401 - pytest finds fixtures by name here
+    _postgres_baseline,
     _prepared_sqlite,
     admin_token,
     client,

@@ -77,13 +77,97 @@ def _empty_postgres(url: str) -> None:
         connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
 
 
+@dataclass(frozen=True)
+class _PostgresBaseline:
+    """What `prepare_database` leaves in an empty PostgreSQL schema (the tables at head, the
+    admin's row, the sequences), so that a test's database is reset to it in milliseconds
+    instead of migrated again (0.27 s, times ~600 tests)."""
+
+    revision: str
+    tables: frozenset[str]
+    rows: dict[str, bytes]  # COPY text of each table that holds rows
+    sequences: dict[str, int | None]  # last value, None where never used
+
+
+def _postgres_state(connection) -> tuple[str | None, frozenset[str]]:  # type: ignore[no-untyped-def]
+    tables = frozenset(
+        name
+        for (name,) in connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+    )
+    if "alembic_version" not in tables:
+        return None, tables
+    found = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    return (found[0] if found else None), tables - {"alembic_version"}
+
+
+@pytest.fixture(scope="session")
+def _postgres_baseline(postgres_server_url: str) -> _PostgresBaseline:
+    import psycopg
+
+    _empty_postgres(postgres_server_url)
+    _prepare(postgres_server_url)
+    with psycopg.connect(postgres_server_url, autocommit=True) as connection:
+        revision, tables = _postgres_state(connection)
+        assert revision is not None
+        rows = {}
+        for table in sorted(tables):
+            with connection.cursor().copy(f'COPY "{table}" TO STDOUT') as copy:
+                data = b"".join(bytes(chunk) for chunk in copy)
+            if data:
+                rows[table] = data
+        sequences = dict(
+            connection.execute(
+                "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public'"
+            ).fetchall()
+        )
+    return _PostgresBaseline(revision, tables, rows, sequences)
+
+
+def _reset_postgres(url: str, baseline: _PostgresBaseline) -> None:
+    """The schema at `url` as `prepare_database` leaves it: rows deleted and the baseline's
+    put back where the schema is the baseline's; migrated from empty where a test left it
+    otherwise (a migration test, an emptied schema)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        if _postgres_state(connection) != (baseline.revision, baseline.tables):
+            connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            _prepare(url)
+            return
+        with connection.transaction():
+            # Triggers (foreign keys among them) off, so that the order of deletes is free.
+            connection.execute("SET LOCAL session_replication_role = replica")
+            for table in baseline.tables:
+                connection.execute(f'DELETE FROM "{table}"')
+            for table, data in baseline.rows.items():
+                with connection.cursor().copy(f'COPY "{table}" FROM STDIN') as copy:
+                    copy.write(data)
+            for sequence, last in baseline.sequences.items():
+                if last is None:
+                    connection.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
+                else:
+                    connection.execute("SELECT setval(%s, %s)", (sequence, last))
+
+
+def _prepare(url: str) -> None:
+    settings = Settings.from_env({}, database_url=url, admin_password=None)
+    prepare_database(settings.with_overrides(admin_password=_secret(ADMIN_PASSWORD))).dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test that uses it runs on a fresh SQLite file and on a fresh PostgreSQL schema."""
+    """Each test that uses it runs on a fresh SQLite file and on a fresh PostgreSQL schema
+    (empty; where the test also uses `database`, already migrated with its admin, as
+    `database` would leave it)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'quotaledger.db'}"
     url: str = request.getfixturevalue("postgres_server_url")
-    _empty_postgres(url)
+    if "database" in request.fixturenames:
+        _reset_postgres(url, request.getfixturevalue("_postgres_baseline"))
+    else:
+        _empty_postgres(url)
     return url
 
 
@@ -99,8 +183,7 @@ def _prepared_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cost 0.16 s each, most of the quick subset). The migrations themselves are tested from
     an empty file in tests/relay/test_schema.py and tests/store."""
     path = tmp_path_factory.mktemp("template") / "quotaledger.db"
-    settings = Settings.from_env({}, database_url=f"sqlite:///{path}", admin_password=None)
-    prepare_database(settings.with_overrides(admin_password=_secret(ADMIN_PASSWORD))).dispose()
+    _prepare(f"sqlite:///{path}")
     return path
 
 
