@@ -152,8 +152,13 @@ def _reset_postgres(url: str, baseline: _PostgresBaseline) -> None:
 
 
 def _prepare(url: str) -> None:
+    prepare_database(_test_settings(url)).dispose()
+
+
+def _test_settings(url: str) -> Settings:
+    """The defaults on `url`, with the tests' admin password (no environment read)."""
     settings = Settings.from_env({}, database_url=url, admin_password=None)
-    prepare_database(settings.with_overrides(admin_password=_secret(ADMIN_PASSWORD))).dispose()
+    return settings.with_overrides(admin_password=_secret(ADMIN_PASSWORD))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -207,9 +212,7 @@ def migrated_sqlite_url(sqlite_url: str, _prepared_sqlite: Path) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings.from_env({}, database_url=database_url, admin_password=None).with_overrides(
-        admin_password=_secret(ADMIN_PASSWORD)
-    )
+    return _test_settings(database_url)
 
 
 def _secret(value: str):  # type: ignore[no-untyped-def]

@@ -93,7 +93,7 @@ def relay_server(
     }
     # Migrated and priced in this process: the CLI doing the same is tested in tests/cli
     # (each `quotaledger` subprocess costs ~0.7 s, times every live module).
-    database = prepare_database(Settings.from_env({}, database_url=url), create=True)
+    database = prepare_database(Settings.from_env({}, database_url=url))
     _price(database, MODEL, "2", "8", cache_read_usd_per_mtok="0.2")
     _price(database, CLAUDE, "3", "15")
     _price(database, "embed-test", "1", "0")
