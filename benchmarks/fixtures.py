@@ -256,6 +256,12 @@ def ledger_check(path: Path) -> dict[str, int | bool]:
 # ---------------------------------------------------------------- servers
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one live process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 @dataclass
 class Server:
     name: str
@@ -266,6 +272,27 @@ class Server:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def processes(self) -> list[int]:
+        """The server's process and all its descendants: `quotaledger serve` answers from
+        Granian's worker processes, so CPU time, peak memory and a core's wait are theirs."""
+        found, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+        return found
+
+    @property
+    def worker_pid(self) -> int:
+        """The process whose main thread runs the event loop that answers: the last one
+        started (the single worker of `--workers 1`; the server itself if it forks none)."""
+        return self.processes()[-1]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of every process of the server, all their threads."""
+        return sum(cpu_seconds(pid) for pid in self.processes())
 
     def stop(self) -> None:
         if self.process.poll() is None:

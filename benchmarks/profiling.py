@@ -140,7 +140,7 @@ def profile_cases(bench: Bench, cases: list[Case], out_dir: Path) -> dict[str, A
         if case.name not in ("balance", "usage", "relay", "relay-ceiling", "relay-pg-many"):
             continue
         log(f"profiling {case.name} with py-spy for {seconds} s under wrk")
-        pid = bench.servers[case.server].pid
+        pid = bench.servers[case.server].worker_pid  # Granian answers in its worker
         profiles[case.name] = profile_case(
             pid,
             seconds,

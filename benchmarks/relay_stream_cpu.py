@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import statistics
@@ -51,12 +50,6 @@ from relaybench import (
 )
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-
-
 def run_queue_wait(pid: int) -> float:
     """Seconds the server's main thread (the event loop) waited, runnable, for a core:
     other processes on its core (a shared machine) delay every event by that much."""
@@ -81,7 +74,7 @@ def one_load(
     ramp: float = 0.0,
 ) -> tuple[float, dict[str, Any]]:
     script(upstream, "/v1/chat/completions", streams, events - 4, seconds)
-    before, waited = cpu_seconds(server.pid), run_queue_wait(server.pid)
+    before, waited = server.cpu_seconds(), run_queue_wait(server.worker_pid)
     result = stream_load(
         server.base_url + "/v1/chat/completions",
         key,
@@ -90,8 +83,8 @@ def one_load(
         seconds=seconds,
         ramp=ramp,
     )
-    result["run_queue_wait_s"] = round(run_queue_wait(server.pid) - waited, 2)
-    return cpu_seconds(server.pid) - before, result
+    result["run_queue_wait_s"] = round(run_queue_wait(server.worker_pid) - waited, 2)
+    return server.cpu_seconds() - before, result
 
 
 def _spy(folder: Path | None, server: Server, name: str) -> subprocess.Popen[bytes] | None:
@@ -102,8 +95,8 @@ def _spy(folder: Path | None, server: Server, name: str) -> subprocess.Popen[byt
     folder.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
     out = folder / f"{name}.txt"
-    command = [str(spy), "record", "--pid", str(server.pid), "--format", "raw", "-o", str(out)]
-    command += ["--rate", "250", "--nonblocking"]
+    command = [str(spy), "record", "--pid", str(server.worker_pid), "--format", "raw"]
+    command += ["-o", str(out), "--rate", "250", "--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -346,11 +346,11 @@ def measure(bench: Bench, cases: list[Case]) -> tuple[str, dict[str, Any]]:
             log(f"streams: {STREAMS} x {STREAM_EVENTS} events, {how}, {name}")
             script(upstream, chat, STREAMS, STREAM_EVENTS - 4, STREAM_SECONDS)
             token = _keys["relay"] if name == "relay" else "none"
-            waited = run_queue_wait(server.pid)
+            waited = run_queue_wait(server.worker_pid)
             found[name] = stream_load(server.base_url + chat, token, ramp=ramp)
-            found[name]["run_queue_wait_s"] = round(run_queue_wait(server.pid) - waited, 1)
+            found[name]["run_queue_wait_s"] = round(run_queue_wait(server.worker_pid) - waited, 1)
         figures[variant] = found
-    figures["relay_peak_rss_mb"] = peak_rss_mb(relay.pid)
+    figures["relay_peak_rss_mb"] = peak_rss_mb(relay)
     relay.stop()
     log(f"{MESSAGES_RUNS} sequential streamed /v1/messages: pass-through, relay")
     messages: dict[str, Any] = {"relay-ceiling": [], "relay": []}
@@ -390,7 +390,7 @@ def cpu_per_request(bench: Bench) -> dict[str, list[float]]:
         for name in figures:
             server = bench.servers[name]
             env = {"QLB_TOKEN": _keys[name], "QLB_MODEL": MODEL}
-            before = _cpu_seconds(server.pid)
+            before = server.cpu_seconds()
             done = run_wrk(
                 server.base_url + "/v1/chat/completions",
                 "chat.lua",
@@ -398,7 +398,7 @@ def cpu_per_request(bench: Bench) -> dict[str, list[float]]:
                 connections=bench.config.connections,
                 env=env,
             )
-            used = _cpu_seconds(server.pid) - before
+            used = server.cpu_seconds() - before
             answered = max(done.requests - done.non_2xx, 1)
             figures[name].append(round(used / answered * 1e6, 1))
             log(f"cpu {name:14} {figures[name][-1]:7.1f} µs/request ({answered} answered)")
@@ -418,19 +418,13 @@ def cpu_postgres(bench: Bench) -> list[float]:
                 also="relay-pg-b")  # fmt: skip
     found = []
     for _ in range(CPU_ROUNDS):
-        before = sum(_cpu_seconds(server.pid) for server in instances)
+        before = sum(server.cpu_seconds() for server in instances)
         done = run_split(bench, load, CPU_SECONDS)
-        used = sum(_cpu_seconds(server.pid) for server in instances) - before
+        used = sum(server.cpu_seconds() for server in instances) - before
         answered = max(done.requests - done.non_2xx, 1)
         found.append(round(used / answered * 1e6, 1))
         log(f"cpu relay-pg x2, many {found[-1]:7.1f} µs/request ({answered} answered)")
     return found
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
 
 
 def warm_up(server: Server, key: str) -> None:
@@ -521,12 +515,15 @@ def run_queue_wait(pid: int) -> float:
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of a process: the kernel keeps its resident memory's high-water mark."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
+def peak_rss_mb(server: Server) -> float:
+    """VmHWM (the kernel's high-water mark of resident memory) of the server's processes,
+    summed: Granian's worker holds the streams, its parent a few tens of MB."""
+    total = 0
+    for pid in server.processes():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+    return round(total / 1024, 1)
 
 
 # ---------------------------------------------------------------- rows

@@ -378,13 +378,27 @@ def choose_channels(
     within a priority the `preferred` ones first (those that serve the request natively),
     weighted random among equals (a channel of weight 3 comes first three times as often as
     one of weight 1)."""
-    rng = rng or _RNG
+    return in_order(channel_tiers(model, candidates, preferred=preferred), rng)
+
+
+def channel_tiers(
+    model: str, candidates: Iterable[Channel], *, preferred: Callable[[Channel], bool] | None = None
+) -> list[list[Channel]]:
+    """`choose_channels`' fixed part: the enabled channels serving `model` grouped into
+    tiers of equals, in the order the tiers are tried. It depends only on the channels, so
+    a snapshot of them computes it once per model (`relay.offers.Offers`)."""
     serving = [c for c in candidates if c.status == "enabled" and c.serves(model)]
     rank = preferred or (lambda _c: True)
     serving.sort(key=lambda c: (-c.priority, not rank(c)))
+    return [list(tier) for _, tier in groupby(serving, key=lambda c: (c.priority, rank(c)))]
+
+
+def in_order(tiers: Iterable[list[Channel]], rng: random.Random | None = None) -> list[Channel]:
+    """`choose_channels`' random part: the tiers in turn, each weighted-shuffled."""
+    rng = rng or _RNG
     ordered: list[Channel] = []
-    for _, tier in groupby(serving, key=lambda c: (c.priority, rank(c))):
-        ordered += _weighted_shuffle(list(tier), rng)
+    for tier in tiers:
+        ordered += tier if len(tier) == 1 else _weighted_shuffle(tier, rng)
     return ordered
 
 

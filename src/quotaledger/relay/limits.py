@@ -462,9 +462,9 @@ class Limiter:
         return await self._admit((counter,))
 
     async def _admit(self, counters: Sequence[Counter]) -> Lease | Refusal:
+        if not counters:  # nothing limited: no round trip, and no slot a lease id names
+            return Lease(counters, Taken(None, (), (), ()), "", self.store, 0, self.clock)
         lease_id = secrets.token_hex(8)
-        if not counters:  # nothing limited: no round trip
-            return Lease(counters, Taken(None, (), (), ()), lease_id, self.store, 0, self.clock)
         now_ms = int(self.clock() * 1000)
         try:
             taken = await self.store.take(counters, lease_id, now_ms, self.ttl_ms)

@@ -17,6 +17,7 @@ from decimal import Decimal
 from quotaledger.billing import pricing
 from quotaledger.errors import NotConfigured
 from quotaledger.relay import channels
+from quotaledger.relay.channels import Channel
 from quotaledger.relay.providers import PROVIDERS
 from quotaledger.relay.providers.base import Provider
 from quotaledger.relay.upstream import Target, Upstream
@@ -58,6 +59,10 @@ class Offers:
     channels: tuple[channels.Channel, ...]  # the enabled ones
     callable_as: Mapping[str, Candidate]  # by channel name
     models: frozenset[str]
+    # channel_tiers by (model, operation), filled as requests ask: the snapshot never changes
+    _tiers: dict[tuple[str, str], list[list[Channel]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def ratio(self, group: str) -> Decimal:
         return self.ratios.get(group, Decimal(1))
@@ -69,13 +74,15 @@ class Offers:
         (`relay.health_watch.ChannelHealth.usable_of`)."""
         if model not in self.models:
             return []
-        ordered = channels.choose_channels(
-            model,
-            self.channels,
-            rng=runtime.rng,
-            preferred=lambda c: PROVIDERS[c.format].serves_natively(operation),
-        )
-        return [self.callable_as[c.name] for c in ordered]
+        tiers = self._tiers.get((model, operation))
+        if tiers is None:  # once per model and operation of this snapshot, not per request
+            tiers = channels.channel_tiers(
+                model,
+                self.channels,
+                preferred=lambda c: PROVIDERS[c.format].serves_natively(operation),
+            )
+            self._tiers[model, operation] = tiers
+        return [self.callable_as[c.name] for c in channels.in_order(tiers, runtime.rng)]
 
 
 def read_offers(

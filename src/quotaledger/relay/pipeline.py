@@ -435,7 +435,9 @@ async def _reserve(
     except InsufficientQuota as exc:
         raise OutOfMoney(exc, _shortfall(exc, ask)) from None
     request.relay.hooks.reserved()
-    request.sized = sizing.size(ask, covered=reserved.amount)
+    # Usually the whole plan was reserved, and it is the sizing; else sized anew within it.
+    covered = reserved.amount
+    request.sized = plan if covered >= plan.amount else sizing.size(ask, covered=covered)
     request.output_cap = sizing.upstream_cap(ask, request.sized)
     request.choices = ask.choices
 
