@@ -1,5 +1,5 @@
 """The app's own cost per request, without a network or a server: each hot path's ASGI
-app called in a loop on uvloop, against the ceiling app (`ceiling_app.py`). Best of 5
+app called in a loop on uvloop, against the ceiling app (`bare_passthrough.py`). Best of 5
 batches, in microseconds; a profile's view (what our code costs), not a throughput.
 
     .venv/bin/python benchmarks/asgi_cost.py [--requests 20000] [--cpu]
@@ -103,9 +103,9 @@ def apps(workdir: Path) -> tuple[dict[str, App], str]:
             token = accounts.replace_token(database, account.id)
         built[name] = create_app(settings, database)
     os.environ.pop("QLB_CEILING_BODY", None)
-    import ceiling_app
+    import bare_passthrough
 
-    built["ceiling"] = ceiling_app.create_app()
+    built["ceiling"] = bare_passthrough.create_app()
     return built, token
 
 

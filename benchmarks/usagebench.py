@@ -50,4 +50,4 @@ def measure(bench: Bench, cases: list[Case]) -> tuple[str, dict[str, Any]]:
 def rows(
     bench: Bench, summary: dict[str, dict[str, Any]], extra: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    return vs_ceiling(summary, "usage", "POST /api/usage charges", 0.25, "charges/s")
+    return vs_ceiling(summary, "usage", "POST /api/usage charges", 0.45, "charges/s")  # issue 25
