@@ -7,7 +7,8 @@ on a shared machine where times move by tens of percent.
 For each tree and path it runs `asgi_cost.py`'s loop under callgrind twice, with 500 and
 2,500 requests (after the same 500 warm-up requests): (instructions of the longer run -
 instructions of the shorter) / 2,000 is the cost of one request, start-up and imports
-cancelled out. Needs valgrind; ~1 minute per tree and path.
+cancelled out. Needs valgrind; ~1 minute per tree and path (`relay`, the non-stream chat of
+`relay_cost.py` at 64 concurrent requests: ~3 minutes).
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PATHS = ("balance", "401-unknown", "401-malformed", "429")
+PATHS = ("balance", "401-unknown", "401-malformed", "429", "relay")
 SHORT, LONG = 500, 2_500
 
 
 async def _run(path: str, requests: int) -> None:
     sys.path.insert(0, str(HERE))
+    if path == "relay":
+        await _run_relay(requests)
+        return
     import asgi_cost
 
     from quotaledger.tokens import _checksum
@@ -41,6 +45,23 @@ async def _run(path: str, requests: int) -> None:
             "429": ("limited", token),
         }[path]
         await asgi_cost.per_request_us(built[app], sent, requests)
+
+
+async def _run_relay(requests: int) -> None:
+    """`relay_cost.py`'s non-stream chat at 64 concurrent requests, against the fake
+    upstream in its own process (valgrind does not follow it: only the relay is counted)."""
+    import relay_cost
+
+    upstream, url = relay_cost.start_upstream()
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            app, _, key = relay_cost.build(Path(work), url)
+            await relay_cost.batch(app, key, 500, 64)  # warm up: tokenizer, pools, offers
+            await relay_cost.batch(app, key, requests, 64)
+            await app.services.relay.close()
+    finally:
+        upstream.terminate()
+        upstream.wait()
 
 
 def instructions(src: str, path: str, requests: int) -> int:
