@@ -538,7 +538,8 @@ def test_upstreams_trickling_a_byte_a_second_are_cut_off_when_their_clients_leav
     warm = [Ask(relay.server.base_url, who.key, i % 2 == 0) for i in range(20)]
     assert {a.status for a in asyncio.run(run_all(warm, 10))} == {200}
     relay.upstream.script(path=CHAT, times=100, trickle=1.0, input_tokens=8)
-    # They leave after 1 s, before the idle timeout (2 s without an event) would end them.
+    # They leave 1 s after the answer's head, before the idle timeout (2 s without an event)
+    # would end them.
     asks = [Ask(relay.server.base_url, who.key, True, leave_after_s=1) for _ in range(100)]
     started = time.monotonic()
     with PeakRss(relay.server.worker_pid) as memory:
