@@ -42,18 +42,13 @@ from fixtures import (
 from relaybench import (
     SECRET_KEY,
     provision,
+    run_queue_wait,
     script,
     start_passthrough,
     start_upstream,
     stream_load,
     warm_up,
 )
-
-
-def run_queue_wait(pid: int) -> float:
-    """Seconds the server's main thread (the event loop) waited, runnable, for a core:
-    other processes on its core (a shared machine) delay every event by that much."""
-    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 def start_tree(name: str, src: Path, database: Path, work: Path) -> Server:

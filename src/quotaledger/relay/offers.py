@@ -17,7 +17,7 @@ from decimal import Decimal
 from quotaledger.billing import pricing
 from quotaledger.errors import NotConfigured
 from quotaledger.relay import channels
-from quotaledger.relay.channels import Channel
+from quotaledger.relay.channels import Channel  # the field `channels` hides the module
 from quotaledger.relay.providers import PROVIDERS
 from quotaledger.relay.providers.base import Provider
 from quotaledger.relay.upstream import Target, Upstream
@@ -56,7 +56,7 @@ class Candidate:
 class Offers:
     prices: Mapping[str, pricing.Price]
     ratios: Mapping[str, Decimal]
-    channels: tuple[channels.Channel, ...]  # the enabled ones
+    channels: tuple[Channel, ...]  # the enabled ones
     callable_as: Mapping[str, Candidate]  # by channel name
     models: frozenset[str]
     # channel_tiers by (model, operation), filled as requests ask: the snapshot never changes
@@ -114,7 +114,7 @@ def read_offers(
     return Offers(prices, ratios, usable, callable_as, frozenset(served & set(prices)))
 
 
-def _candidate(channel: channels.Channel, cipher: channels.ChannelCipher) -> Candidate:
+def _candidate(channel: Channel, cipher: channels.ChannelCipher) -> Candidate:
     provider = PROVIDERS[channel.format]
     target = Target(channel.name, channel.base_url, provider.auth(channel.api_key(cipher)))
     return Candidate(channel.id, channel.name, provider, target, dict(channel.model_map))
